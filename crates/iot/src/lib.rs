@@ -1,1 +1,22 @@
+//! AWS IoT Core's rules as pure functions: no sockets, no files, no clock.
+//!
+//! The broker asks this crate what IoT Core would do (is this topic allowed, which
+//! subscriptions does it reach, what keep-alive applies) and performs the answer itself,
+//! so the rules can be tested exhaustively without a network.
+//!
+//! - [`limits`]: the `[limits]` configuration table with IoT Core's quotas as defaults.
+//! - [`topic`]: topic-name and filter validation, reserved topics, IoT Core matching.
+//! - [`trie`]: the subscription index, matching exactly as [`topic_matches`].
+//! - [`lifecycle`]: lifecycle event topics, payloads and disconnect reasons.
 
+pub mod lifecycle;
+pub mod limits;
+pub mod topic;
+pub mod trie;
+
+pub use limits::Limits;
+pub use topic::{
+    filter_is_exact, is_reserved, topic_matches, validate_client_publish, validate_topic_filter,
+    validate_topic_name, TopicError, CLIENT_PUBLISHABLE_RESERVED_PREFIXES,
+};
+pub use trie::TopicTrie;

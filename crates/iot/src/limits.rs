@@ -1,0 +1,250 @@
+//! The broker's `[limits]` table: AWS IoT Core's message-broker quotas as defaults.
+//!
+//! Field names are a contract with the configuration file (DESIGN.md §4), so unknown keys
+//! are rejected rather than silently ignored: a typo must not quietly fall back to a default.
+
+use std::time::Duration;
+
+/// Message-broker limits. Every field defaults to IoT Core's value (or, where IoT Core
+/// throttles something a local broker should not, to "off" = 0).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest client id, in bytes of UTF-8.
+    pub max_client_id_bytes: usize,
+    /// Longest topic name or filter, in bytes of UTF-8.
+    pub max_topic_bytes: usize,
+    /// Most `/` in a topic name or filter, not counting a `$aws/rules/<rule>/` prefix.
+    pub max_topic_slashes: usize,
+    /// Largest PUBLISH payload; a larger PUBLISH (or CONNECT will) disconnects.
+    pub max_payload_bytes: usize,
+    /// Most topic filters in one SUBSCRIBE.
+    pub max_filters_per_subscribe: usize,
+    /// Most subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Unacknowledged QoS 1 messages, in each direction.
+    pub max_inflight: usize,
+    /// Offline QoS 1 queue of a persistent session; the oldest is dropped past it.
+    pub max_queued_per_session: usize,
+    /// A requested keep-alive between 1 s and this is raised to this.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_min: Duration,
+    /// A requested keep-alive of 0 or above this is set to this.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_max: Duration,
+    /// CONNECTs per client id per second; 0 = off.
+    pub connects_per_client_id_per_sec: u32,
+    /// PUBLISHes (in + out) per connection per second; 0 = off (IoT Core: 100).
+    pub publishes_per_connection_per_sec: u32,
+    /// Bytes per connection per second; 0 = off (IoT Core: 524288).
+    pub bytes_per_connection_per_sec: u64,
+    /// Concurrent connections; 0 = unlimited.
+    pub max_connections: usize,
+    /// Longest life of a WebSocket connection.
+    #[serde(with = "humantime_serde")]
+    pub websocket_ttl: Duration,
+    /// How long a custom authorizer may take to answer.
+    #[serde(with = "humantime_serde")]
+    pub authorizer_timeout: Duration,
+    /// Lower bound for an authorizer's `refreshAfterInSeconds` / `disconnectAfterInSeconds`.
+    #[serde(with = "humantime_serde")]
+    pub authorizer_ttl_min: Duration,
+    /// Durable store: longest a PUBACK waits for its fsync group.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_max_delay: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_client_id_bytes: 128,
+            max_topic_bytes: 256,
+            max_topic_slashes: 7,
+            max_payload_bytes: 128 * 1024,
+            max_filters_per_subscribe: 8,
+            max_subscriptions_per_connection: 50,
+            max_inflight: 100,
+            max_queued_per_session: 100_000,
+            keepalive_min: Duration::from_secs(30),
+            keepalive_max: Duration::from_secs(1200),
+            connects_per_client_id_per_sec: 1,
+            publishes_per_connection_per_sec: 0,
+            bytes_per_connection_per_sec: 0,
+            max_connections: 0,
+            websocket_ttl: Duration::from_secs(24 * 60 * 60),
+            authorizer_timeout: Duration::from_secs(5),
+            authorizer_ttl_min: Duration::from_secs(300),
+            group_commit_max_delay: Duration::from_millis(2),
+        }
+    }
+}
+
+impl Limits {
+    /// The keep-alive IoT Core actually applies to a CONNECT's requested one.
+    ///
+    /// 0 ("no keep-alive" in MQTT) is not honoured: IoT Core uses the maximum instead, so an
+    /// idle dead client is still detected eventually.
+    pub fn effective_keep_alive(&self, requested_secs: u16) -> Duration {
+        let requested = Duration::from_secs(u64::from(requested_secs));
+        if requested_secs == 0 || requested > self.keepalive_max {
+            self.keepalive_max
+        } else if requested < self.keepalive_min {
+            self.keepalive_min
+        } else {
+            requested
+        }
+    }
+
+    /// How long the broker waits without hearing from a client before disconnecting it
+    /// (`MQTT_KEEP_ALIVE_TIMEOUT`): 1.5 × the effective keep-alive, as MQTT 3.1.1 §3.1.2.10.
+    pub fn keep_alive_deadline(&self, requested_secs: u16) -> Duration {
+        let effective = self.effective_keep_alive(requested_secs);
+        effective + effective / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_iot_core_values() {
+        let l = Limits::default();
+        assert_eq!(l.max_client_id_bytes, 128);
+        assert_eq!(l.max_topic_bytes, 256);
+        assert_eq!(l.max_topic_slashes, 7);
+        assert_eq!(l.max_payload_bytes, 131_072);
+        assert_eq!(l.max_filters_per_subscribe, 8);
+        assert_eq!(l.max_subscriptions_per_connection, 50);
+        assert_eq!(l.max_inflight, 100);
+        assert_eq!(l.max_queued_per_session, 100_000);
+        assert_eq!(l.keepalive_min, Duration::from_secs(30));
+        assert_eq!(l.keepalive_max, Duration::from_secs(1200));
+        assert_eq!(l.connects_per_client_id_per_sec, 1);
+        assert_eq!(l.publishes_per_connection_per_sec, 0);
+        assert_eq!(l.bytes_per_connection_per_sec, 0);
+        assert_eq!(l.max_connections, 0);
+        assert_eq!(l.websocket_ttl, Duration::from_secs(86_400));
+        assert_eq!(l.authorizer_timeout, Duration::from_secs(5));
+        assert_eq!(l.authorizer_ttl_min, Duration::from_secs(300));
+        assert_eq!(l.group_commit_max_delay, Duration::from_millis(2));
+    }
+
+    #[test]
+    fn keep_alive_clamped_like_iot_core() {
+        let l = Limits::default();
+        let s = Duration::from_secs;
+        assert_eq!(l.effective_keep_alive(0), s(1200));
+        assert_eq!(l.effective_keep_alive(1), s(30));
+        assert_eq!(l.effective_keep_alive(10), s(30));
+        assert_eq!(l.effective_keep_alive(29), s(30));
+        assert_eq!(l.effective_keep_alive(30), s(30));
+        assert_eq!(l.effective_keep_alive(60), s(60));
+        assert_eq!(l.effective_keep_alive(1200), s(1200));
+        assert_eq!(l.effective_keep_alive(1201), s(1200));
+        assert_eq!(l.effective_keep_alive(1300), s(1200));
+        assert_eq!(l.effective_keep_alive(u16::MAX), s(1200));
+    }
+
+    #[test]
+    fn keep_alive_deadline_is_one_and_a_half_times() {
+        let l = Limits::default();
+        assert_eq!(l.keep_alive_deadline(60), Duration::from_secs(90));
+        assert_eq!(l.keep_alive_deadline(0), Duration::from_secs(1800));
+        assert_eq!(l.keep_alive_deadline(10), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn keep_alive_bounds_come_from_the_struct() {
+        let l = Limits {
+            keepalive_min: Duration::from_secs(1),
+            keepalive_max: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        assert_eq!(l.effective_keep_alive(1), Duration::from_secs(1));
+        assert_eq!(l.effective_keep_alive(3), Duration::from_secs(3));
+        assert_eq!(l.effective_keep_alive(6), Duration::from_secs(5));
+        assert_eq!(l.effective_keep_alive(0), Duration::from_secs(5));
+        assert_eq!(l.keep_alive_deadline(1), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn empty_toml_table_gives_defaults() {
+        let l: Limits = toml::from_str("").unwrap();
+        assert_eq!(l, Limits::default());
+    }
+
+    #[test]
+    fn toml_overrides_and_parses_durations() {
+        let l: Limits = toml::from_str(
+            r#"
+            max_topic_bytes = 512
+            keepalive_min = "1s"
+            keepalive_max = "1h"
+            websocket_ttl = "90m"
+            group_commit_max_delay = "500us"
+            bytes_per_connection_per_sec = 524288
+            "#,
+        )
+        .unwrap();
+        assert_eq!(l.max_topic_bytes, 512);
+        assert_eq!(l.keepalive_min, Duration::from_secs(1));
+        assert_eq!(l.keepalive_max, Duration::from_secs(3600));
+        assert_eq!(l.websocket_ttl, Duration::from_secs(5400));
+        assert_eq!(l.group_commit_max_delay, Duration::from_micros(500));
+        assert_eq!(l.bytes_per_connection_per_sec, 524_288);
+        // Untouched fields keep their defaults.
+        assert_eq!(l.max_topic_slashes, 7);
+        assert_eq!(l.authorizer_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn design_doc_limits_table_parses_to_defaults() {
+        // The `[limits]` example of DESIGN.md §4, verbatim values.
+        let l: Limits = toml::from_str(
+            r#"
+            max_client_id_bytes = 128
+            max_topic_bytes = 256
+            max_topic_slashes = 7
+            max_payload_bytes = 131072
+            max_filters_per_subscribe = 8
+            max_subscriptions_per_connection = 50
+            max_inflight = 100
+            max_queued_per_session = 100000
+            keepalive_min = "30s"
+            keepalive_max = "1200s"
+            connects_per_client_id_per_sec = 1
+            publishes_per_connection_per_sec = 0
+            bytes_per_connection_per_sec = 0
+            max_connections = 0
+            websocket_ttl = "24h"
+            authorizer_timeout = "5s"
+            authorizer_ttl_min = "300s"
+            group_commit_max_delay = "2ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(l, Limits::default());
+    }
+
+    #[test]
+    fn unknown_key_rejected() {
+        let err = toml::from_str::<Limits>("max_topic_byte = 3").unwrap_err();
+        assert!(err.to_string().contains("max_topic_byte"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_rejected() {
+        assert!(toml::from_str::<Limits>("keepalive_min = \"soon\"").is_err());
+        // A bare number is ambiguous (seconds? ms?), so it must carry a unit.
+        assert!(toml::from_str::<Limits>("keepalive_min = 30").is_err());
+    }
+
+    #[test]
+    fn json_works_too() {
+        let l: Limits = serde_json::from_str(r#"{"authorizer_timeout":"2s"}"#).unwrap();
+        assert_eq!(l.authorizer_timeout, Duration::from_secs(2));
+        let round: Limits = serde_json::from_value(serde_json::to_value(&l).unwrap()).unwrap();
+        assert_eq!(round, l);
+    }
+}
