@@ -1,1 +1,19 @@
+//! The PubSub broker: an embeddable MQTT 3.1.1 broker that behaves like AWS IoT Core.
+//!
+//! - [`config`]: the TOML configuration contract.
+//! - [`session`]: the pure per-client session state machine.
+//! - [`protocol`]: IoT Core's rules for client packets, as pure checks.
+//! - [`broker`]: shared state (sessions, subscription index, retained messages) and routing.
+//! - [`connection`]: the per-connection I/O task.
+//! - [`server`]: listeners, start and shutdown.
 
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use server::{start, BrokerError, RunningBroker};

@@ -1,0 +1,510 @@
+//! State shared by every connection: the session registry, the subscription index, the
+//! retained messages, and the router that moves a publish into its subscribers' queues.
+//!
+//! Routing runs on the publisher's task. The subscription index is read-mostly (an RwLock
+//! around a topic trie); each session has its own small mutex, so publishers to different
+//! subscribers never contend on one lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use iot::TopicTrie;
+use mqtt::QoS;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::session::{Delivery, Enqueued, SessionState};
+
+/// A slow but connected subscriber keeps at most this many messages queued before it
+/// starts losing QoS 0 (QoS 1 is bounded by `max_queued_per_session`).
+pub const MAX_QUEUED_QOS0: usize = 1000;
+
+pub type ConnectionId = u64;
+
+/// The connection currently attached to a session, and how to wake it.
+#[derive(Debug, Clone)]
+struct Owner {
+    connection: ConnectionId,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    state: SessionState,
+    owner: Option<Owner>,
+    /// Set while no connection owns a persistent session.
+    expires_at: Option<Instant>,
+}
+
+/// The registry entry of one client id.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: Arc<str>,
+    pub clean: bool,
+    inner: Mutex<SessionInner>,
+}
+
+impl Session {
+    /// Runs `f` on the session state under its lock. Keep `f` short: routers wait on it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
+        f(&mut self.inner.lock().state)
+    }
+
+    pub fn is_owned_by(&self, connection: ConnectionId) -> bool {
+        matches!(&self.inner.lock().owner, Some(owner) if owner.connection == connection)
+    }
+
+    /// Offers a delivery and wakes the owning connection. Returns the queue's verdict.
+    pub fn deliver(&self, delivery: Delivery) -> Enqueued {
+        let mut inner = self.inner.lock();
+        let online = inner.owner.is_some();
+        let outcome = inner.state.enqueue(delivery, online);
+        if outcome != Enqueued::DroppedQos0 {
+            if let Some(owner) = &inner.owner {
+                owner.wake.notify_one();
+            }
+        }
+        outcome
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetainedMessage {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+}
+
+/// Subscription index entry: the granted QoS and the session to deliver to.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub qos: QoS,
+    pub session: Arc<Session>,
+}
+
+/// Counters worth reporting; read by logs and, later, /metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_routed: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub dropped_qos0: AtomicU64,
+    pub dropped_qos1: AtomicU64,
+}
+
+/// What opening a session found.
+pub struct OpenedSession {
+    pub session: Arc<Session>,
+    pub session_present: bool,
+    /// The connection that held this client id before (it has been told to go).
+    pub took_over: Option<ConnectionId>,
+}
+
+pub struct Broker {
+    pub config: Arc<Config>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
+    retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
+    connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
+    pub connections: AtomicUsize,
+    next_connection: AtomicU64,
+    next_version: AtomicU64,
+    pub stats: Stats,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Arc<Broker> {
+        Arc::new(Broker {
+            config: Arc::new(config),
+            sessions: Mutex::new(HashMap::new()),
+            subscriptions: RwLock::new(TopicTrie::new()),
+            retained: RwLock::new(HashMap::new()),
+            connect_attempts: Mutex::new(HashMap::new()),
+            connections: AtomicUsize::new(0),
+            next_connection: AtomicU64::new(1),
+            next_version: AtomicU64::new(1),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn next_connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Lifecycle events carry a version number that orders a client id's events.
+    pub fn next_version_number(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// IoT Core's CONNECT throttle per client id. `false` when this attempt is over the limit.
+    pub fn admit_connect(&self, client_id: &str, now_unix_secs: u64) -> bool {
+        let limit = self.config.limits.connects_per_client_id_per_sec;
+        if limit == 0 {
+            return true;
+        }
+        let mut attempts = self.connect_attempts.lock();
+        let entry = attempts
+            .entry(client_id.to_owned())
+            .or_insert((now_unix_secs, 0));
+        if entry.0 != now_unix_secs {
+            *entry = (now_unix_secs, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= limit
+    }
+
+    /// Attaches a connection to the session of `client_id`, creating, resuming or
+    /// replacing it, and tells any connection that held it before to close.
+    pub fn open_session(
+        &self,
+        client_id: &str,
+        clean_session: bool,
+        connection: ConnectionId,
+        wake: Arc<Notify>,
+    ) -> OpenedSession {
+        let limits = &self.config.limits;
+        let owner = Owner { connection, wake };
+        let mut sessions = self.sessions.lock();
+        let existing = sessions.get(client_id).cloned();
+        let mut took_over = None;
+        if let Some(old) = &existing {
+            let mut inner = old.inner.lock();
+            if let Some(previous) = inner.owner.take() {
+                took_over = Some(previous.connection);
+                previous.wake.notify_one();
+            }
+            if !clean_session && !old.clean {
+                inner.owner = Some(owner.clone());
+                inner.expires_at = None;
+                return OpenedSession {
+                    session: old.clone(),
+                    session_present: true,
+                    took_over,
+                };
+            }
+        }
+        if let Some(old) = existing {
+            self.remove_subscriptions(&old);
+        }
+        let session = Arc::new(Session {
+            client_id: client_id.into(),
+            clean: clean_session,
+            inner: Mutex::new(SessionInner {
+                state: SessionState::new(
+                    limits.max_inflight,
+                    limits.max_queued_per_session,
+                    MAX_QUEUED_QOS0,
+                ),
+                owner: Some(owner),
+                expires_at: None,
+            }),
+        });
+        sessions.insert(session.client_id.clone(), session.clone());
+        OpenedSession {
+            session,
+            session_present: false,
+            took_over,
+        }
+    }
+
+    /// Detaches a closing connection. A clean session ends with it; a persistent one is
+    /// kept until `session_expiry`. Nothing happens if another connection took it over.
+    pub fn close_session(&self, session: &Arc<Session>, connection: ConnectionId, now: Instant) {
+        {
+            let mut inner = session.inner.lock();
+            match &inner.owner {
+                Some(owner) if owner.connection == connection => {}
+                _ => return,
+            }
+            inner.owner = None;
+            if !session.clean {
+                inner.state.drop_queued_qos0();
+                inner.expires_at = Some(now + self.config.session_expiry);
+                return;
+            }
+        }
+        let mut sessions = self.sessions.lock();
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|current| Arc::ptr_eq(current, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.remove_subscriptions(session);
+    }
+
+    /// Removes persistent sessions that stayed offline past their expiry.
+    pub fn expire_sessions(&self, now: Instant) -> usize {
+        let expired: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions.lock();
+            let expired: Vec<_> = sessions
+                .values()
+                .filter(|session| {
+                    let inner = session.inner.lock();
+                    inner.owner.is_none() && inner.expires_at.is_some_and(|at| at <= now)
+                })
+                .cloned()
+                .collect();
+            for session in &expired {
+                sessions.remove(&session.client_id);
+            }
+            expired
+        };
+        for session in &expired {
+            let queued = session.with_state(|state| state.queued_len() + state.inflight_len());
+            tracing::info!(client_id = %session.client_id, queued, "persistent session expired; its queued messages are discarded");
+            self.remove_subscriptions(session);
+        }
+        self.connect_attempts.lock().clear();
+        expired.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn add_subscription(&self, session: &Arc<Session>, filter: &str, qos: QoS) {
+        self.subscriptions.write().insert(
+            filter,
+            session.client_id.clone(),
+            Subscriber {
+                qos,
+                session: session.clone(),
+            },
+        );
+    }
+
+    pub fn remove_subscription(&self, session: &Arc<Session>, filter: &str) {
+        let mut index = self.subscriptions.write();
+        // Only this session's own entry: a newer session under the same client id owns
+        // the key now if this one was replaced.
+        let owned = matches!(
+            index_entry(&index, filter, &session.client_id),
+            Some(subscriber) if Arc::ptr_eq(&subscriber.session, session)
+        );
+        if owned {
+            index.remove(filter, &session.client_id);
+        }
+    }
+
+    fn remove_subscriptions(&self, session: &Arc<Session>) {
+        let filters: Vec<String> = session.with_state(|state| {
+            state
+                .subscriptions()
+                .map(|(filter, _)| filter.to_owned())
+                .collect()
+        });
+        for filter in filters {
+            self.remove_subscription(session, &filter);
+        }
+    }
+
+    /// Delivers a message to every matching subscription, once per session at the highest
+    /// granted QoS (capped by the message's QoS). Returns the number of sessions reached.
+    pub fn route(&self, topic: &str, payload: Bytes, qos: QoS) -> usize {
+        self.stats.messages_routed.fetch_add(1, Ordering::Relaxed);
+        let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
+        {
+            let index = self.subscriptions.read();
+            index.for_each_match(topic, |_filter, _key, subscriber| {
+                match targets
+                    .iter_mut()
+                    .find(|(session, _)| Arc::ptr_eq(session, &subscriber.session))
+                {
+                    Some((_, granted)) => *granted = (*granted).max(subscriber.qos),
+                    None => targets.push((subscriber.session.clone(), subscriber.qos)),
+                }
+            });
+        }
+        if targets.is_empty() {
+            return 0;
+        }
+        let topic: Arc<str> = topic.into();
+        for (session, granted) in &targets {
+            self.deliver(
+                session,
+                Delivery {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: qos.min(*granted),
+                    retain: false,
+                },
+            );
+        }
+        targets.len()
+    }
+
+    /// Queues one delivery for one session, counting and logging what had to be dropped.
+    pub fn deliver(&self, session: &Session, delivery: Delivery) {
+        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        match session.deliver(delivery) {
+            Enqueued::Queued => {}
+            Enqueued::DroppedQos0 => {
+                let total = self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed) + 1;
+                // A slow subscriber can drop thousands per second: log the first and then
+                // every thousandth, so the log stays readable.
+                if total % 1000 == 1 {
+                    tracing::warn!(client_id = %session.client_id, dropped_total = total, "QoS 0 message dropped: subscriber offline or its queue is full");
+                }
+            }
+            Enqueued::DroppedOldestQos1(dropped) => {
+                let total = self.stats.dropped_qos1.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(client_id = %session.client_id, topic = %dropped.topic, dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
+            }
+        }
+    }
+
+    /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.
+    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) {
+        let mut retained = self.retained.write();
+        if payload.is_empty() {
+            retained.remove(topic);
+        } else {
+            let topic: Arc<str> = topic.into();
+            retained.insert(
+                topic.clone(),
+                RetainedMessage {
+                    topic,
+                    payload,
+                    qos,
+                },
+            );
+        }
+    }
+
+    /// Retained messages a new subscription to `filter` receives: IoT Core gives them only
+    /// to a filter that names the topic exactly, unless `retained_on_wildcard` is set.
+    pub fn retained_for(&self, filter: &str) -> Vec<RetainedMessage> {
+        let retained = self.retained.read();
+        if iot::filter_is_exact(filter) {
+            return retained.get(filter).cloned().into_iter().collect();
+        }
+        if !self.config.retained_on_wildcard {
+            return Vec::new();
+        }
+        retained
+            .values()
+            .filter(|message| iot::topic_matches(filter, &message.topic))
+            .cloned()
+            .collect()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+}
+
+fn index_entry<'a>(
+    index: &'a TopicTrie<Arc<str>, Subscriber>,
+    filter: &str,
+    key: &Arc<str>,
+) -> Option<&'a Subscriber> {
+    index.get(filter, key)
+}
+
+/// Milliseconds since the Unix epoch, as lifecycle events carry them.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> Arc<Broker> {
+        Broker::new(Config::parse("in_memory = true").unwrap())
+    }
+
+    fn drain(session: &Session) -> Vec<(String, QoS)> {
+        session.with_state(|state| {
+            std::iter::from_fn(|| state.next_outgoing())
+                .map(|out| (out.delivery.topic.to_string(), out.delivery.qos))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+        let broker = broker();
+        let opened = broker.open_session("c", true, 1, Arc::new(Notify::new()));
+        broker.add_subscription(&opened.session, "a/+", QoS::AtMostOnce);
+        broker.add_subscription(&opened.session, "a/#", QoS::AtLeastOnce);
+        assert_eq!(
+            broker.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            1
+        );
+        assert_eq!(
+            drain(&opened.session),
+            vec![("a/b".into(), QoS::AtLeastOnce)]
+        );
+    }
+
+    #[test]
+    fn persistent_session_resumes_and_clean_session_replaces() {
+        let broker = broker();
+        let first = broker.open_session("c", false, 1, Arc::new(Notify::new()));
+        assert!(!first.session_present);
+        first
+            .session
+            .with_state(|state| state.subscribe("t", QoS::AtLeastOnce));
+        broker.add_subscription(&first.session, "t", QoS::AtLeastOnce);
+        broker.close_session(&first.session, 1, Instant::now());
+        broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        let resumed = broker.open_session("c", false, 2, Arc::new(Notify::new()));
+        assert!(resumed.session_present);
+        assert_eq!(drain(&resumed.session).len(), 1);
+        let replaced = broker.open_session("c", true, 3, Arc::new(Notify::new()));
+        assert!(!replaced.session_present);
+        assert_eq!(replaced.took_over, Some(2));
+        assert_eq!(
+            broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            0
+        );
+    }
+
+    #[test]
+    fn expired_sessions_are_removed() {
+        let broker = broker();
+        let opened = broker.open_session("c", false, 1, Arc::new(Notify::new()));
+        broker.add_subscription(&opened.session, "t", QoS::AtLeastOnce);
+        opened
+            .session
+            .with_state(|state| state.subscribe("t", QoS::AtLeastOnce));
+        let now = Instant::now();
+        broker.close_session(&opened.session, 1, now);
+        assert_eq!(broker.expire_sessions(now), 0);
+        assert_eq!(broker.expire_sessions(now + Duration::from_secs(3601)), 1);
+        assert_eq!(broker.session_count(), 0);
+        assert_eq!(
+            broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            0
+        );
+    }
+
+    #[test]
+    fn retained_follows_iot_rule() {
+        let broker = broker();
+        broker.retain("a/b", Bytes::from_static(b"1"), QoS::AtMostOnce);
+        broker.retain("a/b", Bytes::from_static(b"2"), QoS::AtMostOnce);
+        assert_eq!(&broker.retained_for("a/b")[0].payload[..], b"2");
+        assert!(broker.retained_for("a/+").is_empty());
+        broker.retain("a/b", Bytes::new(), QoS::AtMostOnce);
+        assert_eq!(broker.retained_count(), 0);
+    }
+
+    #[test]
+    fn connect_throttle_counts_per_second() {
+        let broker = broker();
+        assert!(broker.admit_connect("c", 10));
+        assert!(!broker.admit_connect("c", 10));
+        assert!(broker.admit_connect("other", 10));
+        assert!(broker.admit_connect("c", 11));
+    }
+}

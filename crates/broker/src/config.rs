@@ -1,0 +1,537 @@
+//! The broker's TOML configuration (DESIGN.md §4). The key names are a contract: unknown
+//! keys are an error naming the key, and every section is parsed and validated from the
+//! start even when the feature behind it arrives later.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use iot::Limits;
+use serde::Deserialize;
+
+/// The built-in policy that allows everything; cannot be redefined.
+pub const DEV_ALLOW_ALL: &str = "dev-allow-all";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub region: String,
+    pub account_id: String,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    pub in_memory: bool,
+    #[serde(with = "humantime_serde")]
+    pub session_expiry: Duration,
+    pub retained_on_wildcard: bool,
+    pub subscribe_denied: SubscribeDenied,
+    pub default_authorizer: String,
+    pub listeners: Listeners,
+    pub limits: Limits,
+    pub tls: Option<TlsFiles>,
+    pub anonymous: Option<Anonymous>,
+    pub admin: Option<Admin>,
+    pub policies: Vec<PolicyConfig>,
+    pub ca_certificates: Vec<CaCertificateConfig>,
+    pub certificates: Vec<CertificateConfig>,
+    pub things: Vec<ThingConfig>,
+    pub credentials: Vec<CredentialConfig>,
+    pub authorizers: Vec<AuthorizerConfig>,
+    pub identity_pools: Vec<IdentityPoolConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            endpoint: "localhost".into(),
+            data_dir: PathBuf::from(".pubsub"),
+            in_memory: false,
+            session_expiry: Duration::from_secs(3600),
+            retained_on_wildcard: false,
+            subscribe_denied: SubscribeDenied::Disconnect,
+            default_authorizer: String::new(),
+            listeners: Listeners::default(),
+            limits: Limits::default(),
+            tls: None,
+            anonymous: None,
+            admin: None,
+            policies: Vec::new(),
+            ca_certificates: Vec::new(),
+            certificates: Vec::new(),
+            things: Vec::new(),
+            credentials: Vec::new(),
+            authorizers: Vec::new(),
+            identity_pools: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscribeDenied {
+    Disconnect,
+    Suback,
+}
+
+/// Listener addresses as strings: `""` disables a listener, port 0 asks the OS for one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    pub mqtt: String,
+    pub mqtts: String,
+    pub tls: String,
+    pub ws: String,
+    pub http: String,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            mqtt: "127.0.0.1:1883".into(),
+            mqtts: "127.0.0.1:8883".into(),
+            tls: "127.0.0.1:8443".into(),
+            ws: String::new(),
+            http: "127.0.0.1:8088".into(),
+        }
+    }
+}
+
+impl Listeners {
+    /// `(name, address)` for every enabled listener, in a fixed order.
+    pub fn enabled(&self) -> Result<Vec<(&'static str, SocketAddr)>, ConfigError> {
+        let all = [
+            ("mqtt", &self.mqtt),
+            ("mqtts", &self.mqtts),
+            ("tls", &self.tls),
+            ("ws", &self.ws),
+            ("http", &self.http),
+        ];
+        all.into_iter()
+            .filter(|(_, address)| !address.is_empty())
+            .map(|(name, address)| {
+                address.parse().map(|addr| (name, addr)).map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "listeners.{name} = {address:?} is not an ip:port address"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Anonymous {
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    pub document: Option<String>,
+    pub document_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    #[default]
+    Active,
+    Inactive,
+    Revoked,
+    PendingActivation,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificateConfig {
+    pub pem_file: PathBuf,
+    #[serde(default)]
+    pub status: CertificateStatus,
+    #[serde(default)]
+    pub auto_register: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub pem_file: PathBuf,
+    #[serde(default)]
+    pub status: CertificateStatus,
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThingConfig {
+    pub name: String,
+    #[serde(default)]
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal: String,
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerConfig {
+    pub name: String,
+    pub function_url: String,
+    #[serde(default)]
+    pub token_key_name: String,
+    #[serde(default)]
+    pub signing_disabled: bool,
+    #[serde(default)]
+    pub token_signing_public_keys: BTreeMap<String, PathBuf>,
+    #[serde(default = "active")]
+    pub status: String,
+}
+
+fn active() -> String {
+    "ACTIVE".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityPoolConfig {
+    pub name: String,
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    #[serde(default = "one_hour", with = "humantime_serde")]
+    pub credentials_ttl: Duration,
+}
+
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Config {
+    /// The embedded default of `pubsub broker` without `--config`: anonymous clients on the
+    /// plain listener may do anything.
+    pub fn embedded_default() -> Config {
+        Config {
+            anonymous: Some(Anonymous {
+                policies: vec![DEV_ALLOW_ALL.into()],
+            }),
+            ..Config::default()
+        }
+    }
+
+    /// Reads and validates a config file; relative paths in it become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without touching the file system.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: error.to_string().trim().replace('\n', " "),
+        })?;
+        Ok(config)
+    }
+
+    /// Policies that anonymous clients on the plain listener get.
+    pub fn anonymous_policies(&self) -> &[String] {
+        self.anonymous
+            .as_ref()
+            .map(|anonymous| anonymous.policies.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        join(&mut self.data_dir);
+        if let Some(tls) = &mut self.tls {
+            join(&mut tls.cert);
+            join(&mut tls.key);
+        }
+        for policy in &mut self.policies {
+            if let Some(file) = &mut policy.document_file {
+                join(file);
+            }
+        }
+        for ca in &mut self.ca_certificates {
+            join(&mut ca.pem_file);
+        }
+        for certificate in &mut self.certificates {
+            join(&mut certificate.pem_file);
+        }
+        for authorizer in &mut self.authorizers {
+            for key in authorizer.token_signing_public_keys.values_mut() {
+                join(key);
+            }
+        }
+    }
+
+    /// Cross-references: every named policy exists, every named file exists.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listeners.enabled()?;
+        let mut policy_names = vec![DEV_ALLOW_ALL];
+        for policy in &self.policies {
+            if policy.name == DEV_ALLOW_ALL {
+                return Err(ConfigError::Invalid(format!(
+                    "policy {DEV_ALLOW_ALL:?} is built in and cannot be redefined"
+                )));
+            }
+            match (&policy.document, &policy.document_file) {
+                (Some(_), None) => {}
+                (None, Some(file)) => require_file(file, &format!("policy {:?}", policy.name))?,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "policy {:?} needs exactly one of document or document_file",
+                        policy.name
+                    )))
+                }
+            }
+            policy_names.push(&policy.name);
+        }
+        let require_policies = |owner: &str, names: &[String]| {
+            for name in names {
+                if !policy_names.contains(&name.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{owner} refers to unknown policy {name:?}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        require_policies("[anonymous]", self.anonymous_policies())?;
+        for certificate in &self.certificates {
+            require_file(&certificate.pem_file, "[[certificates]]")?;
+            require_policies("[[certificates]]", &certificate.policies)?;
+        }
+        for ca in &self.ca_certificates {
+            require_file(&ca.pem_file, "[[ca_certificates]]")?;
+        }
+        for credential in &self.credentials {
+            require_policies(
+                &format!("[[credentials]] {}", credential.access_key_id),
+                &credential.policies,
+            )?;
+        }
+        for authorizer in &self.authorizers {
+            for key in authorizer.token_signing_public_keys.values() {
+                require_file(key, &format!("authorizer {:?}", authorizer.name))?;
+            }
+        }
+        if let Some(tls) = &self.tls {
+            require_file(&tls.cert, "[tls] cert")?;
+            require_file(&tls.key, "[tls] key")?;
+        }
+        if self.limits.max_inflight == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_inflight must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Configured features whose implementation has not landed yet: logged at start so
+    /// nobody believes they are enforced.
+    pub fn inactive_features(&self) -> Vec<&'static str> {
+        let mut inactive = Vec::new();
+        for (name, enabled) in [
+            ("listeners.mqtts (TLS)", !self.listeners.mqtts.is_empty()),
+            ("listeners.tls (TLS/ALPN)", !self.listeners.tls.is_empty()),
+            ("listeners.ws (WebSocket)", !self.listeners.ws.is_empty()),
+            (
+                "listeners.http (control plane)",
+                !self.listeners.http.is_empty(),
+            ),
+            ("[tls]", self.tls.is_some()),
+            ("[admin]", self.admin.is_some()),
+            ("[[policies]] enforcement", !self.policies.is_empty()),
+            ("[[ca_certificates]]", !self.ca_certificates.is_empty()),
+            ("[[certificates]]", !self.certificates.is_empty()),
+            ("[[things]]", !self.things.is_empty()),
+            ("[[credentials]]", !self.credentials.is_empty()),
+            ("[[authorizers]]", !self.authorizers.is_empty()),
+            ("default_authorizer", !self.default_authorizer.is_empty()),
+            ("[[identity_pools]]", !self.identity_pools.is_empty()),
+            ("durable store (in_memory = false)", !self.in_memory),
+        ] {
+            if enabled {
+                inactive.push(name);
+            }
+        }
+        inactive
+    }
+}
+
+fn require_file(path: &Path, owner: &str) -> Result<(), ConfigError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{owner} refers to missing file {}",
+            path.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_iot_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.session_expiry, Duration::from_secs(3600));
+        assert_eq!(config.limits.max_payload_bytes, 131072);
+        assert_eq!(config.listeners.mqtt, "127.0.0.1:1883");
+        assert!(config.anonymous_policies().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (text, key) in [
+            ("bogus = 1", "bogus"),
+            ("[limits]\nbogus_limit = 1", "bogus_limit"),
+            ("[listeners]\nmqttx = \"\"", "mqttx"),
+            (
+                "[[policies]]\nname = \"p\"\ndocument = \"{}\"\nextra = 1",
+                "extra",
+            ),
+        ] {
+            let error = Config::parse(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{error} should name {key}");
+        }
+    }
+
+    #[test]
+    fn whole_design_example_parses() {
+        let text = r#"
+region = "eu-west-1"
+account_id = "123456789012"
+endpoint = "localhost"
+data_dir = "d"
+in_memory = true
+session_expiry = "2s"
+retained_on_wildcard = true
+subscribe_denied = "suback"
+default_authorizer = ""
+[listeners]
+mqtt = "127.0.0.1:0"
+mqtts = ""
+tls = ""
+ws = ""
+http = ""
+[limits]
+keepalive_min = "1s"
+connects_per_client_id_per_sec = 0
+group_commit_max_delay = "2ms"
+[anonymous]
+policies = ["dev-allow-all", "p"]
+[admin]
+access_key_id = "AKIA"
+secret_access_key = "s"
+[[policies]]
+name = "p"
+document = '{"Version": "2012-10-17", "Statement": []}'
+[[things]]
+name = "sensor-1"
+principals = ["abc"]
+attributes = { room = "lab" }
+[[credentials]]
+access_key_id = "AKIA2"
+secret_access_key = "s"
+principal = "us-east-1:4a1b"
+policies = ["p"]
+[[authorizers]]
+name = "a"
+function_url = "http://127.0.0.1:9000/authorize"
+token_key_name = "x-token"
+signing_disabled = true
+[[identity_pools]]
+name = "app-pool"
+allow_unauthenticated = true
+credentials_ttl = "1h"
+"#;
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.session_expiry, Duration::from_secs(2));
+        assert_eq!(config.subscribe_denied, SubscribeDenied::Suback);
+        assert_eq!(config.limits.keepalive_min, Duration::from_secs(1));
+        assert_eq!(config.listeners.enabled().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unknown_policy_reference_is_an_error() {
+        let config = Config::parse("[anonymous]\npolicies = [\"nope\"]").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn dev_allow_all_cannot_be_redefined() {
+        let config =
+            Config::parse("[[policies]]\nname = \"dev-allow-all\"\ndocument = \"{}\"").unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn bad_listener_address_is_named() {
+        let config = Config::parse("[listeners]\nmqtt = \"nowhere\"").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("listeners.mqtt"), "{error}");
+    }
+}

@@ -1,0 +1,517 @@
+//! One task per client connection: a thin I/O loop around the session state machine.
+//!
+//! The loop reads bytes, decodes packets, applies IoT Core's rules (pure checks in
+//! [`crate::protocol`]), and writes whatever the session has ready, in batches: everything
+//! queued is encoded into one buffer and written with one call.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use iot::lifecycle::{self, DisconnectReason, EventContext};
+use mqtt::{
+    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, QoS, SubAck, Subscribe,
+    SubscribeReturnCode, Unsubscribe,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn};
+
+use crate::broker::{unix_millis, Broker, ConnectionId, Session};
+use crate::protocol::{self, Refusal};
+use crate::session::{Delivery, Outgoing};
+
+/// How long a new connection may take to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stop encoding queued messages once a batch reaches this size; the rest waits for the
+/// next write so one slow socket does not pin unbounded memory.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Who the connection authenticated as. Only the anonymous principal exists until the
+/// authentication back-ends land.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Serves one connection from accept to close.
+pub async fn serve<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let mut connection = Connection {
+        broker,
+        reader,
+        writer,
+        peer,
+        id: 0,
+        input: BytesMut::new(),
+        output: BytesMut::new(),
+    };
+    connection.id = connection.broker.next_connection_id();
+    let connect = tokio::select! {
+        connect = tokio::time::timeout(CONNECT_TIMEOUT, connection.read_connect()) => connect,
+        _ = shutdown.changed() => return,
+    };
+    let connect = match connect {
+        Ok(Some(connect)) => connect,
+        Ok(None) => return,
+        Err(_) => {
+            info!(%peer, "closing connection: no CONNECT within {CONNECT_TIMEOUT:?}");
+            return;
+        }
+    };
+    let Some(mut online) = connection.accept(connect).await else {
+        return;
+    };
+    let reason = connection.run(&mut online, &mut shutdown).await;
+    connection.finish(online, reason).await;
+}
+
+struct Connection<R, W> {
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    id: ConnectionId,
+    input: BytesMut,
+    output: BytesMut,
+}
+
+/// What an accepted connection carries through its life.
+struct Online {
+    client_id: Arc<str>,
+    session: Arc<Session>,
+    wake: Arc<Notify>,
+    will: Option<LastWill>,
+    keep_alive: Duration,
+    session_identifier: String,
+    version_number: u64,
+}
+
+/// Why the main loop ended, and whether the will is due.
+struct Ending {
+    reason: DisconnectReason,
+    publish_will: bool,
+}
+
+impl Ending {
+    fn abnormal(reason: DisconnectReason) -> Ending {
+        Ending {
+            reason,
+            publish_will: true,
+        }
+    }
+}
+
+impl<R, W> Connection<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    fn max_packet_size(&self) -> usize {
+        protocol::max_packet_size(&self.broker.config.limits)
+    }
+
+    /// Reads until the first packet. Anything but a well-formed CONNECT closes the
+    /// connection with a logged reason (and CONNACK 1 for an unsupported protocol level).
+    async fn read_connect(&mut self) -> Option<Connect> {
+        loop {
+            let max_packet_size = self.max_packet_size();
+            match mqtt::decode(&mut self.input, max_packet_size) {
+                Ok(Some(Packet::Connect(connect))) => return Some(connect),
+                Ok(Some(other)) => {
+                    info!(peer = %self.peer, packet = packet_name(&other), "closing connection: first packet is not CONNECT");
+                    return None;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    if protocol::is_unsupported_protocol_level(&error) {
+                        self.send_connack(false, ConnectReturnCode::UnacceptableProtocolVersion)
+                            .await;
+                    }
+                    info!(peer = %self.peer, %error, "closing connection: malformed CONNECT");
+                    return None;
+                }
+            }
+            match self.read_more().await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.input.reserve(READ_CHUNK);
+        self.reader.read_buf(&mut self.input).await
+    }
+
+    async fn send_connack(&mut self, session_present: bool, code: ConnectReturnCode) {
+        self.queue_packet(&Packet::ConnAck(ConnAck {
+            session_present,
+            code,
+        }));
+        let _ = self.flush().await;
+    }
+
+    /// Applies IoT Core's CONNECT rules, opens the session and answers CONNACK.
+    async fn accept(&mut self, mut connect: Connect) -> Option<Online> {
+        let broker = self.broker.clone();
+        let limits = &broker.config.limits;
+        if connect.client_id.is_empty() && connect.clean_session {
+            connect.client_id = protocol::assigned_client_id(self.id);
+        }
+        let now_secs = unix_millis() / 1000;
+        let verdict = protocol::check_connect(&connect, limits)
+            .and_then(|()| protocol::check_anonymous_connect(broker.config.anonymous_policies()))
+            .and_then(|()| {
+                if broker.admit_connect(&connect.client_id, now_secs) {
+                    Ok(())
+                } else {
+                    Err(Refusal::throttled(limits.connects_per_client_id_per_sec))
+                }
+            });
+        if let Err(refusal) = verdict {
+            warn!(client_id = %connect.client_id, principal = ANONYMOUS, peer = %self.peer, code = ?refusal.code, reason = %refusal.reason, "CONNECT refused");
+            if let Some(code) = refusal.code {
+                self.send_connack(false, code).await;
+            }
+            return None;
+        }
+        let max_connections = limits.max_connections;
+        let open = broker.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        if max_connections > 0 && open > max_connections {
+            broker.connections.fetch_sub(1, Ordering::Relaxed);
+            warn!(client_id = %connect.client_id, peer = %self.peer, max_connections, "CONNECT refused: connection limit reached");
+            self.send_connack(false, ConnectReturnCode::ServerUnavailable)
+                .await;
+            return None;
+        }
+
+        let wake = Arc::new(Notify::new());
+        let opened = broker.open_session(
+            &connect.client_id,
+            connect.clean_session,
+            self.id,
+            wake.clone(),
+        );
+        if let Some(previous) = opened.took_over {
+            info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
+        }
+        let online = Online {
+            client_id: opened.session.client_id.clone(),
+            session: opened.session,
+            wake,
+            will: connect.will.take(),
+            keep_alive: limits.keep_alive_deadline(connect.keep_alive),
+            session_identifier: protocol::session_identifier(self.id),
+            version_number: broker.next_version_number(),
+        };
+        self.queue_packet(&Packet::ConnAck(ConnAck {
+            session_present: opened.session_present,
+            code: ConnectReturnCode::Accepted,
+        }));
+        if opened.session_present {
+            let redeliveries: Vec<Outgoing> = online
+                .session
+                .with_state(|state| state.redeliveries().collect());
+            for outgoing in &redeliveries {
+                encode_outgoing(&mut self.output, outgoing);
+            }
+        }
+        info!(client_id = %online.client_id, principal = ANONYMOUS, peer = %self.peer, clean_session = connect.clean_session, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
+        self.publish_event(&online, |context| {
+            lifecycle::connected_event(context, &self.peer.ip().to_string())
+        });
+        Some(online)
+    }
+
+    /// The connection's main loop; returns why it ended.
+    async fn run(&mut self, online: &mut Online, shutdown: &mut watch::Receiver<bool>) -> Ending {
+        let mut deadline = tokio::time::Instant::now() + online.keep_alive;
+        loop {
+            self.fill_output(online);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    return Ending { reason: DisconnectReason::ServerInitiatedDisconnect, publish_will: false };
+                }
+                _ = online.wake.notified() => {
+                    if !online.session.is_owned_by(self.id) {
+                        return Ending::abnormal(DisconnectReason::DuplicateClientId);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
+                    return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
+                }
+                written = self.writer.write_buf(&mut self.output), if !self.output.is_empty() => {
+                    if let Err(error) = written {
+                        debug!(client_id = %online.client_id, %error, "write failed");
+                        return Ending::abnormal(DisconnectReason::ConnectionLost);
+                    }
+                }
+                read = self.reader.read_buf(&mut self.input) => {
+                    match read {
+                        Ok(0) | Err(_) => {
+                            debug!(client_id = %online.client_id, "connection lost");
+                            return Ending::abnormal(DisconnectReason::ConnectionLost);
+                        }
+                        Ok(_) => {}
+                    }
+                    deadline = tokio::time::Instant::now() + online.keep_alive;
+                    if let Err(ending) = self.handle_input(online) {
+                        return ending;
+                    }
+                    self.input.reserve(READ_CHUNK.saturating_sub(self.input.capacity()));
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in the input buffer.
+    fn handle_input(&mut self, online: &mut Online) -> Result<(), Ending> {
+        loop {
+            let max_packet_size = self.max_packet_size();
+            let packet = match mqtt::decode(&mut self.input, max_packet_size) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    warn!(client_id = %online.client_id, principal = ANONYMOUS, %error, "closing connection: malformed packet");
+                    return Err(Ending::abnormal(DisconnectReason::ClientError));
+                }
+            };
+            self.handle_packet(online, packet)?;
+        }
+    }
+
+    fn handle_packet(&mut self, online: &mut Online, packet: Packet) -> Result<(), Ending> {
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(online, publish),
+            Packet::PubAck(pkid) => {
+                if !online.session.with_state(|state| state.acknowledge(pkid)) {
+                    debug!(client_id = %online.client_id, pkid, "PUBACK for an unknown packet id ignored");
+                }
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => self.handle_subscribe(online, subscribe),
+            Packet::Unsubscribe(unsubscribe) => {
+                self.handle_unsubscribe(online, unsubscribe);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.queue_packet(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect => Err(Ending {
+                reason: DisconnectReason::ClientInitiatedDisconnect,
+                publish_will: false,
+            }),
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                warn!(client_id = %online.client_id, packet = packet_name(&packet), "closing connection: QoS 2 is not supported (IoT Core)");
+                Err(Ending::abnormal(DisconnectReason::ClientError))
+            }
+            other => {
+                warn!(client_id = %online.client_id, packet = packet_name(&other), "closing connection: packet not allowed from a client at this point");
+                Err(Ending::abnormal(DisconnectReason::ClientError))
+            }
+        }
+    }
+
+    fn handle_publish(&mut self, online: &Online, publish: Publish) -> Result<(), Ending> {
+        let limits = &self.broker.config.limits;
+        if let Err(reason) = protocol::check_publish(&publish, limits) {
+            warn!(client_id = %online.client_id, principal = ANONYMOUS, topic = %publish.topic, %reason, "closing connection: PUBLISH refused");
+            return Err(Ending::abnormal(DisconnectReason::ClientError));
+        }
+        // IoT Core keeps no retained messages on reserved topics.
+        if publish.retain && !iot::is_reserved(&publish.topic) {
+            self.broker
+                .retain(&publish.topic, publish.payload.clone(), publish.qos);
+        }
+        self.broker
+            .route(&publish.topic, publish.payload, publish.qos);
+        if publish.qos == QoS::AtLeastOnce {
+            self.queue_packet(&Packet::PubAck(publish.pkid));
+        }
+        Ok(())
+    }
+
+    fn handle_subscribe(&mut self, online: &Online, subscribe: Subscribe) -> Result<(), Ending> {
+        let limits = &self.broker.config.limits;
+        let count_after = online.session.with_state(|state| {
+            state.subscription_count()
+                + subscribe
+                    .filters
+                    .iter()
+                    .filter(|wanted| !state.is_subscribed(&wanted.filter))
+                    .count()
+        });
+        if let Err(reason) = protocol::check_subscribe(&subscribe, count_after, limits) {
+            warn!(client_id = %online.client_id, principal = ANONYMOUS, %reason, "closing connection: SUBSCRIBE refused");
+            return Err(Ending::abnormal(DisconnectReason::ClientError));
+        }
+        let mut return_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        for wanted in &subscribe.filters {
+            online
+                .session
+                .with_state(|state| state.subscribe(&wanted.filter, wanted.qos));
+            self.broker
+                .add_subscription(&online.session, &wanted.filter, wanted.qos);
+            return_codes.push(SubscribeReturnCode::Success(wanted.qos));
+            for message in self.broker.retained_for(&wanted.filter) {
+                retained.push(Delivery {
+                    topic: message.topic,
+                    payload: message.payload,
+                    qos: message.qos.min(wanted.qos),
+                    retain: true,
+                });
+            }
+        }
+        // The SUBACK goes into the output buffer before any retained message is queued,
+        // so the client sees them in that order.
+        self.queue_packet(&Packet::SubAck(SubAck {
+            pkid: subscribe.pkid,
+            return_codes,
+        }));
+        for delivery in retained {
+            self.broker.deliver(&online.session, delivery);
+        }
+        let filters: Vec<&str> = subscribe
+            .filters
+            .iter()
+            .map(|f| f.filter.as_str())
+            .collect();
+        debug!(client_id = %online.client_id, ?filters, "subscribed");
+        self.publish_event(online, |context| {
+            lifecycle::subscription_event(context, true, &filters)
+        });
+        Ok(())
+    }
+
+    fn handle_unsubscribe(&mut self, online: &Online, unsubscribe: Unsubscribe) {
+        for filter in &unsubscribe.filters {
+            if online.session.with_state(|state| state.unsubscribe(filter)) {
+                self.broker.remove_subscription(&online.session, filter);
+            }
+        }
+        self.queue_packet(&Packet::UnsubAck(unsubscribe.pkid));
+        let filters: Vec<&str> = unsubscribe.filters.iter().map(String::as_str).collect();
+        self.publish_event(online, |context| {
+            lifecycle::subscription_event(context, false, &filters)
+        });
+    }
+
+    /// Moves what the session has ready into the output buffer, up to one batch.
+    fn fill_output(&mut self, online: &Online) {
+        if self.output.len() >= WRITE_BATCH_BYTES {
+            return;
+        }
+        online.session.with_state(|state| {
+            while self.output.len() < WRITE_BATCH_BYTES {
+                match state.next_outgoing() {
+                    Some(outgoing) => encode_outgoing(&mut self.output, &outgoing),
+                    None => break,
+                }
+            }
+        });
+    }
+
+    fn queue_packet(&mut self, packet: &Packet) {
+        mqtt::encode(packet, &mut self.output).expect("broker-built packets are encodable");
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while !self.output.is_empty() {
+            self.writer.write_buf(&mut self.output).await?;
+        }
+        self.writer.flush().await
+    }
+
+    fn publish_event(
+        &self,
+        online: &Online,
+        build: impl FnOnce(&EventContext) -> (String, String),
+    ) {
+        if !lifecycle::emits_events(&online.client_id) {
+            return;
+        }
+        let context = EventContext {
+            client_id: &online.client_id,
+            timestamp_ms: unix_millis(),
+            session_identifier: &online.session_identifier,
+            principal_identifier: ANONYMOUS,
+            version_number: online.version_number,
+        };
+        let (topic, payload) = build(&context);
+        self.broker
+            .route(&topic, Bytes::from(payload), QoS::AtLeastOnce);
+    }
+
+    /// Tears down: last will, session detach, lifecycle event, connection count.
+    async fn finish(mut self, online: Online, ending: Ending) {
+        if ending.reason != DisconnectReason::DuplicateClientId {
+            self.fill_output(&online);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+        }
+        if ending.publish_will {
+            if let Some(will) = &online.will {
+                info!(client_id = %online.client_id, topic = %will.topic, "publishing last will");
+                if will.retain {
+                    self.broker
+                        .retain(&will.topic, will.message.clone(), will.qos);
+                }
+                self.broker
+                    .route(&will.topic, will.message.clone(), will.qos);
+            }
+        }
+        self.broker
+            .close_session(&online.session, self.id, Instant::now());
+        self.broker.connections.fetch_sub(1, Ordering::Relaxed);
+        info!(client_id = %online.client_id, principal = ANONYMOUS, reason = %ending.reason, "client disconnected");
+        self.publish_event(&online, |context| {
+            lifecycle::disconnected_event(context, ending.reason)
+        });
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+/// Encodes one delivery as PUBLISH. The topic and payload are borrowed from the shared
+/// message, never copied into a new allocation per subscriber.
+fn encode_outgoing(output: &mut BytesMut, outgoing: &Outgoing) {
+    let delivery = &outgoing.delivery;
+    let publish = Packet::Publish(Publish {
+        dup: outgoing.dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic: delivery.topic.to_string(),
+        pkid: outgoing.pkid.unwrap_or(0),
+        payload: delivery.payload.clone(),
+    });
+    mqtt::encode(&publish, output).expect("routed messages are encodable");
+}
+
+fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}

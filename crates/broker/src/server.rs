@@ -1,0 +1,187 @@
+//! Listeners and lifecycle of a running broker: bind, accept, expire sessions, shut down.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::config::{Config, ConfigError};
+use crate::connection;
+
+/// Listener kinds that are parsed but whose transport has not landed yet.
+const NOT_ACTIVE_YET: &[&str] = &["mqtts", "tls", "ws", "http"];
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {name} {address}: {source}")]
+    Bind {
+        name: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A broker serving its listeners until [`RunningBroker::shutdown`].
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    listeners: Vec<(&'static str, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    connections_done: mpsc::Receiver<()>,
+}
+
+impl RunningBroker {
+    /// The bound address of a listener (`mqtt`, `mqtts`, …), with the OS-assigned port.
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(listener, _)| *listener == name)
+            .map(|(_, address)| *address)
+    }
+
+    /// Stops accepting, closes every connection and waits (briefly) for them to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        // Every connection task holds a sender; when the last one is dropped, recv ends.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.connections_done.recv())
+            .await
+            .is_err()
+        {
+            warn!("shutdown: some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+        info!("broker stopped");
+    }
+}
+
+/// Binds the configured listeners and starts serving.
+pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
+    config.validate()?;
+    for feature in config.inactive_features() {
+        warn!("{feature} is configured but not active yet in this version");
+    }
+    let enabled = config.listeners.enabled()?;
+    let broker = Broker::new(config);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (connection_alive, connections_done) = mpsc::channel::<()>(1);
+    let mut listeners = Vec::new();
+    let mut tasks = Vec::new();
+    for (name, address) in enabled {
+        if NOT_ACTIVE_YET.contains(&name) {
+            continue;
+        }
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                name,
+                address,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| BrokerError::Bind {
+            name,
+            address,
+            source,
+        })?;
+        info!("listening {name} {bound}");
+        listeners.push((name, bound));
+        tasks.push(tokio::spawn(accept_loop(
+            broker.clone(),
+            listener,
+            shutdown_rx.clone(),
+            connection_alive.clone(),
+        )));
+    }
+    write_listeners_file(&broker.config.data_dir, &listeners)?;
+    tasks.push(tokio::spawn(expire_sessions(
+        broker.clone(),
+        shutdown_rx.clone(),
+    )));
+    Ok(RunningBroker {
+        broker,
+        listeners,
+        shutdown,
+        tasks,
+        connections_done,
+    })
+}
+
+async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    connection_alive: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                let shutdown = shutdown.clone();
+                let alive = connection_alive.clone();
+                tokio::spawn(async move {
+                    connection::serve(broker, stream, peer, shutdown).await;
+                    drop(alive);
+                });
+            }
+            Err(error) => {
+                // Usually EMFILE: back off instead of spinning on a full descriptor table.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn expire_sessions(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = (broker.config.session_expiry / 4)
+        .clamp(Duration::from_millis(250), Duration::from_secs(10));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => { broker.expire_sessions(Instant::now()); }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `<data_dir>/listeners.json`: how tests and tools find OS-assigned ports.
+fn write_listeners_file(
+    data_dir: &Path,
+    listeners: &[(&'static str, SocketAddr)],
+) -> Result<(), BrokerError> {
+    let path = data_dir.join("listeners.json");
+    let error = |source| BrokerError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(error)?;
+    let map: serde_json::Map<String, serde_json::Value> = listeners
+        .iter()
+        .map(|(name, address)| (name.to_string(), address.to_string().into()))
+        .collect();
+    // Written to a temporary name first so a reader never sees half a file.
+    let temporary = data_dir.join("listeners.json.tmp");
+    std::fs::write(&temporary, serde_json::Value::Object(map).to_string()).map_err(error)?;
+    std::fs::rename(&temporary, &path).map_err(error)
+}

@@ -1,0 +1,317 @@
+//! The MQTT session state of one client id, as a pure state machine: subscriptions, the
+//! queue of messages waiting to be sent, and the outbound QoS 1 window. No I/O, no locks,
+//! no clock: the connection task and the router drive it and perform what it decides.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mqtt::QoS;
+
+/// One message on its way to one subscriber. Topic and payload are shared among all the
+/// subscribers of a publish, so fan-out copies two pointers, not the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// QoS 0 is not kept for an offline session (IoT Core stores only QoS 1), nor past the
+    /// bound of a slow subscriber's queue.
+    DroppedQos0,
+    /// The queue was at its bound: the oldest queued QoS 1 message made room.
+    DroppedOldestQos1(Delivery),
+}
+
+/// The next packet a connection should write for this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// `None` for QoS 0.
+    pub pkid: Option<u16>,
+    pub dup: bool,
+    pub delivery: Delivery,
+}
+
+#[derive(Debug)]
+pub struct SessionState {
+    subscriptions: BTreeMap<String, QoS>,
+    pending: VecDeque<Delivery>,
+    /// Sent QoS 1 messages awaiting PUBACK, oldest first (resent in this order on resume).
+    inflight: VecDeque<(u16, Delivery)>,
+    next_pkid: u16,
+    max_inflight: usize,
+    max_queued: usize,
+    max_queued_qos0: usize,
+    dropped_qos0: u64,
+    dropped_qos1: u64,
+}
+
+impl SessionState {
+    /// `max_queued` bounds queued messages (the session's QoS 1 backlog);
+    /// `max_queued_qos0` is the lower bound past which a slow subscriber loses QoS 0.
+    pub fn new(max_inflight: usize, max_queued: usize, max_queued_qos0: usize) -> SessionState {
+        SessionState {
+            subscriptions: BTreeMap::new(),
+            pending: VecDeque::new(),
+            inflight: VecDeque::new(),
+            next_pkid: 1,
+            max_inflight: max_inflight.max(1),
+            max_queued: max_queued.max(1),
+            max_queued_qos0: max_queued_qos0.min(max_queued).max(1),
+            dropped_qos0: 0,
+            dropped_qos1: 0,
+        }
+    }
+
+    /// Records a subscription; returns the previous granted QoS if it replaced one.
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Option<QoS> {
+        self.subscriptions.insert(filter.to_owned(), qos)
+    }
+
+    pub fn unsubscribe(&mut self, filter: &str) -> bool {
+        self.subscriptions.remove(filter).is_some()
+    }
+
+    pub fn is_subscribed(&self, filter: &str) -> bool {
+        self.subscriptions.contains_key(filter)
+    }
+
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, QoS)> {
+        self.subscriptions
+            .iter()
+            .map(|(filter, qos)| (filter.as_str(), *qos))
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Offers a message to the session. `online` says whether a connection will drain it.
+    pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
+        if delivery.qos == QoS::AtMostOnce {
+            if !online || self.pending.len() >= self.max_queued_qos0 {
+                self.dropped_qos0 += 1;
+                return Enqueued::DroppedQos0;
+            }
+            self.pending.push_back(delivery);
+            return Enqueued::Queued;
+        }
+        let mut outcome = Enqueued::Queued;
+        if self.pending.len() >= self.max_queued {
+            // Make room by dropping the oldest QoS 1; QoS 0 entries ahead of it are kept
+            // because they are about to be written by an online connection anyway.
+            if let Some(index) = self
+                .pending
+                .iter()
+                .position(|queued| queued.qos != QoS::AtMostOnce)
+            {
+                let dropped = self.pending.remove(index).expect("index from position");
+                self.dropped_qos1 += 1;
+                outcome = Enqueued::DroppedOldestQos1(dropped);
+            } else {
+                self.pending.pop_front();
+                self.dropped_qos0 += 1;
+            }
+        }
+        self.pending.push_back(delivery);
+        outcome
+    }
+
+    /// Takes the next message to write, assigning a packet id to QoS 1. `None` when the
+    /// queue is empty or the head is QoS 1 and the in-flight window is full (order is kept:
+    /// later QoS 0 messages wait behind it).
+    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
+        let head = self.pending.front()?;
+        if head.qos == QoS::AtMostOnce {
+            let delivery = self.pending.pop_front()?;
+            return Some(Outgoing {
+                pkid: None,
+                dup: false,
+                delivery,
+            });
+        }
+        if self.inflight.len() >= self.max_inflight {
+            return None;
+        }
+        let delivery = self.pending.pop_front()?;
+        let pkid = self.allocate_pkid();
+        self.inflight.push_back((pkid, delivery.clone()));
+        Some(Outgoing {
+            pkid: Some(pkid),
+            dup: false,
+            delivery,
+        })
+    }
+
+    /// The client acknowledged a QoS 1 delivery. `false` for an unknown packet id.
+    pub fn acknowledge(&mut self, pkid: u16) -> bool {
+        match self.inflight.iter().position(|(id, _)| *id == pkid) {
+            Some(index) => {
+                self.inflight.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// On resuming a session, unacknowledged QoS 1 messages are sent again with DUP set
+    /// and their original packet ids (MQTT-4.4.0-1).
+    pub fn redeliveries(&self) -> impl Iterator<Item = Outgoing> + '_ {
+        self.inflight.iter().map(|(pkid, delivery)| Outgoing {
+            pkid: Some(*pkid),
+            dup: true,
+            delivery: delivery.clone(),
+        })
+    }
+
+    /// QoS 0 messages queued for a connection that is gone are not kept for the next one.
+    pub fn drop_queued_qos0(&mut self) {
+        let before = self.pending.len();
+        self.pending.retain(|queued| queued.qos != QoS::AtMostOnce);
+        self.dropped_qos0 += (before - self.pending.len()) as u64;
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    pub fn dropped(&self) -> (u64, u64) {
+        (self.dropped_qos0, self.dropped_qos1)
+    }
+
+    fn allocate_pkid(&mut self) -> u16 {
+        // The window is at most a few hundred entries, so a scan beats a set here.
+        loop {
+            let candidate = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.inflight.iter().any(|(id, _)| *id == candidate) {
+                return candidate;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic: &str, qos: QoS) -> Delivery {
+        Delivery {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn qos0_is_not_kept_for_offline_sessions() {
+        let mut session = SessionState::new(10, 100, 100);
+        assert_eq!(
+            session.enqueue(message("a", QoS::AtMostOnce), false),
+            Enqueued::DroppedQos0
+        );
+        assert_eq!(
+            session.enqueue(message("a", QoS::AtLeastOnce), false),
+            Enqueued::Queued
+        );
+        assert_eq!(session.queued_len(), 1);
+    }
+
+    #[test]
+    fn inflight_window_holds_back_qos1_and_keeps_order() {
+        let mut session = SessionState::new(2, 100, 100);
+        for topic in ["1", "2", "3"] {
+            session.enqueue(message(topic, QoS::AtLeastOnce), true);
+        }
+        session.enqueue(message("4", QoS::AtMostOnce), true);
+        let first = session.next_outgoing().unwrap();
+        let second = session.next_outgoing().unwrap();
+        assert_eq!((first.pkid, second.pkid), (Some(1), Some(2)));
+        assert_eq!(session.next_outgoing(), None, "window of 2 is full");
+        assert!(session.acknowledge(1));
+        let third = session.next_outgoing().unwrap();
+        assert_eq!(&*third.delivery.topic, "3");
+        assert_eq!(&*session.next_outgoing().unwrap().delivery.topic, "4");
+        assert!(!session.acknowledge(99));
+    }
+
+    #[test]
+    fn resume_redelivers_unacknowledged_with_dup_and_same_ids() {
+        let mut session = SessionState::new(10, 100, 100);
+        session.enqueue(message("a", QoS::AtLeastOnce), true);
+        session.enqueue(message("b", QoS::AtLeastOnce), true);
+        let a = session.next_outgoing().unwrap();
+        let b = session.next_outgoing().unwrap();
+        session.acknowledge(a.pkid.unwrap());
+        let again: Vec<_> = session.redeliveries().collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].pkid, b.pkid);
+        assert!(again[0].dup);
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_qos1() {
+        let mut session = SessionState::new(10, 2, 2);
+        session.enqueue(message("1", QoS::AtLeastOnce), false);
+        session.enqueue(message("2", QoS::AtLeastOnce), false);
+        match session.enqueue(message("3", QoS::AtLeastOnce), false) {
+            Enqueued::DroppedOldestQos1(dropped) => assert_eq!(&*dropped.topic, "1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(session.dropped(), (0, 1));
+        assert_eq!(&*session.next_outgoing().unwrap().delivery.topic, "2");
+    }
+
+    #[test]
+    fn slow_subscriber_loses_qos0_past_its_bound() {
+        let mut session = SessionState::new(10, 100, 2);
+        for _ in 0..2 {
+            assert_eq!(
+                session.enqueue(message("a", QoS::AtMostOnce), true),
+                Enqueued::Queued
+            );
+        }
+        assert_eq!(
+            session.enqueue(message("a", QoS::AtMostOnce), true),
+            Enqueued::DroppedQos0
+        );
+        assert_eq!(session.dropped(), (1, 0));
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_ids_in_flight() {
+        let mut session = SessionState::new(3, 100, 100);
+        session.next_pkid = u16::MAX;
+        for _ in 0..3 {
+            session.enqueue(message("a", QoS::AtLeastOnce), true);
+        }
+        let ids: Vec<_> = (0..3)
+            .map(|_| session.next_outgoing().unwrap().pkid.unwrap())
+            .collect();
+        assert_eq!(ids, vec![u16::MAX, 1, 2]);
+    }
+
+    #[test]
+    fn subscriptions_replace_and_remove() {
+        let mut session = SessionState::new(1, 1, 1);
+        assert_eq!(session.subscribe("a/#", QoS::AtMostOnce), None);
+        assert_eq!(
+            session.subscribe("a/#", QoS::AtLeastOnce),
+            Some(QoS::AtMostOnce)
+        );
+        assert_eq!(session.subscription_count(), 1);
+        assert!(session.unsubscribe("a/#"));
+        assert!(!session.unsubscribe("a/#"));
+    }
+}
