@@ -54,6 +54,20 @@ impl Session {
         f(&mut self.inner.lock().state)
     }
 
+    /// Like [`Session::with_state`], but only while `connection` still owns the session:
+    /// a connection being taken over must not take messages meant for its successor.
+    pub fn with_owned_state<R>(
+        &self,
+        connection: ConnectionId,
+        f: impl FnOnce(&mut SessionState) -> R,
+    ) -> Option<R> {
+        let mut inner = self.inner.lock();
+        match &inner.owner {
+            Some(owner) if owner.connection == connection => Some(f(&mut inner.state)),
+            _ => None,
+        }
+    }
+
     pub fn is_owned_by(&self, connection: ConnectionId) -> bool {
         matches!(&self.inner.lock().owner, Some(owner) if owner.connection == connection)
     }

@@ -236,6 +236,9 @@ where
         let mut deadline = tokio::time::Instant::now() + online.keep_alive;
         loop {
             self.fill_output(online);
+            if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+                self.input.reserve(READ_CHUNK);
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -268,7 +271,6 @@ where
                     if let Err(ending) = self.handle_input(online) {
                         return ending;
                     }
-                    self.input.reserve(READ_CHUNK.saturating_sub(self.input.capacity()));
                 }
             }
         }
@@ -413,7 +415,8 @@ where
         if self.output.len() >= WRITE_BATCH_BYTES {
             return;
         }
-        online.session.with_state(|state| {
+        let id = self.id;
+        online.session.with_owned_state(id, |state| {
             while self.output.len() < WRITE_BATCH_BYTES {
                 match state.next_outgoing() {
                     Some(outgoing) => encode_outgoing(&mut self.output, &outgoing),
