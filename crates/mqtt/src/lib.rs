@@ -3,6 +3,15 @@
 //! Written by hand rather than borrowed because the broker's hot path and its error
 //! reporting depend on it: every rejection is a typed [`DecodeError`] saying what was wrong.
 
+mod decode;
+mod encode;
+mod error;
 mod packet;
+mod topic;
+mod wire;
 
+pub use decode::decode;
+pub use encode::encode;
+pub use error::{ConnectFlagsViolation, DecodeError, EncodeError};
 pub use packet::*;
+pub use topic::{is_valid_topic_filter, is_valid_topic_name};

@@ -1,0 +1,906 @@
+//! Strict MQTT 3.1.1 decoder.
+//!
+//! Everything the spec says a receiver MUST treat as malformed is rejected here, so the
+//! broker never has to re-validate a decoded packet's syntax.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::{ConnectFlagsViolation, DecodeError};
+use crate::packet::*;
+use crate::wire::*;
+
+/// Decodes the packet at the front of `buf`.
+///
+/// Returns `Ok(None)` without touching `buf` while the packet is incomplete, and
+/// `Ok(Some(packet))` after removing exactly that packet's bytes. PUBLISH payloads, will
+/// messages and passwords are slices of the buffer, not copies.
+///
+/// `max_packet_size` bounds the whole packet (fixed header included); a larger declared
+/// length is refused as soon as the remaining-length field is complete, before any of the
+/// body has to be buffered.
+pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packet>, DecodeError> {
+    let Some(&byte1) = buf.first() else {
+        return Ok(None);
+    };
+    let packet_type = byte1 >> 4;
+    let flags = byte1 & 0x0F;
+    check_fixed_header_flags(packet_type, flags)?;
+
+    let Some((length_len, remaining)) = read_remaining_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    let header_len = 1 + length_len;
+    let size = header_len + remaining;
+    if size > max_packet_size {
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: max_packet_size,
+        });
+    }
+    if let Some(expected) = fixed_remaining_length(packet_type) {
+        if remaining != expected {
+            return Err(DecodeError::InvalidRemainingLength {
+                packet_type,
+                expected,
+                actual: remaining,
+            });
+        }
+    }
+    if buf.len() < size {
+        return Ok(None);
+    }
+
+    let mut body = buf.split_to(size).freeze();
+    body.advance(header_len);
+    let mut reader = Reader(body);
+    let packet = match packet_type {
+        CONNECT => Packet::Connect(connect(&mut reader)?),
+        CONNACK => Packet::ConnAck(connack(&mut reader)?),
+        PUBLISH => Packet::Publish(publish(flags, &mut reader)?),
+        PUBACK => Packet::PubAck(reader.pkid()?),
+        PUBREC => Packet::PubRec(reader.pkid()?),
+        PUBREL => Packet::PubRel(reader.pkid()?),
+        PUBCOMP => Packet::PubComp(reader.pkid()?),
+        SUBSCRIBE => Packet::Subscribe(subscribe(&mut reader)?),
+        SUBACK => Packet::SubAck(suback(&mut reader)?),
+        UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(&mut reader)?),
+        UNSUBACK => Packet::UnsubAck(reader.pkid()?),
+        PINGREQ => Packet::PingReq,
+        PINGRESP => Packet::PingResp,
+        DISCONNECT => Packet::Disconnect,
+        _ => unreachable!("packet type validated by check_fixed_header_flags"),
+    };
+    reader.finish()?;
+    Ok(Some(packet))
+}
+
+fn check_fixed_header_flags(packet_type: u8, flags: u8) -> Result<(), DecodeError> {
+    let invalid = || DecodeError::InvalidFixedHeaderFlags { packet_type, flags };
+    match packet_type {
+        0 | 15 => Err(DecodeError::InvalidPacketType(packet_type)),
+        PUBLISH => {
+            let qos = (flags >> PUBLISH_QOS_SHIFT) & 0b11;
+            if qos == 3 {
+                Err(DecodeError::InvalidQoS(qos))
+            } else if qos == 0 && flags & PUBLISH_DUP != 0 {
+                Err(invalid())
+            } else {
+                Ok(())
+            }
+        }
+        PUBREL | SUBSCRIBE | UNSUBSCRIBE if flags != 0b0010 => Err(invalid()),
+        PUBREL | SUBSCRIBE | UNSUBSCRIBE => Ok(()),
+        _ if flags != 0 => Err(invalid()),
+        _ => Ok(()),
+    }
+}
+
+/// Returns the value and the number of bytes it took, or `None` if more bytes are needed.
+fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+    let mut value = 0usize;
+    for i in 0..4 {
+        let Some(&byte) = bytes.get(i) else {
+            return Ok(None);
+        };
+        value |= usize::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((i + 1, value)));
+        }
+    }
+    Err(DecodeError::MalformedRemainingLength)
+}
+
+/// Packets whose size the spec fixes; checking early refuses e.g. a PINGREQ that claims
+/// a body before that body is buffered.
+fn fixed_remaining_length(packet_type: u8) -> Option<usize> {
+    match packet_type {
+        CONNACK | PUBACK | PUBREC | PUBREL | PUBCOMP | UNSUBACK => Some(2),
+        PINGREQ | PINGRESP | DISCONNECT => Some(0),
+        _ => None,
+    }
+}
+
+/// Cursor over one packet's body; running past its end means the declared remaining
+/// length was too short for the content.
+struct Reader(Bytes);
+
+impl Reader {
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        if self.0.is_empty() {
+            return Err(DecodeError::PayloadTooShort);
+        }
+        Ok(self.0.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        if self.0.len() < 2 {
+            return Err(DecodeError::PayloadTooShort);
+        }
+        Ok(self.0.get_u16())
+    }
+
+    fn pkid(&mut self) -> Result<u16, DecodeError> {
+        match self.u16()? {
+            0 => Err(DecodeError::ZeroPacketId),
+            pkid => Ok(pkid),
+        }
+    }
+
+    /// Length-prefixed binary data, shared with the receive buffer.
+    fn binary(&mut self) -> Result<Bytes, DecodeError> {
+        let len = usize::from(self.u16()?);
+        if self.0.len() < len {
+            return Err(DecodeError::PayloadTooShort);
+        }
+        Ok(self.0.split_to(len))
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let raw = self.binary()?;
+        let s = std::str::from_utf8(&raw).map_err(|_| DecodeError::InvalidUtf8)?;
+        if s.contains('\0') {
+            return Err(DecodeError::NullCharacter);
+        }
+        Ok(s.to_owned())
+    }
+
+    fn topic_name(&mut self) -> Result<String, DecodeError> {
+        let topic = self.string()?;
+        if topic.is_empty() {
+            Err(DecodeError::EmptyTopic)
+        } else if topic.contains(['+', '#']) {
+            Err(DecodeError::WildcardInTopicName(topic))
+        } else {
+            Ok(topic)
+        }
+    }
+
+    fn topic_filter(&mut self) -> Result<String, DecodeError> {
+        let filter = self.string()?;
+        if crate::topic::is_valid_topic_filter(&filter) {
+            Ok(filter)
+        } else {
+            Err(DecodeError::InvalidTopicFilter(filter))
+        }
+    }
+
+    fn has_remaining(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.0)
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.0.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
+    // The name is judged before the level is read so a foreign protocol is reported as
+    // such rather than as a truncated packet.
+    let name = r.binary()?;
+    let (protocol, expected_level) = match &name[..] {
+        b"MQTT" => (Protocol::V311, 4),
+        b"MQIsdp" => (Protocol::V31, 3),
+        _ => {
+            return Err(DecodeError::InvalidProtocolName(
+                String::from_utf8_lossy(&name).into_owned(),
+            ))
+        }
+    };
+    let level = r.u8()?;
+    if level != expected_level {
+        return Err(DecodeError::UnsupportedProtocolLevel(level));
+    }
+
+    let flags = r.u8()?;
+    let violation = |v| Err(DecodeError::InvalidConnectFlags(v));
+    let will_flag = flags & CONNECT_WILL != 0;
+    let will_qos = (flags >> CONNECT_WILL_QOS_SHIFT) & 0b11;
+    let will_retain = flags & CONNECT_WILL_RETAIN != 0;
+    let has_password = flags & CONNECT_PASSWORD != 0;
+    let has_username = flags & CONNECT_USERNAME != 0;
+    if flags & CONNECT_RESERVED != 0 {
+        return violation(ConnectFlagsViolation::ReservedBitSet);
+    }
+    if !will_flag && will_qos != 0 {
+        return violation(ConnectFlagsViolation::WillQoSWithoutWill);
+    }
+    if !will_flag && will_retain {
+        return violation(ConnectFlagsViolation::WillRetainWithoutWill);
+    }
+    let Some(will_qos) = QoS::from_u8(will_qos) else {
+        return violation(ConnectFlagsViolation::InvalidWillQoS);
+    };
+    if has_password && !has_username {
+        return violation(ConnectFlagsViolation::PasswordWithoutUsername);
+    }
+
+    let keep_alive = r.u16()?;
+    let client_id = r.string()?;
+    let will = if will_flag {
+        Some(LastWill {
+            topic: r.topic_name()?,
+            message: r.binary()?,
+            qos: will_qos,
+            retain: will_retain,
+        })
+    } else {
+        None
+    };
+    let username = if has_username {
+        Some(r.string()?)
+    } else {
+        None
+    };
+    let password = if has_password {
+        Some(r.binary()?)
+    } else {
+        None
+    };
+
+    Ok(Connect {
+        protocol,
+        keep_alive,
+        client_id,
+        clean_session: flags & CONNECT_CLEAN_SESSION != 0,
+        will,
+        username,
+        password,
+    })
+}
+
+fn connack(r: &mut Reader) -> Result<ConnAck, DecodeError> {
+    let flags = r.u8()?;
+    if flags & !0x01 != 0 {
+        return Err(DecodeError::InvalidConnAckFlags(flags));
+    }
+    let code = match r.u8()? {
+        0 => ConnectReturnCode::Accepted,
+        1 => ConnectReturnCode::UnacceptableProtocolVersion,
+        2 => ConnectReturnCode::IdentifierRejected,
+        3 => ConnectReturnCode::ServerUnavailable,
+        4 => ConnectReturnCode::BadUserNameOrPassword,
+        5 => ConnectReturnCode::NotAuthorized,
+        other => return Err(DecodeError::InvalidConnectReturnCode(other)),
+    };
+    Ok(ConnAck {
+        session_present: flags & 0x01 != 0,
+        code,
+    })
+}
+
+fn publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+    let qos = QoS::from_u8((flags >> PUBLISH_QOS_SHIFT) & 0b11)
+        .expect("QoS 3 rejected by check_fixed_header_flags");
+    let topic = r.topic_name()?;
+    let pkid = match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => r.pkid()?,
+    };
+    Ok(Publish {
+        dup: flags & PUBLISH_DUP != 0,
+        qos,
+        retain: flags & PUBLISH_RETAIN != 0,
+        topic,
+        pkid,
+        payload: r.rest(),
+    })
+}
+
+fn subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
+    let pkid = r.pkid()?;
+    let mut filters = Vec::new();
+    while r.has_remaining() {
+        let filter = r.topic_filter()?;
+        let options = r.u8()?;
+        if options & !0b11 != 0 {
+            return Err(DecodeError::InvalidSubscribeOptions(options));
+        }
+        let qos = QoS::from_u8(options).ok_or(DecodeError::InvalidQoS(options))?;
+        filters.push(SubscribeFilter { filter, qos });
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::EmptySubscribe);
+    }
+    Ok(Subscribe { pkid, filters })
+}
+
+fn suback(r: &mut Reader) -> Result<SubAck, DecodeError> {
+    let pkid = r.pkid()?;
+    let mut return_codes = Vec::new();
+    while r.has_remaining() {
+        let code = r.u8()?;
+        return_codes.push(match code {
+            SUBACK_FAILURE => SubscribeReturnCode::Failure,
+            _ => SubscribeReturnCode::Success(
+                QoS::from_u8(code).ok_or(DecodeError::InvalidSubAckReturnCode(code))?,
+            ),
+        });
+    }
+    if return_codes.is_empty() {
+        return Err(DecodeError::EmptySubAck);
+    }
+    Ok(SubAck { pkid, return_codes })
+}
+
+fn unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
+    let pkid = r.pkid()?;
+    let mut filters = Vec::new();
+    while r.has_remaining() {
+        filters.push(r.topic_filter()?);
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::EmptyUnsubscribe);
+    }
+    Ok(Unsubscribe { pkid, filters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ConnectFlagsViolation as V;
+    use DecodeError as E;
+
+    const MAX: usize = 1 << 20;
+
+    /// Length-prefixed MQTT string/binary field.
+    fn s(bytes: &[u8]) -> Vec<u8> {
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// A frame with the given first byte and body; the body is shorter than 128 bytes.
+    fn frame(byte1: u8, body: &[u8]) -> Vec<u8> {
+        assert!(body.len() < 128);
+        let mut out = vec![byte1, body.len() as u8];
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn connect_frame(flags: u8, payload: &[u8]) -> Vec<u8> {
+        frame(0x10, &cat(&[&s(b"MQTT"), &[4, flags, 0, 60], payload]))
+    }
+
+    fn decode_all(bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
+        decode(&mut BytesMut::from(bytes), MAX)
+    }
+
+    fn ok(bytes: &[u8]) -> Packet {
+        let mut buf = BytesMut::from(bytes);
+        let packet = decode(&mut buf, MAX).unwrap().expect("complete packet");
+        assert!(buf.is_empty(), "packet not fully consumed");
+        packet
+    }
+
+    fn err(bytes: &[u8]) -> DecodeError {
+        decode_all(bytes).expect_err("packet should be rejected")
+    }
+
+    #[test]
+    fn reserved_packet_types() {
+        assert_eq!(err(&[0x00, 0x00]), E::InvalidPacketType(0));
+        assert_eq!(err(&[0xF0, 0x00]), E::InvalidPacketType(15));
+        // Refused from the first byte alone.
+        assert_eq!(err(&[0xF0]), E::InvalidPacketType(15));
+    }
+
+    #[test]
+    fn fixed_header_flags() {
+        let flags = |packet_type, flags| E::InvalidFixedHeaderFlags { packet_type, flags };
+        assert_eq!(err(&[0x60, 2, 0, 1]), flags(6, 0));
+        assert_eq!(err(&[0x80, 5, 0, 1, 0, 1, b'a']), flags(8, 0));
+        assert_eq!(err(&[0xA0, 5, 0, 1, 0, 1, b'a']), flags(10, 0));
+        assert_eq!(err(&[0x63, 2, 0, 1]), flags(6, 3));
+        assert_eq!(err(&[0x41, 2, 0, 1]), flags(4, 1));
+        assert_eq!(err(&[0xC8, 0]), flags(12, 8));
+        assert_eq!(err(&[0xE2, 0]), flags(14, 2));
+        assert_eq!(err(&[0x12]), flags(1, 2));
+        assert_eq!(err(&[0x21, 2, 0, 0]), flags(2, 1));
+    }
+
+    #[test]
+    fn publish_qos3() {
+        assert_eq!(err(&[0x36, 5, 0, 1, b'a', 0, 1]), E::InvalidQoS(3));
+    }
+
+    #[test]
+    fn publish_qos0_with_dup() {
+        assert_eq!(
+            err(&[0x38, 3, 0, 1, b'a']),
+            E::InvalidFixedHeaderFlags {
+                packet_type: 3,
+                flags: 8
+            }
+        );
+    }
+
+    #[test]
+    fn remaining_length_longer_than_four_bytes() {
+        assert_eq!(
+            err(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            E::MalformedRemainingLength
+        );
+        // Known from the fourth byte already.
+        assert_eq!(
+            err(&[0x30, 0x80, 0x80, 0x80, 0x80]),
+            E::MalformedRemainingLength
+        );
+    }
+
+    #[test]
+    fn oversize_declared_length_rejected_from_header_alone() {
+        // 200_000_000 = 0x0BEBC200 -> 0x80|0x00, 0x80|0x04, 0x80|0x5F, 0x5F
+        let mut len = 200_000_000usize;
+        let mut header = vec![0x30];
+        while len > 0 {
+            let byte = (len % 128) as u8;
+            len /= 128;
+            header.push(if len > 0 { byte | 0x80 } else { byte });
+        }
+        let mut buf = BytesMut::from(&header[..]);
+        assert_eq!(
+            decode(&mut buf, MAX),
+            Err(E::PacketTooLarge {
+                size: 200_000_005,
+                max: MAX
+            })
+        );
+    }
+
+    #[test]
+    fn max_packet_size_counts_the_whole_packet() {
+        let bytes = frame(0x30, &cat(&[&s(b"a/b"), b"hello"]));
+        assert!(decode(&mut BytesMut::from(&bytes[..]), bytes.len()).is_ok());
+        assert_eq!(
+            decode(&mut BytesMut::from(&bytes[..]), bytes.len() - 1),
+            Err(E::PacketTooLarge {
+                size: bytes.len(),
+                max: bytes.len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn fixed_size_packets_with_wrong_remaining_length() {
+        let wrong = |packet_type, expected, actual| E::InvalidRemainingLength {
+            packet_type,
+            expected,
+            actual,
+        };
+        assert_eq!(err(&[0xC0, 1, 0]), wrong(12, 0, 1));
+        assert_eq!(err(&[0xD0, 1, 0]), wrong(13, 0, 1));
+        assert_eq!(err(&[0xE0, 1, 0]), wrong(14, 0, 1));
+        assert_eq!(err(&[0x40, 3, 0, 1, 0]), wrong(4, 2, 3));
+        assert_eq!(err(&[0x50, 1, 0]), wrong(5, 2, 1));
+        assert_eq!(err(&[0x62, 0]), wrong(6, 2, 0));
+        assert_eq!(err(&[0x70, 4, 0, 1, 0, 1]), wrong(7, 2, 4));
+        assert_eq!(err(&[0xB0, 3, 0, 1, 0]), wrong(11, 2, 3));
+        assert_eq!(err(&[0x20, 3, 0, 0, 0]), wrong(2, 2, 3));
+        // Refused before the body arrives.
+        assert_eq!(err(&[0xC0, 100]), wrong(12, 0, 100));
+    }
+
+    #[test]
+    fn invalid_protocol_name() {
+        let bytes = frame(0x10, &cat(&[&s(b"MQTX"), &[4, 2, 0, 60], &s(b"id")]));
+        assert_eq!(err(&bytes), E::InvalidProtocolName("MQTX".into()));
+        // Name judged before the rest of the header is looked at.
+        assert_eq!(
+            err(&frame(0x10, &s(b"HTTP"))),
+            E::InvalidProtocolName("HTTP".into())
+        );
+    }
+
+    #[test]
+    fn unsupported_protocol_level() {
+        let with = |name: &[u8], level| {
+            err(&frame(
+                0x10,
+                &cat(&[&s(name), &[level, 2, 0, 60], &s(b"id")]),
+            ))
+        };
+        assert_eq!(with(b"MQTT", 3), E::UnsupportedProtocolLevel(3));
+        assert_eq!(with(b"MQTT", 5), E::UnsupportedProtocolLevel(5));
+        assert_eq!(with(b"MQIsdp", 4), E::UnsupportedProtocolLevel(4));
+    }
+
+    #[test]
+    fn connect_reserved_flag() {
+        assert_eq!(
+            err(&connect_frame(0x03, &s(b"id"))),
+            E::InvalidConnectFlags(V::ReservedBitSet)
+        );
+    }
+
+    #[test]
+    fn connect_will_qos_without_will() {
+        assert_eq!(
+            err(&connect_frame(0x0A, &s(b"id"))),
+            E::InvalidConnectFlags(V::WillQoSWithoutWill)
+        );
+    }
+
+    #[test]
+    fn connect_will_retain_without_will() {
+        assert_eq!(
+            err(&connect_frame(0x22, &s(b"id"))),
+            E::InvalidConnectFlags(V::WillRetainWithoutWill)
+        );
+    }
+
+    #[test]
+    fn connect_will_qos3() {
+        let payload = cat(&[&s(b"id"), &s(b"will"), &s(b"bye")]);
+        assert_eq!(
+            err(&connect_frame(0x1E, &payload)),
+            E::InvalidConnectFlags(V::InvalidWillQoS)
+        );
+    }
+
+    #[test]
+    fn connect_password_without_username() {
+        let payload = cat(&[&s(b"id"), &s(b"secret")]);
+        assert_eq!(
+            err(&connect_frame(0x42, &payload)),
+            E::InvalidConnectFlags(V::PasswordWithoutUsername)
+        );
+    }
+
+    #[test]
+    fn invalid_utf8() {
+        assert_eq!(err(&connect_frame(0x02, &s(&[0xC3, 0x28]))), E::InvalidUtf8);
+        assert_eq!(err(&frame(0x30, &s(&[0xFF]))), E::InvalidUtf8);
+        let mut sub = vec![0, 1];
+        sub.extend(s(&[0xED, 0xA0, 0x80])); // encoded surrogate U+D800
+        sub.push(0);
+        assert_eq!(err(&frame(0x82, &sub)), E::InvalidUtf8);
+    }
+
+    #[test]
+    fn null_character() {
+        assert_eq!(err(&connect_frame(0x02, &s(b"a\0b"))), E::NullCharacter);
+        assert_eq!(err(&frame(0x30, &s(b"a\0"))), E::NullCharacter);
+        let payload = cat(&[&s(b"id"), &s(b"user\0")]);
+        assert_eq!(err(&connect_frame(0x82, &payload)), E::NullCharacter);
+    }
+
+    #[test]
+    fn zero_packet_ids() {
+        assert_eq!(
+            err(&frame(0x32, &cat(&[&s(b"a"), &[0, 0]]))),
+            E::ZeroPacketId
+        );
+        assert_eq!(
+            err(&frame(0x34, &cat(&[&s(b"a"), &[0, 0]]))),
+            E::ZeroPacketId
+        );
+        for byte1 in [0x40, 0x50, 0x62, 0x70, 0xB0] {
+            assert_eq!(err(&[byte1, 2, 0, 0]), E::ZeroPacketId, "{byte1:#x}");
+        }
+        assert_eq!(
+            err(&frame(0x82, &cat(&[&[0, 0], &s(b"a"), &[0]]))),
+            E::ZeroPacketId
+        );
+        assert_eq!(err(&frame(0x90, &[0, 0, 0])), E::ZeroPacketId);
+        assert_eq!(
+            err(&frame(0xA2, &cat(&[&[0, 0], &s(b"a")]))),
+            E::ZeroPacketId
+        );
+    }
+
+    #[test]
+    fn wildcard_in_topic_name() {
+        assert_eq!(
+            err(&frame(0x30, &s(b"a/+"))),
+            E::WildcardInTopicName("a/+".into())
+        );
+        assert_eq!(
+            err(&frame(0x31, &s(b"#"))),
+            E::WildcardInTopicName("#".into())
+        );
+        let payload = cat(&[&s(b"id"), &s(b"will/#"), &s(b"bye")]);
+        assert_eq!(
+            err(&connect_frame(0x06, &payload)),
+            E::WildcardInTopicName("will/#".into())
+        );
+    }
+
+    #[test]
+    fn empty_topic() {
+        assert_eq!(err(&frame(0x30, &s(b""))), E::EmptyTopic);
+        let payload = cat(&[&s(b"id"), &s(b""), &s(b"bye")]);
+        assert_eq!(err(&connect_frame(0x06, &payload)), E::EmptyTopic);
+    }
+
+    #[test]
+    fn invalid_topic_filters() {
+        for bad in [&b"a/#/b"[..], b"a+", b"", b"a#", b"#/"] {
+            let name = String::from_utf8(bad.to_vec()).unwrap();
+            let sub = frame(0x82, &cat(&[&[0, 1], &s(bad), &[1]]));
+            assert_eq!(err(&sub), E::InvalidTopicFilter(name.clone()));
+            let unsub = frame(0xA2, &cat(&[&[0, 1], &s(bad)]));
+            assert_eq!(err(&unsub), E::InvalidTopicFilter(name));
+        }
+    }
+
+    #[test]
+    fn empty_subscribe_unsubscribe_suback() {
+        assert_eq!(err(&[0x82, 2, 0, 1]), E::EmptySubscribe);
+        assert_eq!(err(&[0xA2, 2, 0, 1]), E::EmptyUnsubscribe);
+        assert_eq!(err(&[0x90, 2, 0, 1]), E::EmptySubAck);
+    }
+
+    #[test]
+    fn subscribe_options() {
+        let with = |options| err(&frame(0x82, &cat(&[&[0, 1], &s(b"a"), &[options]])));
+        assert_eq!(with(0x04), E::InvalidSubscribeOptions(0x04));
+        assert_eq!(with(0x81), E::InvalidSubscribeOptions(0x81));
+        assert_eq!(with(0x03), E::InvalidQoS(3));
+    }
+
+    #[test]
+    fn suback_return_codes() {
+        assert_eq!(err(&[0x90, 3, 0, 1, 3]), E::InvalidSubAckReturnCode(3));
+        assert_eq!(
+            err(&[0x90, 4, 0, 1, 0, 0x81]),
+            E::InvalidSubAckReturnCode(0x81)
+        );
+    }
+
+    #[test]
+    fn connack_flags_and_code() {
+        assert_eq!(err(&[0x20, 2, 0x02, 0]), E::InvalidConnAckFlags(2));
+        assert_eq!(err(&[0x20, 2, 0x80, 0]), E::InvalidConnAckFlags(0x80));
+        assert_eq!(err(&[0x20, 2, 0, 6]), E::InvalidConnectReturnCode(6));
+    }
+
+    #[test]
+    fn content_longer_than_declared() {
+        // Topic claims 5 bytes, only 3 declared.
+        assert_eq!(err(&[0x30, 3, 0, 5, b'a']), E::PayloadTooShort);
+        // Packet id missing.
+        assert_eq!(err(&frame(0x32, &s(b"a"))), E::PayloadTooShort);
+        // Subscribe filter without options byte.
+        assert_eq!(
+            err(&frame(0x82, &cat(&[&[0, 1], &s(b"a")]))),
+            E::PayloadTooShort
+        );
+        // CONNECT without client id.
+        assert_eq!(
+            err(&frame(0x10, &cat(&[&s(b"MQTT"), &[4, 2, 0, 60]]))),
+            E::PayloadTooShort
+        );
+        // Username flag but no username.
+        assert_eq!(err(&connect_frame(0x82, &s(b"id"))), E::PayloadTooShort);
+        assert_eq!(err(&[0x10, 0]), E::PayloadTooShort);
+    }
+
+    #[test]
+    fn trailing_bytes() {
+        assert_eq!(
+            err(&connect_frame(0x02, &cat(&[&s(b"id"), &[0xAA, 0xBB]]))),
+            E::TrailingBytes(2)
+        );
+        // Password present on the wire but its flag is clear.
+        let payload = cat(&[&s(b"id"), &s(b"user"), &s(b"pw")]);
+        assert_eq!(err(&connect_frame(0x82, &payload)), E::TrailingBytes(4));
+    }
+
+    fn full_connect() -> Vec<u8> {
+        // clean session, will QoS 1 retained, username, password
+        connect_frame(
+            0xEE,
+            &cat(&[
+                &s(b"client-1"),
+                &s(b"last/will"),
+                &s(b"gone"),
+                &s(b"user"),
+                &s(&[0, 1, 2, 0xFF]),
+            ]),
+        )
+    }
+
+    #[test]
+    fn decodes_full_connect() {
+        let Packet::Connect(c) = ok(&full_connect()) else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(
+            c,
+            Connect {
+                protocol: Protocol::V311,
+                keep_alive: 60,
+                client_id: "client-1".into(),
+                clean_session: true,
+                will: Some(LastWill {
+                    topic: "last/will".into(),
+                    message: Bytes::from_static(b"gone"),
+                    qos: QoS::AtLeastOnce,
+                    retain: true,
+                }),
+                username: Some("user".into()),
+                password: Some(Bytes::from_static(&[0, 1, 2, 0xFF])),
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_mqtt31_connect_with_empty_client_id() {
+        let bytes = frame(0x10, &cat(&[&s(b"MQIsdp"), &[3, 0, 0, 0], &s(b"")]));
+        let Packet::Connect(c) = ok(&bytes) else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(c.protocol, Protocol::V31);
+        assert_eq!(c.client_id, "");
+        assert!(!c.clean_session);
+        assert_eq!((c.will, c.username, c.password), (None, None, None));
+    }
+
+    #[test]
+    fn decodes_simple_packets() {
+        assert_eq!(ok(&[0xC0, 0]), Packet::PingReq);
+        assert_eq!(ok(&[0xD0, 0]), Packet::PingResp);
+        assert_eq!(ok(&[0xE0, 0]), Packet::Disconnect);
+        assert_eq!(ok(&[0x40, 2, 0x12, 0x34]), Packet::PubAck(0x1234));
+        assert_eq!(ok(&[0x50, 2, 0, 1]), Packet::PubRec(1));
+        assert_eq!(ok(&[0x62, 2, 0, 2]), Packet::PubRel(2));
+        assert_eq!(ok(&[0x70, 2, 0, 3]), Packet::PubComp(3));
+        assert_eq!(ok(&[0xB0, 2, 0xFF, 0xFF]), Packet::UnsubAck(0xFFFF));
+        assert_eq!(
+            ok(&[0x20, 2, 1, 0]),
+            Packet::ConnAck(ConnAck {
+                session_present: true,
+                code: ConnectReturnCode::Accepted
+            })
+        );
+        assert_eq!(
+            ok(&[0x90, 6, 0, 7, 0, 1, 2, 0x80]),
+            Packet::SubAck(SubAck {
+                pkid: 7,
+                return_codes: vec![
+                    SubscribeReturnCode::Success(QoS::AtMostOnce),
+                    SubscribeReturnCode::Success(QoS::AtLeastOnce),
+                    SubscribeReturnCode::Success(QoS::ExactlyOnce),
+                    SubscribeReturnCode::Failure,
+                ]
+            })
+        );
+        assert_eq!(
+            ok(&frame(
+                0x82,
+                &cat(&[&[0, 9], &s(b"a/+"), &[1], &s(b"#"), &[2]])
+            )),
+            Packet::Subscribe(Subscribe {
+                pkid: 9,
+                filters: vec![
+                    SubscribeFilter {
+                        filter: "a/+".into(),
+                        qos: QoS::AtLeastOnce
+                    },
+                    SubscribeFilter {
+                        filter: "#".into(),
+                        qos: QoS::ExactlyOnce
+                    },
+                ]
+            })
+        );
+        assert_eq!(
+            ok(&frame(0xA2, &cat(&[&[0, 9], &s(b"a/+"), &s(b"b")]))),
+            Packet::Unsubscribe(Unsubscribe {
+                pkid: 9,
+                filters: vec!["a/+".into(), "b".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_publish_with_zero_copy_payload() {
+        let bytes = frame(0x3B, &cat(&[&s(b"a/b"), &[0, 5], b"payload"]));
+        let mut buf = BytesMut::from(&bytes[..]);
+        let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let Some(Packet::Publish(p)) = decode(&mut buf, MAX).unwrap() else {
+            panic!("not a PUBLISH")
+        };
+        assert_eq!(
+            p,
+            Publish {
+                dup: true,
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                topic: "a/b".into(),
+                pkid: 5,
+                payload: Bytes::from_static(b"payload"),
+            }
+        );
+        assert!(range.contains(&(p.payload.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn publish_with_empty_payload() {
+        assert_eq!(
+            ok(&frame(0x30, &s(b"t"))),
+            Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: "t".into(),
+                pkid: 0,
+                payload: Bytes::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn incomplete_buffers_are_left_untouched() {
+        let mut big_publish = vec![0x34, 0x87, 0x01]; // remaining length 135
+        big_publish.extend(s(b"a/b"));
+        big_publish.extend([0, 1]);
+        big_publish.extend([0xAB; 128]);
+        let packets = [
+            full_connect(),
+            frame(0x32, &cat(&[&s(b"a/b"), &[0, 5], b"xyz"])),
+            big_publish,
+            frame(0x82, &cat(&[&[0, 9], &s(b"a/+"), &[1]])),
+            vec![0x40, 2, 0, 1],
+            vec![0xC0, 0],
+        ];
+        for bytes in packets {
+            for split in 0..bytes.len() {
+                let mut buf = BytesMut::from(&bytes[..split]);
+                assert_eq!(decode(&mut buf, MAX), Ok(None), "split at {split}");
+                assert_eq!(&buf[..], &bytes[..split]);
+            }
+            ok(&bytes);
+        }
+    }
+
+    #[test]
+    fn two_packets_in_one_buffer_decode_in_order() {
+        let mut buf =
+            BytesMut::from(&cat(&[&frame(0x30, &cat(&[&s(b"t"), b"x"])), &[0xC0, 0]])[..]);
+        buf.extend_from_slice(&[0x40, 2]); // start of a third one
+        assert!(matches!(
+            decode(&mut buf, MAX),
+            Ok(Some(Packet::Publish(_)))
+        ));
+        assert_eq!(decode(&mut buf, MAX), Ok(Some(Packet::PingReq)));
+        assert_eq!(decode(&mut buf, MAX), Ok(None));
+        assert_eq!(&buf[..], &[0x40, 2]);
+    }
+
+    #[test]
+    fn empty_buffer_is_incomplete() {
+        assert_eq!(decode(&mut BytesMut::new(), MAX), Ok(None));
+    }
+}

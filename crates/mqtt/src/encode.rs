@@ -1,0 +1,463 @@
+//! MQTT 3.1.1 encoder: computes the exact size first, reserves once, then writes.
+//!
+//! Only what would make the bytes unframeable or ambiguous is checked (field lengths,
+//! packet identifiers, flag combinations); topic syntax is the caller's responsibility,
+//! which keeps the per-subscriber PUBLISH encode free of any scan over the topic.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::EncodeError;
+use crate::packet::*;
+use crate::wire::*;
+
+/// Appends the wire form of `packet` to `buf`. On error nothing is written.
+///
+/// The packet identifier of a QoS 0 PUBLISH is not on the wire and is ignored.
+pub fn encode(packet: &Packet, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    validate(packet)?;
+    let remaining = packet.remaining_len();
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    buf.put_u8(first_byte(packet));
+    put_remaining_length(buf, remaining);
+    match packet {
+        Packet::Connect(c) => put_connect(buf, c),
+        Packet::ConnAck(a) => {
+            buf.put_u8(u8::from(a.session_present));
+            buf.put_u8(a.code as u8);
+        }
+        Packet::Publish(p) => {
+            put_string(buf, &p.topic);
+            if p.qos != QoS::AtMostOnce {
+                buf.put_u16(p.pkid);
+            }
+            buf.put_slice(&p.payload);
+        }
+        Packet::PubAck(pkid)
+        | Packet::PubRec(pkid)
+        | Packet::PubRel(pkid)
+        | Packet::PubComp(pkid)
+        | Packet::UnsubAck(pkid) => buf.put_u16(*pkid),
+        Packet::Subscribe(s) => {
+            buf.put_u16(s.pkid);
+            for f in &s.filters {
+                put_string(buf, &f.filter);
+                buf.put_u8(f.qos as u8);
+            }
+        }
+        Packet::SubAck(s) => {
+            buf.put_u16(s.pkid);
+            for code in &s.return_codes {
+                buf.put_u8(match code {
+                    SubscribeReturnCode::Success(qos) => *qos as u8,
+                    SubscribeReturnCode::Failure => SUBACK_FAILURE,
+                });
+            }
+        }
+        Packet::Unsubscribe(u) => {
+            buf.put_u16(u.pkid);
+            for f in &u.filters {
+                put_string(buf, f);
+            }
+        }
+        Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
+    }
+    Ok(())
+}
+
+impl Packet {
+    /// Bytes [`encode`] writes for this packet (fixed header included).
+    pub fn encoded_len(&self) -> usize {
+        let remaining = self.remaining_len();
+        1 + remaining_length_len(remaining) + remaining
+    }
+
+    fn remaining_len(&self) -> usize {
+        match self {
+            Packet::Connect(c) => {
+                let name_len = match c.protocol {
+                    Protocol::V311 => 4,
+                    Protocol::V31 => 6,
+                };
+                // name, level, flags, keep alive, client id
+                let mut len = 2 + name_len + 1 + 1 + 2 + 2 + c.client_id.len();
+                if let Some(w) = &c.will {
+                    len += 2 + w.topic.len() + 2 + w.message.len();
+                }
+                if let Some(u) = &c.username {
+                    len += 2 + u.len();
+                }
+                if let Some(p) = &c.password {
+                    len += 2 + p.len();
+                }
+                len
+            }
+            Packet::ConnAck(_)
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_)
+            | Packet::UnsubAck(_) => 2,
+            Packet::Publish(p) => {
+                let pkid_len = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+                2 + p.topic.len() + pkid_len + p.payload.len()
+            }
+            Packet::Subscribe(s) => {
+                2 + s
+                    .filters
+                    .iter()
+                    .map(|f| 2 + f.filter.len() + 1)
+                    .sum::<usize>()
+            }
+            Packet::SubAck(s) => 2 + s.return_codes.len(),
+            Packet::Unsubscribe(u) => 2 + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>(),
+            Packet::PingReq | Packet::PingResp | Packet::Disconnect => 0,
+        }
+    }
+}
+
+fn validate(packet: &Packet) -> Result<(), EncodeError> {
+    match packet {
+        Packet::Connect(c) => {
+            check_len("client id", c.client_id.len())?;
+            if let Some(w) = &c.will {
+                check_len("will topic", w.topic.len())?;
+                check_len("will message", w.message.len())?;
+            }
+            if let Some(u) = &c.username {
+                check_len("username", u.len())?;
+            }
+            if let Some(p) = &c.password {
+                check_len("password", p.len())?;
+                if c.username.is_none() {
+                    return Err(EncodeError::PasswordWithoutUsername);
+                }
+            }
+        }
+        Packet::Publish(p) => {
+            check_len("topic", p.topic.len())?;
+            match p.qos {
+                QoS::AtMostOnce if p.dup => return Err(EncodeError::DupWithQoS0),
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce | QoS::ExactlyOnce => check_pkid(p.pkid)?,
+            }
+        }
+        Packet::PubAck(pkid)
+        | Packet::PubRec(pkid)
+        | Packet::PubRel(pkid)
+        | Packet::PubComp(pkid)
+        | Packet::UnsubAck(pkid) => check_pkid(*pkid)?,
+        Packet::Subscribe(s) => {
+            check_pkid(s.pkid)?;
+            if s.filters.is_empty() {
+                return Err(EncodeError::EmptySubscribe);
+            }
+            for f in &s.filters {
+                check_len("topic filter", f.filter.len())?;
+            }
+        }
+        Packet::SubAck(s) => {
+            check_pkid(s.pkid)?;
+            if s.return_codes.is_empty() {
+                return Err(EncodeError::EmptySubAck);
+            }
+        }
+        Packet::Unsubscribe(u) => {
+            check_pkid(u.pkid)?;
+            if u.filters.is_empty() {
+                return Err(EncodeError::EmptyUnsubscribe);
+            }
+            for f in &u.filters {
+                check_len("topic filter", f.len())?;
+            }
+        }
+        Packet::ConnAck(_) | Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
+    }
+    Ok(())
+}
+
+fn check_len(field: &'static str, len: usize) -> Result<(), EncodeError> {
+    if len > MAX_FIELD_LEN {
+        Err(EncodeError::FieldTooLong { field, len })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_pkid(pkid: u16) -> Result<(), EncodeError> {
+    if pkid == 0 {
+        Err(EncodeError::ZeroPacketId)
+    } else {
+        Ok(())
+    }
+}
+
+fn first_byte(packet: &Packet) -> u8 {
+    let (packet_type, flags) = match packet {
+        Packet::Connect(_) => (CONNECT, 0),
+        Packet::ConnAck(_) => (CONNACK, 0),
+        Packet::Publish(p) => {
+            let mut flags = (p.qos as u8) << PUBLISH_QOS_SHIFT;
+            if p.dup {
+                flags |= PUBLISH_DUP;
+            }
+            if p.retain {
+                flags |= PUBLISH_RETAIN;
+            }
+            (PUBLISH, flags)
+        }
+        Packet::PubAck(_) => (PUBACK, 0),
+        Packet::PubRec(_) => (PUBREC, 0),
+        Packet::PubRel(_) => (PUBREL, 0b0010),
+        Packet::PubComp(_) => (PUBCOMP, 0),
+        Packet::Subscribe(_) => (SUBSCRIBE, 0b0010),
+        Packet::SubAck(_) => (SUBACK, 0),
+        Packet::Unsubscribe(_) => (UNSUBSCRIBE, 0b0010),
+        Packet::UnsubAck(_) => (UNSUBACK, 0),
+        Packet::PingReq => (PINGREQ, 0),
+        Packet::PingResp => (PINGRESP, 0),
+        Packet::Disconnect => (DISCONNECT, 0),
+    };
+    packet_type << 4 | flags
+}
+
+fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if len == 0 {
+            return;
+        }
+    }
+}
+
+/// Caller has checked the length fits in the u16 prefix.
+fn put_binary(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_u16(bytes.len() as u16);
+    buf.put_slice(bytes);
+}
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    put_binary(buf, s.as_bytes());
+}
+
+fn put_connect(buf: &mut BytesMut, c: &Connect) {
+    let (name, level): (&[u8], u8) = match c.protocol {
+        Protocol::V311 => (b"MQTT", 4),
+        Protocol::V31 => (b"MQIsdp", 3),
+    };
+    put_binary(buf, name);
+    buf.put_u8(level);
+
+    let mut flags = 0;
+    if c.clean_session {
+        flags |= CONNECT_CLEAN_SESSION;
+    }
+    if let Some(w) = &c.will {
+        flags |= CONNECT_WILL | (w.qos as u8) << CONNECT_WILL_QOS_SHIFT;
+        if w.retain {
+            flags |= CONNECT_WILL_RETAIN;
+        }
+    }
+    if c.username.is_some() {
+        flags |= CONNECT_USERNAME;
+    }
+    if c.password.is_some() {
+        flags |= CONNECT_PASSWORD;
+    }
+    buf.put_u8(flags);
+    buf.put_u16(c.keep_alive);
+
+    put_string(buf, &c.client_id);
+    if let Some(w) = &c.will {
+        put_string(buf, &w.topic);
+        put_binary(buf, &w.message);
+    }
+    if let Some(u) = &c.username {
+        put_string(buf, u);
+    }
+    if let Some(p) = &c.password {
+        put_binary(buf, p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn encoded(packet: &Packet) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        encode(packet, &mut buf).unwrap();
+        assert_eq!(buf.len(), packet.encoded_len());
+        buf.to_vec()
+    }
+
+    fn publish(qos: QoS, pkid: u16, payload_len: usize) -> Publish {
+        Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: "t".into(),
+            pkid,
+            payload: Bytes::from(vec![0xAB; payload_len]),
+        }
+    }
+
+    #[test]
+    fn known_encodings() {
+        assert_eq!(encoded(&Packet::PingReq), [0xC0, 0]);
+        assert_eq!(encoded(&Packet::PingResp), [0xD0, 0]);
+        assert_eq!(encoded(&Packet::Disconnect), [0xE0, 0]);
+        assert_eq!(encoded(&Packet::PubRel(0x0102)), [0x62, 2, 1, 2]);
+        assert_eq!(
+            encoded(&Packet::ConnAck(ConnAck {
+                session_present: true,
+                code: ConnectReturnCode::NotAuthorized
+            })),
+            [0x20, 2, 1, 5]
+        );
+        let mut p = publish(QoS::AtLeastOnce, 7, 2);
+        p.dup = true;
+        p.retain = true;
+        assert_eq!(
+            encoded(&Packet::Publish(p)),
+            [0x3B, 7, 0, 1, b't', 0, 7, 0xAB, 0xAB]
+        );
+        assert_eq!(
+            encoded(&Packet::Subscribe(Subscribe {
+                pkid: 1,
+                filters: vec![SubscribeFilter {
+                    filter: "a/#".into(),
+                    qos: QoS::ExactlyOnce
+                }]
+            })),
+            [0x82, 8, 0, 1, 0, 3, b'a', b'/', b'#', 2]
+        );
+        assert_eq!(
+            encoded(&Packet::Connect(Connect {
+                protocol: Protocol::V31,
+                keep_alive: 10,
+                client_id: "c".into(),
+                clean_session: true,
+                will: Some(LastWill {
+                    topic: "w".into(),
+                    message: Bytes::from_static(b"m"),
+                    qos: QoS::ExactlyOnce,
+                    retain: true,
+                }),
+                username: Some("u".into()),
+                password: Some(Bytes::from_static(b"p")),
+            })),
+            [
+                0x10, 27, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0xF6, 0, 10, 0, 1, b'c', 0,
+                1, b'w', 0, 1, b'm', 0, 1, b'u', 0, 1, b'p'
+            ]
+        );
+    }
+
+    #[test]
+    fn remaining_length_boundaries() {
+        // Topic "t" plus its prefix take 3 bytes of the remaining length.
+        for (remaining, header) in [
+            (127, &[0x30, 0x7F][..]),
+            (128, &[0x30, 0x80, 0x01]),
+            (16_383, &[0x30, 0xFF, 0x7F]),
+            (16_384, &[0x30, 0x80, 0x80, 0x01]),
+            (2_097_151, &[0x30, 0xFF, 0xFF, 0x7F]),
+            (2_097_152, &[0x30, 0x80, 0x80, 0x80, 0x01]),
+        ] {
+            let bytes = encoded(&Packet::Publish(publish(QoS::AtMostOnce, 0, remaining - 3)));
+            assert_eq!(&bytes[..header.len()], header, "remaining {remaining}");
+            assert_eq!(bytes.len(), header.len() + remaining);
+        }
+    }
+
+    #[test]
+    fn qos0_publish_ignores_pkid() {
+        assert_eq!(
+            encoded(&Packet::Publish(publish(QoS::AtMostOnce, 9, 0))),
+            [0x30, 3, 0, 1, b't']
+        );
+    }
+
+    #[test]
+    fn rejections_write_nothing() {
+        let too_long = "x".repeat(65_536);
+        let mut dup0 = publish(QoS::AtMostOnce, 0, 0);
+        dup0.dup = true;
+        let mut long_topic = publish(QoS::AtMostOnce, 0, 0);
+        long_topic.topic = too_long.clone();
+        let connect = Connect {
+            protocol: Protocol::V311,
+            keep_alive: 0,
+            client_id: String::new(),
+            clean_session: true,
+            will: None,
+            username: None,
+            password: Some(Bytes::from_static(b"pw")),
+        };
+        let cases = [
+            (
+                Packet::Publish(publish(QoS::AtLeastOnce, 0, 0)),
+                EncodeError::ZeroPacketId,
+            ),
+            (Packet::Publish(dup0), EncodeError::DupWithQoS0),
+            (
+                Packet::Publish(long_topic),
+                EncodeError::FieldTooLong {
+                    field: "topic",
+                    len: 65_536,
+                },
+            ),
+            (Packet::PubAck(0), EncodeError::ZeroPacketId),
+            (Packet::UnsubAck(0), EncodeError::ZeroPacketId),
+            (
+                Packet::Subscribe(Subscribe {
+                    pkid: 1,
+                    filters: vec![],
+                }),
+                EncodeError::EmptySubscribe,
+            ),
+            (
+                Packet::Unsubscribe(Unsubscribe {
+                    pkid: 1,
+                    filters: vec![],
+                }),
+                EncodeError::EmptyUnsubscribe,
+            ),
+            (
+                Packet::Unsubscribe(Unsubscribe {
+                    pkid: 1,
+                    filters: vec![too_long],
+                }),
+                EncodeError::FieldTooLong {
+                    field: "topic filter",
+                    len: 65_536,
+                },
+            ),
+            (
+                Packet::SubAck(SubAck {
+                    pkid: 1,
+                    return_codes: vec![],
+                }),
+                EncodeError::EmptySubAck,
+            ),
+            (
+                Packet::Connect(connect),
+                EncodeError::PasswordWithoutUsername,
+            ),
+        ];
+        for (packet, expected) in cases {
+            let mut buf = BytesMut::new();
+            assert_eq!(encode(&packet, &mut buf), Err(expected));
+            assert!(buf.is_empty());
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Typed codec errors. Each decode variant names one rule of MQTT 3.1.1 so the broker can
+//! log precisely why it dropped a connection (and answer CONNACK 1 for a wrong level).
+
+use std::fmt;
+
+/// Name of a control packet type for error messages; the raw number is kept in the
+/// variants so callers can match on it.
+pub(crate) fn packet_type_name(packet_type: u8) -> &'static str {
+    match packet_type {
+        1 => "CONNECT",
+        2 => "CONNACK",
+        3 => "PUBLISH",
+        4 => "PUBACK",
+        5 => "PUBREC",
+        6 => "PUBREL",
+        7 => "PUBCOMP",
+        8 => "SUBSCRIBE",
+        9 => "SUBACK",
+        10 => "UNSUBSCRIBE",
+        11 => "UNSUBACK",
+        12 => "PINGREQ",
+        13 => "PINGRESP",
+        14 => "DISCONNECT",
+        _ => "reserved",
+    }
+}
+
+/// Which CONNECT flags rule was broken (MQTT 3.1.1 section 3.1.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFlagsViolation {
+    /// Bit 0 is reserved and must be zero.
+    ReservedBitSet,
+    /// Will QoS is non-zero while the will flag is clear.
+    WillQoSWithoutWill,
+    /// Will retain is set while the will flag is clear.
+    WillRetainWithoutWill,
+    /// Will QoS is 3.
+    InvalidWillQoS,
+    /// The password flag is set while the username flag is clear.
+    PasswordWithoutUsername,
+}
+
+impl fmt::Display for ConnectFlagsViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectFlagsViolation::ReservedBitSet => "reserved bit 0 is set",
+            ConnectFlagsViolation::WillQoSWithoutWill => {
+                "will QoS is non-zero without the will flag"
+            }
+            ConnectFlagsViolation::WillRetainWithoutWill => {
+                "will retain is set without the will flag"
+            }
+            ConnectFlagsViolation::InvalidWillQoS => "will QoS is 3",
+            ConnectFlagsViolation::PasswordWithoutUsername => {
+                "password flag is set without the username flag"
+            }
+        })
+    }
+}
+
+/// Why a byte sequence is not a valid MQTT 3.1.1 packet.
+///
+/// After an error the connection must be closed: the buffer may or may not still hold
+/// the offending bytes.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("invalid packet type {0} (0 and 15 are reserved)")]
+    InvalidPacketType(u8),
+    #[error("invalid fixed header flags {flags:#06b} for {}", packet_type_name(*.packet_type))]
+    InvalidFixedHeaderFlags { packet_type: u8, flags: u8 },
+    #[error("malformed remaining length: continuation bit set on the 4th byte")]
+    MalformedRemainingLength,
+    #[error(
+        "{} declares remaining length {actual}, it must be {expected}",
+        packet_type_name(*.packet_type)
+    )]
+    InvalidRemainingLength {
+        packet_type: u8,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
+    PacketTooLarge { size: usize, max: usize },
+    #[error("invalid protocol name {0:?} (expected \"MQTT\" or \"MQIsdp\")")]
+    InvalidProtocolName(String),
+    #[error("unsupported protocol level {0} (expected 4 for \"MQTT\", 3 for \"MQIsdp\")")]
+    UnsupportedProtocolLevel(u8),
+    #[error("invalid CONNECT flags: {0}")]
+    InvalidConnectFlags(ConnectFlagsViolation),
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("string contains the null character U+0000")]
+    NullCharacter,
+    #[error("invalid QoS {0}")]
+    InvalidQoS(u8),
+    #[error("packet identifier is 0")]
+    ZeroPacketId,
+    #[error("topic name {0:?} contains a wildcard")]
+    WildcardInTopicName(String),
+    #[error("topic name is empty")]
+    EmptyTopic,
+    #[error("invalid topic filter {0:?}")]
+    InvalidTopicFilter(String),
+    #[error("SUBSCRIBE carries no topic filter")]
+    EmptySubscribe,
+    #[error("UNSUBSCRIBE carries no topic filter")]
+    EmptyUnsubscribe,
+    #[error("SUBACK carries no return code")]
+    EmptySubAck,
+    #[error("SUBSCRIBE options byte {0:#04x} has reserved bits set")]
+    InvalidSubscribeOptions(u8),
+    #[error("invalid SUBACK return code {0:#04x}")]
+    InvalidSubAckReturnCode(u8),
+    #[error("CONNACK acknowledge flags {0:#04x} have reserved bits set")]
+    InvalidConnAckFlags(u8),
+    #[error("invalid CONNACK return code {0}")]
+    InvalidConnectReturnCode(u8),
+    #[error("packet content continues past the declared remaining length")]
+    PayloadTooShort,
+    #[error("{0} bytes left over after the packet content")]
+    TrailingBytes(usize),
+}
+
+/// Why a packet cannot be put on the wire.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    #[error("{field} is {len} bytes long, the maximum is 65535")]
+    FieldTooLong { field: &'static str, len: usize },
+    #[error("remaining length {0} exceeds the maximum of 268435455")]
+    PacketTooLarge(usize),
+    #[error("packet identifier is 0")]
+    ZeroPacketId,
+    #[error("PUBLISH with QoS 0 cannot have the DUP flag set")]
+    DupWithQoS0,
+    #[error("password without username")]
+    PasswordWithoutUsername,
+    #[error("SUBSCRIBE without topic filters")]
+    EmptySubscribe,
+    #[error("UNSUBSCRIBE without topic filters")]
+    EmptyUnsubscribe,
+    #[error("SUBACK without return codes")]
+    EmptySubAck,
+}

@@ -1,0 +1,188 @@
+//! Property: every valid packet survives encode → decode unchanged, byte-exactly framed.
+
+use bytes::{Bytes, BytesMut};
+use mqtt::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+const MAX: usize = 1 << 20;
+
+fn qos() -> impl Strategy<Value = QoS> {
+    prop_oneof![
+        Just(QoS::AtMostOnce),
+        Just(QoS::AtLeastOnce),
+        Just(QoS::ExactlyOnce)
+    ]
+}
+
+fn pkid() -> impl Strategy<Value = u16> {
+    1..=u16::MAX
+}
+
+/// Any string the codec accepts: arbitrary Unicode without U+0000.
+fn text() -> impl Strategy<Value = String> {
+    "[^\u{0}]{0,24}"
+}
+
+fn binary(max: usize) -> impl Strategy<Value = Bytes> {
+    vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+}
+
+fn topic_name() -> impl Strategy<Value = String> {
+    "[^\u{0}+#]{1,24}"
+}
+
+fn topic_filter() -> impl Strategy<Value = String> {
+    let level = prop_oneof![Just("+".to_owned()), "[^\u{0}+#/]{0,6}"];
+    (vec(level, 1..5), any::<bool>())
+        .prop_map(|(levels, multi)| {
+            let mut filter = levels.join("/");
+            if multi {
+                filter.push_str("/#");
+            }
+            filter
+        })
+        .prop_filter("valid filter", |f| is_valid_topic_filter(f))
+}
+
+fn connect() -> impl Strategy<Value = Connect> {
+    let will = (topic_name(), binary(40), qos(), any::<bool>()).prop_map(
+        |(topic, message, qos, retain)| LastWill {
+            topic,
+            message,
+            qos,
+            retain,
+        },
+    );
+    let login = proptest::option::of((text(), proptest::option::of(binary(40))));
+    (
+        prop_oneof![Just(Protocol::V311), Just(Protocol::V31)],
+        any::<u16>(),
+        text(),
+        any::<bool>(),
+        proptest::option::of(will),
+        login,
+    )
+        .prop_map(
+            |(protocol, keep_alive, client_id, clean_session, will, login)| {
+                let (username, password) = match login {
+                    Some((user, password)) => (Some(user), password),
+                    None => (None, None),
+                };
+                Connect {
+                    protocol,
+                    keep_alive,
+                    client_id,
+                    clean_session,
+                    will,
+                    username,
+                    password,
+                }
+            },
+        )
+}
+
+fn connect_return_code() -> impl Strategy<Value = ConnectReturnCode> {
+    prop_oneof![
+        Just(ConnectReturnCode::Accepted),
+        Just(ConnectReturnCode::UnacceptableProtocolVersion),
+        Just(ConnectReturnCode::IdentifierRejected),
+        Just(ConnectReturnCode::ServerUnavailable),
+        Just(ConnectReturnCode::BadUserNameOrPassword),
+        Just(ConnectReturnCode::NotAuthorized),
+    ]
+}
+
+fn publish() -> impl Strategy<Value = Publish> {
+    (
+        qos(),
+        any::<bool>(),
+        any::<bool>(),
+        topic_name(),
+        pkid(),
+        // Up to 300 bytes so the remaining length takes one or two bytes.
+        binary(300),
+    )
+        .prop_map(|(qos, dup, retain, topic, pkid, payload)| {
+            let at_most_once = qos == QoS::AtMostOnce;
+            Publish {
+                dup: dup && !at_most_once,
+                qos,
+                retain,
+                topic,
+                pkid: if at_most_once { 0 } else { pkid },
+                payload,
+            }
+        })
+}
+
+fn packet() -> impl Strategy<Value = Packet> {
+    let return_code = prop_oneof![
+        qos().prop_map(SubscribeReturnCode::Success),
+        Just(SubscribeReturnCode::Failure)
+    ];
+    let subscribe_filter =
+        (topic_filter(), qos()).prop_map(|(filter, qos)| SubscribeFilter { filter, qos });
+    prop_oneof![
+        connect().prop_map(Packet::Connect),
+        (any::<bool>(), connect_return_code()).prop_map(|(session_present, code)| {
+            Packet::ConnAck(ConnAck {
+                session_present,
+                code,
+            })
+        }),
+        publish().prop_map(Packet::Publish),
+        pkid().prop_map(Packet::PubAck),
+        pkid().prop_map(Packet::PubRec),
+        pkid().prop_map(Packet::PubRel),
+        pkid().prop_map(Packet::PubComp),
+        (pkid(), vec(subscribe_filter, 1..5))
+            .prop_map(|(pkid, filters)| Packet::Subscribe(Subscribe { pkid, filters })),
+        (pkid(), vec(return_code, 1..5))
+            .prop_map(|(pkid, return_codes)| Packet::SubAck(SubAck { pkid, return_codes })),
+        (pkid(), vec(topic_filter(), 1..5))
+            .prop_map(|(pkid, filters)| Packet::Unsubscribe(Unsubscribe { pkid, filters })),
+        pkid().prop_map(Packet::UnsubAck),
+        Just(Packet::PingReq),
+        Just(Packet::PingResp),
+        Just(Packet::Disconnect),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn encode_then_decode_is_identity(packet in packet()) {
+        let mut buf = BytesMut::new();
+        encode(&packet, &mut buf).unwrap();
+        prop_assert_eq!(buf.len(), packet.encoded_len());
+        let decoded = decode(&mut buf, MAX).unwrap();
+        prop_assert_eq!(decoded, Some(packet));
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn any_strict_prefix_is_incomplete(packet in packet(), cut in any::<prop::sample::Index>()) {
+        let mut full = BytesMut::new();
+        encode(&packet, &mut full).unwrap();
+        let prefix = &full[..cut.index(full.len())];
+        let mut buf = BytesMut::from(prefix);
+        prop_assert_eq!(decode(&mut buf, MAX), Ok(None));
+        prop_assert_eq!(&buf[..], prefix);
+    }
+
+    #[test]
+    fn a_stream_of_packets_decodes_in_order(packets in vec(packet(), 1..8)) {
+        let mut buf = BytesMut::new();
+        for p in &packets {
+            encode(p, &mut buf).unwrap();
+        }
+        let mut decoded = Vec::new();
+        while let Some(p) = decode(&mut buf, MAX).unwrap() {
+            decoded.push(p);
+        }
+        prop_assert_eq!(decoded, packets);
+        prop_assert!(buf.is_empty());
+    }
+}
