@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use iot::lifecycle::{self, DisconnectReason, EventContext};
 use mqtt::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, QoS, SubAck, Subscribe,
-    SubscribeReturnCode, Unsubscribe,
+    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, PublishRef, QoS, SubAck,
+    Subscribe, SubscribeReturnCode, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
@@ -126,7 +126,7 @@ where
             match mqtt::decode(&mut self.input, max_packet_size) {
                 Ok(Some(Packet::Connect(connect))) => return Some(connect),
                 Ok(Some(other)) => {
-                    info!(peer = %self.peer, packet = packet_name(&other), "closing connection: first packet is not CONNECT");
+                    info!(peer = %self.peer, packet = other.name(), "closing connection: first packet is not CONNECT");
                     return None;
                 }
                 Ok(None) => {}
@@ -315,11 +315,11 @@ where
                 publish_will: false,
             }),
             Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
-                warn!(client_id = %online.client_id, packet = packet_name(&packet), "closing connection: QoS 2 is not supported (IoT Core)");
+                warn!(client_id = %online.client_id, packet = packet.name(), "closing connection: QoS 2 is not supported (IoT Core)");
                 Err(Ending::abnormal(DisconnectReason::ClientError))
             }
             other => {
-                warn!(client_id = %online.client_id, packet = packet_name(&other), "closing connection: packet not allowed from a client at this point");
+                warn!(client_id = %online.client_id, packet = other.name(), "closing connection: packet not allowed from a client at this point");
                 Err(Ending::abnormal(DisconnectReason::ClientError))
             }
         }
@@ -489,32 +489,13 @@ where
 /// message, never copied into a new allocation per subscriber.
 fn encode_outgoing(output: &mut BytesMut, outgoing: &Outgoing) {
     let delivery = &outgoing.delivery;
-    let publish = Packet::Publish(Publish {
+    let publish = PublishRef {
         dup: outgoing.dup,
         qos: delivery.qos,
         retain: delivery.retain,
-        topic: delivery.topic.to_string(),
+        topic: &delivery.topic,
         pkid: outgoing.pkid.unwrap_or(0),
-        payload: delivery.payload.clone(),
-    });
-    mqtt::encode(&publish, output).expect("routed messages are encodable");
-}
-
-fn packet_name(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
-    }
+        payload: &delivery.payload,
+    };
+    mqtt::encode_publish(&publish, output).expect("routed messages are encodable");
 }

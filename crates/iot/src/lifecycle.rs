@@ -117,7 +117,10 @@ pub fn subscription_event(
         "topics": topics,
     });
     (
-        format!("$aws/events/subscriptions/{event_type}/{}", context.client_id),
+        format!(
+            "$aws/events/subscriptions/{event_type}/{}",
+            context.client_id
+        ),
         payload.to_string(),
     )
 }

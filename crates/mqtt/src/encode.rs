@@ -28,13 +28,7 @@ pub fn encode(packet: &Packet, buf: &mut BytesMut) -> Result<(), EncodeError> {
             buf.put_u8(u8::from(a.session_present));
             buf.put_u8(a.code as u8);
         }
-        Packet::Publish(p) => {
-            put_string(buf, &p.topic);
-            if p.qos != QoS::AtMostOnce {
-                buf.put_u16(p.pkid);
-            }
-            buf.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => put_publish_body(buf, &p.borrowed()),
         Packet::PubAck(pkid)
         | Packet::PubRec(pkid)
         | Packet::PubRel(pkid)
@@ -65,6 +59,54 @@ pub fn encode(packet: &Packet, buf: &mut BytesMut) -> Result<(), EncodeError> {
         Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
     }
     Ok(())
+}
+
+/// Appends a PUBLISH built from borrowed parts: the broker encodes one per subscriber
+/// from a topic and payload shared by all of them, without building an owned [`Publish`].
+pub fn encode_publish(publish: &PublishRef, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    validate_publish(publish)?;
+    let remaining = publish_remaining_len(publish);
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    buf.put_u8(publish_first_byte(publish));
+    put_remaining_length(buf, remaining);
+    put_publish_body(buf, publish);
+    Ok(())
+}
+
+fn validate_publish(p: &PublishRef) -> Result<(), EncodeError> {
+    check_len("topic", p.topic.len())?;
+    match p.qos {
+        QoS::AtMostOnce if p.dup => Err(EncodeError::DupWithQoS0),
+        QoS::AtMostOnce => Ok(()),
+        QoS::AtLeastOnce | QoS::ExactlyOnce => check_pkid(p.pkid),
+    }
+}
+
+fn publish_remaining_len(p: &PublishRef) -> usize {
+    let pkid_len = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+    2 + p.topic.len() + pkid_len + p.payload.len()
+}
+
+fn publish_first_byte(p: &PublishRef) -> u8 {
+    let mut flags = (p.qos as u8) << PUBLISH_QOS_SHIFT;
+    if p.dup {
+        flags |= PUBLISH_DUP;
+    }
+    if p.retain {
+        flags |= PUBLISH_RETAIN;
+    }
+    PUBLISH << 4 | flags
+}
+
+fn put_publish_body(buf: &mut BytesMut, p: &PublishRef) {
+    put_string(buf, p.topic);
+    if p.qos != QoS::AtMostOnce {
+        buf.put_u16(p.pkid);
+    }
+    buf.put_slice(p.payload);
 }
 
 impl Packet {
@@ -100,10 +142,7 @@ impl Packet {
             | Packet::PubRel(_)
             | Packet::PubComp(_)
             | Packet::UnsubAck(_) => 2,
-            Packet::Publish(p) => {
-                let pkid_len = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-                2 + p.topic.len() + pkid_len + p.payload.len()
-            }
+            Packet::Publish(p) => publish_remaining_len(&p.borrowed()),
             Packet::Subscribe(s) => {
                 2 + s
                     .filters
@@ -136,14 +175,7 @@ fn validate(packet: &Packet) -> Result<(), EncodeError> {
                 }
             }
         }
-        Packet::Publish(p) => {
-            check_len("topic", p.topic.len())?;
-            match p.qos {
-                QoS::AtMostOnce if p.dup => return Err(EncodeError::DupWithQoS0),
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce | QoS::ExactlyOnce => check_pkid(p.pkid)?,
-            }
-        }
+        Packet::Publish(p) => validate_publish(&p.borrowed())?,
         Packet::PubAck(pkid)
         | Packet::PubRec(pkid)
         | Packet::PubRel(pkid)
@@ -198,16 +230,7 @@ fn first_byte(packet: &Packet) -> u8 {
     let (packet_type, flags) = match packet {
         Packet::Connect(_) => (CONNECT, 0),
         Packet::ConnAck(_) => (CONNACK, 0),
-        Packet::Publish(p) => {
-            let mut flags = (p.qos as u8) << PUBLISH_QOS_SHIFT;
-            if p.dup {
-                flags |= PUBLISH_DUP;
-            }
-            if p.retain {
-                flags |= PUBLISH_RETAIN;
-            }
-            (PUBLISH, flags)
-        }
+        Packet::Publish(p) => return publish_first_byte(&p.borrowed()),
         Packet::PubAck(_) => (PUBACK, 0),
         Packet::PubRec(_) => (PUBREC, 0),
         Packet::PubRel(_) => (PUBREL, 0b0010),
@@ -307,6 +330,18 @@ mod tests {
             topic: "t".into(),
             pkid,
             payload: Bytes::from(vec![0xAB; payload_len]),
+        }
+    }
+
+    #[test]
+    fn borrowed_publish_encodes_like_owned() {
+        for (qos, pkid) in [(QoS::AtMostOnce, 0), (QoS::AtLeastOnce, 7)] {
+            let mut owned = publish(qos, pkid, 300);
+            owned.retain = true;
+            owned.dup = qos != QoS::AtMostOnce;
+            let mut borrowed = BytesMut::new();
+            encode_publish(&owned.borrowed(), &mut borrowed).unwrap();
+            assert_eq!(&borrowed[..], &encoded(&Packet::Publish(owned))[..]);
         }
     }
 

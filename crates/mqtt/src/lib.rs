@@ -11,7 +11,7 @@ mod topic;
 mod wire;
 
 pub use decode::decode;
-pub use encode::encode;
+pub use encode::{encode, encode_publish};
 pub use error::{ConnectFlagsViolation, DecodeError, EncodeError};
 pub use packet::*;
 pub use topic::{is_valid_topic_filter, is_valid_topic_name};
