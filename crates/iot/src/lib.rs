@@ -7,14 +7,20 @@
 //! - [`limits`]: the `[limits]` configuration table with IoT Core's quotas as defaults.
 //! - [`topic`]: topic-name and filter validation, reserved topics, IoT Core matching.
 //! - [`trie`]: the subscription index, matching exactly as [`topic_matches`].
+//! - [`policy`]: IoT policy documents: parsing, validation and authorization decisions.
 //! - [`lifecycle`]: lifecycle event topics, payloads and disconnect reasons.
 
 pub mod lifecycle;
 pub mod limits;
+pub mod policy;
 pub mod topic;
 pub mod trie;
 
 pub use limits::Limits;
+pub use policy::{
+    evaluate, resource_arn, Action, AuthDecision, Decision, Policy, PolicyError, RequestContext,
+    ResourceKind,
+};
 pub use topic::{
     filter_is_exact, is_reserved, topic_matches, validate_client_publish, validate_topic_filter,
     validate_topic_name, TopicError, CLIENT_PUBLISHABLE_RESERVED_PREFIXES,
