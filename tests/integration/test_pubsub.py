@@ -193,3 +193,15 @@ def test_unsubscribe_raw_unsuback(broker, clients):
     r.unsubscribe(f"{uid('x')}/a")
     r.unsubscribe("never/subscribed")
     r.ping()
+
+
+def test_packets_sent_together_with_connect_are_handled(broker, clients):
+    """CONNECT and SUBSCRIBE in one TCP segment: the SUBSCRIBE must not wait for more data."""
+    from mqttraw import SUBACK, connect_packet, subscribe_packet
+
+    b = broker()
+    raw = clients.raw(b)
+    raw.send(connect_packet(uid("together"), True, 60, None) + subscribe_packet(1, [("t/x", 1)]))
+    assert raw.read_packet().return_code == 0
+    ack = raw.expect(SUBACK, timeout=3)
+    assert ack.granted == [1]

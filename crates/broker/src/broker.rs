@@ -19,9 +19,10 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::session::{Delivery, Enqueued, SessionState};
 
-/// A slow but connected subscriber keeps at most this many messages queued before it
-/// starts losing QoS 0 (QoS 1 is bounded by `max_queued_per_session`).
-pub const MAX_QUEUED_QOS0: usize = 1000;
+/// A slow but connected subscriber may hold this many bytes of queued messages before it
+/// starts losing QoS 0 (QoS 1 is bounded by `max_queued_per_session` instead): enough to
+/// absorb bursts, small enough that ten thousand stalled subscribers fit in memory.
+pub const MAX_QUEUED_QOS0_BYTES: usize = 8 << 20;
 
 pub type ConnectionId = u64;
 
@@ -210,7 +211,7 @@ impl Broker {
                 state: SessionState::new(
                     limits.max_inflight,
                     limits.max_queued_per_session,
-                    MAX_QUEUED_QOS0,
+                    MAX_QUEUED_QOS0_BYTES,
                 ),
                 owner: Some(owner),
                 expires_at: None,

@@ -234,6 +234,10 @@ where
     /// The connection's main loop; returns why it ended.
     async fn run(&mut self, online: &mut Online, shutdown: &mut watch::Receiver<bool>) -> Ending {
         let mut deadline = tokio::time::Instant::now() + online.keep_alive;
+        // Packets that arrived in the same read as CONNECT are already buffered.
+        if let Err(ending) = self.handle_input(online) {
+            return ending;
+        }
         loop {
             self.fill_output(online);
             if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {

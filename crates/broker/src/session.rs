@@ -47,15 +47,22 @@ pub struct SessionState {
     next_pkid: u16,
     max_inflight: usize,
     max_queued: usize,
-    max_queued_qos0: usize,
+    max_queued_qos0_bytes: usize,
+    /// Topic and payload bytes held in `pending`: what a slow subscriber costs in memory.
+    pending_bytes: usize,
     dropped_qos0: u64,
     dropped_qos1: u64,
 }
 
 impl SessionState {
     /// `max_queued` bounds queued messages (the session's QoS 1 backlog);
-    /// `max_queued_qos0` is the lower bound past which a slow subscriber loses QoS 0.
-    pub fn new(max_inflight: usize, max_queued: usize, max_queued_qos0: usize) -> SessionState {
+    /// `max_queued_qos0_bytes` bounds the memory a slow subscriber may hold before it starts
+    /// losing QoS 0.
+    pub fn new(
+        max_inflight: usize,
+        max_queued: usize,
+        max_queued_qos0_bytes: usize,
+    ) -> SessionState {
         SessionState {
             subscriptions: BTreeMap::new(),
             pending: VecDeque::new(),
@@ -63,7 +70,8 @@ impl SessionState {
             next_pkid: 1,
             max_inflight: max_inflight.max(1),
             max_queued: max_queued.max(1),
-            max_queued_qos0: max_queued_qos0.min(max_queued).max(1),
+            max_queued_qos0_bytes,
+            pending_bytes: 0,
             dropped_qos0: 0,
             dropped_qos1: 0,
         }
@@ -95,11 +103,13 @@ impl SessionState {
     /// Offers a message to the session. `online` says whether a connection will drain it.
     pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
         if delivery.qos == QoS::AtMostOnce {
-            if !online || self.pending.len() >= self.max_queued_qos0 {
+            let full = self.pending.len() >= self.max_queued
+                || self.pending_bytes + queued_size(&delivery) > self.max_queued_qos0_bytes;
+            if !online || full {
                 self.dropped_qos0 += 1;
                 return Enqueued::DroppedQos0;
             }
-            self.pending.push_back(delivery);
+            self.push_pending(delivery);
             return Enqueued::Queued;
         }
         let mut outcome = Enqueued::Queued;
@@ -112,14 +122,15 @@ impl SessionState {
                 .position(|queued| queued.qos != QoS::AtMostOnce)
             {
                 let dropped = self.pending.remove(index).expect("index from position");
+                self.pending_bytes -= queued_size(&dropped);
                 self.dropped_qos1 += 1;
                 outcome = Enqueued::DroppedOldestQos1(dropped);
             } else {
-                self.pending.pop_front();
+                self.pop_pending();
                 self.dropped_qos0 += 1;
             }
         }
-        self.pending.push_back(delivery);
+        self.push_pending(delivery);
         outcome
     }
 
@@ -129,7 +140,7 @@ impl SessionState {
     pub fn next_outgoing(&mut self) -> Option<Outgoing> {
         let head = self.pending.front()?;
         if head.qos == QoS::AtMostOnce {
-            let delivery = self.pending.pop_front()?;
+            let delivery = self.pop_pending()?;
             return Some(Outgoing {
                 pkid: None,
                 dup: false,
@@ -139,7 +150,7 @@ impl SessionState {
         if self.inflight.len() >= self.max_inflight {
             return None;
         }
-        let delivery = self.pending.pop_front()?;
+        let delivery = self.pop_pending()?;
         let pkid = self.allocate_pkid();
         self.inflight.push_back((pkid, delivery.clone()));
         Some(Outgoing {
@@ -175,6 +186,7 @@ impl SessionState {
         let before = self.pending.len();
         self.pending.retain(|queued| queued.qos != QoS::AtMostOnce);
         self.dropped_qos0 += (before - self.pending.len()) as u64;
+        self.pending_bytes = self.pending.iter().map(queued_size).sum();
     }
 
     pub fn queued_len(&self) -> usize {
@@ -189,6 +201,17 @@ impl SessionState {
         (self.dropped_qos0, self.dropped_qos1)
     }
 
+    fn push_pending(&mut self, delivery: Delivery) {
+        self.pending_bytes += queued_size(&delivery);
+        self.pending.push_back(delivery);
+    }
+
+    fn pop_pending(&mut self) -> Option<Delivery> {
+        let delivery = self.pending.pop_front()?;
+        self.pending_bytes -= queued_size(&delivery);
+        Some(delivery)
+    }
+
     fn allocate_pkid(&mut self) -> u16 {
         // The window is at most a few hundred entries, so a scan beats a set here.
         loop {
@@ -199,6 +222,10 @@ impl SessionState {
             }
         }
     }
+}
+
+fn queued_size(delivery: &Delivery) -> usize {
+    delivery.topic.len() + delivery.payload.len()
 }
 
 #[cfg(test)]
@@ -216,7 +243,7 @@ mod tests {
 
     #[test]
     fn qos0_is_not_kept_for_offline_sessions() {
-        let mut session = SessionState::new(10, 100, 100);
+        let mut session = SessionState::new(10, 100, 1 << 20);
         assert_eq!(
             session.enqueue(message("a", QoS::AtMostOnce), false),
             Enqueued::DroppedQos0
@@ -230,7 +257,7 @@ mod tests {
 
     #[test]
     fn inflight_window_holds_back_qos1_and_keeps_order() {
-        let mut session = SessionState::new(2, 100, 100);
+        let mut session = SessionState::new(2, 100, 1 << 20);
         for topic in ["1", "2", "3"] {
             session.enqueue(message(topic, QoS::AtLeastOnce), true);
         }
@@ -248,7 +275,7 @@ mod tests {
 
     #[test]
     fn resume_redelivers_unacknowledged_with_dup_and_same_ids() {
-        let mut session = SessionState::new(10, 100, 100);
+        let mut session = SessionState::new(10, 100, 1 << 20);
         session.enqueue(message("a", QoS::AtLeastOnce), true);
         session.enqueue(message("b", QoS::AtLeastOnce), true);
         let a = session.next_outgoing().unwrap();
@@ -262,7 +289,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_oldest_qos1() {
-        let mut session = SessionState::new(10, 2, 2);
+        let mut session = SessionState::new(10, 2, 1 << 20);
         session.enqueue(message("1", QoS::AtLeastOnce), false);
         session.enqueue(message("2", QoS::AtLeastOnce), false);
         match session.enqueue(message("3", QoS::AtLeastOnce), false) {
@@ -275,7 +302,8 @@ mod tests {
 
     #[test]
     fn slow_subscriber_loses_qos0_past_its_bound() {
-        let mut session = SessionState::new(10, 100, 2);
+        // Each test message is 2 bytes (topic "a", payload "x").
+        let mut session = SessionState::new(10, 100, 4);
         for _ in 0..2 {
             assert_eq!(
                 session.enqueue(message("a", QoS::AtMostOnce), true),
@@ -291,7 +319,7 @@ mod tests {
 
     #[test]
     fn packet_ids_skip_zero_and_ids_in_flight() {
-        let mut session = SessionState::new(3, 100, 100);
+        let mut session = SessionState::new(3, 100, 1 << 20);
         session.next_pkid = u16::MAX;
         for _ in 0..3 {
             session.enqueue(message("a", QoS::AtLeastOnce), true);
