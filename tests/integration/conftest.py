@@ -42,7 +42,9 @@ def toml_value(v) -> str:
 
 def render_config(data_dir: Path, overrides: dict) -> str:
     """The test config; overrides go to the top level if the key is a top-level key,
-    else to [limits]. `listeners={...}` and `limits={...}` dicts are merged too."""
+    else to [limits]. `listeners={...}` and `limits={...}` dicts are merged too;
+    `anonymous=[...]` replaces the anonymous principal's policies and `extra_toml="..."`
+    is appended verbatim (e.g. `[[policies]]` tables)."""
     top = {
         "data_dir": str(data_dir),
         "in_memory": True,
@@ -51,8 +53,14 @@ def render_config(data_dir: Path, overrides: dict) -> str:
     }
     listeners = {"mqtt": "127.0.0.1:0", "mqtts": "", "tls": "", "http": ""}
     limits = {"keepalive_min": "1s", "connects_per_client_id_per_sec": 0}
+    anonymous = ["dev-allow-all"]
+    extra_toml = ""
     for k, v in overrides.items():
-        if k == "listeners":
+        if k == "anonymous":
+            anonymous = v
+        elif k == "extra_toml":
+            extra_toml = v
+        elif k == "listeners":
             listeners.update(v)
         elif k == "limits":
             limits.update(v)
@@ -69,7 +77,8 @@ def render_config(data_dir: Path, overrides: dict) -> str:
     lines += [f"{k} = {toml_value(v)}" for k, v in limits.items()]
     lines.append("")
     lines.append("[anonymous]")
-    lines.append('policies = ["dev-allow-all"]')
+    lines.append(f"policies = {toml_value(anonymous)}")
+    lines.append(extra_toml)
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,8 @@ use mqtt::QoS;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::config::Config;
+use crate::auth::PolicyStore;
+use crate::config::{Config, ConfigError};
 use crate::session::{Delivery, Enqueued, SessionState};
 
 /// A slow but connected subscriber may hold this many bytes of queued messages before it
@@ -120,6 +121,7 @@ pub struct OpenedSession {
 
 pub struct Broker {
     pub config: Arc<Config>,
+    pub policies: Arc<PolicyStore>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
@@ -131,9 +133,12 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Arc<Broker> {
-        Arc::new(Broker {
+    /// Fails when a configured policy does not parse.
+    pub fn new(config: Config) -> Result<Arc<Broker>, ConfigError> {
+        let policies = Arc::new(PolicyStore::from_config(&config)?);
+        Ok(Arc::new(Broker {
             config: Arc::new(config),
+            policies,
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
             retained: RwLock::new(HashMap::new()),
@@ -142,7 +147,7 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             next_version: AtomicU64::new(1),
             stats: Stats::default(),
-        })
+        }))
     }
 
     pub fn next_connection_id(&self) -> ConnectionId {
@@ -434,7 +439,7 @@ mod tests {
     use super::*;
 
     fn broker() -> Arc<Broker> {
-        Broker::new(Config::parse("in_memory = true").unwrap())
+        Broker::new(Config::parse("in_memory = true").unwrap()).unwrap()
     }
 
     fn drain(session: &Session) -> Vec<(String, QoS)> {

@@ -399,7 +399,6 @@ impl Config {
             ),
             ("[tls]", self.tls.is_some()),
             ("[admin]", self.admin.is_some()),
-            ("[[policies]] enforcement", !self.policies.is_empty()),
             ("[[ca_certificates]]", !self.ca_certificates.is_empty()),
             ("[[certificates]]", !self.certificates.is_empty()),
             ("[[things]]", !self.things.is_empty()),

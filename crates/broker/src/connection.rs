@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use iot::lifecycle::{self, DisconnectReason, EventContext};
+use iot::{Action, RequestContext, ResourceKind};
 use mqtt::{
     ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, PublishRef, QoS, SubAck,
     Subscribe, SubscribeReturnCode, Unsubscribe,
@@ -19,7 +20,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
+use crate::auth::{Authorizer, Denied, ANONYMOUS};
 use crate::broker::{unix_millis, Broker, ConnectionId, Session};
+use crate::config::SubscribeDenied;
 use crate::protocol::{self, Refusal};
 use crate::session::{Delivery, Outgoing};
 
@@ -29,10 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// next write so one slow socket does not pin unbounded memory.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
-
-/// Who the connection authenticated as. Only the anonymous principal exists until the
-/// authentication back-ends land.
-pub const ANONYMOUS: &str = "anonymous";
 
 /// Serves one connection from accept to close.
 pub async fn serve<S>(
@@ -92,6 +91,7 @@ struct Online {
     keep_alive: Duration,
     session_identifier: String,
     version_number: u64,
+    auth: Authorizer,
 }
 
 /// Why the main loop ended, and whether the will is due.
@@ -166,9 +166,15 @@ where
         if connect.client_id.is_empty() && connect.clean_session {
             connect.client_id = protocol::assigned_client_id(self.id);
         }
+        let mut auth = Authorizer::new(
+            broker.policies.clone(),
+            ANONYMOUS,
+            connect_context(&connect, self.peer),
+            &broker.config,
+        );
         let now_secs = unix_millis() / 1000;
         let verdict = protocol::check_connect(&connect, limits)
-            .and_then(|()| protocol::check_anonymous_connect(broker.config.anonymous_policies()))
+            .and_then(|()| authorize_connect(&mut auth, &connect))
             .and_then(|()| {
                 if broker.admit_connect(&connect.client_id, now_secs) {
                     Ok(())
@@ -177,7 +183,7 @@ where
                 }
             });
         if let Err(refusal) = verdict {
-            warn!(client_id = %connect.client_id, principal = ANONYMOUS, peer = %self.peer, code = ?refusal.code, reason = %refusal.reason, "CONNECT refused");
+            warn!(client_id = %connect.client_id, principal = auth.principal(), peer = %self.peer, code = ?refusal.code, reason = %refusal.reason, "CONNECT refused");
             if let Some(code) = refusal.code {
                 self.send_connack(false, code).await;
             }
@@ -211,6 +217,7 @@ where
             keep_alive: limits.keep_alive_deadline(connect.keep_alive),
             session_identifier: protocol::session_identifier(self.id),
             version_number: broker.next_version_number(),
+            auth,
         };
         self.queue_packet(&Packet::ConnAck(ConnAck {
             session_present: opened.session_present,
@@ -224,7 +231,7 @@ where
                 encode_outgoing(&mut self.output, outgoing);
             }
         }
-        info!(client_id = %online.client_id, principal = ANONYMOUS, peer = %self.peer, clean_session = connect.clean_session, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
+        info!(client_id = %online.client_id, principal = online.auth.principal(), peer = %self.peer, clean_session = connect.clean_session, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
         self.publish_event(&online, |context| {
             lifecycle::connected_event(context, &self.peer.ip().to_string())
         });
@@ -288,7 +295,7 @@ where
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(()),
                 Err(error) => {
-                    warn!(client_id = %online.client_id, principal = ANONYMOUS, %error, "closing connection: malformed packet");
+                    warn!(client_id = %online.client_id, principal = online.auth.principal(), %error, "closing connection: malformed packet");
                     return Err(Ending::abnormal(DisconnectReason::ClientError));
                 }
             };
@@ -329,11 +336,27 @@ where
         }
     }
 
-    fn handle_publish(&mut self, online: &Online, publish: Publish) -> Result<(), Ending> {
+    fn handle_publish(&mut self, online: &mut Online, publish: Publish) -> Result<(), Ending> {
         let limits = &self.broker.config.limits;
         if let Err(reason) = protocol::check_publish(&publish, limits) {
-            warn!(client_id = %online.client_id, principal = ANONYMOUS, topic = %publish.topic, %reason, "closing connection: PUBLISH refused");
+            warn!(client_id = %online.client_id, principal = online.auth.principal(), topic = %publish.topic, %reason, "closing connection: PUBLISH refused");
             return Err(Ending::abnormal(DisconnectReason::ClientError));
+        }
+        let mut allowed = online
+            .auth
+            .check(Action::Publish, ResourceKind::Topic, &publish.topic);
+        if publish.retain && allowed.is_ok() {
+            allowed = online
+                .auth
+                .check(Action::RetainPublish, ResourceKind::Topic, &publish.topic);
+        }
+        if let Err(denied) = allowed {
+            log_denied(
+                online,
+                &denied,
+                "PUBLISH denied: closing connection (FORBIDDEN_ACCESS)",
+            );
+            return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
         }
         // IoT Core keeps no retained messages on reserved topics.
         if publish.retain && !iot::is_reserved(&publish.topic) {
@@ -348,7 +371,11 @@ where
         Ok(())
     }
 
-    fn handle_subscribe(&mut self, online: &Online, subscribe: Subscribe) -> Result<(), Ending> {
+    fn handle_subscribe(
+        &mut self,
+        online: &mut Online,
+        subscribe: Subscribe,
+    ) -> Result<(), Ending> {
         let limits = &self.broker.config.limits;
         let count_after = online.session.with_state(|state| {
             state.subscription_count()
@@ -359,12 +386,31 @@ where
                     .count()
         });
         if let Err(reason) = protocol::check_subscribe(&subscribe, count_after, limits) {
-            warn!(client_id = %online.client_id, principal = ANONYMOUS, %reason, "closing connection: SUBSCRIBE refused");
+            warn!(client_id = %online.client_id, principal = online.auth.principal(), %reason, "closing connection: SUBSCRIBE refused");
             return Err(Ending::abnormal(DisconnectReason::ClientError));
         }
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
         for wanted in &subscribe.filters {
+            let allowed =
+                online
+                    .auth
+                    .check(Action::Subscribe, ResourceKind::TopicFilter, &wanted.filter);
+            if let Err(denied) = allowed {
+                if self.broker.config.subscribe_denied == SubscribeDenied::Disconnect {
+                    log_denied(
+                        online,
+                        &denied,
+                        "SUBSCRIBE denied: closing connection (FORBIDDEN_ACCESS)",
+                    );
+                    return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
+                }
+                log_denied(online, &denied, "SUBSCRIBE denied: SUBACK failure (0x80)");
+                return_codes.push(SubscribeReturnCode::Failure);
+                continue;
+            }
+            granted.push(wanted.filter.as_str());
             online
                 .session
                 .with_state(|state| state.subscribe(&wanted.filter, wanted.qos));
@@ -389,15 +435,12 @@ where
         for delivery in retained {
             self.broker.deliver(&online.session, delivery);
         }
-        let filters: Vec<&str> = subscribe
-            .filters
-            .iter()
-            .map(|f| f.filter.as_str())
-            .collect();
-        debug!(client_id = %online.client_id, ?filters, "subscribed");
-        self.publish_event(online, |context| {
-            lifecycle::subscription_event(context, true, &filters)
-        });
+        debug!(client_id = %online.client_id, filters = ?granted, "subscribed");
+        if !granted.is_empty() {
+            self.publish_event(online, |context| {
+                lifecycle::subscription_event(context, true, &granted)
+            });
+        }
         Ok(())
     }
 
@@ -414,15 +457,27 @@ where
         });
     }
 
-    /// Moves what the session has ready into the output buffer, up to one batch.
-    fn fill_output(&mut self, online: &Online) {
+    /// Moves what the session has ready into the output buffer, up to one batch. Each
+    /// message is checked against `iot:Receive` here, at delivery, as IoT Core does; a
+    /// refused one is dropped silently (logged once per topic).
+    fn fill_output(&mut self, online: &mut Online) {
         if self.output.len() >= WRITE_BATCH_BYTES {
             return;
         }
         let id = self.id;
+        let auth = &mut online.auth;
+        let client_id = &online.client_id;
+        let mut may_receive = |delivery: &Delivery| {
+            let (allowed, denied) =
+                auth.check_quietly(Action::Receive, ResourceKind::Topic, &delivery.topic);
+            if let Some(denied) = denied {
+                info!(client_id = %client_id, principal = auth.principal(), action = %denied.action, resource = %denied.resource, reason = %denied.decision.reason, "iot:Receive denied: message not delivered");
+            }
+            allowed
+        };
         online.session.with_owned_state(id, |state| {
             while self.output.len() < WRITE_BATCH_BYTES {
-                match state.next_outgoing() {
+                match state.next_outgoing_where(&mut may_receive) {
                     Some(outgoing) => encode_outgoing(&mut self.output, &outgoing),
                     None => break,
                 }
@@ -453,7 +508,7 @@ where
             client_id: &online.client_id,
             timestamp_ms: unix_millis(),
             session_identifier: &online.session_identifier,
-            principal_identifier: ANONYMOUS,
+            principal_identifier: online.auth.principal(),
             version_number: online.version_number,
         };
         let (topic, payload) = build(&context);
@@ -462,9 +517,9 @@ where
     }
 
     /// Tears down: last will, session detach, lifecycle event, connection count.
-    async fn finish(mut self, online: Online, ending: Ending) {
+    async fn finish(mut self, mut online: Online, ending: Ending) {
         if ending.reason != DisconnectReason::DuplicateClientId {
-            self.fill_output(&online);
+            self.fill_output(&mut online);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         }
         if ending.publish_will {
@@ -481,7 +536,7 @@ where
         self.broker
             .close_session(&online.session, self.id, Instant::now());
         self.broker.connections.fetch_sub(1, Ordering::Relaxed);
-        info!(client_id = %online.client_id, principal = ANONYMOUS, reason = %ending.reason, "client disconnected");
+        info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %ending.reason, "client disconnected");
         self.publish_event(&online, |context| {
             lifecycle::disconnected_event(context, ending.reason)
         });
@@ -502,4 +557,54 @@ fn encode_outgoing(output: &mut BytesMut, outgoing: &Outgoing) {
         payload: &delivery.payload,
     };
     mqtt::encode_publish(&publish, output).expect("routed messages are encodable");
+}
+
+/// What a CONNECT tells the policy engine: client id, source address, connect attributes.
+fn connect_context(connect: &Connect, peer: SocketAddr) -> RequestContext {
+    let mut connect_attributes = Vec::new();
+    if !connect.clean_session {
+        connect_attributes.push("PersistentConnect".to_owned());
+    }
+    if connect.will.is_some() {
+        connect_attributes.push("LastWill".to_owned());
+    }
+    RequestContext {
+        client_id: Some(connect.client_id.clone()),
+        source_ip: Some(peer.ip()),
+        connect_attributes,
+        ..RequestContext::default()
+    }
+}
+
+/// `iot:Connect` on the client id, and `iot:Publish` (plus `iot:RetainPublish`) on the will
+/// topic: IoT Core refuses a will the principal could not publish with CONNACK 5.
+fn authorize_connect(auth: &mut Authorizer, connect: &Connect) -> Result<(), Refusal> {
+    let mut checks = vec![(
+        Action::Connect,
+        ResourceKind::Client,
+        connect.client_id.as_str(),
+    )];
+    if let Some(will) = &connect.will {
+        checks.push((Action::Publish, ResourceKind::Topic, will.topic.as_str()));
+        if will.retain {
+            checks.push((
+                Action::RetainPublish,
+                ResourceKind::Topic,
+                will.topic.as_str(),
+            ));
+        }
+    }
+    for (action, kind, name) in checks {
+        auth.check(action, kind, name).map_err(|denied| {
+            Refusal::not_authorized(format!(
+                "{} on {}: {}",
+                denied.action, denied.resource, denied.decision.reason
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn log_denied(online: &Online, denied: &Denied, what: &str) {
+    warn!(client_id = %online.client_id, principal = online.auth.principal(), action = %denied.action, resource = %denied.resource, reason = %denied.decision.reason, "{what}");
 }

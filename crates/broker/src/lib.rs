@@ -1,12 +1,14 @@
 //! The PubSub broker: an embeddable MQTT 3.1.1 broker that behaves like AWS IoT Core.
 //!
 //! - [`config`]: the TOML configuration contract.
+//! - [`auth`]: policies, principals, and the per-connection authorizer.
 //! - [`session`]: the pure per-client session state machine.
 //! - [`protocol`]: IoT Core's rules for client packets, as pure checks.
 //! - [`broker`]: shared state (sessions, subscription index, retained messages) and routing.
 //! - [`connection`]: the per-connection I/O task.
 //! - [`server`]: listeners, start and shutdown.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;

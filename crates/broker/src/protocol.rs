@@ -5,8 +5,6 @@ use iot::Limits;
 use mqtt::{Connect, ConnectReturnCode, DecodeError, Publish, QoS, Subscribe};
 use rand::Rng;
 
-use crate::config::DEV_ALLOW_ALL;
-
 /// A refused CONNECT: the CONNACK code to answer with (`None`: just close, as IoT Core
 /// does for an oversize or malformed CONNECT) and the reason for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +26,10 @@ impl Refusal {
             code: None,
             reason: reason.into(),
         }
+    }
+
+    pub fn not_authorized(reason: impl Into<String>) -> Refusal {
+        Refusal::answer(ConnectReturnCode::NotAuthorized, reason)
     }
 
     /// IoT Core answers an excess CONNECT with "server unavailable" (reason THROTTLED).
@@ -92,23 +94,6 @@ pub fn check_connect(connect: &Connect, limits: &Limits) -> Result<(), Refusal> 
             })?;
     }
     Ok(())
-}
-
-/// The anonymous principal may connect only with the built-in `dev-allow-all` policy
-/// attached: no policy at all is a default deny, and evaluating other policies needs the
-/// policy engine, which is not built yet.
-pub fn check_anonymous_connect(policies: &[String]) -> Result<(), Refusal> {
-    if policies.iter().any(|name| name == DEV_ALLOW_ALL) {
-        return Ok(());
-    }
-    let reason = if policies.is_empty() {
-        "no policy is attached to the anonymous principal (add [anonymous] policies)".to_owned()
-    } else {
-        format!(
-            "policies {policies:?} cannot be evaluated yet: only {DEV_ALLOW_ALL:?} is supported"
-        )
-    };
-    Err(Refusal::answer(ConnectReturnCode::NotAuthorized, reason))
 }
 
 /// Checks a client's PUBLISH; the error is the reason the connection is closed.
@@ -221,13 +206,6 @@ mod tests {
             retain: false,
         });
         assert_eq!(check_connect(&with_will, &limits).unwrap_err().code, None);
-    }
-
-    #[test]
-    fn anonymous_needs_dev_allow_all() {
-        assert!(check_anonymous_connect(&["dev-allow-all".into()]).is_ok());
-        let refused = check_anonymous_connect(&[]).unwrap_err();
-        assert_eq!(refused.code, Some(ConnectReturnCode::NotAuthorized));
     }
 
     #[test]

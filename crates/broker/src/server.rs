@@ -78,7 +78,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         warn!("{feature} is configured but not active yet in this version");
     }
     let enabled = config.listeners.enabled()?;
-    let broker = Broker::new(config);
+    let broker = Broker::new(config)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (connection_alive, connections_done) = mpsc::channel::<()>(1);
     let mut listeners = Vec::new();

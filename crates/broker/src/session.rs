@@ -160,6 +160,18 @@ impl SessionState {
         })
     }
 
+    /// Like [`SessionState::next_outgoing`], but first discards queued messages the
+    /// subscriber may not receive (`allowed` says no): IoT Core drops them silently.
+    pub fn next_outgoing_where(
+        &mut self,
+        mut allowed: impl FnMut(&Delivery) -> bool,
+    ) -> Option<Outgoing> {
+        while !allowed(self.pending.front()?) {
+            self.pop_pending();
+        }
+        self.next_outgoing()
+    }
+
     /// The client acknowledged a QoS 1 delivery. `false` for an unknown packet id.
     pub fn acknowledge(&mut self, pkid: u16) -> bool {
         match self.inflight.iter().position(|(id, _)| *id == pkid) {
@@ -285,6 +297,20 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].pkid, b.pkid);
         assert!(again[0].dup);
+    }
+
+    #[test]
+    fn messages_the_subscriber_may_not_receive_are_skipped() {
+        let mut session = SessionState::new(10, 100, 1 << 20);
+        for topic in ["secret", "open", "secret"] {
+            session.enqueue(message(topic, QoS::AtLeastOnce), true);
+        }
+        let allowed = |delivery: &Delivery| &*delivery.topic != "secret";
+        let sent = session.next_outgoing_where(allowed).unwrap();
+        assert_eq!((&*sent.delivery.topic, sent.pkid), ("open", Some(1)));
+        assert_eq!(session.next_outgoing_where(allowed), None);
+        assert_eq!(session.queued_len(), 0);
+        assert_eq!(session.inflight_len(), 1);
     }
 
     #[test]

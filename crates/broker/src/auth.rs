@@ -1,0 +1,309 @@
+//! Authorization: the policies the broker knows, which principal has which, and a
+//! per-connection authorizer that caches decisions (policy evaluation itself is the pure
+//! [`iot::policy`] module).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use iot::{evaluate, resource_arn, Action, Decision, Policy, RequestContext, ResourceKind};
+use parking_lot::RwLock;
+
+use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
+
+/// The anonymous principal: clients of the plain listener.
+pub const ANONYMOUS: &str = "anonymous";
+
+const DEV_ALLOW_ALL_DOCUMENT: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#;
+
+/// Past this many cached decisions per action a connection starts its cache afresh, so a
+/// client publishing to endless distinct topics cannot grow it without bound.
+const MAX_CACHED_DECISIONS: usize = 4096;
+
+/// Every policy the broker knows, by name. The generation changes whenever a policy or
+/// an attachment changes, which invalidates every connection's cached decisions.
+pub struct PolicyStore {
+    policies: RwLock<HashMap<String, Arc<Policy>>>,
+    attachments: RwLock<HashMap<String, Vec<String>>>,
+    generation: AtomicU64,
+}
+
+impl PolicyStore {
+    /// The built-in `dev-allow-all`, the config's `[[policies]]` and its attachments.
+    pub fn from_config(config: &Config) -> Result<PolicyStore, ConfigError> {
+        let mut policies = HashMap::new();
+        let builtin = Policy::parse(DEV_ALLOW_ALL, DEV_ALLOW_ALL_DOCUMENT)
+            .expect("the built-in policy parses");
+        policies.insert(DEV_ALLOW_ALL.to_owned(), Arc::new(builtin));
+        for declared in &config.policies {
+            let document = match (&declared.document, &declared.document_file) {
+                (Some(document), _) => document.clone(),
+                (None, Some(file)) => std::fs::read_to_string(file).map_err(|error| {
+                    ConfigError::Invalid(format!(
+                        "policy {:?}: cannot read {}: {error}",
+                        declared.name,
+                        file.display()
+                    ))
+                })?,
+                (None, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "policy {:?} has no document",
+                        declared.name
+                    )))
+                }
+            };
+            let policy = Policy::parse(&declared.name, &document)
+                .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+            policies.insert(declared.name.clone(), Arc::new(policy));
+        }
+        let mut attachments: HashMap<String, Vec<String>> = HashMap::new();
+        attachments.insert(ANONYMOUS.to_owned(), config.anonymous_policies().to_vec());
+        for credential in &config.credentials {
+            for key in [&credential.principal, &credential.access_key_id] {
+                attachments
+                    .entry(key.clone())
+                    .or_default()
+                    .extend(credential.policies.iter().cloned());
+            }
+        }
+        Ok(PolicyStore {
+            policies: RwLock::new(policies),
+            attachments: RwLock::new(attachments),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Policy>> {
+        self.policies.read().get(name).cloned()
+    }
+
+    /// Names of the policies attached to a principal (`None`: principal unknown).
+    pub fn attached(&self, principal: &str) -> Option<Vec<String>> {
+        self.attachments.read().get(principal).cloned()
+    }
+
+    /// Attaches policies to a principal (e.g. a certificate id registered at start).
+    pub fn attach(&self, principal: &str, names: &[String]) {
+        let mut attachments = self.attachments.write();
+        let attached = attachments.entry(principal.to_owned()).or_default();
+        for name in names {
+            if !attached.contains(name) {
+                attached.push(name.clone());
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The policies a principal has now, in attachment order.
+    pub fn policies_of(&self, principal: &str) -> Vec<Arc<Policy>> {
+        let names = self.attached(principal).unwrap_or_default();
+        let policies = self.policies.read();
+        names
+            .iter()
+            .filter_map(|name| policies.get(name).cloned())
+            .collect()
+    }
+}
+
+/// Decides what one connection may do, remembering its decisions per action and resource
+/// name. Owned by the connection task: no locks on the hot path.
+pub struct Authorizer {
+    store: Arc<PolicyStore>,
+    principal: String,
+    policies: Vec<Arc<Policy>>,
+    generation: u64,
+    pub context: RequestContext,
+    region: String,
+    account: String,
+    /// Per action (indexed by `Action as usize`): resource name → allowed.
+    cache: Vec<HashMap<Box<str>, bool>>,
+}
+
+/// A refused action: the full decision (with its reason) and the resource it concerned.
+#[derive(Debug)]
+pub struct Denied {
+    pub action: Action,
+    pub resource: String,
+    pub decision: Decision,
+}
+
+impl Authorizer {
+    pub fn new(
+        store: Arc<PolicyStore>,
+        principal: &str,
+        context: RequestContext,
+        config: &Config,
+    ) -> Authorizer {
+        Authorizer {
+            policies: store.policies_of(principal),
+            generation: store.generation(),
+            store,
+            principal: principal.to_owned(),
+            context,
+            region: config.region.clone(),
+            account: config.account_id.clone(),
+            cache: vec![HashMap::new(); Action::ALL.len()],
+        }
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// Evaluates (without the cache) and returns the decision with its reason.
+    pub fn decide(&self, action: Action, kind: ResourceKind, name: &str) -> Denied {
+        let resource = resource_arn(&self.region, &self.account, kind, name);
+        let decision = evaluate(&self.policies, action, &resource, &self.context);
+        Denied {
+            action,
+            resource,
+            decision,
+        }
+    }
+
+    /// `Ok` when allowed. A cached allow costs one hash lookup; a denial is evaluated
+    /// again so the caller can log its reason.
+    pub fn check(
+        &mut self,
+        action: Action,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), Box<Denied>> {
+        self.refresh();
+        if self.cache[action as usize].get(name) == Some(&true) {
+            return Ok(());
+        }
+        let outcome = self.decide(action, kind, name);
+        let cache = &mut self.cache[action as usize];
+        if cache.len() >= MAX_CACHED_DECISIONS {
+            cache.clear();
+        }
+        let allowed = outcome.decision.is_allowed();
+        cache.insert(name.into(), allowed);
+        if allowed {
+            Ok(())
+        } else {
+            Err(Box::new(outcome))
+        }
+    }
+
+    /// Like [`Authorizer::check`], for decisions whose denial is silent (iot:Receive):
+    /// returns `Some(denied)` only the first time a resource is refused, for one log line.
+    pub fn check_quietly(
+        &mut self,
+        action: Action,
+        kind: ResourceKind,
+        name: &str,
+    ) -> (bool, Option<Box<Denied>>) {
+        self.refresh();
+        if let Some(&allowed) = self.cache[action as usize].get(name) {
+            return (allowed, None);
+        }
+        match self.check(action, kind, name) {
+            Ok(()) => (true, None),
+            Err(denied) => (false, Some(denied)),
+        }
+    }
+
+    /// Picks up policy changes made since the cache was filled.
+    fn refresh(&mut self) {
+        let generation = self.store.generation();
+        if generation != self.generation {
+            self.policies = self.store.policies_of(&self.principal);
+            self.generation = generation;
+            self.cache.iter_mut().for_each(HashMap::clear);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(text: &str) -> Arc<PolicyStore> {
+        let config = Config::parse(text).unwrap();
+        Arc::new(PolicyStore::from_config(&config).unwrap())
+    }
+
+    const SEED: &str = r#"
+[anonymous]
+policies = ["seed"]
+[[policies]]
+name = "seed"
+document = '''{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"},
+ {"Effect":"Allow","Action":["iot:Publish","iot:Receive"],"Resource":"arn:aws:iot:us-east-1:123456789012:topic/sensors/${iot:ClientId}/*"},
+ {"Effect":"Allow","Action":"iot:Subscribe","Resource":"arn:aws:iot:us-east-1:123456789012:topicfilter/sensors/*"}]}'''
+"#;
+
+    fn authorizer(store: Arc<PolicyStore>, client_id: &str) -> Authorizer {
+        let context = RequestContext {
+            client_id: Some(client_id.into()),
+            ..RequestContext::default()
+        };
+        let config = Config::parse("").unwrap();
+        Authorizer::new(store, ANONYMOUS, context, &config)
+    }
+
+    #[test]
+    fn seed_policy_allows_exactly_its_topics() {
+        let mut auth = authorizer(store(SEED), "dev1");
+        assert!(auth
+            .check(Action::Connect, ResourceKind::Client, "dev1")
+            .is_ok());
+        assert!(auth
+            .check(Action::Publish, ResourceKind::Topic, "sensors/dev1/temp")
+            .is_ok());
+        let denied = auth
+            .check(Action::Publish, ResourceKind::Topic, "sensors/dev2/temp")
+            .unwrap_err();
+        assert!(denied.decision.reason.contains("no statement allowed"));
+        assert!(denied.resource.ends_with("topic/sensors/dev2/temp"));
+        assert!(auth
+            .check(Action::Subscribe, ResourceKind::TopicFilter, "sensors/#")
+            .is_ok());
+    }
+
+    #[test]
+    fn denial_is_reported_once_when_quiet() {
+        let mut auth = authorizer(store(SEED), "dev1");
+        let (allowed, first) = auth.check_quietly(Action::Receive, ResourceKind::Topic, "x");
+        assert!(!allowed && first.is_some());
+        let (allowed, again) = auth.check_quietly(Action::Receive, ResourceKind::Topic, "x");
+        assert!(!allowed && again.is_none());
+    }
+
+    #[test]
+    fn no_policies_is_a_default_deny() {
+        let mut auth = authorizer(store(""), "c");
+        assert!(auth
+            .check(Action::Connect, ResourceKind::Client, "c")
+            .is_err());
+    }
+
+    #[test]
+    fn attaching_a_policy_invalidates_cached_denials() {
+        let store = store("");
+        let mut auth = authorizer(store.clone(), "c");
+        assert!(auth
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .is_err());
+        store.attach(ANONYMOUS, &[DEV_ALLOW_ALL.to_owned()]);
+        assert!(auth
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .is_ok());
+    }
+
+    #[test]
+    fn unparsable_policy_is_a_startup_error_naming_it() {
+        let config =
+            Config::parse("[[policies]]\nname = \"broken\"\ndocument = \"{not json\"").unwrap();
+        let error = PolicyStore::from_config(&config).err().unwrap().to_string();
+        assert!(error.contains("broken"), "{error}");
+    }
+}
