@@ -135,3 +135,34 @@ def test_unknown_policy_reference_stops_start_up(tmp_path):
     result = subprocess.run([BIN, "broker", "--config", str(config)], capture_output=True, timeout=10)
     assert result.returncode != 0
     assert b"nope" in result.stderr
+
+
+def test_test_authorization_explains_the_decision(tmp_path):
+    import subprocess
+
+    from conftest import BIN, render_config
+
+    config = tmp_path / "pubsub.toml"
+    document = json.dumps(SEED_POLICY)
+    config.write_text(render_config(tmp_path / "data", {
+        "anonymous": ["myIOTPolicy"],
+        "extra_toml": f"[[policies]]\nname = \"myIOTPolicy\"\ndocument = '''{document}'''\n",
+    }))
+
+    def ask(*args):
+        result = subprocess.run(
+            [BIN, "iot", "test-authorization", "--config", str(config), "--principal", "anonymous",
+             "--client-id", "dev1", *args], capture_output=True, timeout=10)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["authResults"][0]
+
+    allowed = ask("--action", "iot:Publish", "--resource", f"{ARN}:topic/sensors/dev1/temp")
+    assert allowed["authDecision"] == "ALLOWED"
+    assert "OwnSensorTopics" in allowed["reason"]
+    implicit = ask("--auth-infos", f"actionType=PUBLISH,resources={ARN}:topic/sensors/dev2/temp")
+    assert implicit["authDecision"] == "IMPLICIT_DENY"
+    assert "no statement allowed" in implicit["reason"]
+    explicit = ask("--action", "iot:Receive", "--resource", f"{ARN}:topic/sensors/dev1/secret")
+    assert explicit["authDecision"] == "EXPLICIT_DENY"
+    assert explicit["denied"]["explicitDeny"]["policies"][0]["policyName"] == "myIOTPolicy"
+    assert "NoSecrets" in explicit["reason"]

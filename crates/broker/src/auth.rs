@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use iot::{evaluate, resource_arn, Action, Decision, Policy, RequestContext, ResourceKind};
+use iot::{
+    evaluate, resource_arn, Action, AuthDecision, Decision, Policy, RequestContext, ResourceKind,
+};
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
@@ -221,6 +223,108 @@ impl Authorizer {
     }
 }
 
+/// AWS's `actionType` names for the actions test-authorization accepts.
+pub fn action_type(action: Action) -> &'static str {
+    match action {
+        Action::Connect => "CONNECT",
+        Action::Publish => "PUBLISH",
+        Action::Subscribe => "SUBSCRIBE",
+        Action::Receive => "RECEIVE",
+        other => other.as_str(),
+    }
+}
+
+/// Parses an AWS `actionType` (`PUBLISH`) or an action name (`iot:Publish`).
+pub fn parse_action(text: &str) -> Option<Action> {
+    match text.to_ascii_uppercase().as_str() {
+        "CONNECT" => Some(Action::Connect),
+        "PUBLISH" => Some(Action::Publish),
+        "SUBSCRIBE" => Some(Action::Subscribe),
+        "RECEIVE" => Some(Action::Receive),
+        _ => Action::parse(text),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestAuthorizationError {
+    #[error("principal {0:?} is unknown and no --policy-names-to-add were given")]
+    UnknownPrincipal(String),
+    #[error("policy {0:?} does not exist")]
+    UnknownPolicy(String),
+}
+
+/// What AWS's TestAuthorization answers for one action on some resources, plus our
+/// `reason` for every resource: which policy and statement decided, or why nothing did.
+pub fn test_authorization(
+    store: &PolicyStore,
+    config: &Config,
+    principal: &str,
+    policy_names_to_add: &[String],
+    context: &RequestContext,
+    action: Action,
+    resources: &[String],
+) -> Result<serde_json::Value, TestAuthorizationError> {
+    let attached = store.attached(principal);
+    if attached.is_none() && policy_names_to_add.is_empty() {
+        return Err(TestAuthorizationError::UnknownPrincipal(
+            principal.to_owned(),
+        ));
+    }
+    let mut policies = store.policies_of(principal);
+    for name in policy_names_to_add {
+        let policy = store
+            .get(name)
+            .ok_or_else(|| TestAuthorizationError::UnknownPolicy(name.clone()))?;
+        policies.push(policy);
+    }
+    let policy_ref = |name: &str| {
+        serde_json::json!({
+            "policyName": name,
+            "policyArn": format!("arn:aws:iot:{}:{}:policy/{name}", config.region, config.account_id),
+        })
+    };
+    let mut decision = AuthDecision::Allowed;
+    let (mut allowed_by, mut explicit, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    for resource in resources {
+        let outcome = evaluate(&policies, action, resource, context);
+        match outcome.decision {
+            AuthDecision::Allowed => allowed_by.extend(outcome.policy.clone()),
+            AuthDecision::ExplicitDeny => {
+                explicit.extend(outcome.policy.clone());
+                decision = AuthDecision::ExplicitDeny;
+            }
+            AuthDecision::ImplicitDeny => {
+                if decision == AuthDecision::Allowed {
+                    decision = AuthDecision::ImplicitDeny;
+                }
+            }
+        }
+        reasons.push(serde_json::json!({"resource": resource, "reason": outcome.reason}));
+    }
+    let implicit: Vec<_> = if decision == AuthDecision::ImplicitDeny {
+        policies
+            .iter()
+            .map(|policy| policy_ref(policy.name()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(serde_json::json!({
+        "authResults": [{
+            "authInfo": {"actionType": action_type(action), "resources": resources},
+            "allowed": {"policies": allowed_by.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
+            "denied": {
+                "implicitDeny": {"policies": implicit},
+                "explicitDeny": {"policies": explicit.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
+            },
+            "authDecision": decision.as_str(),
+            "missingContextValues": [],
+            "reason": reasons.iter().map(|r| r["reason"].as_str().unwrap_or_default()).collect::<Vec<_>>().join("; "),
+            "reasons": reasons,
+        }]
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +401,58 @@ document = '''{"Version":"2012-10-17","Statement":[
         assert!(auth
             .check(Action::Publish, ResourceKind::Topic, "t")
             .is_ok());
+    }
+
+    #[test]
+    fn test_authorization_answers_like_aws_with_reasons() {
+        let config = Config::parse(SEED).unwrap();
+        let store = PolicyStore::from_config(&config).unwrap();
+        let context = RequestContext {
+            client_id: Some("dev1".into()),
+            ..RequestContext::default()
+        };
+        let arn = "arn:aws:iot:us-east-1:123456789012:topic/sensors/dev1/t".to_owned();
+        let answer = test_authorization(
+            &store,
+            &config,
+            ANONYMOUS,
+            &[],
+            &context,
+            Action::Publish,
+            &[arn],
+        )
+        .unwrap();
+        let result = &answer["authResults"][0];
+        assert_eq!(result["authDecision"], "ALLOWED");
+        assert_eq!(result["allowed"]["policies"][0]["policyName"], "seed");
+        assert_eq!(result["authInfo"]["actionType"], "PUBLISH");
+        let other = "arn:aws:iot:us-east-1:123456789012:topic/sensors/dev2/t".to_owned();
+        let answer = test_authorization(
+            &store,
+            &config,
+            ANONYMOUS,
+            &[],
+            &context,
+            Action::Publish,
+            &[other],
+        )
+        .unwrap();
+        let result = &answer["authResults"][0];
+        assert_eq!(result["authDecision"], "IMPLICIT_DENY");
+        assert!(result["reasons"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no statement allowed"));
+        assert!(test_authorization(
+            &store,
+            &config,
+            "stranger",
+            &[],
+            &context,
+            Action::Publish,
+            &[]
+        )
+        .is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod iot;
+
 #[derive(Parser)]
 #[command(
     name = "pubsub",
@@ -30,6 +32,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The control plane, named and shaped as `aws iot`.
+    Iot {
+        #[command(subcommand)]
+        command: iot::IotCommand,
+    },
 }
 
 fn main() {
@@ -43,6 +50,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
+        Command::Iot { command } => iot::run(command),
     };
     if let Err(error) = result {
         eprintln!("pubsub: {error:#}");
