@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use iot::{
-    evaluate, resource_arn, Action, AuthDecision, Decision, Policy, RequestContext, ResourceKind,
+    decide, evaluate, resource_arn, write_resource_arn, Action, AuthDecision, Decision, Policy,
+    RequestContext, ResourceKind,
 };
 use parking_lot::RwLock;
 
@@ -122,6 +123,8 @@ pub struct Authorizer {
     pub context: RequestContext,
     region: String,
     account: String,
+    /// Reused for every resource ARN this connection builds.
+    arn: String,
     /// Per action (indexed by `Action as usize`): resource name → allowed.
     cache: Vec<HashMap<Box<str>, bool>>,
 }
@@ -149,6 +152,7 @@ impl Authorizer {
             context,
             region: config.region.clone(),
             account: config.account_id.clone(),
+            arn: String::new(),
             cache: vec![HashMap::new(); Action::ALL.len()],
         }
     }
@@ -168,8 +172,8 @@ impl Authorizer {
         }
     }
 
-    /// `Ok` when allowed. A cached allow costs one hash lookup; a denial is evaluated
-    /// again so the caller can log its reason.
+    /// `Ok` when allowed. A cached allow costs one hash lookup, an uncached one a
+    /// decision without any reason text; only a denial is evaluated again, with its reason.
     pub fn check(
         &mut self,
         action: Action,
@@ -180,17 +184,17 @@ impl Authorizer {
         if self.cache[action as usize].get(name) == Some(&true) {
             return Ok(());
         }
-        let outcome = self.decide(action, kind, name);
+        write_resource_arn(&mut self.arn, &self.region, &self.account, kind, name);
+        let allowed = decide(&self.policies, action, &self.arn, &self.context).is_allowed();
         let cache = &mut self.cache[action as usize];
         if cache.len() >= MAX_CACHED_DECISIONS {
             cache.clear();
         }
-        let allowed = outcome.decision.is_allowed();
         cache.insert(name.into(), allowed);
         if allowed {
             Ok(())
         } else {
-            Err(Box::new(outcome))
+            Err(Box::new(self.decide(action, kind, name)))
         }
     }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod iot;
 
 #[derive(Parser)]
@@ -32,6 +33,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Load generator for any MQTT 3.1.1 broker.
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
     /// The control plane, named and shaped as `aws iot`.
     Iot {
         #[command(subcommand)]
@@ -51,6 +57,7 @@ fn main() {
     let result = match cli.command {
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
         Command::Iot { command } => iot::run(command),
+        Command::Bench { scenario } => bench::run(scenario),
     };
     if let Err(error) = result {
         eprintln!("pubsub: {error:#}");

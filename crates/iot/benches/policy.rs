@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use iot::{evaluate, resource_arn, Action, Policy, RequestContext, ResourceKind};
+use iot::{decide, evaluate, resource_arn, Action, Policy, RequestContext, ResourceKind};
 
 const TOPICS: usize = 10_000;
 const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
@@ -86,11 +86,23 @@ fn bench(c: &mut Criterion) {
         ("allow_all", &allow_all),
         ("ten_statements_with_variables", &ten),
     ] {
-        group.bench_function(name, |b| {
+        group.bench_function(format!("{name}/evaluate_with_reason"), |b| {
             let mut i = 0usize;
             b.iter(|| {
                 i = (i + 1) % TOPICS;
                 black_box(evaluate(
+                    policies,
+                    Action::Publish,
+                    black_box(&topics[i]),
+                    &cx,
+                ))
+            })
+        });
+        group.bench_function(format!("{name}/decide"), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) % TOPICS;
+                black_box(decide(
                     policies,
                     Action::Publish,
                     black_box(&topics[i]),

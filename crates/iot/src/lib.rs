@@ -18,8 +18,8 @@ pub mod trie;
 
 pub use limits::Limits;
 pub use policy::{
-    evaluate, resource_arn, Action, AuthDecision, Decision, Policy, PolicyError, RequestContext,
-    ResourceKind,
+    decide, evaluate, resource_arn, write_resource_arn, Action, AuthDecision, Decision, Policy,
+    PolicyError, RequestContext, ResourceKind,
 };
 pub use topic::{
     filter_is_exact, is_reserved, topic_matches, validate_client_publish, validate_topic_filter,

@@ -162,6 +162,10 @@ pub enum AuthDecision {
 }
 
 impl AuthDecision {
+    pub fn is_allowed(self) -> bool {
+        self == AuthDecision::Allowed
+    }
+
     /// `"ALLOWED"`, `"EXPLICIT_DENY"`, `"IMPLICIT_DENY"`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -192,7 +196,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn is_allowed(&self) -> bool {
-        self.decision == AuthDecision::Allowed
+        self.decision.is_allowed()
     }
 }
 
@@ -293,13 +297,23 @@ impl Policy {
     }
 }
 
-/// Evaluates `action` on `resource` (a full ARN) against the principal's policies.
-pub fn evaluate(
-    policies: &[Arc<Policy>],
+/// What decided a request, borrowed from the policies: no strings are built until a
+/// caller asks for the reason.
+struct Outcome<'p> {
+    decision: AuthDecision,
+    /// The allowing or explicitly denying statement.
+    decided_by: Option<(&'p Policy, usize, &'p Statement)>,
+    /// The first statement skipped for an unresolved variable, and how many were.
+    skipped: Option<(&'p Policy, usize, &'p str)>,
+    skipped_count: usize,
+}
+
+fn outcome<'p>(
+    policies: &'p [Arc<Policy>],
     action: Action,
     resource: &str,
     context: &RequestContext,
-) -> Decision {
+) -> Outcome<'p> {
     let r = Resolver::new(context);
     let bit = action.bit();
     let mut allowed: Option<(&Policy, usize, &Statement)> = None;
@@ -313,7 +327,12 @@ pub fn evaluate(
             match st.applies(resource, &r) {
                 Applies::Yes => match st.effect {
                     Effect::Deny => {
-                        return decided(AuthDecision::ExplicitDeny, policy, i, st);
+                        return Outcome {
+                            decision: AuthDecision::ExplicitDeny,
+                            decided_by: Some((policy, i, st)),
+                            skipped,
+                            skipped_count,
+                        };
                     }
                     Effect::Allow => allowed = Some((policy, i, st)),
                 },
@@ -325,8 +344,38 @@ pub fn evaluate(
             }
         }
     }
-    if let Some((policy, i, st)) = allowed {
-        return decided(AuthDecision::Allowed, policy, i, st);
+    Outcome {
+        decision: if allowed.is_some() {
+            AuthDecision::Allowed
+        } else {
+            AuthDecision::ImplicitDeny
+        },
+        decided_by: allowed,
+        skipped,
+        skipped_count,
+    }
+}
+
+/// The decision alone, without its reason: what a broker needs on its hot path.
+pub fn decide(
+    policies: &[Arc<Policy>],
+    action: Action,
+    resource: &str,
+    context: &RequestContext,
+) -> AuthDecision {
+    outcome(policies, action, resource, context).decision
+}
+
+/// Evaluates `action` on `resource` (a full ARN) against the principal's policies.
+pub fn evaluate(
+    policies: &[Arc<Policy>],
+    action: Action,
+    resource: &str,
+    context: &RequestContext,
+) -> Decision {
+    let outcome = outcome(policies, action, resource, context);
+    if let Some((policy, i, st)) = outcome.decided_by {
+        return decided(outcome.decision, policy, i, st);
     }
     let mut reason = format!(
         "no statement allowed {} on {} ({} {} checked)",
@@ -339,14 +388,14 @@ pub fn evaluate(
             "policies"
         },
     );
-    if let Some((policy, i, var)) = skipped {
+    if let Some((policy, i, var)) = outcome.skipped {
         reason.truncate(reason.len() - 1);
         reason.push_str(&format!(
             "; statement {i} of {:?} skipped: {var} unresolved",
             policy.name
         ));
-        if skipped_count > 1 {
-            reason.push_str(&format!(", {} more skipped", skipped_count - 1));
+        if outcome.skipped_count > 1 {
+            reason.push_str(&format!(", {} more skipped", outcome.skipped_count - 1));
         }
         reason.push(')');
     }
@@ -406,9 +455,22 @@ impl ResourceKind {
 /// `resource_arn("us-east-1", "123", ResourceKind::Topic, "a/b")` →
 /// `"arn:aws:iot:us-east-1:123:topic/a/b"`.
 pub fn resource_arn(region: &str, account: &str, kind: ResourceKind, name: &str) -> String {
+    let mut arn = String::new();
+    write_resource_arn(&mut arn, region, account, kind, name);
+    arn
+}
+
+/// [`resource_arn`] into a reused buffer (cleared first): no allocation per decision.
+pub fn write_resource_arn(
+    arn: &mut String,
+    region: &str,
+    account: &str,
+    kind: ResourceKind,
+    name: &str,
+) {
     let kind = kind.as_str();
-    let mut arn =
-        String::with_capacity(13 + region.len() + account.len() + kind.len() + 2 + name.len());
+    arn.clear();
+    arn.reserve(13 + region.len() + account.len() + kind.len() + 2 + name.len());
     arn.push_str("arn:aws:iot:");
     arn.push_str(region);
     arn.push(':');
@@ -417,5 +479,4 @@ pub fn resource_arn(region: &str, account: &str, kind: ResourceKind, name: &str)
     arn.push_str(kind);
     arn.push('/');
     arn.push_str(name);
-    arn
 }

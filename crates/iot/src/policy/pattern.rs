@@ -236,7 +236,11 @@ impl Pattern {
                 if let Some(v) = self.unresolved(r) {
                     return Err(v);
                 }
-                match_segs(segs, text.as_bytes(), r, ignore_case)
+                if ignore_case || segs.iter().any(|seg| matches!(seg, Seg::One)) {
+                    match_segs(segs, text.as_bytes(), r, ignore_case)
+                } else {
+                    match_stars(segs, text.as_bytes(), r)
+                }
             }
         })
     }
@@ -258,6 +262,57 @@ fn char_len(lead: u8) -> usize {
         // A continuation byte: only reachable on malformed input; step one byte.
         _ => 1,
     }
+}
+
+/// The bytes a literal or (resolved) variable segment stands for.
+fn seg_bytes<'a>(seg: &'a Seg, r: &'a Resolver<'_>) -> &'a [u8] {
+    match seg {
+        Seg::Lit(l) => l.as_bytes(),
+        Seg::Var(v, _) => r.get(v).unwrap_or_default().as_bytes(),
+        Seg::Star | Seg::One => &[],
+    }
+}
+
+/// Where a run of literal/variable segments ends if it matches `text` at `at`.
+fn match_run_at(run: &[Seg], text: &[u8], mut at: usize, r: &Resolver<'_>) -> Option<usize> {
+    for seg in run {
+        let bytes = seg_bytes(seg, r);
+        if !text.get(at..)?.starts_with(bytes) {
+            return None;
+        }
+        at += bytes.len();
+    }
+    Some(at)
+}
+
+/// The matcher for the common case, patterns without `?` compared case-sensitively: the
+/// runs between stars are compared as whole slices, the first anchored at the start, the
+/// last at the end, each middle one at its leftmost occurrence (which is always safe when
+/// `*` is the only wildcard). Resource patterns all begin with a long literal ARN prefix,
+/// so most mismatches are decided by one slice comparison.
+fn match_stars(segs: &[Seg], text: &[u8], r: &Resolver<'_>) -> bool {
+    let stars = segs.iter().filter(|seg| matches!(seg, Seg::Star)).count();
+    let mut runs = segs.split(|seg| matches!(seg, Seg::Star));
+    let first = runs.next().unwrap_or_default();
+    let Some(mut at) = match_run_at(first, text, 0, r) else {
+        return false;
+    };
+    if stars == 0 {
+        return at == text.len();
+    }
+    for (index, run) in runs.enumerate() {
+        let last = index + 1 == stars;
+        if last {
+            let len: usize = run.iter().map(|seg| seg_bytes(seg, r).len()).sum();
+            return text.len() >= at + len
+                && match_run_at(run, text, text.len() - len, r) == Some(text.len());
+        }
+        match (at..=text.len()).find_map(|start| match_run_at(run, text, start, r)) {
+            Some(end) => at = end,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A position in the pattern: segment index and byte offset inside a literal or variable.

@@ -1365,6 +1365,23 @@ proptest! {
     }
 
     #[test]
+    fn decide_agrees_with_evaluate(
+        topic in "[a-z]{1,3}(/[a-z*?]{1,3}){0,3}",
+        client in "[a-z*]{1,4}",
+    ) {
+        let policies = vec![Arc::new(Policy::parse("p", r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:r:1:topic/${iot:ClientId}/*"},
+            {"Effect":"Deny","Action":"iot:Publish","Resource":"arn:aws:iot:r:1:topic/*/x*"},
+            {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:r:1:topic/${iot:Connection.Thing.ThingName}"}]}"#).unwrap())];
+        let cx = RequestContext { client_id: Some(client), ..RequestContext::default() };
+        let resource = format!("arn:aws:iot:r:1:topic/{topic}");
+        prop_assert_eq!(
+            decide(&policies, Action::Publish, &resource, &cx),
+            evaluate(&policies, Action::Publish, &resource, &cx).decision
+        );
+    }
+
+    #[test]
     fn order_independent(
         statements in prop::collection::vec((any::<bool>(), 0..4usize, 0..6usize), 1..6),
         action in arb_action(),
@@ -1405,6 +1422,23 @@ proptest! {
     #[test]
     fn wildcard_agrees_with_reference(pattern in "[ab*?]{0,8}", text in "[ab]{0,8}") {
         prop_assert_eq!(pattern::wildcard_match(&pattern, &text, false), reference(pattern.as_bytes(), text.as_bytes()));
+    }
+
+    /// Patterns with a variable (`V` stands for `${iot:ClientId}`) match like the pattern
+    /// with the value written in, for values without wildcard characters.
+    #[test]
+    fn variables_agree_with_reference(
+        pattern in "[abV*?]{0,8}",
+        client in "[ab]{0,3}",
+        text in "[ab]{0,8}",
+    ) {
+        let cx = RequestContext { client_id: Some(client.clone()), ..RequestContext::default() };
+        let compiled = pattern::Pattern::compile(&pattern.replace('V', "${iot:ClientId}"), true, true);
+        let substituted = pattern.replace('V', &client);
+        prop_assert_eq!(
+            compiled.matches(&text, &pattern::Resolver::new(&cx), false),
+            Ok(reference(substituted.as_bytes(), text.as_bytes()))
+        );
     }
 }
 
