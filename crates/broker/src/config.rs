@@ -162,7 +162,7 @@ pub struct PolicyConfig {
     pub document_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateStatus {
     #[default]
@@ -180,6 +180,9 @@ pub struct CaCertificateConfig {
     pub status: CertificateStatus,
     #[serde(default)]
     pub auto_register: bool,
+    /// Attached to each certificate this CA registers on first use.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,6 +364,7 @@ impl Config {
         }
         for ca in &self.ca_certificates {
             require_file(&ca.pem_file, "[[ca_certificates]]")?;
+            require_policies("[[ca_certificates]]", &ca.policies)?;
         }
         for credential in &self.credentials {
             require_policies(
@@ -390,17 +394,12 @@ impl Config {
     pub fn inactive_features(&self) -> Vec<&'static str> {
         let mut inactive = Vec::new();
         for (name, enabled) in [
-            ("listeners.mqtts (TLS)", !self.listeners.mqtts.is_empty()),
-            ("listeners.tls (TLS/ALPN)", !self.listeners.tls.is_empty()),
             ("listeners.ws (WebSocket)", !self.listeners.ws.is_empty()),
             (
                 "listeners.http (control plane)",
                 !self.listeners.http.is_empty(),
             ),
-            ("[tls]", self.tls.is_some()),
             ("[admin]", self.admin.is_some()),
-            ("[[ca_certificates]]", !self.ca_certificates.is_empty()),
-            ("[[certificates]]", !self.certificates.is_empty()),
             ("[[things]]", !self.things.is_empty()),
             ("[[credentials]]", !self.credentials.is_empty()),
             ("[[authorizers]]", !self.authorizers.is_empty()),

@@ -24,6 +24,7 @@ use crate::auth::{Authorizer, Denied, ANONYMOUS};
 use crate::broker::{unix_millis, Broker, ConnectionId, Session};
 use crate::config::SubscribeDenied;
 use crate::protocol::{self, Refusal};
+use crate::registry::CertificateIdentity;
 use crate::session::{Delivery, Outgoing};
 
 /// How long a new connection may take to send CONNECT.
@@ -33,12 +34,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Who a connection authenticated as before MQTT began.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The plain listener.
+    Anonymous,
+    /// A registered (or CA-vouched) client certificate: the principal is its id.
+    Certificate(CertificateIdentity),
+}
+
+impl Identity {
+    pub fn principal(&self) -> &str {
+        match self {
+            Identity::Anonymous => ANONYMOUS,
+            Identity::Certificate(certificate) => &certificate.certificate_id,
+        }
+    }
+}
+
 /// Serves one connection from accept to close.
 pub async fn serve<S>(
     broker: Arc<Broker>,
     stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    identity: Identity,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -65,7 +85,7 @@ pub async fn serve<S>(
             return;
         }
     };
-    let Some(mut online) = connection.accept(connect).await else {
+    let Some(mut online) = connection.accept(connect, identity).await else {
         return;
     };
     let reason = connection.run(&mut online, &mut shutdown).await;
@@ -160,7 +180,7 @@ where
     }
 
     /// Applies IoT Core's CONNECT rules, opens the session and answers CONNACK.
-    async fn accept(&mut self, mut connect: Connect) -> Option<Online> {
+    async fn accept(&mut self, mut connect: Connect, identity: Identity) -> Option<Online> {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
         if connect.client_id.is_empty() && connect.clean_session {
@@ -168,8 +188,8 @@ where
         }
         let mut auth = Authorizer::new(
             broker.policies.clone(),
-            ANONYMOUS,
-            connect_context(&connect, self.peer),
+            identity.principal(),
+            connect_context(&connect, self.peer, &identity),
             &broker.config,
         );
         let now_secs = unix_millis() / 1000;
@@ -560,7 +580,7 @@ fn encode_outgoing(output: &mut BytesMut, outgoing: &Outgoing) {
 }
 
 /// What a CONNECT tells the policy engine: client id, source address, connect attributes.
-fn connect_context(connect: &Connect, peer: SocketAddr) -> RequestContext {
+fn connect_context(connect: &Connect, peer: SocketAddr, identity: &Identity) -> RequestContext {
     let mut connect_attributes = Vec::new();
     if !connect.clean_session {
         connect_attributes.push("PersistentConnect".to_owned());
@@ -568,12 +588,17 @@ fn connect_context(connect: &Connect, peer: SocketAddr) -> RequestContext {
     if connect.will.is_some() {
         connect_attributes.push("LastWill".to_owned());
     }
-    RequestContext {
+    let mut context = RequestContext {
         client_id: Some(connect.client_id.clone()),
         source_ip: Some(peer.ip()),
         connect_attributes,
         ..RequestContext::default()
+    };
+    if let Identity::Certificate(certificate) = identity {
+        context.certificate_subject = certificate.subject.clone();
+        context.certificate_issuer = certificate.issuer.clone();
     }
+    context
 }
 
 /// `iot:Connect` on the client id, and `iot:Publish` (plus `iot:RetainPublish`) on the will

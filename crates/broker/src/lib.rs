@@ -12,9 +12,13 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;
+pub mod tls_material;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -12,10 +12,13 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
-use crate::connection;
+use crate::connection::{self, Identity};
+use crate::registry::{Registry, RegistryError};
+use crate::tls::{self, TlsConfigs};
+use crate::tls_material::{self, TlsMaterialError};
 
 /// Listener kinds that are parsed but whose transport has not landed yet.
-const NOT_ACTIVE_YET: &[&str] = &["mqtts", "tls", "ws", "http"];
+const NOT_ACTIVE_YET: &[&str] = &["ws", "http"];
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -29,6 +32,10 @@ pub enum BrokerError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    TlsMaterial(#[from] TlsMaterialError),
     #[error("cannot write {path}: {source}")]
     DataDir {
         path: String,
@@ -78,7 +85,26 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         warn!("{feature} is configured but not active yet in this version");
     }
     let enabled = config.listeners.enabled()?;
+    let registry = Arc::new(Registry::open(&config.data_dir)?);
+    registry.apply_config(&config)?;
     let broker = Broker::new(config)?;
+    registry.sync_attachments(&broker.policies);
+    let wants_tls = enabled
+        .iter()
+        .any(|(name, _)| matches!(*name, "mqtts" | "tls"));
+    let tls_configs = if wants_tls {
+        let identity = tls_material::server_identity(&broker.config)?;
+        if let Some(ca) = &identity.generated_ca {
+            info!("TLS server certificate issued by the local CA {}: clients trust that file (e.g. mosquitto_pub --cafile)", ca.display());
+        }
+        Some(Arc::new(TlsConfigs::new(
+            &identity,
+            registry.clone(),
+            broker.policies.clone(),
+        )?))
+    } else {
+        None
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (connection_alive, connections_done) = mpsc::channel::<()>(1);
     let mut listeners = Vec::new();
@@ -101,9 +127,15 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         })?;
         info!("listening {name} {bound}");
         listeners.push((name, bound));
+        let kind = match name {
+            "mqtts" => ListenerKind::Mqtts(tls_configs.clone().expect("made for TLS listeners")),
+            "tls" => ListenerKind::Tls(tls_configs.clone().expect("made for TLS listeners")),
+            _ => ListenerKind::Mqtt,
+        };
         tasks.push(tokio::spawn(accept_loop(
             broker.clone(),
             listener,
+            kind,
             shutdown_rx.clone(),
             connection_alive.clone(),
         )));
@@ -122,9 +154,18 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     })
 }
 
+/// What a listener speaks.
+#[derive(Clone)]
+enum ListenerKind {
+    Mqtt,
+    Mqtts(Arc<TlsConfigs>),
+    Tls(Arc<TlsConfigs>),
+}
+
 async fn accept_loop(
     broker: Arc<Broker>,
     listener: TcpListener,
+    kind: ListenerKind,
     mut shutdown: watch::Receiver<bool>,
     connection_alive: mpsc::Sender<()>,
 ) {
@@ -139,8 +180,20 @@ async fn accept_loop(
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 let alive = connection_alive.clone();
+                let kind = kind.clone();
                 tokio::spawn(async move {
-                    connection::serve(broker, stream, peer, shutdown).await;
+                    match kind {
+                        ListenerKind::Mqtt => {
+                            connection::serve(broker, stream, peer, shutdown, Identity::Anonymous)
+                                .await
+                        }
+                        ListenerKind::Mqtts(configs) => {
+                            tls::serve_mqtts(broker, configs, stream, peer, shutdown).await
+                        }
+                        ListenerKind::Tls(configs) => {
+                            tls::serve_tls(broker, configs, stream, peer, shutdown).await
+                        }
+                    }
                     drop(alive);
                 });
             }

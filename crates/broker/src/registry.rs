@@ -1,0 +1,508 @@
+//! The certificate registry, with IoT Core's semantics: certificates and CA certificates
+//! by id (lowercase hex SHA-256 of the DER), their status, and the policies attached to
+//! them. Kept in `<data_dir>/registry.json`, written atomically, reread when another
+//! process (`pubsub iot …`) changed it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::PolicyStore;
+use crate::config::{CertificateStatus, Config, ConfigError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a readable registry ({message}); move it aside to start with an empty one"
+    )]
+    Corrupt { path: PathBuf, message: String },
+    #[error("not a PEM certificate: {0}")]
+    BadCertificate(String),
+    #[error("certificate {0} does not exist")]
+    NotFound(String),
+    #[error("certificate {0} is already registered")]
+    AlreadyExists(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRecord {
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub status: CertificateStatus,
+    /// The registered CA that issued it, if any (its status matters too).
+    pub ca_certificate_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub creation_date: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRecord {
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub status: CertificateStatus,
+    pub auto_register: bool,
+    /// Attached to the certificates this CA registers on first use.
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistryState {
+    certificates: BTreeMap<String, CertificateRecord>,
+    ca_certificates: BTreeMap<String, CaRecord>,
+    /// Principal (certificate id, identity id, …) → attached policy names.
+    attachments: BTreeMap<String, Vec<String>>,
+}
+
+/// What a verified client certificate tells the broker about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateIdentity {
+    pub certificate_id: String,
+    pub subject: BTreeMap<String, String>,
+    pub issuer: BTreeMap<String, String>,
+}
+
+/// Why a client certificate was refused; the message names the certificate id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("certificate {certificate_id} refused: {reason}")]
+pub struct CertificateRefusal {
+    pub certificate_id: String,
+    pub reason: String,
+}
+
+pub struct Registry {
+    path: PathBuf,
+    state: Mutex<(RegistryState, Option<SystemTime>)>,
+}
+
+impl Registry {
+    /// Opens (or starts) `<data_dir>/registry.json`.
+    pub fn open(data_dir: &Path) -> Result<Registry, RegistryError> {
+        let path = data_dir.join("registry.json");
+        let registry = Registry {
+            path,
+            state: Mutex::new((RegistryState::default(), None)),
+        };
+        registry.reload_if_changed()?;
+        Ok(registry)
+    }
+
+    /// Applies the config's `[[certificates]]` and `[[ca_certificates]]` (idempotently)
+    /// and saves.
+    pub fn apply_config(&self, config: &Config) -> Result<(), ConfigError> {
+        let invalid = |error: RegistryError| ConfigError::Invalid(error.to_string());
+        let mut guard = self.state.lock();
+        let state = &mut guard.0;
+        for ca in &config.ca_certificates {
+            let pem = read_pem(&ca.pem_file).map_err(invalid)?;
+            let id = certificate_id_of_pem(&pem).map_err(invalid)?;
+            state.ca_certificates.insert(
+                id.clone(),
+                CaRecord {
+                    certificate_id: id,
+                    certificate_pem: pem,
+                    status: ca.status,
+                    auto_register: ca.auto_register,
+                    policies: ca.policies.clone(),
+                },
+            );
+        }
+        for certificate in &config.certificates {
+            let pem = read_pem(&certificate.pem_file).map_err(invalid)?;
+            let id = certificate_id_of_pem(&pem).map_err(invalid)?;
+            let ca = issuing_ca(state, &pem);
+            let record =
+                state
+                    .certificates
+                    .entry(id.clone())
+                    .or_insert_with(|| CertificateRecord {
+                        certificate_id: id.clone(),
+                        certificate_pem: pem.clone(),
+                        status: certificate.status,
+                        ca_certificate_id: ca,
+                        creation_date: unix_now(),
+                    });
+            record.status = certificate.status;
+            attach_names(state, &id, &certificate.policies);
+        }
+        self.save_locked(&mut guard).map_err(invalid)
+    }
+
+    /// Copies every attachment into the policy store (which caches decisions from it).
+    pub fn sync_attachments(&self, store: &PolicyStore) {
+        let guard = self.state.lock();
+        for (principal, policies) in &guard.0.attachments {
+            store.attach(principal, policies);
+        }
+    }
+
+    /// Decides whether a client certificate may connect, as IoT Core does. Registers it
+    /// on first use when it comes from an ACTIVE CA with `auto_register`.
+    pub fn verify_client(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        store: &PolicyStore,
+    ) -> Result<CertificateIdentity, CertificateRefusal> {
+        let id = certificate_id(end_entity);
+        let refuse = |reason: String| CertificateRefusal {
+            certificate_id: id.clone(),
+            reason,
+        };
+        match self.reload_if_changed() {
+            // Another process (`pubsub iot attach-policy …`) changed attachments.
+            Ok(true) => self.sync_attachments(store),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "certificate registry unreadable; refusing certificates");
+                return Err(refuse("the certificate registry is unreadable".into()));
+            }
+        }
+        let identity = identity_of(end_entity, &id).map_err(refuse)?;
+        check_validity(end_entity, now).map_err(&refuse)?;
+        let mut guard = self.state.lock();
+        let state = &mut guard.0;
+        if let Some(record) = state.certificates.get(&id) {
+            if record.status != CertificateStatus::Active {
+                return Err(refuse(format!("status is {}", status_name(record.status))));
+            }
+            if let Some(ca) = record
+                .ca_certificate_id
+                .as_ref()
+                .and_then(|ca| state.ca_certificates.get(ca))
+            {
+                if ca.status != CertificateStatus::Active {
+                    return Err(refuse(format!(
+                        "its CA {} is {}",
+                        ca.certificate_id,
+                        status_name(ca.status)
+                    )));
+                }
+            }
+            return Ok(identity);
+        }
+        // Not registered itself: only a registered CA can vouch for it.
+        let Some(ca) = verifying_ca(state, end_entity, intermediates, now) else {
+            return Err(refuse(
+                "unknown: not registered, and not signed by a registered CA".into(),
+            ));
+        };
+        if ca.status != CertificateStatus::Active {
+            return Err(refuse(format!(
+                "its CA {} is {}",
+                ca.certificate_id,
+                status_name(ca.status)
+            )));
+        }
+        if !ca.auto_register {
+            return Err(refuse(format!(
+                "not registered (its CA {} has auto_register = false)",
+                ca.certificate_id
+            )));
+        }
+        let (ca_id, policies) = (ca.certificate_id.clone(), ca.policies.clone());
+        let pem = pem_of(end_entity);
+        state.certificates.insert(
+            id.clone(),
+            CertificateRecord {
+                certificate_id: id.clone(),
+                certificate_pem: pem,
+                status: CertificateStatus::Active,
+                ca_certificate_id: Some(ca_id.clone()),
+                creation_date: unix_now(),
+            },
+        );
+        attach_names(state, &id, &policies);
+        if let Err(error) = self.save_locked(&mut guard) {
+            tracing::warn!(%error, certificate_id = %id, "could not save the auto-registered certificate");
+        }
+        store.attach(&id, &policies);
+        tracing::info!(certificate_id = %id, ca = %ca_id, "certificate registered ACTIVE on first use (auto_register)");
+        Ok(identity)
+    }
+
+    /// Registers a certificate (register-certificate, create-keys-and-certificate).
+    pub fn register(
+        &self,
+        pem: &str,
+        status: CertificateStatus,
+    ) -> Result<CertificateRecord, RegistryError> {
+        let id = certificate_id_of_pem(pem)?;
+        let mut guard = self.state.lock();
+        if guard.0.certificates.contains_key(&id) {
+            return Err(RegistryError::AlreadyExists(id));
+        }
+        let ca = issuing_ca(&guard.0, pem);
+        let record = CertificateRecord {
+            certificate_id: id.clone(),
+            certificate_pem: pem.to_owned(),
+            status,
+            ca_certificate_id: ca,
+            creation_date: unix_now(),
+        };
+        guard.0.certificates.insert(id, record.clone());
+        self.save_locked(&mut guard)?;
+        Ok(record)
+    }
+
+    pub fn update_status(&self, id: &str, status: CertificateStatus) -> Result<(), RegistryError> {
+        let mut guard = self.state.lock();
+        let record = guard
+            .0
+            .certificates
+            .get_mut(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        record.status = status;
+        self.save_locked(&mut guard)
+    }
+
+    pub fn describe(&self, id: &str) -> Result<CertificateRecord, RegistryError> {
+        self.reload_if_changed()?;
+        self.state
+            .lock()
+            .0
+            .certificates
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    pub fn list(&self) -> Vec<CertificateRecord> {
+        self.state.lock().0.certificates.values().cloned().collect()
+    }
+
+    /// Attaches a policy by name to a principal and saves.
+    pub fn attach(&self, principal: &str, policy: &str) -> Result<(), RegistryError> {
+        let mut guard = self.state.lock();
+        attach_names(&mut guard.0, principal, &[policy.to_owned()]);
+        self.save_locked(&mut guard)
+    }
+
+    pub fn attached(&self, principal: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .0
+            .attachments
+            .get(principal)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Rereads the file when its modification time differs from the one last read;
+    /// `true` when it did.
+    pub fn reload_if_changed(&self) -> Result<bool, RegistryError> {
+        let modified = match std::fs::metadata(&self.path) {
+            Ok(metadata) => metadata.modified().ok(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let mut guard = self.state.lock();
+        if modified.is_some() && guard.1 == modified {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(|source| RegistryError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        guard.0 = serde_json::from_str(&text).map_err(|error| RegistryError::Corrupt {
+            path: self.path.clone(),
+            message: error.to_string(),
+        })?;
+        guard.1 = modified;
+        Ok(true)
+    }
+
+    fn save_locked(
+        &self,
+        guard: &mut (RegistryState, Option<SystemTime>),
+    ) -> Result<(), RegistryError> {
+        let io = |source| RegistryError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = serde_json::to_string_pretty(&guard.0).expect("registry serializes");
+        let temporary = self.path.with_extension("json.tmp");
+        std::fs::write(&temporary, text).map_err(io)?;
+        std::fs::rename(&temporary, &self.path).map_err(io)?;
+        guard.1 = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        Ok(())
+    }
+}
+
+/// Shared handle used by the TLS verifier and the connection tasks.
+pub type SharedRegistry = Arc<Registry>;
+
+/// IoT Core's certificate id: lowercase hex SHA-256 of the DER.
+pub fn certificate_id(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+pub fn certificate_id_of_pem(pem: &str) -> Result<String, RegistryError> {
+    Ok(certificate_id(&der_of_pem(pem)?))
+}
+
+fn der_of_pem(pem: &str) -> Result<CertificateDer<'static>, RegistryError> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|error| RegistryError::BadCertificate(error.to_string()))
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
+fn read_pem(path: &Path) -> Result<String, RegistryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    der_of_pem(&text)?;
+    Ok(text)
+}
+
+fn attach_names(state: &mut RegistryState, principal: &str, policies: &[String]) {
+    let attached = state.attachments.entry(principal.to_owned()).or_default();
+    for policy in policies {
+        if !attached.contains(policy) {
+            attached.push(policy.clone());
+        }
+    }
+}
+
+/// The registered CA (any status) whose signature the chain verifies against.
+fn verifying_ca<'s>(
+    state: &'s RegistryState,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Option<&'s CaRecord> {
+    let leaf = webpki::EndEntityCert::try_from(end_entity).ok()?;
+    state.ca_certificates.values().find(|ca| {
+        let Ok(ca_der) = der_of_pem(&ca.certificate_pem) else {
+            return false;
+        };
+        let Ok(anchor) = webpki::anchor_from_trusted_cert(&ca_der) else {
+            return false;
+        };
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .is_ok()
+    })
+}
+
+/// The registered CA that signed a certificate being registered, for its status later.
+fn issuing_ca(state: &RegistryState, pem: &str) -> Option<String> {
+    let der = der_of_pem(pem).ok()?;
+    verifying_ca(state, &der, &[], UnixTime::now()).map(|ca| ca.certificate_id.clone())
+}
+
+fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der)
+        .map_err(|error| format!("unparsable certificate: {error}"))?;
+    let validity = parsed.validity();
+    let now = now.as_secs() as i64;
+    if now < validity.not_before.timestamp() {
+        return Err(format!(
+            "not yet valid (valid from {})",
+            validity.not_before
+        ));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(format!("expired (valid until {})", validity.not_after));
+    }
+    Ok(())
+}
+
+/// Subject and issuer fields under the names IoT policy variables use
+/// (`${iot:Certificate.Subject.CommonName}` …).
+/// The identity a certificate carries (its id, subject and issuer fields).
+pub fn identity_of_der(der: &CertificateDer<'_>) -> Result<CertificateIdentity, String> {
+    identity_of(der, &certificate_id(der))
+}
+
+fn identity_of(der: &CertificateDer<'_>, id: &str) -> Result<CertificateIdentity, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der)
+        .map_err(|error| format!("unparsable certificate: {error}"))?;
+    Ok(CertificateIdentity {
+        certificate_id: id.to_owned(),
+        subject: name_fields(parsed.subject()),
+        issuer: name_fields(parsed.issuer()),
+    })
+}
+
+fn name_fields(name: &x509_parser::x509::X509Name<'_>) -> BTreeMap<String, String> {
+    use x509_parser::oid_registry as oids;
+    let known = [
+        (oids::OID_X509_COMMON_NAME, "CommonName"),
+        (oids::OID_X509_ORGANIZATION_NAME, "Organization"),
+        (oids::OID_X509_ORGANIZATIONAL_UNIT, "OrganizationalUnit"),
+        (oids::OID_X509_COUNTRY_NAME, "Country"),
+        (oids::OID_X509_LOCALITY_NAME, "Locality"),
+        (oids::OID_X509_STATE_OR_PROVINCE_NAME, "State"),
+        (oids::OID_X509_SERIALNUMBER, "SerialNumber"),
+        (oids::OID_X509_TITLE, "Title"),
+        (oids::OID_X509_SURNAME, "Surname"),
+        (oids::OID_X509_GIVEN_NAME, "GivenName"),
+        (oids::OID_X509_INITIALS, "Initials"),
+        (oids::OID_X509_GENERATION_QUALIFIER, "GenerationQualifier"),
+        (oids::OID_X509_DN_QUALIFIER, "DistinguishedNameQualifier"),
+    ];
+    let mut fields = BTreeMap::new();
+    for attribute in name.iter_attributes() {
+        if let Some((_, field)) = known.iter().find(|(oid, _)| oid == attribute.attr_type()) {
+            if let Ok(value) = attribute.as_str() {
+                fields
+                    .entry((*field).to_owned())
+                    .or_insert_with(|| value.to_owned());
+            }
+        }
+    }
+    fields
+}
+
+pub fn status_name(status: CertificateStatus) -> &'static str {
+    match status {
+        CertificateStatus::Active => "ACTIVE",
+        CertificateStatus::Inactive => "INACTIVE",
+        CertificateStatus::Revoked => "REVOKED",
+        CertificateStatus::PendingActivation => "PENDING_ACTIVATION",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

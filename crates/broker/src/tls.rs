@@ -1,0 +1,272 @@
+//! TLS listeners: `mqtts` (client certificate required) and `tls`, IoT Core's port 443,
+//! which reads the ClientHello first and dispatches on ALPN:
+//!
+//! | ALPN              | what follows                                   |
+//! |-------------------|------------------------------------------------|
+//! | `x-amzn-mqtt-ca`  | MQTT, client certificate required              |
+//! | `mqtt`            | MQTT with custom authentication (not built yet) |
+//! | `http/1.1`, none  | HTTP (WebSocket `/mqtt` not built yet)         |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{Acceptor, ClientHello};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::{info, warn};
+
+use crate::auth::PolicyStore;
+use crate::broker::Broker;
+use crate::connection::{self, Identity};
+use crate::registry::{identity_of_der, Registry};
+use crate::tls_material::{ServerIdentity, TlsMaterialError};
+
+pub const ALPN_MQTT_CERTIFICATE: &[u8] = b"x-amzn-mqtt-ca";
+pub const ALPN_MQTT_CUSTOM_AUTH: &[u8] = b"mqtt";
+pub const ALPN_HTTP: &[u8] = b"http/1.1";
+
+/// A handshake that has not finished by then is dropped (a stalled client holds a socket
+/// and a TLS state machine).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server configurations, one per kind of client authentication.
+pub struct TlsConfigs {
+    /// Client certificate required (mqtts, and ALPN `x-amzn-mqtt-ca`).
+    certificate: Arc<ServerConfig>,
+    certificate_alpn: Arc<ServerConfig>,
+    /// No client certificate (ALPN `mqtt` and HTTP): authentication happens inside.
+    custom_auth: Arc<ServerConfig>,
+    http: Arc<ServerConfig>,
+}
+
+impl TlsConfigs {
+    pub fn new(
+        identity: &ServerIdentity,
+        registry: Arc<Registry>,
+        policies: Arc<PolicyStore>,
+    ) -> Result<TlsConfigs, TlsMaterialError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(RegistryVerifier {
+            registry,
+            policies,
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let build = |client_auth: Option<Arc<RegistryVerifier>>, alpn: &[&[u8]]| {
+            let builder = ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .expect("ring supports TLS 1.2 and 1.3");
+            let builder = match client_auth {
+                Some(verifier) => builder.with_client_cert_verifier(verifier),
+                None => builder.with_no_client_auth(),
+            };
+            let mut config = builder
+                .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+                .map_err(|error| TlsMaterialError::Invalid {
+                    path: "server certificate".into(),
+                    message: error.to_string(),
+                })?;
+            config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+            Ok::<_, TlsMaterialError>(Arc::new(config))
+        };
+        Ok(TlsConfigs {
+            certificate: build(Some(verifier.clone()), &[])?,
+            certificate_alpn: build(Some(verifier), &[ALPN_MQTT_CERTIFICATE])?,
+            custom_auth: build(None, &[ALPN_MQTT_CUSTOM_AUTH])?,
+            http: build(None, &[ALPN_HTTP])?,
+        })
+    }
+}
+
+/// What the `tls` port does with a connection, from the ALPN protocols the client offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    MqttWithCertificate,
+    MqttWithCustomAuth,
+    Http,
+}
+
+/// IoT Core's order of preference: a client offering `x-amzn-mqtt-ca` wants certificate
+/// MQTT even if it lists others too.
+pub fn dispatch(offered: &[&[u8]]) -> Dispatch {
+    if offered.contains(&ALPN_MQTT_CERTIFICATE) {
+        Dispatch::MqttWithCertificate
+    } else if offered.contains(&ALPN_MQTT_CUSTOM_AUTH) {
+        Dispatch::MqttWithCustomAuth
+    } else {
+        Dispatch::Http
+    }
+}
+
+/// Serves one connection on the `mqtts` port.
+pub async fn serve_mqtts(
+    broker: Arc<Broker>,
+    configs: Arc<TlsConfigs>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(configs.certificate.clone());
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let tls = match accepted {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            info!(%peer, listener = "mqtts", %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, listener = "mqtts", "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
+        warn!(%peer, listener = "mqtts", "no usable client certificate after the handshake");
+        return;
+    };
+    connection::serve(broker, tls, peer, shutdown, identity).await;
+}
+
+/// Serves one connection on the `tls` port: ClientHello first, then by ALPN.
+pub async fn serve_tls(
+    broker: Arc<Broker>,
+    configs: Arc<TlsConfigs>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let route = route_of(&start.client_hello());
+        let config = match route {
+            Dispatch::MqttWithCertificate => configs.certificate_alpn.clone(),
+            Dispatch::MqttWithCustomAuth => configs.custom_auth.clone(),
+            Dispatch::Http => configs.http.clone(),
+        };
+        Ok::<_, std::io::Error>((route, start.into_stream(config).await?))
+    };
+    let (route, tls) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(error)) => {
+            info!(%peer, listener = "tls", %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, listener = "tls", "TLS handshake timed out");
+            return;
+        }
+    };
+    match route {
+        Dispatch::MqttWithCertificate => {
+            let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
+                warn!(%peer, listener = "tls", "no usable client certificate after the handshake");
+                return;
+            };
+            connection::serve(broker, tls, peer, shutdown, identity).await;
+        }
+        Dispatch::MqttWithCustomAuth => {
+            warn!(%peer, listener = "tls", "ALPN mqtt (custom authentication) refused: custom authorizers are not supported yet");
+        }
+        Dispatch::Http => crate::http::serve(tls, peer).await,
+    }
+}
+
+fn route_of(hello: &ClientHello<'_>) -> Dispatch {
+    let offered: Vec<&[u8]> = hello
+        .alpn()
+        .map(|protocols| protocols.collect())
+        .unwrap_or_default();
+    dispatch(&offered)
+}
+
+fn certificate_identity(certificates: Option<&[CertificateDer<'static>]>) -> Option<Identity> {
+    let leaf = certificates?.first()?;
+    identity_of_der(leaf).ok().map(Identity::Certificate)
+}
+
+/// Accepts exactly the client certificates the registry accepts; the handshake signature
+/// (proof of the private key) is checked as rustls's own verifier does.
+struct RegistryVerifier {
+    registry: Arc<Registry>,
+    policies: Arc<PolicyStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl std::fmt::Debug for RegistryVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryVerifier")
+    }
+}
+
+impl ClientCertVerifier for RegistryVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .registry
+            .verify_client(end_entity, intermediates, now, &self.policies)
+        {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(refusal) => {
+                warn!(certificate_id = %refusal.certificate_id, reason = %refusal.reason, "client certificate refused (TLS alert)");
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_dispatch_follows_iot_core() {
+        assert_eq!(
+            dispatch(&[b"x-amzn-mqtt-ca"]),
+            Dispatch::MqttWithCertificate
+        );
+        assert_eq!(
+            dispatch(&[b"http/1.1", b"x-amzn-mqtt-ca"]),
+            Dispatch::MqttWithCertificate
+        );
+        assert_eq!(dispatch(&[b"mqtt"]), Dispatch::MqttWithCustomAuth);
+        assert_eq!(dispatch(&[b"http/1.1"]), Dispatch::Http);
+        assert_eq!(dispatch(&[]), Dispatch::Http);
+    }
+}
