@@ -40,6 +40,16 @@ def toml_value(v) -> str:
     raise TypeError(f"no TOML for {v!r}")
 
 
+DEFAULT_LISTENERS = {"mqtt": "127.0.0.1:0", "mqtts": "", "tls": "", "http": ""}
+
+
+def merged_listeners(overrides: dict) -> dict:
+    """The [listeners] table: defaults plus `listeners={...}` ("" disables)."""
+    listeners = dict(DEFAULT_LISTENERS)
+    listeners.update(overrides.get("listeners", {}))
+    return listeners
+
+
 def render_config(data_dir: Path, overrides: dict) -> str:
     """The test config; overrides go to the top level if the key is a top-level key,
     else to [limits]. `listeners={...}` and `limits={...}` dicts are merged too;
@@ -51,7 +61,7 @@ def render_config(data_dir: Path, overrides: dict) -> str:
         "session_expiry": "1h",
         "retained_on_wildcard": False,
     }
-    listeners = {"mqtt": "127.0.0.1:0", "mqtts": "", "tls": "", "http": ""}
+    listeners = merged_listeners(overrides)
     limits = {"keepalive_min": "1s", "connects_per_client_id_per_sec": 0}
     anonymous = ["dev-allow-all"]
     extra_toml = ""
@@ -61,7 +71,7 @@ def render_config(data_dir: Path, overrides: dict) -> str:
         elif k == "extra_toml":
             extra_toml = v
         elif k == "listeners":
-            listeners.update(v)
+            pass  # merged above
         elif k == "limits":
             limits.update(v)
         elif k in TOP_LEVEL_KEYS:
@@ -101,6 +111,14 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.addr: str | None = None
         self.port: int | None = None
+        # listeners enabled in the config: start() waits until listeners.json names them all
+        self.enabled = [k for k, v in merged_listeners(overrides).items() if v]
+        self.listeners: dict = {}
+        self.mqtts_port: int | None = None
+        self.tls_port: int | None = None
+        tls = any(k in self.enabled for k in ("mqtts", "tls", "ws"))
+        # generating key material on first start may take a while in a debug build
+        self.start_timeout = START_TIMEOUT * 3 if tls else START_TIMEOUT
 
     def start(self) -> "Broker":
         if not os.path.exists(BIN):
@@ -108,33 +126,46 @@ class Broker:
         env = dict(os.environ)
         env["RUST_LOG"] = os.environ.get("PUBSUB_TEST_RUST_LOG", "info")
         env.setdefault("NO_COLOR", "1")
-        self._log = open(self.log_path, "wb")
+        listeners = self.data_dir / "listeners.json"
+        try:
+            listeners.unlink()  # a restart must not read the previous run's ports
+        except FileNotFoundError:
+            pass
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [BIN, "broker", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.workdir, env=env,
         )
-        listeners = self.data_dir / "listeners.json"
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             if self.proc.poll() is not None:
                 pytest.fail(f"broker exited with {self.proc.returncode} during start-up; log:\n"
                             f"{tail(self.log_path)}")
             try:
                 data = json.loads(listeners.read_text())
-                if "mqtt" in data:
+                if "mqtt" in data and all(k in data for k in self.enabled):
                     self.addr = data["mqtt"]
+                    self.listeners = data
                     break
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"{listeners} not written within {START_TIMEOUT}s; log:\n"
-                            f"{tail(self.log_path)}")
+                pytest.fail(f"{listeners} not written (with keys {self.enabled}) within "
+                            f"{self.start_timeout}s; log:\n{tail(self.log_path)}")
             time.sleep(0.05)
         host, port = self.addr.rsplit(":", 1)
         self.host, self.port = host, int(port)
+        for name in ("mqtts", "tls"):
+            a = self.listeners.get(name)
+            setattr(self, f"{name}_port", int(a.rsplit(":", 1)[1]) if a else None)
         return self
+
+    @property
+    def ca_file(self) -> Path:
+        """The generated local root CA (when [tls] is absent)."""
+        return self.data_dir / "tls" / "ca.pem"
 
     # -- process control ---------------------------------------------------------------
 
@@ -221,7 +252,9 @@ def broker(tmp_path, request):
     """Factory: broker(**overrides) starts a broker and returns it (stopped at teardown).
 
     Overrides: top-level config keys (retained_on_wildcard=True, session_expiry="2s") or
-    [limits] keys (max_payload_bytes=1024, connects_per_client_id_per_sec=1)."""
+    [limits] keys (max_payload_bytes=1024, connects_per_client_id_per_sec=1);
+    listeners={"mqtts": "127.0.0.1:0", "tls": "127.0.0.1:0"} enables TLS listeners (then
+    .mqtts_port / .tls_port / .ca_file); anonymous=[...]; extra_toml="..."."""
     started: list[Broker] = []
     request.node._brokers = started
 
@@ -245,16 +278,26 @@ def clients(broker):
         def __init__(self):
             self.all = []
 
-        def paho_new(self, broker, client_id=None, **kw) -> Paho:
-            c = Paho(broker.port, client_id, host=broker.host, **kw)
+        def paho_new(self, broker, client_id=None, port=None, host=None, **kw) -> Paho:
+            c = Paho(port or broker.port, client_id, host=host or broker.host, **kw)
             self.all.append(c)
             return c
+
+        def paho_tls(self, broker, ctx, port, client_id=None, **kw) -> Paho:
+            """Connected over TLS to `port` (host "localhost", as the server cert names it)."""
+            return self.paho_new(broker, client_id, port=port, host="localhost",
+                                 tls_context=ctx, **kw).connect()
 
         def paho(self, broker, client_id=None, **kw) -> Paho:
             return self.paho_new(broker, client_id, **kw).connect()
 
         def raw(self, broker) -> RawClient:
             c = broker.raw()
+            self.all.append(c)
+            return c
+
+        def track(self, c):
+            """Closes `c` at teardown."""
             self.all.append(c)
             return c
 

@@ -35,7 +35,8 @@ class Paho:
     """A paho client run by its own network thread; every call waits (bounded) for its ack."""
 
     def __init__(self, port: int, client_id: str | None = None, clean_session: bool = True,
-                 keepalive: int = 60, will: tuple | None = None, host: str = "127.0.0.1"):
+                 keepalive: int = 60, will: tuple | None = None, host: str = "127.0.0.1",
+                 tls_context=None):
         self.port = port
         self.host = host
         self.client_id = client_id or uid("paho")
@@ -57,6 +58,8 @@ class Paho:
         c.on_disconnect = self._on_disconnect
         if will is not None:
             c.will_set(*will)
+        if tls_context is not None:
+            c.tls_set_context(tls_context)  # hostname checked against `host`
         self.client = c
 
     # callbacks (network thread)

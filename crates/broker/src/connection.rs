@@ -32,7 +32,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stop encoding queued messages once a batch reaches this size; the rest waits for the
 /// next write so one slow socket does not pin unbounded memory.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
-const READ_CHUNK: usize = 8 * 1024;
+/// Read buffers start small so an idle connection costs little, and double (up to the
+/// maximum) while reads keep filling them, so a busy publisher needs few syscalls.
+const MIN_READ_CHUNK: usize = 512;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// Who a connection authenticated as before MQTT began.
 #[derive(Debug, Clone)]
@@ -71,6 +74,7 @@ pub async fn serve<S>(
         id: 0,
         input: BytesMut::new(),
         output: BytesMut::new(),
+        read_chunk: MIN_READ_CHUNK,
     };
     connection.id = connection.broker.next_connection_id();
     let connect = tokio::select! {
@@ -100,6 +104,7 @@ struct Connection<R, W> {
     id: ConnectionId,
     input: BytesMut,
     output: BytesMut,
+    read_chunk: usize,
 }
 
 /// What an accepted connection carries through its life.
@@ -167,7 +172,7 @@ where
     }
 
     async fn read_more(&mut self) -> std::io::Result<usize> {
-        self.input.reserve(READ_CHUNK);
+        self.input.reserve(MIN_READ_CHUNK);
         self.reader.read_buf(&mut self.input).await
     }
 
@@ -267,9 +272,11 @@ where
         }
         loop {
             self.fill_output(online);
-            if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
-                self.input.reserve(READ_CHUNK);
+            let spare = self.input.capacity() - self.input.len();
+            if spare < self.read_chunk / 2 {
+                self.input.reserve(self.read_chunk);
             }
+            let spare = self.input.capacity() - self.input.len();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -295,6 +302,12 @@ where
                         Ok(0) | Err(_) => {
                             debug!(client_id = %online.client_id, "connection lost");
                             return Ending::abnormal(DisconnectReason::ConnectionLost);
+                        }
+                        Ok(read) if read >= spare => {
+                            self.read_chunk = (self.read_chunk * 2).min(MAX_READ_CHUNK);
+                        }
+                        Ok(read) if read < self.read_chunk / 8 => {
+                            self.read_chunk = (self.read_chunk / 2).max(MIN_READ_CHUNK);
                         }
                         Ok(_) => {}
                     }
