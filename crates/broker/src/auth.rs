@@ -125,6 +125,8 @@ pub struct Authorizer {
     account: String,
     /// Reused for every resource ARN this connection builds.
     arn: String,
+    /// Policies given with the connection, not looked up by principal.
+    fixed_policies: bool,
     /// Per action (indexed by `Action as usize`): resource name → allowed.
     cache: Vec<HashMap<Box<str>, bool>>,
 }
@@ -153,8 +155,24 @@ impl Authorizer {
             region: config.region.clone(),
             account: config.account_id.clone(),
             arn: String::new(),
+            fixed_policies: false,
             cache: vec![HashMap::new(); Action::ALL.len()],
         }
+    }
+
+    /// An authorizer whose policies came with the connection (a custom authorizer's
+    /// answer) rather than from attachments: policy changes in the store do not touch it.
+    pub fn with_policies(
+        store: Arc<PolicyStore>,
+        principal: &str,
+        policies: Vec<Arc<Policy>>,
+        context: RequestContext,
+        config: &Config,
+    ) -> Authorizer {
+        let mut authorizer = Authorizer::new(store, principal, context, config);
+        authorizer.policies = policies;
+        authorizer.fixed_policies = true;
+        authorizer
     }
 
     pub fn principal(&self) -> &str {
@@ -219,7 +237,7 @@ impl Authorizer {
     /// Picks up policy changes made since the cache was filled.
     fn refresh(&mut self) {
         let generation = self.store.generation();
-        if generation != self.generation {
+        if generation != self.generation && !self.fixed_policies {
             self.policies = self.store.policies_of(&self.principal);
             self.generation = generation;
             self.cache.iter_mut().for_each(HashMap::clear);

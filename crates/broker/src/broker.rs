@@ -17,7 +17,9 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::auth::PolicyStore;
+use crate::authorizers::Authorizers;
 use crate::config::{Config, ConfigError};
+use crate::registry::Registry;
 use crate::session::{Delivery, Enqueued, SessionState};
 
 /// A slow but connected subscriber may hold this many bytes of queued messages before it
@@ -122,6 +124,8 @@ pub struct OpenedSession {
 pub struct Broker {
     pub config: Arc<Config>,
     pub policies: Arc<PolicyStore>,
+    pub registry: Arc<Registry>,
+    pub authorizers: Authorizers,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
@@ -133,12 +137,21 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Fails when a configured policy does not parse.
+    /// Fails when a configured policy, certificate or authorizer is unusable.
     pub fn new(config: Config) -> Result<Arc<Broker>, ConfigError> {
         let policies = Arc::new(PolicyStore::from_config(&config)?);
+        let registry = Arc::new(
+            Registry::open(&config.data_dir)
+                .map_err(|error| ConfigError::Invalid(error.to_string()))?,
+        );
+        registry.apply_config(&config)?;
+        registry.sync_attachments(&policies);
+        let authorizers = Authorizers::from_config(&config)?;
         Ok(Arc::new(Broker {
             config: Arc::new(config),
             policies,
+            registry,
+            authorizers,
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
             retained: RwLock::new(HashMap::new()),
@@ -148,6 +161,22 @@ impl Broker {
             next_version: AtomicU64::new(1),
             stats: Stats::default(),
         }))
+    }
+
+    /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
+    /// `pubsub iot create-access-key`.
+    pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
+        self.config
+            .credentials
+            .iter()
+            .find(|credential| credential.access_key_id == access_key_id)
+            .map(|credential| {
+                (
+                    credential.secret_access_key.clone(),
+                    credential.principal.clone(),
+                )
+            })
+            .or_else(|| self.registry.credential(access_key_id))
     }
 
     pub fn next_connection_id(&self) -> ConnectionId {

@@ -21,6 +21,8 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authorizer, Denied, ANONYMOUS};
+use crate::authn;
+use crate::authorizers::AuthorizedIdentity;
 use crate::broker::{unix_millis, Broker, ConnectionId, Session};
 use crate::config::SubscribeDenied;
 use crate::protocol::{self, Refusal};
@@ -44,6 +46,16 @@ pub enum Identity {
     Anonymous,
     /// A registered (or CA-vouched) client certificate: the principal is its id.
     Certificate(CertificateIdentity),
+    /// SigV4 credentials: the principal is their identity id (e.g. a Cognito identity).
+    Credentials { principal: String },
+    /// A custom authorizer's answer: its principal id and the policies it returned.
+    Authorizer(AuthorizedIdentity),
+    /// Not yet: the CONNECT username carries authorizer fields (ALPN `mqtt`, or a bare
+    /// WebSocket upgrade).
+    AtConnect {
+        protocols: Vec<&'static str>,
+        server_name: Option<String>,
+    },
 }
 
 impl Identity {
@@ -51,6 +63,26 @@ impl Identity {
         match self {
             Identity::Anonymous => ANONYMOUS,
             Identity::Certificate(certificate) => &certificate.certificate_id,
+            Identity::Credentials { principal } => principal,
+            Identity::Authorizer(authorized) => &authorized.principal_id,
+            Identity::AtConnect { .. } => "unauthenticated",
+        }
+    }
+}
+
+/// How a transport hands a connection over: who it is, and when it must end at the latest
+/// (WebSocket TTL, custom authorizer's disconnectAfterInSeconds).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub identity: Identity,
+    pub lifetime: Option<(Duration, DisconnectReason)>,
+}
+
+impl From<Identity> for Admission {
+    fn from(identity: Identity) -> Admission {
+        Admission {
+            identity,
+            lifetime: None,
         }
     }
 }
@@ -61,7 +93,7 @@ pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-    identity: Identity,
+    admission: impl Into<Admission>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -89,7 +121,7 @@ pub async fn serve<S>(
             return;
         }
     };
-    let Some(mut online) = connection.accept(connect, identity).await else {
+    let Some(mut online) = connection.accept(connect, admission.into()).await else {
         return;
     };
     let reason = connection.run(&mut online, &mut shutdown).await;
@@ -117,6 +149,8 @@ struct Online {
     session_identifier: String,
     version_number: u64,
     auth: Authorizer,
+    /// When the connection must end at the latest, and why.
+    ends_at: Option<(tokio::time::Instant, DisconnectReason)>,
 }
 
 /// Why the main loop ended, and whether the will is due.
@@ -185,18 +219,60 @@ where
     }
 
     /// Applies IoT Core's CONNECT rules, opens the session and answers CONNACK.
-    async fn accept(&mut self, mut connect: Connect, identity: Identity) -> Option<Online> {
+    async fn accept(&mut self, mut connect: Connect, admission: Admission) -> Option<Online> {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
         if connect.client_id.is_empty() && connect.clean_session {
             connect.client_id = protocol::assigned_client_id(self.id);
         }
-        let mut auth = Authorizer::new(
-            broker.policies.clone(),
-            identity.principal(),
-            connect_context(&connect, self.peer, &identity),
-            &broker.config,
-        );
+        let Admission {
+            mut identity,
+            mut lifetime,
+        } = admission;
+        if let Identity::AtConnect {
+            protocols,
+            server_name,
+        } = &identity
+        {
+            match authn::authenticate_connect(
+                &broker,
+                &connect,
+                self.peer,
+                protocols,
+                server_name.as_deref(),
+            )
+            .await
+            {
+                Ok((authenticated, ttl)) => {
+                    if let Some(ttl) = ttl {
+                        lifetime = authn::shorter(lifetime, ttl);
+                    }
+                    identity = authenticated;
+                }
+                Err(reason) => {
+                    warn!(client_id = %connect.client_id, peer = %self.peer, code = ?ConnectReturnCode::NotAuthorized, %reason, "CONNECT refused");
+                    self.send_connack(false, ConnectReturnCode::NotAuthorized)
+                        .await;
+                    return None;
+                }
+            }
+        }
+        let context = connect_context(&connect, self.peer, &identity);
+        let mut auth = match &identity {
+            Identity::Authorizer(authorized) => Authorizer::with_policies(
+                broker.policies.clone(),
+                &authorized.principal_id,
+                authorized.policies.clone(),
+                context,
+                &broker.config,
+            ),
+            _ => Authorizer::new(
+                broker.policies.clone(),
+                identity.principal(),
+                context,
+                &broker.config,
+            ),
+        };
         let now_secs = unix_millis() / 1000;
         let verdict = protocol::check_connect(&connect, limits)
             .and_then(|()| authorize_connect(&mut auth, &connect))
@@ -243,6 +319,7 @@ where
             session_identifier: protocol::session_identifier(self.id),
             version_number: broker.next_version_number(),
             auth,
+            ends_at: lifetime.map(|(after, reason)| (tokio::time::Instant::now() + after, reason)),
         };
         self.queue_packet(&Packet::ConnAck(ConnAck {
             session_present: opened.session_present,
@@ -286,6 +363,11 @@ where
                     if !online.session.is_owned_by(self.id) {
                         return Ending::abnormal(DisconnectReason::DuplicateClientId);
                     }
+                }
+                _ = sleep_until_some(online.ends_at) => {
+                    let reason = online.ends_at.map(|(_, reason)| reason).unwrap_or(DisconnectReason::ServerInitiatedDisconnect);
+                    info!(client_id = %online.client_id, %reason, "closing connection: its lifetime is over");
+                    return Ending::abnormal(reason);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
@@ -607,9 +689,15 @@ fn connect_context(connect: &Connect, peer: SocketAddr, identity: &Identity) -> 
         connect_attributes,
         ..RequestContext::default()
     };
-    if let Identity::Certificate(certificate) = identity {
-        context.certificate_subject = certificate.subject.clone();
-        context.certificate_issuer = certificate.issuer.clone();
+    match identity {
+        Identity::Certificate(certificate) => {
+            context.certificate_subject = certificate.subject.clone();
+            context.certificate_issuer = certificate.issuer.clone();
+        }
+        Identity::Credentials { principal } => {
+            context.cognito_identity_id = Some(principal.clone());
+        }
+        _ => {}
     }
     context
 }
@@ -645,4 +733,12 @@ fn authorize_connect(auth: &mut Authorizer, connect: &Connect) -> Result<(), Ref
 
 fn log_denied(online: &Online, denied: &Denied, what: &str) {
     warn!(client_id = %online.client_id, principal = online.auth.principal(), action = %denied.action, resource = %denied.resource, reason = %denied.decision.reason, "{what}");
+}
+
+/// Sleeps until the deadline, or forever when there is none.
+async fn sleep_until_some(deadline: Option<(tokio::time::Instant, DisconnectReason)>) {
+    match deadline {
+        Some((at, _)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

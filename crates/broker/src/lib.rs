@@ -9,16 +9,18 @@
 //! - [`server`]: listeners, start and shutdown.
 
 pub mod auth;
+pub mod authn;
+pub mod authorizers;
 pub mod broker;
 pub mod config;
 pub mod connection;
-pub mod http;
 pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod session;
 pub mod tls;
 pub mod tls_material;
+pub mod websocket;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -66,6 +66,18 @@ struct RegistryState {
     ca_certificates: BTreeMap<String, CaRecord>,
     /// Principal (certificate id, identity id, …) → attached policy names.
     attachments: BTreeMap<String, Vec<String>>,
+    /// Access keys made by `create-access-key`, by access key id.
+    #[serde(default)]
+    credentials: BTreeMap<String, CredentialRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRecord {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal: String,
+    pub creation_date: u64,
 }
 
 /// What a verified client certificate tells the broker about its holder.
@@ -138,6 +150,9 @@ impl Registry {
                     });
             record.status = certificate.status;
             attach_names(state, &id, &certificate.policies);
+        }
+        if config.ca_certificates.is_empty() && config.certificates.is_empty() {
+            return Ok(());
         }
         self.save_locked(&mut guard).map_err(invalid)
     }
@@ -291,6 +306,43 @@ impl Registry {
         let mut guard = self.state.lock();
         attach_names(&mut guard.0, principal, &[policy.to_owned()]);
         self.save_locked(&mut guard)
+    }
+
+    /// Stores a new access key pair for a principal (an identity id).
+    pub fn create_access_key(&self, principal: &str) -> Result<CredentialRecord, RegistryError> {
+        use rand::distr::{Alphanumeric, SampleString};
+        let mut rng = rand::rng();
+        let record = CredentialRecord {
+            access_key_id: format!(
+                "AKIA{}",
+                Alphanumeric
+                    .sample_string(&mut rng, 16)
+                    .to_ascii_uppercase()
+            ),
+            secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
+            principal: principal.to_owned(),
+            creation_date: unix_now(),
+        };
+        let mut guard = self.state.lock();
+        guard
+            .0
+            .credentials
+            .insert(record.access_key_id.clone(), record.clone());
+        self.save_locked(&mut guard)?;
+        Ok(record)
+    }
+
+    /// `(secret, principal)` of a stored access key (rereading the file if it changed).
+    pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
+        if let Err(error) = self.reload_if_changed() {
+            tracing::error!(%error, "registry unreadable while looking up an access key");
+        }
+        self.state
+            .lock()
+            .0
+            .credentials
+            .get(access_key_id)
+            .map(|record| (record.secret_access_key.clone(), record.principal.clone()))
     }
 
     pub fn attached(&self, principal: &str) -> Vec<String> {

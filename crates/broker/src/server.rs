@@ -10,15 +10,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::authn::Transport;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::connection::{self, Identity};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::RegistryError;
 use crate::tls::{self, TlsConfigs};
 use crate::tls_material::{self, TlsMaterialError};
+use crate::websocket;
 
 /// Listener kinds that are parsed but whose transport has not landed yet.
-const NOT_ACTIVE_YET: &[&str] = &["ws", "http"];
+const NOT_ACTIVE_YET: &[&str] = &["http"];
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -85,10 +87,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         warn!("{feature} is configured but not active yet in this version");
     }
     let enabled = config.listeners.enabled()?;
-    let registry = Arc::new(Registry::open(&config.data_dir)?);
-    registry.apply_config(&config)?;
     let broker = Broker::new(config)?;
-    registry.sync_attachments(&broker.policies);
     let wants_tls = enabled
         .iter()
         .any(|(name, _)| matches!(*name, "mqtts" | "tls"));
@@ -99,7 +98,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         }
         Some(Arc::new(TlsConfigs::new(
             &identity,
-            registry.clone(),
+            broker.registry.clone(),
             broker.policies.clone(),
         )?))
     } else {
@@ -130,6 +129,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         let kind = match name {
             "mqtts" => ListenerKind::Mqtts(tls_configs.clone().expect("made for TLS listeners")),
             "tls" => ListenerKind::Tls(tls_configs.clone().expect("made for TLS listeners")),
+            "ws" => ListenerKind::WebSocket,
             _ => ListenerKind::Mqtt,
         };
         tasks.push(tokio::spawn(accept_loop(
@@ -160,6 +160,8 @@ enum ListenerKind {
     Mqtt,
     Mqtts(Arc<TlsConfigs>),
     Tls(Arc<TlsConfigs>),
+    /// Plain WebSocket (development): HTTP upgrade to MQTT over WebSocket, no TLS.
+    WebSocket,
 }
 
 async fn accept_loop(
@@ -192,6 +194,9 @@ async fn accept_loop(
                         }
                         ListenerKind::Tls(configs) => {
                             tls::serve_tls(broker, configs, stream, peer, shutdown).await
+                        }
+                        ListenerKind::WebSocket => {
+                            websocket::serve(broker, stream, peer, shutdown, Transport::Plain).await
                         }
                     }
                     drop(alive);

@@ -4,8 +4,8 @@
 //! | ALPN              | what follows                                   |
 //! |-------------------|------------------------------------------------|
 //! | `x-amzn-mqtt-ca`  | MQTT, client certificate required              |
-//! | `mqtt`            | MQTT with custom authentication (not built yet) |
-//! | `http/1.1`, none  | HTTP (WebSocket `/mqtt` not built yet)         |
+//! | `mqtt`            | MQTT, custom authorizer fields in the CONNECT username |
+//! | `http/1.1`, none  | HTTP: WebSocket `/mqtt` (SigV4 or custom authorizer) |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,10 +23,12 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::{info, warn};
 
 use crate::auth::PolicyStore;
+use crate::authn::Transport;
 use crate::broker::Broker;
 use crate::connection::{self, Identity};
 use crate::registry::{identity_of_der, Registry};
 use crate::tls_material::{ServerIdentity, TlsMaterialError};
+use crate::websocket;
 
 pub const ALPN_MQTT_CERTIFICATE: &[u8] = b"x-amzn-mqtt-ca";
 pub const ALPN_MQTT_CUSTOM_AUTH: &[u8] = b"mqtt";
@@ -170,9 +172,17 @@ pub async fn serve_tls(
             connection::serve(broker, tls, peer, shutdown, identity).await;
         }
         Dispatch::MqttWithCustomAuth => {
-            warn!(%peer, listener = "tls", "ALPN mqtt (custom authentication) refused: custom authorizers are not supported yet");
+            let server_name = tls.get_ref().1.server_name().map(str::to_owned);
+            let identity = Identity::AtConnect {
+                protocols: vec!["tls", "mqtt"],
+                server_name,
+            };
+            connection::serve(broker, tls, peer, shutdown, identity).await;
         }
-        Dispatch::Http => crate::http::serve(tls, peer).await,
+        Dispatch::Http => {
+            let server_name = tls.get_ref().1.server_name().map(str::to_owned);
+            websocket::serve(broker, tls, peer, shutdown, Transport::Tls { server_name }).await
+        }
     }
 }
 

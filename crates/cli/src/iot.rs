@@ -132,6 +132,15 @@ pub enum IotCommand {
         #[arg(long)]
         principal: String,
     },
+    /// Makes a long-lived access key pair for a principal (e.g. a Cognito identity id) that
+    /// SigV4 WebSocket connections can sign with; stored in the data directory.
+    #[command(name = "create-access-key")]
+    CreateAccessKey {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        principal: String,
+    },
     /// Prints the endpoint clients connect to.
     #[command(name = "describe-endpoint")]
     DescribeEndpoint {
@@ -271,6 +280,21 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             }
             registry.attach(principal, &policy_name)?;
             Ok(())
+        }
+        IotCommand::CreateAccessKey {
+            location,
+            principal,
+        } => {
+            let (_, registry) = location.registry()?;
+            let record = registry.create_access_key(&principal)?;
+            print_json(&json!({
+                "AccessKey": {
+                    "AccessKeyId": record.access_key_id,
+                    "SecretAccessKey": record.secret_access_key,
+                    "Principal": record.principal,
+                    "Status": "Active",
+                }
+            }))
         }
         IotCommand::DescribeEndpoint { location, .. } => {
             let config = location.config()?;

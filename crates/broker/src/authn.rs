@@ -1,0 +1,188 @@
+//! Authentication of WebSocket upgrades and of CONNECTs that carry authorizer fields in
+//! their username. Rules (DESIGN.md §4): credentials on the upgrade (SigV4 query, or
+//! authorizer headers / query) win; only a bare upgrade looks at the CONNECT username; a
+//! bare upgrade with nothing there uses `default_authorizer`, else CONNACK 5.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use iot::custom_auth::{self, AuthorizerFields};
+use iot::lifecycle::DisconnectReason;
+use iot::sigv4::{self, SignedRequest};
+use mqtt::Connect;
+
+use crate::authorizers::ConnectionFacts;
+use crate::broker::Broker;
+use crate::connection::{Admission, Identity};
+use crate::websocket::UpgradeRequest;
+
+/// What carried the HTTP request: a TLS port (with the SNI the client sent) or the plain
+/// development `ws` listener.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Tls { server_name: Option<String> },
+    Plain,
+}
+
+impl Transport {
+    fn server_name(&self) -> Option<&str> {
+        match self {
+            Transport::Tls { server_name } => server_name.as_deref(),
+            Transport::Plain => None,
+        }
+    }
+
+    fn protocols(&self, http: bool) -> Vec<&'static str> {
+        let mut protocols = Vec::new();
+        if matches!(self, Transport::Tls { .. }) {
+            protocols.push("tls");
+        }
+        if http {
+            protocols.push("http");
+        }
+        protocols.push("mqtt");
+        protocols
+    }
+}
+
+/// Authenticates a WebSocket upgrade. `Err` is the reason for the 403.
+pub async fn authenticate_upgrade(
+    broker: &Broker,
+    request: &UpgradeRequest,
+    peer: SocketAddr,
+    transport: Transport,
+) -> Result<Admission, String> {
+    let ttl = Some((
+        broker.config.limits.websocket_ttl,
+        DisconnectReason::WebsocketTtlExpiration,
+    ));
+    if let Some(presigned) = sigv4::parse_presigned_query(&request.query)
+        .map_err(|error| format!("SigV4 query malformed: {error}"))?
+    {
+        let Some((secret, principal)) = broker.credential(&presigned.access_key_id) else {
+            return Err(format!(
+                "SigV4: unknown access key {}",
+                presigned.access_key_id
+            ));
+        };
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let signed = SignedRequest {
+            method: &request.method,
+            path: &request.path,
+            query: &request.query,
+            headers: &headers,
+        };
+        sigv4::verify(
+            &signed,
+            &presigned,
+            &secret,
+            &broker.config.region,
+            SystemTime::now(),
+        )
+        .map_err(|error| format!("SigV4 (access key {}): {error}", presigned.access_key_id))?;
+        return Ok(Admission {
+            identity: Identity::Credentials { principal },
+            lifetime: ttl,
+        });
+    }
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let fields = custom_auth::from_http(&headers, &request.query);
+    if broker.authorizers.wants(&fields) {
+        let protocols = transport.protocols(true);
+        let connection_id = peer.to_string();
+        let identity = broker
+            .authorizers
+            .authorize(
+                &fields,
+                ConnectionFacts {
+                    protocols: &protocols,
+                    server_name: transport.server_name(),
+                    http_headers: Some(&headers),
+                    http_query: Some(&request.query),
+                    mqtt_username: None,
+                    mqtt_password: None,
+                    mqtt_client_id: None,
+                    connection_id: &connection_id,
+                },
+            )
+            .await?;
+        let lifetime = shorter(
+            ttl,
+            (
+                identity.disconnect_after,
+                DisconnectReason::CustomAuthTtlExpiration,
+            ),
+        );
+        return Ok(Admission {
+            identity: Identity::Authorizer(identity),
+            lifetime,
+        });
+    }
+    Ok(Admission {
+        identity: Identity::AtConnect {
+            protocols: transport.protocols(true),
+            server_name: transport.server_name().map(str::to_owned),
+        },
+        lifetime: ttl,
+    })
+}
+
+/// Authenticates at CONNECT from the username's authorizer fields (ALPN `mqtt`, or a bare
+/// WebSocket upgrade). `Err` is the reason for CONNACK 5.
+pub async fn authenticate_connect(
+    broker: &Broker,
+    connect: &Connect,
+    peer: SocketAddr,
+    protocols: &[&str],
+    server_name: Option<&str>,
+) -> Result<(Identity, Option<(Duration, DisconnectReason)>), String> {
+    let username = connect.username.as_deref().unwrap_or_default();
+    let fields: AuthorizerFields = custom_auth::parse_username(username);
+    if !broker.authorizers.wants(&fields) && broker.config.default_authorizer.is_empty() {
+        return Err(
+            "no credentials: no SigV4 signature, no authorizer fields and no default_authorizer"
+                .into(),
+        );
+    }
+    let connection_id = peer.to_string();
+    let identity = broker
+        .authorizers
+        .authorize(
+            &fields,
+            ConnectionFacts {
+                protocols,
+                server_name,
+                http_headers: None,
+                http_query: None,
+                mqtt_username: connect.username.as_deref(),
+                mqtt_password: connect.password.as_deref(),
+                mqtt_client_id: Some(&connect.client_id),
+                connection_id: &connection_id,
+            },
+        )
+        .await?;
+    let lifetime = (
+        identity.disconnect_after,
+        DisconnectReason::CustomAuthTtlExpiration,
+    );
+    Ok((Identity::Authorizer(identity), Some(lifetime)))
+}
+
+/// The earlier of two forced disconnects.
+pub fn shorter(
+    current: Option<(Duration, DisconnectReason)>,
+    other: (Duration, DisconnectReason),
+) -> Option<(Duration, DisconnectReason)> {
+    match current {
+        Some(current) if current.0 <= other.0 => Some(current),
+        _ => Some(other),
+    }
+}

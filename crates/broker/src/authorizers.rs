@@ -1,0 +1,233 @@
+//! Custom authorizers: the token signature check, the call to the authorizer function (an
+//! HTTP endpoint standing in for IoT Core's Lambda), validation of its answer, and the
+//! answer cache (`refreshAfterInSeconds`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iot::custom_auth::{
+    parse_authorizer_response, verify_token_signature, AuthorizerEvent, AuthorizerFields,
+};
+use iot::Policy;
+use parking_lot::Mutex;
+
+use crate::config::{AuthorizerConfig, Config, ConfigError};
+
+/// What a successful authorization gives a connection.
+#[derive(Debug, Clone)]
+pub struct AuthorizedIdentity {
+    pub authorizer: String,
+    pub principal_id: String,
+    pub policies: Vec<Arc<Policy>>,
+    /// IoT Core closes the connection then (CUSTOMAUTH_TTL_EXPIRATION).
+    pub disconnect_after: Duration,
+}
+
+/// The parts of a connection the authorizer function is told about.
+pub struct ConnectionFacts<'a> {
+    pub protocols: &'a [&'a str],
+    pub server_name: Option<&'a str>,
+    pub http_headers: Option<&'a [(&'a str, &'a str)]>,
+    pub http_query: Option<&'a str>,
+    pub mqtt_username: Option<&'a str>,
+    pub mqtt_password: Option<&'a [u8]>,
+    pub mqtt_client_id: Option<&'a str>,
+    pub connection_id: &'a str,
+}
+
+struct Entry {
+    config: AuthorizerConfig,
+    public_keys: Vec<String>,
+}
+
+pub struct Authorizers {
+    by_name: HashMap<String, Entry>,
+    default_authorizer: String,
+    timeout: Duration,
+    client: reqwest::Client,
+    cache: Mutex<HashMap<(String, String), (Instant, AuthorizedIdentity)>>,
+}
+
+impl Authorizers {
+    /// Reads the `[[authorizers]]` and their token-signing public keys.
+    pub fn from_config(config: &Config) -> Result<Authorizers, ConfigError> {
+        let mut by_name = HashMap::new();
+        for authorizer in &config.authorizers {
+            let mut public_keys = Vec::new();
+            for (key_name, path) in &authorizer.token_signing_public_keys {
+                let pem = std::fs::read_to_string(path).map_err(|error| {
+                    ConfigError::Invalid(format!(
+                        "authorizer {:?} key {key_name:?}: cannot read {}: {error}",
+                        authorizer.name,
+                        path.display()
+                    ))
+                })?;
+                public_keys.push(pem);
+            }
+            if !authorizer.signing_disabled && public_keys.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "authorizer {:?} needs token_signing_public_keys unless signing_disabled = true",
+                    authorizer.name
+                )));
+            }
+            by_name.insert(
+                authorizer.name.clone(),
+                Entry {
+                    config: authorizer.clone(),
+                    public_keys,
+                },
+            );
+        }
+        if !config.default_authorizer.is_empty()
+            && !by_name.contains_key(&config.default_authorizer)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "default_authorizer {:?} is not an [[authorizers]] entry",
+                config.default_authorizer
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(config.limits.authorizer_timeout)
+            .build()
+            .map_err(|error| ConfigError::Invalid(format!("HTTP client: {error}")))?;
+        Ok(Authorizers {
+            by_name,
+            default_authorizer: config.default_authorizer.clone(),
+            timeout: config.limits.authorizer_timeout,
+            client,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether these fields ask for custom authentication: an authorizer is named, a
+    /// token signature is given, or the default authorizer's token is present.
+    pub fn wants(&self, fields: &AuthorizerFields) -> bool {
+        fields.authorizer_name.is_some()
+            || fields.signature.is_some()
+            || self
+                .by_name
+                .get(&self.default_authorizer)
+                .is_some_and(|entry| fields.token(&entry.config.token_key_name).is_some())
+    }
+
+    /// Runs the whole custom-authentication flow; the error is the reason to log.
+    pub async fn authorize(
+        &self,
+        fields: &AuthorizerFields,
+        facts: ConnectionFacts<'_>,
+    ) -> Result<AuthorizedIdentity, String> {
+        let name = match &fields.authorizer_name {
+            Some(name) => name.as_str(),
+            None if !self.default_authorizer.is_empty() => self.default_authorizer.as_str(),
+            None => return Err("no authorizer named and no default_authorizer configured".into()),
+        };
+        let entry = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| format!("authorizer {name:?} does not exist"))?;
+        if !entry.config.status.eq_ignore_ascii_case("ACTIVE") {
+            return Err(format!(
+                "authorizer {name:?} is {}",
+                entry.config.status.to_ascii_uppercase()
+            ));
+        }
+        let token = fields.token(&entry.config.token_key_name);
+        let signature_verified = if entry.config.signing_disabled {
+            false
+        } else {
+            let token = token.ok_or_else(|| {
+                format!(
+                    "authorizer {name:?}: token {:?} missing",
+                    entry.config.token_key_name
+                )
+            })?;
+            let signature = fields
+                .signature
+                .as_deref()
+                .ok_or_else(|| format!("authorizer {name:?}: token signature missing"))?;
+            let keys: Vec<&str> = entry.public_keys.iter().map(String::as_str).collect();
+            verify_token_signature(token, signature, &keys)
+                .map_err(|error| format!("authorizer {name:?}: {error}"))?;
+            true
+        };
+        let token = token.unwrap_or_default();
+        let cache_key = (name.to_owned(), token.to_owned());
+        if let Some((expires, cached)) = self.cache.lock().get(&cache_key) {
+            if Instant::now() < *expires {
+                return Ok(cached.clone());
+            }
+        }
+        let event = AuthorizerEvent {
+            token,
+            signature_verified,
+            protocols: facts.protocols,
+            server_name: facts.server_name,
+            http_headers: facts.http_headers,
+            http_query: facts.http_query,
+            mqtt_username: facts.mqtt_username,
+            mqtt_password: facts.mqtt_password,
+            mqtt_client_id: facts.mqtt_client_id,
+            connection_id: facts.connection_id,
+        };
+        let response = self
+            .client
+            .post(&entry.config.function_url)
+            .json(&event.to_json())
+            .send()
+            .await
+            .map_err(|error| {
+                if error.is_timeout() {
+                    format!(
+                        "authorizer {name:?}: function did not answer within {:?}",
+                        self.timeout
+                    )
+                } else {
+                    format!("authorizer {name:?}: function unreachable: {error}")
+                }
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| format!("authorizer {name:?}: reading the answer: {error}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "authorizer {name:?}: function answered HTTP {status}"
+            ));
+        }
+        let answer = parse_authorizer_response(&body)
+            .map_err(|error| format!("authorizer {name:?}: invalid answer: {error}"))?;
+        if !answer.is_authenticated {
+            return Err(format!(
+                "authorizer {name:?}: function answered isAuthenticated: false"
+            ));
+        }
+        let policies = answer
+            .policy_documents
+            .iter()
+            .enumerate()
+            .map(|(index, document)| {
+                Policy::parse(&format!("{name}/{}/{index}", answer.principal_id), document)
+                    .map(Arc::new)
+                    .map_err(|error| format!("authorizer {name:?}: returned policy: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let identity = AuthorizedIdentity {
+            authorizer: name.to_owned(),
+            principal_id: answer.principal_id.clone(),
+            policies,
+            disconnect_after: Duration::from_secs(answer.disconnect_after_secs),
+        };
+        let mut cache = self.cache.lock();
+        cache.retain(|_, (expires, _)| Instant::now() < *expires);
+        cache.insert(
+            cache_key,
+            (
+                Instant::now() + Duration::from_secs(answer.refresh_after_secs),
+                identity.clone(),
+            ),
+        );
+        Ok(identity)
+    }
+}

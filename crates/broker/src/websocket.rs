@@ -1,0 +1,250 @@
+//! HTTP on the TLS port (ALPN `http/1.1` or none) and on the plain `ws` listener:
+//! `GET /mqtt` upgraded to a WebSocket whose binary frames carry the MQTT byte stream.
+//!
+//! The upgrade request is read and answered here rather than inside the WebSocket library
+//! because authenticating it (SigV4, or a custom authorizer's HTTP call) is asynchronous
+//! and a refusal must be an HTTP 403, never a WebSocket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{info, warn};
+
+use crate::authn::{self, Transport};
+use crate::broker::Broker;
+use crate::connection;
+
+const MAX_HEAD: usize = 16 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP request head as received.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl UpgradeRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name).is_some_and(|value| {
+            value
+                .split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    }
+}
+
+/// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
+pub async fn serve<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    transport: Transport,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let request = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(Some(request))) => request,
+        Ok(Ok(None)) => {
+            respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
+            return;
+        }
+        Ok(Err(_)) | Err(_) => return,
+    };
+    if request.path != "/mqtt" {
+        info!(%peer, path = %request.path, "HTTP 404: only /mqtt is served");
+        respond(&mut stream, 404, "Not Found", "not found\n").await;
+        return;
+    }
+    let key = request.header("sec-websocket-key").map(str::to_owned);
+    let upgrade = request.method == "GET"
+        && request.header_has_token("upgrade", "websocket")
+        && request.header_has_token("connection", "upgrade")
+        && request.header("sec-websocket-version") == Some("13");
+    let Some(key) = key.filter(|_| upgrade) else {
+        info!(%peer, "HTTP 400: /mqtt needs a WebSocket upgrade (GET, Upgrade: websocket, Sec-WebSocket-Key, version 13)");
+        respond(
+            &mut stream,
+            400,
+            "Bad Request",
+            "expected a WebSocket upgrade\n",
+        )
+        .await;
+        return;
+    };
+    // AWS SDKs ask for `mqtt`; the iOS SDK for `mqttv3.1`.
+    let subprotocol = ["mqtt", "mqttv3.1"]
+        .into_iter()
+        .find(|protocol| request.header_has_token("sec-websocket-protocol", protocol));
+    let admission = match authn::authenticate_upgrade(&broker, &request, peer, transport).await {
+        Ok(admission) => admission,
+        Err(reason) => {
+            warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
+            respond(&mut stream, 403, "Forbidden", &format!("{reason}\n")).await;
+            return;
+        }
+    };
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if let Some(protocol) = subprotocol {
+        response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    response.push_str("\r\n");
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(crate::protocol::max_packet_size(&broker.config.limits) * 2);
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+    connection::serve(broker, WsBytes::new(ws), peer, shutdown, admission).await;
+}
+
+/// Reads the request head byte by byte up to its blank line, so nothing after it is taken
+/// from the stream (the WebSocket frames that follow belong to the WebSocket layer).
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<UpgradeRequest>> {
+    let mut head = Vec::with_capacity(1024);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD {
+            return Ok(None);
+        }
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Ok(None),
+    }
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
+        return Ok(None);
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = parsed
+        .headers
+        .iter()
+        .filter_map(|header| {
+            std::str::from_utf8(header.value)
+                .ok()
+                .map(|value| (header.name.to_owned(), value.trim().to_owned()))
+        })
+        .collect();
+    Ok(Some(UpgradeRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+    }))
+}
+
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The MQTT byte stream inside a WebSocket: binary frames in, binary frames out. A packet
+/// may span frames and a frame may hold several packets; the MQTT decoder does not care.
+pub struct WsBytes<S> {
+    ws: WebSocketStream<S>,
+    pending: Bytes,
+}
+
+impl<S> WsBytes<S> {
+    pub fn new(ws: WebSocketStream<S>) -> Self {
+        WsBytes {
+            ws,
+            pending: Bytes::new(),
+        }
+    }
+}
+
+fn to_io(error: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    io::Error::other(error)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.remaining());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+                Some(Ok(Message::Binary(data))) => self.pending = data,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    // tungstenite queued the pong; get it onto the wire.
+                    let _ = Pin::new(&mut self.ws).poll_flush(cx);
+                }
+                Some(Ok(Message::Text(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text frame on an MQTT WebSocket (MQTT needs binary frames)",
+                    )))
+                }
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
+                Some(Err(error)) => return Poll::Ready(Err(to_io(error))),
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(to_io)?;
+        Pin::new(&mut self.ws)
+            .start_send(Message::binary(Bytes::copy_from_slice(buf)))
+            .map_err(to_io)?;
+        // Frames are sent as they are written: the connection already batches packets.
+        let _ = Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_close(cx).map_err(to_io)
+    }
+}
