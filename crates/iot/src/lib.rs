@@ -10,9 +10,11 @@
 //! - [`policy`]: IoT policy documents: parsing, validation and authorization decisions.
 //! - [`lifecycle`]: lifecycle event topics, payloads and disconnect reasons.
 
+pub mod custom_auth;
 pub mod lifecycle;
 pub mod limits;
 pub mod policy;
+pub mod sigv4;
 pub mod topic;
 pub mod trie;
 
