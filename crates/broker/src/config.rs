@@ -394,16 +394,12 @@ impl Config {
     pub fn inactive_features(&self) -> Vec<&'static str> {
         let mut inactive = Vec::new();
         for (name, enabled) in [
-            ("listeners.ws (WebSocket)", !self.listeners.ws.is_empty()),
             (
                 "listeners.http (control plane)",
                 !self.listeners.http.is_empty(),
             ),
             ("[admin]", self.admin.is_some()),
             ("[[things]]", !self.things.is_empty()),
-            ("[[credentials]]", !self.credentials.is_empty()),
-            ("[[authorizers]]", !self.authorizers.is_empty()),
-            ("default_authorizer", !self.default_authorizer.is_empty()),
             ("[[identity_pools]]", !self.identity_pools.is_empty()),
             ("durable store (in_memory = false)", !self.in_memory),
         ] {
