@@ -36,7 +36,9 @@ class Paho:
 
     def __init__(self, port: int, client_id: str | None = None, clean_session: bool = True,
                  keepalive: int = 60, will: tuple | None = None, host: str = "127.0.0.1",
-                 tls_context=None):
+                 tls_context=None, transport: str = "tcp", ws_path: str = "/mqtt",
+                 ws_headers: dict | None = None, username: str | None = None,
+                 password: str | bytes | None = None):
         self.port = port
         self.host = host
         self.client_id = client_id or uid("paho")
@@ -50,7 +52,12 @@ class Paho:
         self.session_present = None
         self.disconnects: list = []
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv311, clean_session=clean_session)
+                        protocol=mqtt.MQTTv311, clean_session=clean_session,
+                        transport=transport)
+        if transport == "websockets":
+            c.ws_set_options(path=ws_path, headers=ws_headers)
+        if username is not None or password is not None:
+            c.username_pw_set(username, password)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe

@@ -21,6 +21,7 @@ use crate::authorizers::Authorizers;
 use crate::config::{Config, ConfigError};
 use crate::registry::Registry;
 use crate::session::{Delivery, Enqueued, SessionState};
+use crate::store::{Op, Recovered, SessionRecord, Store, StoredMessage};
 
 /// A slow but connected subscriber may hold this many bytes of queued messages before it
 /// starts losing QoS 0 (QoS 1 is bounded by `max_queued_per_session` instead): enough to
@@ -45,17 +46,56 @@ struct SessionInner {
 }
 
 /// The registry entry of one client id.
-#[derive(Debug)]
 pub struct Session {
     pub client_id: Arc<str>,
     pub clean: bool,
     inner: Mutex<SessionInner>,
+    /// Set for a persistent session when the broker is durable.
+    store: Option<Arc<Store>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("clean", &self.clean)
+            .finish()
+    }
 }
 
 impl Session {
     /// Runs `f` on the session state under its lock. Keep `f` short: routers wait on it.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
-        f(&mut self.inner.lock().state)
+        let mut inner = self.inner.lock();
+        let result = f(&mut inner.state);
+        self.forget_removed(&mut inner.state);
+        result
+    }
+
+    /// Tells the store about messages the state machine no longer holds.
+    fn forget_removed(&self, state: &mut SessionState) {
+        let removed = state.take_removed();
+        if let Some(store) = &self.store {
+            for seq in removed {
+                store.submit(Op::DeleteMessage(self.client_id.to_string(), seq));
+            }
+        }
+    }
+
+    /// Saves the subscriptions and expiry of a persistent session.
+    fn persist(&self) {
+        if let Some(store) = &self.store {
+            let inner = self.inner.lock();
+            let record = SessionRecord {
+                subscriptions: inner
+                    .state
+                    .subscriptions()
+                    .map(|(filter, qos)| (filter.to_owned(), qos as u8))
+                    .collect(),
+                expires_at_ms: inner.expires_at.map(instant_to_unix_ms),
+            };
+            store.submit(Op::PutSession(self.client_id.to_string(), record));
+        }
     }
 
     /// Like [`Session::with_state`], but only while `connection` still owns the session:
@@ -67,7 +107,11 @@ impl Session {
     ) -> Option<R> {
         let mut inner = self.inner.lock();
         match &inner.owner {
-            Some(owner) if owner.connection == connection => Some(f(&mut inner.state)),
+            Some(owner) if owner.connection == connection => {
+                let result = f(&mut inner.state);
+                self.forget_removed(&mut inner.state);
+                Some(result)
+            }
             _ => None,
         }
     }
@@ -76,17 +120,37 @@ impl Session {
         matches!(&self.inner.lock().owner, Some(owner) if owner.connection == connection)
     }
 
-    /// Offers a delivery and wakes the owning connection. Returns the queue's verdict.
-    pub fn deliver(&self, delivery: Delivery) -> Enqueued {
+    /// Offers a delivery and wakes the owning connection. Returns the queue's verdict and,
+    /// for a QoS 1 message kept by a durable persistent session, the store sequence number
+    /// that makes it durable.
+    pub fn deliver(&self, delivery: Delivery) -> (Enqueued, u64) {
         let mut inner = self.inner.lock();
         let online = inner.owner.is_some();
+        let message =
+            (self.store.is_some() && delivery.qos == QoS::AtLeastOnce).then(|| StoredMessage {
+                topic: delivery.topic.to_string(),
+                payload: delivery.payload.clone(),
+                qos: delivery.qos,
+            });
         let outcome = inner.state.enqueue(delivery, online);
+        let queued_seq = inner.state.last_seq();
+        let mut durable = 0;
+        if let (Some(store), Some(message)) = (&self.store, message) {
+            if outcome != Enqueued::DroppedQos0 {
+                durable = store.submit(Op::PutMessage(
+                    self.client_id.to_string(),
+                    queued_seq,
+                    message,
+                ));
+            }
+        }
+        self.forget_removed(&mut inner.state);
         if outcome != Enqueued::DroppedQos0 {
             if let Some(owner) = &inner.owner {
                 owner.wake.notify_one();
             }
         }
-        outcome
+        (outcome, durable)
     }
 }
 
@@ -102,6 +166,16 @@ pub struct RetainedMessage {
 pub struct Subscriber {
     pub qos: QoS,
     pub session: Arc<Session>,
+}
+
+/// What routing one message did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Sessions it was offered to.
+    pub sessions: usize,
+    /// Store sequence number that makes it durable for every persistent session that kept
+    /// it (0: nothing to wait for).
+    pub durable: u64,
 }
 
 /// Counters worth reporting; read by logs and, later, /metrics.
@@ -123,6 +197,8 @@ pub struct OpenedSession {
 
 pub struct Broker {
     pub config: Arc<Config>,
+    /// The durable store; `None` with `in_memory = true`.
+    pub store: Option<Arc<Store>>,
     pub policies: Arc<PolicyStore>,
     pub registry: Arc<Registry>,
     pub authorizers: Authorizers,
@@ -147,8 +223,19 @@ impl Broker {
         registry.apply_config(&config)?;
         registry.sync_attachments(&policies);
         let authorizers = Authorizers::from_config(&config)?;
-        Ok(Arc::new(Broker {
+        let (store, recovered) = if config.in_memory {
+            (None, Recovered::default())
+        } else {
+            let (store, recovered) = Store::open(
+                &config.data_dir.join("store.redb"),
+                config.limits.group_commit_max_delay,
+            )
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+            (Some(store), recovered)
+        };
+        let broker = Arc::new(Broker {
             config: Arc::new(config),
+            store,
             policies,
             registry,
             authorizers,
@@ -160,7 +247,98 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             next_version: AtomicU64::new(1),
             stats: Stats::default(),
-        }))
+        });
+        broker.recover(recovered);
+        Ok(broker)
+    }
+
+    /// Rebuilds persistent sessions (offline, with their subscriptions and queued QoS 1
+    /// messages) and retained messages from what the store held at start.
+    fn recover(&self, recovered: Recovered) {
+        let now_ms = unix_millis();
+        let (mut sessions, mut messages) = (0, 0);
+        for (client_id, record, queued) in recovered.sessions {
+            let remaining = record
+                .expires_at_ms
+                .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
+            if remaining == Some(Duration::ZERO) {
+                if let Some(store) = &self.store {
+                    store.submit(Op::DeleteSession(client_id));
+                }
+                continue;
+            }
+            // A session that was connected when the broker stopped expires as if it had
+            // just disconnected.
+            let expires_at = Instant::now() + remaining.unwrap_or(self.config.session_expiry);
+            let mut state = self.new_session_state();
+            for (filter, qos) in &record.subscriptions {
+                state.subscribe(filter, QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce));
+            }
+            messages += queued.len();
+            state.restore(queued.into_iter().map(|(seq, message)| {
+                (
+                    seq,
+                    Delivery {
+                        topic: message.topic.into(),
+                        payload: message.payload,
+                        qos: message.qos,
+                        retain: false,
+                    },
+                )
+            }));
+            let session = Arc::new(Session {
+                client_id: client_id.as_str().into(),
+                clean: false,
+                inner: Mutex::new(SessionInner {
+                    state,
+                    owner: None,
+                    expires_at: Some(expires_at),
+                }),
+                store: self.store.clone(),
+            });
+            for (filter, qos) in &record.subscriptions {
+                self.add_subscription(
+                    &session,
+                    filter,
+                    QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce),
+                );
+            }
+            self.sessions
+                .lock()
+                .insert(session.client_id.clone(), session);
+            sessions += 1;
+        }
+        let retained = recovered.retained.len();
+        for message in recovered.retained {
+            let topic: Arc<str> = message.topic.into();
+            self.retained.write().insert(
+                topic.clone(),
+                RetainedMessage {
+                    topic,
+                    payload: message.payload,
+                    qos: message.qos,
+                },
+            );
+        }
+        if self.store.is_some() {
+            tracing::info!(sessions, messages, retained, "durable store recovered");
+        }
+    }
+
+    fn new_session_state(&self) -> SessionState {
+        let limits = &self.config.limits;
+        SessionState::new(
+            limits.max_inflight,
+            limits.max_queued_per_session,
+            MAX_QUEUED_QOS0_BYTES,
+        )
+    }
+
+    /// Commits what the store has queued and stops its writer (graceful shutdown).
+    pub fn close_store(&self) {
+        if let Some(store) = &self.store {
+            store.close();
+        }
     }
 
     /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
@@ -214,7 +392,6 @@ impl Broker {
         connection: ConnectionId,
         wake: Arc<Notify>,
     ) -> OpenedSession {
-        let limits = &self.config.limits;
         let owner = Owner { connection, wake };
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).cloned();
@@ -228,6 +405,8 @@ impl Broker {
             if !clean_session && !old.clean {
                 inner.owner = Some(owner.clone());
                 inner.expires_at = None;
+                drop(inner);
+                old.persist();
                 return OpenedSession {
                     session: old.clone(),
                     session_present: true,
@@ -237,20 +416,25 @@ impl Broker {
         }
         if let Some(old) = existing {
             self.remove_subscriptions(&old);
+            if let Some(store) = &old.store {
+                store.submit(Op::DeleteSession(old.client_id.to_string()));
+            }
         }
         let session = Arc::new(Session {
             client_id: client_id.into(),
             clean: clean_session,
             inner: Mutex::new(SessionInner {
-                state: SessionState::new(
-                    limits.max_inflight,
-                    limits.max_queued_per_session,
-                    MAX_QUEUED_QOS0_BYTES,
-                ),
+                state: self.new_session_state(),
                 owner: Some(owner),
                 expires_at: None,
             }),
+            store: if clean_session {
+                None
+            } else {
+                self.store.clone()
+            },
         });
+        session.persist();
         sessions.insert(session.client_id.clone(), session.clone());
         OpenedSession {
             session,
@@ -272,6 +456,8 @@ impl Broker {
             if !session.clean {
                 inner.state.drop_queued_qos0();
                 inner.expires_at = Some(now + self.config.session_expiry);
+                drop(inner);
+                session.persist();
                 return;
             }
         }
@@ -307,6 +493,9 @@ impl Broker {
             let queued = session.with_state(|state| state.queued_len() + state.inflight_len());
             tracing::info!(client_id = %session.client_id, queued, "persistent session expired; its queued messages are discarded");
             self.remove_subscriptions(session);
+            if let Some(store) = &session.store {
+                store.submit(Op::DeleteSession(session.client_id.to_string()));
+            }
         }
         self.connect_attempts.lock().clear();
         expired.len()
@@ -353,8 +542,8 @@ impl Broker {
     }
 
     /// Delivers a message to every matching subscription, once per session at the highest
-    /// granted QoS (capped by the message's QoS). Returns the number of sessions reached.
-    pub fn route(&self, topic: &str, payload: Bytes, qos: QoS) -> usize {
+    /// granted QoS (capped by the message's QoS).
+    pub fn route(&self, topic: &str, payload: Bytes, qos: QoS) -> Routed {
         self.stats.messages_routed.fetch_add(1, Ordering::Relaxed);
         let mut targets: Vec<(Arc<Session>, QoS)> = Vec::new();
         {
@@ -370,11 +559,12 @@ impl Broker {
             });
         }
         if targets.is_empty() {
-            return 0;
+            return Routed::default();
         }
         let topic: Arc<str> = topic.into();
+        let mut durable = 0;
         for (session, granted) in &targets {
-            self.deliver(
+            durable = durable.max(self.deliver(
                 session,
                 Delivery {
                     topic: topic.clone(),
@@ -382,16 +572,21 @@ impl Broker {
                     qos: qos.min(*granted),
                     retain: false,
                 },
-            );
+            ));
         }
-        targets.len()
+        Routed {
+            sessions: targets.len(),
+            durable,
+        }
     }
 
     /// Queues one delivery for one session, counting and logging what had to be dropped.
-    pub fn deliver(&self, session: &Session, delivery: Delivery) {
+    /// Returns the store sequence number that makes it durable (0: nothing to wait for).
+    pub fn deliver(&self, session: &Session, delivery: Delivery) -> u64 {
         self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-        match session.deliver(delivery) {
-            Enqueued::Queued => {}
+        let (outcome, durable) = session.deliver(delivery);
+        match outcome {
+            Enqueued::Queued(_) => {}
             Enqueued::DroppedQos0 => {
                 let total = self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed) + 1;
                 // A slow subscriber can drop thousands per second: log the first and then
@@ -405,11 +600,29 @@ impl Broker {
                 tracing::warn!(client_id = %session.client_id, topic = %dropped.topic, dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
             }
         }
+        durable
+    }
+
+    /// Saves a persistent session's subscriptions after they changed.
+    pub fn save_session(&self, session: &Session) {
+        session.persist();
     }
 
     /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.
-    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) {
+    /// Returns the store sequence number that makes the change durable (0 in memory).
+    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) -> u64 {
         let mut retained = self.retained.write();
+        let durable = self.store.as_ref().map_or(0, |store| {
+            store.submit(if payload.is_empty() {
+                Op::DeleteRetained(topic.to_owned())
+            } else {
+                Op::PutRetained(StoredMessage {
+                    topic: topic.to_owned(),
+                    payload: payload.clone(),
+                    qos,
+                })
+            })
+        });
         if payload.is_empty() {
             retained.remove(topic);
         } else {
@@ -423,6 +636,7 @@ impl Broker {
                 },
             );
         }
+        durable
     }
 
     /// Retained messages a new subscription to `filter` receives: IoT Core gives them only
@@ -463,6 +677,17 @@ pub fn unix_millis() -> u64 {
         .as_millis() as u64
 }
 
+/// Unix milliseconds of a future (or past) `Instant`, for storing expiry times.
+fn instant_to_unix_ms(at: Instant) -> u64 {
+    let now = Instant::now();
+    let now_ms = unix_millis();
+    if at >= now {
+        now_ms + (at - now).as_millis() as u64
+    } else {
+        now_ms.saturating_sub((now - at).as_millis() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,7 +711,9 @@ mod tests {
         broker.add_subscription(&opened.session, "a/+", QoS::AtMostOnce);
         broker.add_subscription(&opened.session, "a/#", QoS::AtLeastOnce);
         assert_eq!(
-            broker.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            broker
+                .route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+                .sessions,
             1
         );
         assert_eq!(
@@ -513,7 +740,9 @@ mod tests {
         assert!(!replaced.session_present);
         assert_eq!(replaced.took_over, Some(2));
         assert_eq!(
-            broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            broker
+                .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+                .sessions,
             0
         );
     }
@@ -532,7 +761,9 @@ mod tests {
         assert_eq!(broker.expire_sessions(now + Duration::from_secs(3601)), 1);
         assert_eq!(broker.session_count(), 0);
         assert_eq!(
-            broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce),
+            broker
+                .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+                .sessions,
             0
         );
     }

@@ -401,7 +401,6 @@ impl Config {
             ("[admin]", self.admin.is_some()),
             ("[[things]]", !self.things.is_empty()),
             ("[[identity_pools]]", !self.identity_pools.is_empty()),
-            ("durable store (in_memory = false)", !self.in_memory),
         ] {
             if enabled {
                 inactive.push(name);

@@ -4,6 +4,7 @@
 //! [`crate::protocol`]), and writes whatever the session has ready, in batches: everything
 //! queued is encoded into one buffer and written with one call.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -107,7 +108,14 @@ pub async fn serve<S>(
         input: BytesMut::new(),
         output: BytesMut::new(),
         read_chunk: MIN_READ_CHUNK,
+        pending_acks: VecDeque::new(),
+        committed: None,
     };
+    connection.committed = connection
+        .broker
+        .store
+        .as_ref()
+        .map(|store| store.committed());
     connection.id = connection.broker.next_connection_id();
     let connect = tokio::select! {
         connect = tokio::time::timeout(CONNECT_TIMEOUT, connection.read_connect()) => connect,
@@ -137,6 +145,11 @@ struct Connection<R, W> {
     input: BytesMut,
     output: BytesMut,
     read_chunk: usize,
+    /// PUBACKs held until the store has made their message durable, in arrival order
+    /// (MQTT-4.6.0-2): `(packet id, store sequence number)`.
+    pending_acks: VecDeque<(u16, u64)>,
+    /// The store's durable sequence number; `None` in memory.
+    committed: Option<watch::Receiver<u64>>,
 }
 
 /// What an accepted connection carries through its life.
@@ -347,7 +360,9 @@ where
         if let Err(ending) = self.handle_input(online) {
             return ending;
         }
+        let max_unacknowledged = self.broker.config.limits.max_inflight;
         loop {
+            self.release_acks();
             self.fill_output(online);
             let spare = self.input.capacity() - self.input.len();
             if spare < self.read_chunk / 2 {
@@ -373,13 +388,15 @@ where
                     info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
                     return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
                 }
+                _ = durable_progress(&mut self.committed), if !self.pending_acks.is_empty() => {}
                 written = self.writer.write_buf(&mut self.output), if !self.output.is_empty() => {
                     if let Err(error) = written {
                         debug!(client_id = %online.client_id, %error, "write failed");
                         return Ending::abnormal(DisconnectReason::ConnectionLost);
                     }
                 }
-                read = self.reader.read_buf(&mut self.input) => {
+                // Past the inbound window the client waits for PUBACKs: stop reading.
+                read = self.reader.read_buf(&mut self.input), if self.pending_acks.len() < max_unacknowledged => {
                     match read {
                         Ok(0) | Err(_) => {
                             debug!(client_id = %online.client_id, "connection lost");
@@ -473,17 +490,39 @@ where
             );
             return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
         }
+        let mut durable = 0;
         // IoT Core keeps no retained messages on reserved topics.
         if publish.retain && !iot::is_reserved(&publish.topic) {
-            self.broker
+            durable = self
+                .broker
                 .retain(&publish.topic, publish.payload.clone(), publish.qos);
         }
-        self.broker
+        let routed = self
+            .broker
             .route(&publish.topic, publish.payload, publish.qos);
         if publish.qos == QoS::AtLeastOnce {
-            self.queue_packet(&Packet::PubAck(publish.pkid));
+            // The PUBACK promises at-least-once: it waits until every persistent session
+            // that kept the message (and the retained store) has it on disk.
+            self.pending_acks
+                .push_back((publish.pkid, durable.max(routed.durable)));
+            self.release_acks();
         }
         Ok(())
+    }
+
+    /// Sends, in order, every held PUBACK whose message is now durable.
+    fn release_acks(&mut self) {
+        let committed = self
+            .committed
+            .as_ref()
+            .map_or(u64::MAX, |committed| *committed.borrow());
+        while let Some(&(pkid, needed)) = self.pending_acks.front() {
+            if needed > committed {
+                break;
+            }
+            self.pending_acks.pop_front();
+            self.queue_packet(&Packet::PubAck(pkid));
+        }
     }
 
     fn handle_subscribe(
@@ -550,6 +589,7 @@ where
         for delivery in retained {
             self.broker.deliver(&online.session, delivery);
         }
+        self.broker.save_session(&online.session);
         debug!(client_id = %online.client_id, filters = ?granted, "subscribed");
         if !granted.is_empty() {
             self.publish_event(online, |context| {
@@ -565,6 +605,7 @@ where
                 self.broker.remove_subscription(&online.session, filter);
             }
         }
+        self.broker.save_session(&online.session);
         self.queue_packet(&Packet::UnsubAck(unsubscribe.pkid));
         let filters: Vec<&str> = unsubscribe.filters.iter().map(String::as_str).collect();
         self.publish_event(online, |context| {
@@ -739,6 +780,18 @@ fn log_denied(online: &Online, denied: &Denied, what: &str) {
 async fn sleep_until_some(deadline: Option<(tokio::time::Instant, DisconnectReason)>) {
     match deadline {
         Some((at, _)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the store makes more durable; never without a store.
+async fn durable_progress(committed: &mut Option<watch::Receiver<u64>>) {
+    match committed {
+        Some(committed) => {
+            if committed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
         None => std::future::pending().await,
     }
 }

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod tls;
 pub mod tls_material;
 pub mod websocket;

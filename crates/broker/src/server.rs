@@ -76,6 +76,7 @@ impl RunningBroker {
         {
             warn!("shutdown: some connections did not close within {SHUTDOWN_GRACE:?}");
         }
+        self.broker.close_store();
         info!("broker stopped");
     }
 }

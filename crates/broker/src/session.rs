@@ -21,7 +21,8 @@ pub struct Delivery {
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
-    Queued,
+    /// Queued under this session-local sequence number (what the durable store keys it by).
+    Queued(u64),
     /// QoS 0 is not kept for an offline session (IoT Core stores only QoS 1), nor past the
     /// bound of a slow subscriber's queue.
     DroppedQos0,
@@ -41,10 +42,15 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub struct SessionState {
     subscriptions: BTreeMap<String, QoS>,
-    pending: VecDeque<Delivery>,
+    /// Waiting to be sent, with their sequence numbers.
+    pending: VecDeque<(u64, Delivery)>,
     /// Sent QoS 1 messages awaiting PUBACK, oldest first (resent in this order on resume).
-    inflight: VecDeque<(u16, Delivery)>,
+    inflight: VecDeque<(u16, u64, Delivery)>,
     next_pkid: u16,
+    next_seq: u64,
+    /// Sequence numbers of messages the session no longer holds (acknowledged, dropped,
+    /// refused), for the caller to forget in the durable store. Drained by `take_removed`.
+    removed: Vec<u64>,
     max_inflight: usize,
     max_queued: usize,
     max_queued_qos0_bytes: usize,
@@ -68,6 +74,8 @@ impl SessionState {
             pending: VecDeque::new(),
             inflight: VecDeque::new(),
             next_pkid: 1,
+            next_seq: 1,
+            removed: Vec::new(),
             max_inflight: max_inflight.max(1),
             max_queued: max_queued.max(1),
             max_queued_qos0_bytes,
@@ -109,38 +117,61 @@ impl SessionState {
                 self.dropped_qos0 += 1;
                 return Enqueued::DroppedQos0;
             }
-            self.push_pending(delivery);
-            return Enqueued::Queued;
+            return Enqueued::Queued(self.push_pending(delivery));
         }
-        let mut outcome = Enqueued::Queued;
+        let mut dropped_oldest = None;
         if self.pending.len() >= self.max_queued {
             // Make room by dropping the oldest QoS 1; QoS 0 entries ahead of it are kept
             // because they are about to be written by an online connection anyway.
             if let Some(index) = self
                 .pending
                 .iter()
-                .position(|queued| queued.qos != QoS::AtMostOnce)
+                .position(|(_, queued)| queued.qos != QoS::AtMostOnce)
             {
-                let dropped = self.pending.remove(index).expect("index from position");
+                let (seq, dropped) = self.pending.remove(index).expect("index from position");
                 self.pending_bytes -= queued_size(&dropped);
+                self.removed.push(seq);
                 self.dropped_qos1 += 1;
-                outcome = Enqueued::DroppedOldestQos1(dropped);
+                dropped_oldest = Some(dropped);
             } else {
                 self.pop_pending();
                 self.dropped_qos0 += 1;
             }
         }
-        self.push_pending(delivery);
-        outcome
+        let seq = self.push_pending(delivery);
+        match dropped_oldest {
+            Some(dropped) => Enqueued::DroppedOldestQos1(dropped),
+            None => Enqueued::Queued(seq),
+        }
+    }
+
+    /// The sequence number the last queued message got (what the store keys it by).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Puts messages recovered from the durable store back in the queue, in order; they
+    /// keep their sequence numbers.
+    pub fn restore(&mut self, queued: impl IntoIterator<Item = (u64, Delivery)>) {
+        for (seq, delivery) in queued {
+            self.next_seq = self.next_seq.max(seq + 1);
+            self.pending_bytes += queued_size(&delivery);
+            self.pending.push_back((seq, delivery));
+        }
+    }
+
+    /// Sequence numbers dropped since the last call (see `removed`).
+    pub fn take_removed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.removed)
     }
 
     /// Takes the next message to write, assigning a packet id to QoS 1. `None` when the
     /// queue is empty or the head is QoS 1 and the in-flight window is full (order is kept:
     /// later QoS 0 messages wait behind it).
     pub fn next_outgoing(&mut self) -> Option<Outgoing> {
-        let head = self.pending.front()?;
+        let (_, head) = self.pending.front()?;
         if head.qos == QoS::AtMostOnce {
-            let delivery = self.pop_pending()?;
+            let (_, delivery) = self.pop_pending()?;
             return Some(Outgoing {
                 pkid: None,
                 dup: false,
@@ -150,9 +181,9 @@ impl SessionState {
         if self.inflight.len() >= self.max_inflight {
             return None;
         }
-        let delivery = self.pop_pending()?;
+        let (seq, delivery) = self.pop_pending()?;
         let pkid = self.allocate_pkid();
-        self.inflight.push_back((pkid, delivery.clone()));
+        self.inflight.push_back((pkid, seq, delivery.clone()));
         Some(Outgoing {
             pkid: Some(pkid),
             dup: false,
@@ -166,17 +197,21 @@ impl SessionState {
         &mut self,
         mut allowed: impl FnMut(&Delivery) -> bool,
     ) -> Option<Outgoing> {
-        while !allowed(self.pending.front()?) {
-            self.pop_pending();
+        while !allowed(&self.pending.front()?.1) {
+            if let Some((seq, _)) = self.pop_pending() {
+                self.removed.push(seq);
+            }
         }
         self.next_outgoing()
     }
 
     /// The client acknowledged a QoS 1 delivery. `false` for an unknown packet id.
     pub fn acknowledge(&mut self, pkid: u16) -> bool {
-        match self.inflight.iter().position(|(id, _)| *id == pkid) {
+        match self.inflight.iter().position(|(id, _, _)| *id == pkid) {
             Some(index) => {
-                self.inflight.remove(index);
+                if let Some((_, seq, _)) = self.inflight.remove(index) {
+                    self.removed.push(seq);
+                }
                 true
             }
             None => false,
@@ -186,7 +221,7 @@ impl SessionState {
     /// On resuming a session, unacknowledged QoS 1 messages are sent again with DUP set
     /// and their original packet ids (MQTT-4.4.0-1).
     pub fn redeliveries(&self) -> impl Iterator<Item = Outgoing> + '_ {
-        self.inflight.iter().map(|(pkid, delivery)| Outgoing {
+        self.inflight.iter().map(|(pkid, _, delivery)| Outgoing {
             pkid: Some(*pkid),
             dup: true,
             delivery: delivery.clone(),
@@ -196,9 +231,14 @@ impl SessionState {
     /// QoS 0 messages queued for a connection that is gone are not kept for the next one.
     pub fn drop_queued_qos0(&mut self) {
         let before = self.pending.len();
-        self.pending.retain(|queued| queued.qos != QoS::AtMostOnce);
+        self.pending
+            .retain(|(_, queued)| queued.qos != QoS::AtMostOnce);
         self.dropped_qos0 += (before - self.pending.len()) as u64;
-        self.pending_bytes = self.pending.iter().map(queued_size).sum();
+        self.pending_bytes = self
+            .pending
+            .iter()
+            .map(|(_, queued)| queued_size(queued))
+            .sum();
     }
 
     pub fn queued_len(&self) -> usize {
@@ -213,15 +253,18 @@ impl SessionState {
         (self.dropped_qos0, self.dropped_qos1)
     }
 
-    fn push_pending(&mut self, delivery: Delivery) {
+    fn push_pending(&mut self, delivery: Delivery) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.pending_bytes += queued_size(&delivery);
-        self.pending.push_back(delivery);
+        self.pending.push_back((seq, delivery));
+        seq
     }
 
-    fn pop_pending(&mut self) -> Option<Delivery> {
-        let delivery = self.pending.pop_front()?;
+    fn pop_pending(&mut self) -> Option<(u64, Delivery)> {
+        let (seq, delivery) = self.pending.pop_front()?;
         self.pending_bytes -= queued_size(&delivery);
-        Some(delivery)
+        Some((seq, delivery))
     }
 
     fn allocate_pkid(&mut self) -> u16 {
@@ -229,7 +272,7 @@ impl SessionState {
         loop {
             let candidate = self.next_pkid;
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            if !self.inflight.iter().any(|(id, _)| *id == candidate) {
+            if !self.inflight.iter().any(|(id, _, _)| *id == candidate) {
                 return candidate;
             }
         }
@@ -262,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             session.enqueue(message("a", QoS::AtLeastOnce), false),
-            Enqueued::Queued
+            Enqueued::Queued(1)
         );
         assert_eq!(session.queued_len(), 1);
     }
@@ -314,6 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn removed_messages_are_reported_for_the_store() {
+        let mut session = SessionState::new(10, 2, 1 << 20);
+        for topic in ["1", "2", "3"] {
+            session.enqueue(message(topic, QoS::AtLeastOnce), false);
+        }
+        assert_eq!(session.take_removed(), vec![1], "the oldest made room");
+        let sent = session.next_outgoing().unwrap();
+        session.acknowledge(sent.pkid.unwrap());
+        assert_eq!(session.take_removed(), vec![2]);
+        assert!(session.take_removed().is_empty());
+    }
+
+    #[test]
+    fn restored_messages_keep_their_numbers_and_order() {
+        let mut session = SessionState::new(10, 100, 1 << 20);
+        session.restore([
+            (7, message("a", QoS::AtLeastOnce)),
+            (9, message("b", QoS::AtLeastOnce)),
+        ]);
+        assert!(matches!(
+            session.enqueue(message("c", QoS::AtLeastOnce), false),
+            Enqueued::Queued(10)
+        ));
+        let topics: Vec<_> = std::iter::from_fn(|| session.next_outgoing())
+            .map(|out| out.delivery.topic.to_string())
+            .collect();
+        assert_eq!(topics, ["a", "b", "c"]);
+    }
+
+    #[test]
     fn full_queue_drops_oldest_qos1() {
         let mut session = SessionState::new(10, 2, 1 << 20);
         session.enqueue(message("1", QoS::AtLeastOnce), false);
@@ -331,10 +404,10 @@ mod tests {
         // Each test message is 2 bytes (topic "a", payload "x").
         let mut session = SessionState::new(10, 100, 4);
         for _ in 0..2 {
-            assert_eq!(
+            assert!(matches!(
                 session.enqueue(message("a", QoS::AtMostOnce), true),
-                Enqueued::Queued
-            );
+                Enqueued::Queued(_)
+            ));
         }
         assert_eq!(
             session.enqueue(message("a", QoS::AtMostOnce), true),

@@ -3,9 +3,8 @@
 
 use base64::Engine as _;
 use iot::custom_auth::{
-    from_http, parse_authorizer_response, parse_username, verify_token_signature,
-    AuthorizerEvent, AuthorizerFields, AuthorizerResponse, AuthorizerResponseError,
-    TokenSignatureError,
+    from_http, parse_authorizer_response, parse_username, verify_token_signature, AuthorizerEvent,
+    AuthorizerFields, AuthorizerResponse, AuthorizerResponseError, TokenSignatureError,
 };
 use proptest::prelude::*;
 use rsa::pkcs8::DecodePrivateKey;
@@ -14,7 +13,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/aws-iot-wire.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/aws-iot-wire.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("vectors file")).unwrap()
 }
 
@@ -31,7 +33,10 @@ fn b64(bytes: &[u8]) -> String {
 fn sign(key_file: &str, token: &str) -> String {
     let key = RsaPrivateKey::from_pkcs8_pem(&fixture(key_file)).unwrap();
     let sig = key
-        .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(token.as_bytes()))
+        .sign(
+            Pkcs1v15Sign::new::<Sha256>(),
+            &Sha256::digest(token.as_bytes()),
+        )
         .unwrap();
     b64(&sig)
 }
@@ -114,9 +119,7 @@ fn plus_in_a_signature_is_kept_and_percent_2b_decoded() {
 #[test]
 fn metrics_appended_do_not_break_parsing() {
     // Older SDKs: `?SDK=…&Version=…` after the authorizer fields.
-    let f = parse_username(
-        "dev?x-amz-customauthorizer-name=Auth&tok=T%26V&SDK=Java&Version=1.3.9",
-    );
+    let f = parse_username("dev?x-amz-customauthorizer-name=Auth&tok=T%26V&SDK=Java&Version=1.3.9");
     assert_eq!(f.user.as_deref(), Some("dev"));
     assert_eq!(f.authorizer_name.as_deref(), Some("Auth"));
     assert_eq!(f.token("tok"), Some("T&V"));
@@ -196,7 +199,11 @@ fn bare_crt_upgrade_carries_nothing() {
     assert!(f.is_empty(), "{f:?}");
     assert_eq!(f.user, None);
     let mut more = UPGRADE.to_vec();
-    more.extend([("User-Agent", "x"), ("Origin", "https://a"), ("sec-websocket-extensions", "x")]);
+    more.extend([
+        ("User-Agent", "x"),
+        ("Origin", "https://a"),
+        ("sec-websocket-extensions", "x"),
+    ]);
     assert!(from_http(&more, "").is_empty());
 }
 
@@ -212,7 +219,10 @@ fn fields_from_headers() {
     assert_eq!(f.authorizer_name.as_deref(), Some("MyAuthorizer"));
     assert_eq!(f.signature.as_deref(), Some("sig+/abc=="));
     // Header names are lowercased, values are not decoded.
-    assert_eq!(f.params, vec![("mytoken".to_owned(), "tok%20val".to_owned())]);
+    assert_eq!(
+        f.params,
+        vec![("mytoken".to_owned(), "tok%20val".to_owned())]
+    );
     assert_eq!(f.token("MyToken"), Some("tok%20val"));
     assert_eq!(f.user, None);
 }
@@ -259,7 +269,10 @@ fn token_signature_vector() {
     let sig = t["signature_base64"].as_str().unwrap();
     verify_token_signature(token, sig, &[pem]).unwrap();
     // Still percent-encoded, as in a username (the CRT escapes '+' and '=').
-    let escaped = sig.replace('+', "%2B").replace('=', "%3D").replace('/', "%2F");
+    let escaped = sig
+        .replace('+', "%2B")
+        .replace('=', "%3D")
+        .replace('/', "%2F");
     verify_token_signature(token, &escaped, &[pem]).unwrap();
     // '+' turned into ' ' by a form decoder; padding dropped.
     verify_token_signature(token, &sig.replace('+', " "), &[pem]).unwrap();
@@ -271,7 +284,9 @@ fn token_signature_vector() {
         Err(TokenSignatureError::Mismatch)
     );
     // One flipped byte, wherever it is.
-    let raw = base64::engine::general_purpose::STANDARD.decode(sig).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .unwrap();
     for i in [0, raw.len() / 2, raw.len() - 1] {
         let mut flipped = raw.clone();
         flipped[i] ^= 0x01;
@@ -290,7 +305,9 @@ fn token_signature_vector() {
 #[test]
 fn any_of_the_keys_may_match() {
     let v = vectors();
-    let vector_pem = v["custom_auth_token_signature"]["public_key_pem"].as_str().unwrap();
+    let vector_pem = v["custom_auth_token_signature"]["public_key_pem"]
+        .as_str()
+        .unwrap();
     let spki = fixture("token-signing-2048.pub.pem");
     let pkcs1 = fixture("token-signing-2048.pkcs1.pub.pem");
     let sig = sign("token-signing-2048.key.pem", "my token é");
@@ -313,7 +330,13 @@ fn keys_under_2048_bits_are_rejected() {
     let weak = fixture("weak-1024.pub.pem");
     let sig = sign("weak-1024.key.pem", "tok");
     let err = verify_token_signature("tok", &sig, &[&weak]).unwrap_err();
-    assert_eq!(err, TokenSignatureError::KeyTooSmall { index: 0, bits: 1024 });
+    assert_eq!(
+        err,
+        TokenSignatureError::KeyTooSmall {
+            index: 0,
+            bits: 1024
+        }
+    );
     assert!(err.to_string().contains("1024"));
     // A weak key beside a good one is skipped; the good one decides.
     let spki = fixture("token-signing-2048.pub.pem");
@@ -366,7 +389,12 @@ fn unusable_keys_and_signatures() {
 
 #[test]
 fn event_for_a_websocket_upgrade() {
-    let headers = [("host", "localhost"), ("mytoken", "tok"), ("x-dup", "a"), ("x-dup", "b")];
+    let headers = [
+        ("host", "localhost"),
+        ("mytoken", "tok"),
+        ("x-dup", "a"),
+        ("x-dup", "b"),
+    ];
     let event = AuthorizerEvent {
         token: "tok",
         signature_verified: true,
@@ -469,7 +497,10 @@ fn a_good_answer() {
     assert_eq!(r.disconnect_after_secs, 3600);
     assert_eq!(r.refresh_after_secs, 300);
     assert_eq!(r.policy_documents.len(), 2);
-    assert_eq!(r.policy_documents[0], "{\"Version\":\"2012-10-17\",\"Statement\":[]}");
+    assert_eq!(
+        r.policy_documents[0],
+        "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    );
     // Objects are serialized.
     let doc: Value = serde_json::from_str(&r.policy_documents[1]).unwrap();
     assert_eq!(doc["Statement"][0]["Action"], "iot:Connect");
@@ -480,7 +511,8 @@ fn a_refusal_needs_nothing_else() {
     let r = response(json!({"isAuthenticated": false})).unwrap();
     assert!(!r.is_authenticated);
     assert!(r.policy_documents.is_empty());
-    let r = response(json!({"isAuthenticated": false, "principalId": "x y", "policyDocuments": 3})).unwrap();
+    let r = response(json!({"isAuthenticated": false, "principalId": "x y", "policyDocuments": 3}))
+        .unwrap();
     assert!(!r.is_authenticated);
 }
 
@@ -490,10 +522,19 @@ fn is_authenticated_is_a_required_boolean() {
     assert_eq!(response(json!({})), Err(E::Missing("isAuthenticated")));
     assert!(matches!(
         response(json!({"isAuthenticated": "true"})),
-        Err(E::WrongType { field: "isAuthenticated", .. })
+        Err(E::WrongType {
+            field: "isAuthenticated",
+            ..
+        })
     ));
-    assert!(matches!(parse_authorizer_response(b"not json"), Err(E::NotJson(_))));
-    assert!(matches!(parse_authorizer_response(b"[true]"), Err(E::NotJson(_))));
+    assert!(matches!(
+        parse_authorizer_response(b"not json"),
+        Err(E::NotJson(_))
+    ));
+    assert!(matches!(
+        parse_authorizer_response(b"[true]"),
+        Err(E::NotJson(_))
+    ));
     assert!(matches!(parse_authorizer_response(b""), Err(E::NotJson(_))));
 }
 
@@ -508,13 +549,23 @@ fn principal_id_rules() {
     with(json!("a")).unwrap();
     with(json!("A".repeat(128))).unwrap();
     for bad in ["", "has space", "dash-ed", "under_score", "ünïcode"] {
-        assert_eq!(with(json!(bad)), Err(E::InvalidPrincipalId(bad.into())), "{bad}");
+        assert_eq!(
+            with(json!(bad)),
+            Err(E::InvalidPrincipalId(bad.into())),
+            "{bad}"
+        );
     }
     assert_eq!(
         with(json!("A".repeat(129))),
         Err(E::InvalidPrincipalId("A".repeat(129)))
     );
-    assert!(matches!(with(json!(42)), Err(E::WrongType { field: "principalId", .. })));
+    assert!(matches!(
+        with(json!(42)),
+        Err(E::WrongType {
+            field: "principalId",
+            ..
+        })
+    ));
     let mut v = good();
     v.as_object_mut().unwrap().remove("principalId");
     assert_eq!(response(v), Err(E::Missing("principalId")));
@@ -537,13 +588,31 @@ fn policy_document_rules() {
     with(json!(["é".repeat(2048)])).unwrap();
     assert_eq!(
         with(json!([doc, "x".repeat(2049)])),
-        Err(E::PolicyTooLong { index: 1, chars: 2049 })
+        Err(E::PolicyTooLong {
+            index: 1,
+            chars: 2049
+        })
     );
     // A serialized object counts too.
     let big = json!({"k": "x".repeat(2048)});
-    assert!(matches!(with(json!([big])), Err(E::PolicyTooLong { index: 0, .. })));
-    assert!(matches!(with(json!([1])), Err(E::WrongType { field: "policyDocuments", .. })));
-    assert!(matches!(with(json!("{}")), Err(E::WrongType { field: "policyDocuments", .. })));
+    assert!(matches!(
+        with(json!([big])),
+        Err(E::PolicyTooLong { index: 0, .. })
+    ));
+    assert!(matches!(
+        with(json!([1])),
+        Err(E::WrongType {
+            field: "policyDocuments",
+            ..
+        })
+    ));
+    assert!(matches!(
+        with(json!("{}")),
+        Err(E::WrongType {
+            field: "policyDocuments",
+            ..
+        })
+    ));
     let mut v = good();
     v.as_object_mut().unwrap().remove("policyDocuments");
     assert_eq!(response(v), Err(E::Missing("policyDocuments")));
@@ -561,7 +630,13 @@ fn ttl_rules() {
         with(json!(300)).unwrap();
         with(json!(86_400)).unwrap();
         assert_eq!(with(json!(299)), Err(E::OutOfRange { field, value: 299 }));
-        assert_eq!(with(json!(86_401)), Err(E::OutOfRange { field, value: 86_401 }));
+        assert_eq!(
+            with(json!(86_401)),
+            Err(E::OutOfRange {
+                field,
+                value: 86_401
+            })
+        );
         assert_eq!(with(json!(0)), Err(E::OutOfRange { field, value: 0 }));
         for bad in [json!(-1), json!(300.5), json!("300"), json!(null)] {
             assert!(matches!(with(bad), Err(E::WrongType { .. })));

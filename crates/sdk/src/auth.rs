@@ -31,7 +31,11 @@ pub const CUSTOM_AUTHORIZER_NAME: &str = "x-amz-customauthorizer-name";
 pub const CUSTOM_AUTHORIZER_SIGNATURE: &str = "x-amz-customauthorizer-signature";
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (as SigV4 does).
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encode everything except RFC 3986 unreserved characters (`+`, `=`, `/` included).
 pub fn percent_encode(s: &str) -> String {
@@ -89,7 +93,10 @@ pub fn custom_auth_headers(
     token_value: &str,
     token_signature: Option<&str>,
 ) -> Vec<(String, String)> {
-    let mut h = vec![(CUSTOM_AUTHORIZER_NAME.to_owned(), authorizer_name.to_owned())];
+    let mut h = vec![(
+        CUSTOM_AUTHORIZER_NAME.to_owned(),
+        authorizer_name.to_owned(),
+    )];
     if let Some(sig) = token_signature {
         h.push((CUSTOM_AUTHORIZER_SIGNATURE.to_owned(), sig.to_owned()));
     }
@@ -110,9 +117,15 @@ pub fn custom_auth_username(
     token_value: &str,
     token_signature: Option<&str>,
 ) -> String {
-    let mut u = format!("{}?{CUSTOM_AUTHORIZER_NAME}={authorizer_name}", user.unwrap_or(""));
+    let mut u = format!(
+        "{}?{CUSTOM_AUTHORIZER_NAME}={authorizer_name}",
+        user.unwrap_or("")
+    );
     if let Some(sig) = token_signature {
-        u.push_str(&format!("&{CUSTOM_AUTHORIZER_SIGNATURE}={}", percent_encode(sig)));
+        u.push_str(&format!(
+            "&{CUSTOM_AUTHORIZER_SIGNATURE}={}",
+            percent_encode(sig)
+        ));
     }
     u.push_str(&format!("&{token_key_name}={token_value}"));
     u
@@ -161,7 +174,9 @@ pub fn presign_websocket_url(
         SignableBody::Bytes(&[]),
     )
     .map_err(|e| sign_err(&e))?;
-    let (instructions, _signature) = sign(signable, &params).map_err(|e| sign_err(&e))?.into_parts();
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| sign_err(&e))?
+        .into_parts();
     let (_headers, query) = instructions.into_parts();
     let mut out = url;
     let mut token = None;
@@ -177,7 +192,9 @@ pub fn presign_websocket_url(
     }
     // aws-sigv4 reports the token among the parameters even in Exclude mode; make sure it is
     // present (and last) whenever the credentials carry one.
-    let token = token.map(|t| t.into_owned()).or_else(|| credentials.session_token().map(str::to_owned));
+    let token = token
+        .map(|t| t.into_owned())
+        .or_else(|| credentials.session_token().map(str::to_owned));
     if let Some(token) = token {
         out.push_str("&X-Amz-Security-Token=");
         out.push_str(&percent_encode(&token));
@@ -193,21 +210,41 @@ mod tests {
     fn metrics_rule() {
         let v = SDK_VERSION;
         assert_eq!(
-            username_with_metrics(None, "a1b2-ats.iot.eu-west-1.amazonaws.com", MetricsMode::AwsEndpointsOnly),
+            username_with_metrics(
+                None,
+                "a1b2-ats.iot.eu-west-1.amazonaws.com",
+                MetricsMode::AwsEndpointsOnly
+            ),
             Some(format!("?SDK=PubSubRust&Version={v}"))
         );
         assert_eq!(
             username_with_metrics(Some("u"), "X.AMAZONAWS.COM", MetricsMode::AwsEndpointsOnly),
             Some(format!("u?SDK=PubSubRust&Version={v}"))
         );
-        assert_eq!(username_with_metrics(None, "localhost", MetricsMode::AwsEndpointsOnly), None);
-        assert_eq!(username_with_metrics(Some("u"), "notamazonaws.com", MetricsMode::AwsEndpointsOnly), Some("u".into()));
-        assert_eq!(username_with_metrics(Some("u"), "amazonaws.com.evil.org", MetricsMode::AwsEndpointsOnly), Some("u".into()));
+        assert_eq!(
+            username_with_metrics(None, "localhost", MetricsMode::AwsEndpointsOnly),
+            None
+        );
+        assert_eq!(
+            username_with_metrics(Some("u"), "notamazonaws.com", MetricsMode::AwsEndpointsOnly),
+            Some("u".into())
+        );
+        assert_eq!(
+            username_with_metrics(
+                Some("u"),
+                "amazonaws.com.evil.org",
+                MetricsMode::AwsEndpointsOnly
+            ),
+            Some("u".into())
+        );
         assert_eq!(
             username_with_metrics(Some("u?a=b"), "localhost", MetricsMode::Always),
             Some(format!("u?a=b&SDK=PubSubRust&Version={v}"))
         );
-        assert_eq!(username_with_metrics(Some("u"), "x.amazonaws.com", MetricsMode::Never), Some("u".into()));
+        assert_eq!(
+            username_with_metrics(Some("u"), "x.amazonaws.com", MetricsMode::Never),
+            Some("u".into())
+        );
     }
 
     #[test]
@@ -215,8 +252,14 @@ mod tests {
         assert_eq!(
             custom_auth_headers("MyAuthorizer", "x-token", "tok", Some("sig/abc+==")),
             vec![
-                ("x-amz-customauthorizer-name".to_string(), "MyAuthorizer".to_string()),
-                ("x-amz-customauthorizer-signature".to_string(), "sig/abc+==".to_string()),
+                (
+                    "x-amz-customauthorizer-name".to_string(),
+                    "MyAuthorizer".to_string()
+                ),
+                (
+                    "x-amz-customauthorizer-signature".to_string(),
+                    "sig/abc+==".to_string()
+                ),
                 ("x-token".to_string(), "tok".to_string()),
             ]
         );
@@ -236,7 +279,8 @@ mod tests {
         // Metrics go after the authorizer parameters.
         let u = custom_auth_username(None, "A", "k", "v", None);
         assert_eq!(
-            username_with_metrics(Some(&u), "x.amazonaws.com", MetricsMode::AwsEndpointsOnly).unwrap(),
+            username_with_metrics(Some(&u), "x.amazonaws.com", MetricsMode::AwsEndpointsOnly)
+                .unwrap(),
             format!("?x-amz-customauthorizer-name=A&k=v&SDK=PubSubRust&Version={SDK_VERSION}")
         );
     }

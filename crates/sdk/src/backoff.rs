@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn resets_after_twenty_seconds_connected() {
-        let mut b = Backoff::new(BackoffConfig { jitter: 0.0, ..Default::default() });
+        let mut b = Backoff::new(BackoffConfig {
+            jitter: 0.0,
+            ..Default::default()
+        });
         assert_eq!(b.next_delay(0.5), Duration::from_secs(1));
         assert_eq!(b.next_delay(0.5), Duration::from_secs(2));
         assert_eq!(b.next_delay(0.5), Duration::from_secs(4));

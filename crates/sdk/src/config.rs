@@ -78,7 +78,11 @@ impl FromStr for Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         match self.port {
             Some(p) => write!(f, "{host}:{p}"),
             None => write!(f, "{host}"),
@@ -118,7 +122,11 @@ pub struct OfflineQueuePolicy {
 
 impl Default for OfflineQueuePolicy {
     fn default() -> Self {
-        OfflineQueuePolicy { capacity: 100, queue_qos0: false, when_full: WhenFull::RejectNew }
+        OfflineQueuePolicy {
+            capacity: 100,
+            queue_qos0: false,
+            when_full: WhenFull::RejectNew,
+        }
     }
 }
 
@@ -362,7 +370,13 @@ impl EnvironmentCredentialsProvider {
             .ok_or_else(|| CredentialsError::not_loaded("AWS_ACCESS_KEY_ID is not set"))?;
         let secret = get("AWS_SECRET_ACCESS_KEY")
             .ok_or_else(|| CredentialsError::not_loaded("AWS_SECRET_ACCESS_KEY is not set"))?;
-        Ok(Credentials::new(id, secret, get("AWS_SESSION_TOKEN"), None, "environment"))
+        Ok(Credentials::new(
+            id,
+            secret,
+            get("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        ))
     }
 }
 
@@ -382,7 +396,10 @@ mod tests {
     #[test]
     fn endpoint_forms() {
         let e = Endpoint::parse("wss://abc-ats.iot.us-east-1.amazonaws.com/mqtt").unwrap();
-        assert_eq!((e.host(), e.port()), ("abc-ats.iot.us-east-1.amazonaws.com", None));
+        assert_eq!(
+            (e.host(), e.port()),
+            ("abc-ats.iot.us-east-1.amazonaws.com", None)
+        );
         let e = Endpoint::parse("localhost:8443").unwrap();
         assert_eq!((e.host(), e.port()), ("localhost", Some(8443)));
         let e = Endpoint::parse("mqtts://[::1]:8883").unwrap();

@@ -22,6 +22,9 @@ pub enum Error {
     /// Acknowledgement callbacks exist only for QoS 1.
     #[error("an acknowledgement needs QoS 1")]
     AckNeedsQos1,
+    /// The payload (with the topic) exceeds `MqttConfiguration::max_packet_size`.
+    #[error("payload of {0} bytes is too large")]
+    PayloadTooLarge(usize),
     /// The broker refused a subscription (SUBACK failure code).
     #[error("subscription to {0:?} refused by the broker")]
     SubscriptionRefused(String),

@@ -52,7 +52,9 @@ fn check_id(id: &str) -> Result<(), Error> {
         && id.len() <= 128
         && id != "."
         && id != ".."
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -72,11 +74,15 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
 
 fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, Error> {
     // The error never includes key material.
-    PrivateKeyDer::from_pem_slice(pem).map_err(|_| Error::InvalidPem("no usable private key found".into()))
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|_| Error::InvalidPem("no usable private key found".into()))
 }
 
 /// Check that `key` is a supported key type and belongs to the leaf certificate.
-fn check_pair(certs: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>) -> Result<(), Error> {
+fn check_pair(
+    certs: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), Error> {
     let signing = rustls::crypto::ring::sign::any_supported_type(key)
         .map_err(|_| Error::Key("unsupported private key type".into()))?;
     rustls::sign::CertifiedKey::new(certs.to_vec(), signing)
@@ -118,7 +124,11 @@ impl IdentityStore {
     /// Import a PEM certificate (leaf first, optionally followed by its chain) and its PEM
     /// private key. Returns the certificate id (SHA-256 of the leaf's DER). Fails when the
     /// key does not belong to the certificate.
-    pub fn import_pem(&self, certificate_pem: &[u8], private_key_pem: &[u8]) -> Result<String, Error> {
+    pub fn import_pem(
+        &self,
+        certificate_pem: &[u8],
+        private_key_pem: &[u8],
+    ) -> Result<String, Error> {
         let certs = parse_certs(certificate_pem)?;
         let key = parse_key(private_key_pem)?;
         check_pair(&certs, &key)?;
@@ -136,13 +146,20 @@ impl IdentityStore {
         passphrase: &str,
         certificate_id: &str,
     ) -> Result<String, Error> {
-        let store = p12_keystore::KeyStore::from_pkcs12(data, passphrase, p12_keystore::Pkcs12ImportPolicy::Relaxed)
-            .map_err(|e| Error::Pkcs12(e.to_string()))?;
-        let (_, chain) = store
-            .private_key_chain()
-            .ok_or_else(|| Error::Pkcs12("no private key with certificate in the archive".into()))?;
-        let certs: Vec<CertificateDer<'static>> =
-            chain.certs().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            data,
+            passphrase,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .map_err(|e| Error::Pkcs12(e.to_string()))?;
+        let (_, chain) = store.private_key_chain().ok_or_else(|| {
+            Error::Pkcs12("no private key with certificate in the archive".into())
+        })?;
+        let certs: Vec<CertificateDer<'static>> = chain
+            .certs()
+            .iter()
+            .map(|c| CertificateDer::from(c.as_der().to_vec()))
+            .collect();
         if certs.is_empty() {
             return Err(Error::Pkcs12("the private key has no certificate".into()));
         }
@@ -158,7 +175,12 @@ impl IdentityStore {
         Ok(id)
     }
 
-    fn write(&self, id: &str, certs: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>) -> Result<(), Error> {
+    fn write(
+        &self,
+        id: &str,
+        certs: &[CertificateDer<'static>],
+        key: &PrivateKeyDer<'static>,
+    ) -> Result<(), Error> {
         check_id(id)?;
         let dir = self.dir.join(id);
         fs::create_dir_all(&dir)?;
@@ -214,21 +236,31 @@ impl IdentityStore {
     /// The stored certificate chain as PEM.
     pub fn certificate_pem(&self, certificate_id: &str) -> Result<String, Error> {
         check_id(certificate_id)?;
-        fs::read_to_string(self.dir.join(certificate_id).join(CERT_FILE)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::CertificateNotFound(certificate_id.to_owned()),
-            _ => Error::Io(e),
+        fs::read_to_string(self.dir.join(certificate_id).join(CERT_FILE)).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::CertificateNotFound(certificate_id.to_owned())
+                }
+                _ => Error::Io(e),
+            }
         })
     }
 
     /// Load a stored identity.
     pub fn load(&self, certificate_id: &str) -> Result<Identity, Error> {
         let certs = parse_certs(self.certificate_pem(certificate_id)?.as_bytes())?;
-        let key_pem = fs::read(self.dir.join(certificate_id).join(KEY_FILE)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::CertificateNotFound(certificate_id.to_owned()),
-            _ => Error::Io(e),
-        })?;
+        let key_pem =
+            fs::read(self.dir.join(certificate_id).join(KEY_FILE)).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::CertificateNotFound(certificate_id.to_owned())
+                }
+                _ => Error::Io(e),
+            })?;
         let private_key = parse_key(&key_pem)?;
-        Ok(Identity { certificates: certs, private_key })
+        Ok(Identity {
+            certificates: certs,
+            private_key,
+        })
     }
 
     /// True when the identity exists, its key matches its certificate, and the certificate
@@ -239,14 +271,18 @@ impl IdentityStore {
 
     /// [`IdentityStore::is_valid_certificate`] at a given time.
     pub fn is_valid_at(&self, certificate_id: &str, at: SystemTime) -> bool {
-        let Ok(id) = self.load(certificate_id) else { return false };
+        let Ok(id) = self.load(certificate_id) else {
+            return false;
+        };
         if check_pair(&id.certificates, &id.private_key).is_err() {
             return false;
         }
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(id.certificates[0].as_ref()) else {
             return false;
         };
-        let Ok(now) = at.duration_since(UNIX_EPOCH) else { return false };
+        let Ok(now) = at.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
         let now = now.as_secs() as i64;
         let v = cert.validity();
         v.not_before.timestamp() <= now && now <= v.not_after.timestamp()

@@ -26,7 +26,10 @@ pub(crate) fn client_config(
                 .map_err(|e| Error::InvalidPem(format!("CA file {}: {e}", path.display())))?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(Error::InvalidPem(format!("no CA certificate in {}", path.display())));
+                return Err(Error::InvalidPem(format!(
+                    "no CA certificate in {}",
+                    path.display()
+                )));
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -36,7 +39,9 @@ pub(crate) fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
     let mut config = match identity {
-        Some(id) => builder.with_client_auth_cert(id.certificates.clone(), id.private_key.clone_key())?,
+        Some(id) => {
+            builder.with_client_auth_cert(id.certificates.clone(), id.private_key.clone_key())?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
