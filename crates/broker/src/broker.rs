@@ -82,8 +82,9 @@ impl Session {
         }
     }
 
-    /// Saves the subscriptions and expiry of a persistent session.
-    fn persist(&self) {
+    /// Saves the subscriptions and expiry of a persistent session; returns the store
+    /// sequence number that makes it durable (0 when nothing is stored).
+    fn persist(&self) -> u64 {
         if let Some(store) = &self.store {
             let inner = self.inner.lock();
             let record = SessionRecord {
@@ -94,7 +95,9 @@ impl Session {
                     .collect(),
                 expires_at_ms: inner.expires_at.map(instant_to_unix_ms),
             };
-            store.submit(Op::PutSession(self.client_id.to_string(), record));
+            store.submit(Op::PutSession(self.client_id.to_string(), record))
+        } else {
+            0
         }
     }
 
@@ -193,6 +196,8 @@ pub struct OpenedSession {
     pub session_present: bool,
     /// The connection that held this client id before (it has been told to go).
     pub took_over: Option<ConnectionId>,
+    /// Store sequence number that makes the session durable (0: nothing to wait for).
+    pub durable: u64,
 }
 
 pub struct Broker {
@@ -406,11 +411,12 @@ impl Broker {
                 inner.owner = Some(owner.clone());
                 inner.expires_at = None;
                 drop(inner);
-                old.persist();
+                let durable = old.persist();
                 return OpenedSession {
                     session: old.clone(),
                     session_present: true,
                     took_over,
+                    durable,
                 };
             }
         }
@@ -434,12 +440,13 @@ impl Broker {
                 self.store.clone()
             },
         });
-        session.persist();
+        let durable = session.persist();
         sessions.insert(session.client_id.clone(), session.clone());
         OpenedSession {
             session,
             session_present: false,
             took_over,
+            durable,
         }
     }
 
@@ -603,9 +610,10 @@ impl Broker {
         durable
     }
 
-    /// Saves a persistent session's subscriptions after they changed.
-    pub fn save_session(&self, session: &Session) {
-        session.persist();
+    /// Saves a persistent session's subscriptions after they changed; returns the store
+    /// sequence number to wait for before acknowledging (0: none).
+    pub fn save_session(&self, session: &Session) -> u64 {
+        session.persist()
     }
 
     /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.

@@ -145,9 +145,9 @@ struct Connection<R, W> {
     input: BytesMut,
     output: BytesMut,
     read_chunk: usize,
-    /// PUBACKs held until the store has made their message durable, in arrival order
-    /// (MQTT-4.6.0-2): `(packet id, store sequence number)`.
-    pending_acks: VecDeque<(u16, u64)>,
+    /// Acknowledgements (PUBACK, SUBACK, UNSUBACK) held until the store has made what
+    /// they acknowledge durable, in order (MQTT-4.6.0-2): `(packet, store sequence number)`.
+    pending_acks: VecDeque<(Packet, u64)>,
     /// The store's durable sequence number; `None` in memory.
     committed: Option<watch::Receiver<u64>>,
 }
@@ -320,6 +320,16 @@ where
             self.id,
             wake.clone(),
         );
+        // A persistent session exists for the client once CONNACK says so: wait until the
+        // store has it (a few milliseconds; bounded so a sick disk cannot hang CONNECT).
+        if let Some(committed) = &mut self.committed {
+            let durable = opened.durable;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                committed.wait_for(|done| *done >= durable),
+            )
+            .await;
+        }
         if let Some(previous) = opened.took_over {
             info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
         }
@@ -503,25 +513,34 @@ where
         if publish.qos == QoS::AtLeastOnce {
             // The PUBACK promises at-least-once: it waits until every persistent session
             // that kept the message (and the retained store) has it on disk.
-            self.pending_acks
-                .push_back((publish.pkid, durable.max(routed.durable)));
-            self.release_acks();
+            self.acknowledge_when_durable(
+                Packet::PubAck(publish.pkid),
+                durable.max(routed.durable),
+            );
         }
         Ok(())
     }
 
-    /// Sends, in order, every held PUBACK whose message is now durable.
+    /// Queues an acknowledgement to be sent once the store has reached `durable`.
+    fn acknowledge_when_durable(&mut self, ack: Packet, durable: u64) {
+        self.pending_acks.push_back((ack, durable));
+        self.release_acks();
+    }
+
+    /// Sends, in order, every held acknowledgement whose subject is now durable.
     fn release_acks(&mut self) {
         let committed = self
             .committed
             .as_ref()
             .map_or(u64::MAX, |committed| *committed.borrow());
-        while let Some(&(pkid, needed)) = self.pending_acks.front() {
-            if needed > committed {
-                break;
+        while self
+            .pending_acks
+            .front()
+            .is_some_and(|(_, needed)| *needed <= committed)
+        {
+            if let Some((ack, _)) = self.pending_acks.pop_front() {
+                self.queue_packet(&ack);
             }
-            self.pending_acks.pop_front();
-            self.queue_packet(&Packet::PubAck(pkid));
         }
     }
 
@@ -580,16 +599,19 @@ where
                 });
             }
         }
-        // The SUBACK goes into the output buffer before any retained message is queued,
-        // so the client sees them in that order.
-        self.queue_packet(&Packet::SubAck(SubAck {
-            pkid: subscribe.pkid,
-            return_codes,
-        }));
+        // The SUBACK is queued before any retained message, so the client sees them in
+        // that order; for a persistent session it waits until the subscription is durable.
+        let durable = self.broker.save_session(&online.session);
+        self.acknowledge_when_durable(
+            Packet::SubAck(SubAck {
+                pkid: subscribe.pkid,
+                return_codes,
+            }),
+            durable,
+        );
         for delivery in retained {
             self.broker.deliver(&online.session, delivery);
         }
-        self.broker.save_session(&online.session);
         debug!(client_id = %online.client_id, filters = ?granted, "subscribed");
         if !granted.is_empty() {
             self.publish_event(online, |context| {
@@ -605,8 +627,8 @@ where
                 self.broker.remove_subscription(&online.session, filter);
             }
         }
-        self.broker.save_session(&online.session);
-        self.queue_packet(&Packet::UnsubAck(unsubscribe.pkid));
+        let durable = self.broker.save_session(&online.session);
+        self.acknowledge_when_durable(Packet::UnsubAck(unsubscribe.pkid), durable);
         let filters: Vec<&str> = unsubscribe.filters.iter().map(String::as_str).collect();
         self.publish_event(online, |context| {
             lifecycle::subscription_event(context, false, &filters)
@@ -618,6 +640,14 @@ where
     /// refused one is dropped silently (logged once per topic).
     fn fill_output(&mut self, online: &mut Online) {
         if self.output.len() >= WRITE_BATCH_BYTES {
+            return;
+        }
+        // Retained messages for a new subscription must not overtake its SUBACK.
+        if self
+            .pending_acks
+            .iter()
+            .any(|(ack, _)| matches!(ack, Packet::SubAck(_)))
+        {
             return;
         }
         let id = self.id;

@@ -8,14 +8,33 @@ use pubsub::{DataManager, Endpoint, MqttConnectOptions, QoS, ServiceConfiguratio
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::args().nth(1).unwrap_or_else(|| "localhost".into());
-    let port: u16 = std::env::args().nth(2).map(|p| p.parse()).transpose()?.unwrap_or(1883);
-    let iot = DataManager::new(ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port));
-    iot.connect_mqtt("stream-example", true, &MqttConnectOptions::default(), |s| println!("status: {s:?}"))?;
-    iot.wait_for_connection().await.map_err(|s| format!("connection failed: {s:?}"))?;
+    let host = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "localhost".into());
+    let port: u16 = std::env::args()
+        .nth(2)
+        .map(|p| p.parse())
+        .transpose()?
+        .unwrap_or(1883);
+    let iot = DataManager::new(
+        ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port),
+    );
+    iot.connect_mqtt(
+        "stream-example",
+        true,
+        &MqttConnectOptions::default(),
+        |s| println!("status: {s:?}"),
+    )?;
+    iot.wait_for_connection()
+        .await
+        .map_err(|s| format!("connection failed: {s:?}"))?;
 
-    let mut messages = iot.subscribe_stream("sensors/+/temp", QoS::AtLeastOnce).await?;
-    let outcome = iot.publish("sensors/kitchen/temp", "21.5", QoS::AtLeastOnce).await?;
+    let mut messages = iot
+        .subscribe_stream("sensors/+/temp", QoS::AtLeastOnce)
+        .await?;
+    let outcome = iot
+        .publish("sensors/kitchen/temp", "21.5", QoS::AtLeastOnce)
+        .await?;
     println!("publish: {outcome:?}");
     if let Some(m) = messages.recv().await {
         println!("{} = {}", m.topic, String::from_utf8_lossy(&m.payload));

@@ -23,7 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let certificate_id = store.import_pem(&std::fs::read(&args[1])?, &std::fs::read(&args[2])?)?;
     println!("certificate id {certificate_id}");
 
-    let mut config = ServiceConfiguration::new("us-east-1", Endpoint::parse(&args[0])?).identity_store(store);
+    let mut config =
+        ServiceConfiguration::new("us-east-1", Endpoint::parse(&args[0])?).identity_store(store);
     if let Some(ca) = args.get(3) {
         config = config.ca_file(ca);
     }

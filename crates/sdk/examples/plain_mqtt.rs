@@ -11,15 +11,28 @@ use std::time::Duration;
 use pubsub::{DataManager, Endpoint, MqttConnectOptions, QoS, ServiceConfiguration, Status};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::args().nth(1).unwrap_or_else(|| "localhost".into());
-    let port: u16 = std::env::args().nth(2).map(|p| p.parse()).transpose()?.unwrap_or(1883);
-    let iot = DataManager::new(ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port));
+    let host = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "localhost".into());
+    let port: u16 = std::env::args()
+        .nth(2)
+        .map(|p| p.parse())
+        .transpose()?
+        .unwrap_or(1883);
+    let iot = DataManager::new(
+        ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port),
+    );
 
     let (status_tx, status_rx) = mpsc::channel();
-    iot.connect_mqtt("plain-example", true, &MqttConnectOptions::default(), move |s| {
-        println!("status: {s:?}");
-        let _ = status_tx.send(s);
-    })?;
+    iot.connect_mqtt(
+        "plain-example",
+        true,
+        &MqttConnectOptions::default(),
+        move |s| {
+            println!("status: {s:?}");
+            let _ = status_tx.send(s);
+        },
+    )?;
     loop {
         match status_rx.recv_timeout(Duration::from_secs(10))? {
             Status::Connected => break,
@@ -41,9 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     );
     ack_rx.recv_timeout(Duration::from_secs(10))?;
-    iot.publish_string_with_ack("Hello to all subscribers!", "example/greeting", QoS::AtLeastOnce, || {
-        println!("PUBACK received")
-    });
+    iot.publish_string_with_ack(
+        "Hello to all subscribers!",
+        "example/greeting",
+        QoS::AtLeastOnce,
+        || println!("PUBACK received"),
+    );
     println!("received {}", msg_rx.recv_timeout(Duration::from_secs(10))?);
     iot.unsubscribe_topic("example/+");
     iot.disconnect();

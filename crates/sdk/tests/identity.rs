@@ -14,18 +14,31 @@ fn import_pem_list_validate_delete() {
     let dir = TempDir::new("ids");
     let store = IdentityStore::open(dir.path()).unwrap();
     assert!(store.list().unwrap().is_empty());
-    let id = store.import_pem(pki.client_pem.as_bytes(), pki.client_key_pem.as_bytes()).unwrap();
+    let id = store
+        .import_pem(pki.client_pem.as_bytes(), pki.client_key_pem.as_bytes())
+        .unwrap();
     assert_eq!(id, certificate_id(&pki.client_der));
     assert_eq!(id.len(), 64);
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert_eq!(store.list().unwrap(), vec![id.clone()]);
     assert!(store.is_valid_certificate(&id));
-    assert!(!store.is_valid_at(&id, UNIX_EPOCH + Duration::from_secs(10)), "before notBefore");
-    assert!(store.certificate_pem(&id).unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(
+        !store.is_valid_at(&id, UNIX_EPOCH + Duration::from_secs(10)),
+        "before notBefore"
+    );
+    assert!(store
+        .certificate_pem(&id)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(&id).join("private.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(&id).join("private.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "private key readable by others");
     }
     // Debug output never shows the key.
@@ -35,8 +48,14 @@ fn import_pem_list_validate_delete() {
     assert!(store.delete(&id).unwrap());
     assert!(!store.delete(&id).unwrap());
     assert!(!store.is_valid_certificate(&id));
-    assert!(matches!(store.load(&id), Err(Error::CertificateNotFound(_))));
-    assert!(matches!(store.delete("../etc"), Err(Error::InvalidCertificateId(_))));
+    assert!(matches!(
+        store.load(&id),
+        Err(Error::CertificateNotFound(_))
+    ));
+    assert!(matches!(
+        store.delete("../etc"),
+        Err(Error::InvalidCertificateId(_))
+    ));
 }
 
 #[test]
@@ -45,8 +64,14 @@ fn mismatched_key_is_refused() {
     let b = Pki::new();
     let dir = TempDir::new("ids-mismatch");
     let store = IdentityStore::open(dir.path()).unwrap();
-    assert!(matches!(store.import_pem(a.client_pem.as_bytes(), b.client_key_pem.as_bytes()), Err(Error::Key(_))));
-    assert!(matches!(store.import_pem(b"junk", a.client_key_pem.as_bytes()), Err(Error::InvalidPem(_))));
+    assert!(matches!(
+        store.import_pem(a.client_pem.as_bytes(), b.client_key_pem.as_bytes()),
+        Err(Error::Key(_))
+    ));
+    assert!(matches!(
+        store.import_pem(b"junk", a.client_key_pem.as_bytes()),
+        Err(Error::InvalidPem(_))
+    ));
     assert!(store.list().unwrap().is_empty());
 }
 
@@ -64,10 +89,17 @@ fn import_pkcs12() {
 
     let dir = TempDir::new("ids-p12");
     let store = IdentityStore::open(dir.path()).unwrap();
-    assert!(matches!(store.import_identity_from_pkcs12(&data, "wrong", ""), Err(Error::Pkcs12(_))));
-    let id = store.import_identity_from_pkcs12(&data, "s3cret", "").unwrap();
+    assert!(matches!(
+        store.import_identity_from_pkcs12(&data, "wrong", ""),
+        Err(Error::Pkcs12(_))
+    ));
+    let id = store
+        .import_identity_from_pkcs12(&data, "s3cret", "")
+        .unwrap();
     assert_eq!(id, certificate_id(&pki.client_der));
-    let named = store.import_identity_from_pkcs12(&data, "s3cret", "my-device").unwrap();
+    let named = store
+        .import_identity_from_pkcs12(&data, "s3cret", "my-device")
+        .unwrap();
     assert_eq!(named, "my-device");
     assert!(store.is_valid_certificate(&id));
     assert!(store.is_valid_certificate("my-device"));

@@ -50,7 +50,12 @@ async fn subscribed_ack() -> (
     tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (move || { let _ = tx.send(()); }, rx)
+    (
+        move || {
+            let _ = tx.send(());
+        },
+        rx,
+    )
 }
 
 #[tokio::test]
@@ -291,7 +296,10 @@ async fn nothing_listening_is_a_connection_error() {
 
 #[tokio::test]
 async fn mutual_tls_with_identity_from_store() {
-    let _ = tracing_subscriber::fmt().with_env_filter("pubsub=debug").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("pubsub=debug")
+        .with_test_writer()
+        .try_init();
     let pki = Pki::new();
     let dir = TempDir::new("tls");
     let (ca, cert, key) = pki.write_server_files(dir.path());

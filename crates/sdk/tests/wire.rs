@@ -12,7 +12,13 @@ use sha2::{Digest, Sha256};
 const NOW: u64 = 1_795_757_760; // 2026-11-27T05:36:00Z
 
 fn creds(token: Option<&str>) -> Credentials {
-    Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token.map(str::to_owned), None, "test")
+    Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        token.map(str::to_owned),
+        None,
+        "test",
+    )
 }
 
 fn at() -> SystemTime {
@@ -39,8 +45,13 @@ fn aws_sigv4_direct(authority: &str, c: &Credentials) -> String {
         .unwrap()
         .into();
     let url = format!("wss://{authority}/mqtt");
-    let req = SignableRequest::new("GET", url.as_str(), std::iter::once(("host", authority)), SignableBody::Bytes(&[]))
-        .unwrap();
+    let req = SignableRequest::new(
+        "GET",
+        url.as_str(),
+        std::iter::once(("host", authority)),
+        SignableBody::Bytes(&[]),
+    )
+    .unwrap();
     let (instructions, _) = sign(req, &params).unwrap().into_parts();
     let mut http_req = http::Request::builder().uri(url.as_str()).body(()).unwrap();
     instructions.apply_to_request_http1x(&mut http_req);
@@ -56,26 +67,48 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     }
     let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
     let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&ipad).chain_update(data).finalize();
-    Sha256::new().chain_update(&opad).chain_update(inner).finalize().to_vec()
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
 }
 
 /// Verify the signature in `url` from first principles (IOT-FACTS: host is the only signed
 /// header, the session token is not signed).
 fn independent_signature(url: &str, authority: &str, secret: &str) -> (String, String) {
     let query = url.split_once('?').unwrap().1;
-    let mut pairs: Vec<(&str, &str)> = query.split('&').map(|kv| kv.split_once('=').unwrap()).collect();
-    let sig = pairs.iter().find(|(k, _)| *k == "X-Amz-Signature").unwrap().1.to_owned();
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    let sig = pairs
+        .iter()
+        .find(|(k, _)| *k == "X-Amz-Signature")
+        .unwrap()
+        .1
+        .to_owned();
     pairs.retain(|(k, _)| *k != "X-Amz-Signature" && *k != "X-Amz-Security-Token");
     pairs.sort();
-    let canonical_query = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_query = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let creq = format!(
         "GET\n/mqtt\n{canonical_query}\nhost:{authority}\n\nhost\n{}",
         hex::encode(Sha256::digest(b""))
     );
     let date = "20261127T053600Z";
     let scope = "20261127/us-east-1/iotdevicegateway/aws4_request";
-    let sts = format!("AWS4-HMAC-SHA256\n{date}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())));
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(creq.as_bytes()))
+    );
     let k = hmac(format!("AWS4{secret}").as_bytes(), b"20261127");
     let k = hmac(&k, b"us-east-1");
     let k = hmac(&k, b"iotdevicegateway");
@@ -88,9 +121,23 @@ fn presigned_url_equals_aws_sigv4_and_verifies() {
     for authority in ["localhost:8443", "abc-ats.iot.us-east-1.amazonaws.com"] {
         for token in [None, Some("TOKEN/abc+=")] {
             let c = creds(token);
-            let ours = presign_websocket_url(authority, "us-east-1", SIGV4_SERVICE, &c, at(), PRESIGN_EXPIRES).unwrap();
-            assert_eq!(ours, aws_sigv4_direct(authority, &c), "{authority} {token:?}");
-            assert!(ours.starts_with(&format!("wss://{authority}/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&")));
+            let ours = presign_websocket_url(
+                authority,
+                "us-east-1",
+                SIGV4_SERVICE,
+                &c,
+                at(),
+                PRESIGN_EXPIRES,
+            )
+            .unwrap();
+            assert_eq!(
+                ours,
+                aws_sigv4_direct(authority, &c),
+                "{authority} {token:?}"
+            );
+            assert!(ours.starts_with(&format!(
+                "wss://{authority}/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+            )));
             assert!(ours.contains(
                 "X-Amz-Credential=AKIDEXAMPLE%2F20261127%2Fus-east-1%2Fiotdevicegateway%2Faws4_request"
             ));
@@ -98,16 +145,36 @@ fn presigned_url_equals_aws_sigv4_and_verifies() {
             assert!(ours.contains("X-Amz-SignedHeaders=host"));
             assert!(ours.contains("X-Amz-Expires=86400"));
             match token {
-                Some(_) => assert!(ours.ends_with("&X-Amz-Security-Token=TOKEN%2Fabc%2B%3D"), "{ours}"),
+                Some(_) => assert!(
+                    ours.ends_with("&X-Amz-Security-Token=TOKEN%2Fabc%2B%3D"),
+                    "{ours}"
+                ),
                 None => assert!(!ours.contains("X-Amz-Security-Token")),
             }
-            let (expected, got) = independent_signature(&ours, authority, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+            let (expected, got) =
+                independent_signature(&ours, authority, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
             assert_eq!(expected, got, "signature must verify independently");
         }
     }
     // The token does not change the signature (it is not signed).
-    let a = presign_websocket_url("h", "us-east-1", SIGV4_SERVICE, &creds(None), at(), PRESIGN_EXPIRES).unwrap();
-    let b = presign_websocket_url("h", "us-east-1", SIGV4_SERVICE, &creds(Some("t")), at(), PRESIGN_EXPIRES).unwrap();
+    let a = presign_websocket_url(
+        "h",
+        "us-east-1",
+        SIGV4_SERVICE,
+        &creds(None),
+        at(),
+        PRESIGN_EXPIRES,
+    )
+    .unwrap();
+    let b = presign_websocket_url(
+        "h",
+        "us-east-1",
+        SIGV4_SERVICE,
+        &creds(Some("t")),
+        at(),
+        PRESIGN_EXPIRES,
+    )
+    .unwrap();
     assert_eq!(b, format!("{a}&X-Amz-Security-Token=t"));
 }
 
@@ -115,14 +182,18 @@ fn presigned_url_equals_aws_sigv4_and_verifies() {
 async fn capture_upgrade(pki: &common::Pki) -> (u16, tokio::sync::oneshot::Receiver<String>) {
     use rustls_pki_types::pem::PemObject;
     use tokio::io::AsyncReadExt;
-    let certs = vec![rustls_pki_types::CertificateDer::from_pem_slice(pki.server_pem.as_bytes()).unwrap()];
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let certs =
+        vec![rustls_pki_types::CertificateDer::from_pem_slice(pki.server_pem.as_bytes()).unwrap()];
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -151,8 +222,15 @@ fn ws_config(pki: &common::Pki, dir: &common::TempDir, port: u16) -> ServiceConf
     ServiceConfiguration::new("us-east-1", Endpoint::parse("localhost").unwrap())
         .websocket_port(port)
         .ca_file(ca)
-        .static_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", Some("TOKEN/abc+=".into()))
-        .mqtt_configuration(MqttConfiguration { auto_reconnect: false, ..Default::default() })
+        .static_credentials(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("TOKEN/abc+=".into()),
+        )
+        .mqtt_configuration(MqttConfiguration {
+            auto_reconnect: false,
+            ..Default::default()
+        })
 }
 
 #[tokio::test]
@@ -161,21 +239,42 @@ async fn sigv4_websocket_upgrade_on_the_wire() {
     let dir = common::TempDir::new("ws");
     let (port, head) = capture_upgrade(&pki).await;
     let m = DataManager::new(ws_config(&pki, &dir, port));
-    m.connect_using_websocket("ws-client", true, |_| {}).unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(10), head).await.unwrap().unwrap();
+    m.connect_using_websocket("ws-client", true, |_| {})
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), head)
+        .await
+        .unwrap()
+        .unwrap();
     let request_line = head.lines().next().unwrap();
-    assert!(request_line.starts_with("GET /mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&"), "{request_line}");
-    assert!(request_line.contains("&X-Amz-Security-Token=TOKEN%2Fabc%2B%3D HTTP/1.1"), "{request_line}");
+    assert!(
+        request_line.starts_with("GET /mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&"),
+        "{request_line}"
+    );
+    assert!(
+        request_line.contains("&X-Amz-Security-Token=TOKEN%2Fabc%2B%3D HTTP/1.1"),
+        "{request_line}"
+    );
     let lower = head.to_ascii_lowercase();
     // The signed host must be exactly the Host header sent.
-    assert!(lower.contains(&format!("\r\nhost: localhost:{port}\r\n")), "{head}");
-    assert!(lower.contains("\r\nsec-websocket-protocol: mqtt\r\n"), "{head}");
+    assert!(
+        lower.contains(&format!("\r\nhost: localhost:{port}\r\n")),
+        "{head}"
+    );
+    assert!(
+        lower.contains("\r\nsec-websocket-protocol: mqtt\r\n"),
+        "{head}"
+    );
     let path = request_line.split(' ').nth(1).unwrap();
-    let (expected, got) =
-        independent_signature_now(path, &format!("localhost:{port}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+    let (expected, got) = independent_signature_now(
+        path,
+        &format!("localhost:{port}"),
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    );
     assert_eq!(expected, got);
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(10), m.wait_for_connection()).await.unwrap(),
+        tokio::time::timeout(Duration::from_secs(10), m.wait_for_connection())
+            .await
+            .unwrap(),
         Err(Status::ConnectionError)
     );
 }
@@ -183,16 +282,38 @@ async fn sigv4_websocket_upgrade_on_the_wire() {
 /// As `independent_signature`, with the date taken from the URL.
 fn independent_signature_now(path: &str, authority: &str, secret: &str) -> (String, String) {
     let query = path.split_once('?').unwrap().1;
-    let date = query.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Date=")).unwrap().to_owned();
+    let date = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-Date="))
+        .unwrap()
+        .to_owned();
     let day = &date[..8];
-    let mut pairs: Vec<(&str, &str)> = query.split('&').map(|kv| kv.split_once('=').unwrap()).collect();
-    let sig = pairs.iter().find(|(k, _)| *k == "X-Amz-Signature").unwrap().1.to_owned();
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    let sig = pairs
+        .iter()
+        .find(|(k, _)| *k == "X-Amz-Signature")
+        .unwrap()
+        .1
+        .to_owned();
     pairs.retain(|(k, _)| *k != "X-Amz-Signature" && *k != "X-Amz-Security-Token");
     pairs.sort();
-    let cq = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let creq = format!("GET\n/mqtt\n{cq}\nhost:{authority}\n\nhost\n{}", hex::encode(Sha256::digest(b"")));
+    let cq = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let creq = format!(
+        "GET\n/mqtt\n{cq}\nhost:{authority}\n\nhost\n{}",
+        hex::encode(Sha256::digest(b""))
+    );
     let scope = format!("{day}/us-east-1/iotdevicegateway/aws4_request");
-    let sts = format!("AWS4-HMAC-SHA256\n{date}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())));
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(creq.as_bytes()))
+    );
     let k = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
     let k = hmac(&k, b"us-east-1");
     let k = hmac(&k, b"iotdevicegateway");
@@ -206,14 +327,33 @@ async fn custom_auth_websocket_headers_on_the_wire() {
     let dir = common::TempDir::new("wsca");
     let (port, head) = capture_upgrade(&pki).await;
     let m = DataManager::new(ws_config(&pki, &dir, port));
-    m.connect_using_websocket_custom_auth("ca-client", true, "MyAuthorizer", "x-token", "tokval", "sig/abc+==", |_| {})
+    m.connect_using_websocket_custom_auth(
+        "ca-client",
+        true,
+        "MyAuthorizer",
+        "x-token",
+        "tokval",
+        "sig/abc+==",
+        |_| {},
+    )
+    .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(10), head)
+        .await
+        .unwrap()
         .unwrap();
-    let head = tokio::time::timeout(Duration::from_secs(10), head).await.unwrap().unwrap();
     assert!(head.starts_with("GET /mqtt HTTP/1.1\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
-    assert!(lower.contains("\r\nx-amz-customauthorizer-name: myauthorizer\r\n"), "{head}");
-    assert!(head.contains("MyAuthorizer") && head.contains("sig/abc+==") && head.contains("tokval"));
-    assert!(lower.contains("\r\nx-amz-customauthorizer-signature: sig/abc+==\r\n"), "{head}");
+    assert!(
+        lower.contains("\r\nx-amz-customauthorizer-name: myauthorizer\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("MyAuthorizer") && head.contains("sig/abc+==") && head.contains("tokval")
+    );
+    assert!(
+        lower.contains("\r\nx-amz-customauthorizer-signature: sig/abc+==\r\n"),
+        "{head}"
+    );
     assert!(lower.contains("\r\nx-token: tokval\r\n"), "{head}");
 }
 
@@ -223,17 +363,24 @@ async fn capture_tls(
     pki: &common::Pki,
     alpn: &'static [&'static str],
     marker: &'static [u8],
-) -> (u16, tokio::sync::oneshot::Receiver<(Option<String>, Vec<u8>)>) {
+) -> (
+    u16,
+    tokio::sync::oneshot::Receiver<(Option<String>, Vec<u8>)>,
+) {
     use rustls_pki_types::pem::PemObject;
     use tokio::io::AsyncReadExt;
-    let certs = vec![rustls_pki_types::CertificateDer::from_pem_slice(pki.server_pem.as_bytes()).unwrap()];
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let certs =
+        vec![rustls_pki_types::CertificateDer::from_pem_slice(pki.server_pem.as_bytes()).unwrap()];
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
     cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -242,7 +389,11 @@ async fn capture_tls(
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut tls = acceptor.accept(tcp).await.unwrap();
-        let negotiated = tls.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+        let negotiated = tls
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -268,7 +419,10 @@ async fn direct_custom_auth_username_and_alpn_on_the_wire() {
         ServiceConfiguration::new("us-east-1", Endpoint::parse("localhost").unwrap())
             .custom_auth_port(port)
             .ca_file(ca)
-            .mqtt_configuration(MqttConfiguration { auto_reconnect: false, ..Default::default() }),
+            .mqtt_configuration(MqttConfiguration {
+                auto_reconnect: false,
+                ..Default::default()
+            }),
     );
     let custom = pubsub::CustomAuth {
         username: Some("devuser".into()),
@@ -278,8 +432,12 @@ async fn direct_custom_auth_username_and_alpn_on_the_wire() {
         token_signature: Some("sig/abc+==".into()),
         password: Some("secret-pw".into()),
     };
-    m.connect_using_custom_auth("crt-ca-direct", true, &custom, |_| {}).unwrap();
-    let (alpn, bytes) = tokio::time::timeout(Duration::from_secs(10), got).await.unwrap().unwrap();
+    m.connect_using_custom_auth("crt-ca-direct", true, &custom, |_| {})
+        .unwrap();
+    let (alpn, bytes) = tokio::time::timeout(Duration::from_secs(10), got)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alpn.as_deref(), Some("mqtt"));
     let text = String::from_utf8_lossy(&bytes);
     // Not an AWS host: no metrics appended.
@@ -289,7 +447,10 @@ async fn direct_custom_auth_username_and_alpn_on_the_wire() {
         .position(|w| w == expected.as_bytes())
         .expect("username in CONNECT");
     // MQTT strings are length-prefixed: the username is exactly this string.
-    assert_eq!(u16::from_be_bytes([bytes[at - 2], bytes[at - 1]]) as usize, expected.len());
+    assert_eq!(
+        u16::from_be_bytes([bytes[at - 2], bytes[at - 1]]) as usize,
+        expected.len()
+    );
     assert!(text.contains("secret-pw"));
 }
 
@@ -301,16 +462,25 @@ async fn alpn_connect_offers_x_amzn_mqtt_ca() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let store = pubsub::IdentityStore::open(dir.path().join("ids")).unwrap();
-    let id = store.import_pem(pki.client_pem.as_bytes(), pki.client_key_pem.as_bytes()).unwrap();
+    let id = store
+        .import_pem(pki.client_pem.as_bytes(), pki.client_key_pem.as_bytes())
+        .unwrap();
     let m = DataManager::new(
         ServiceConfiguration::new("us-east-1", Endpoint::parse("localhost").unwrap())
             .alpn_port(port)
             .ca_file(ca)
             .identity_store(store)
-            .mqtt_configuration(MqttConfiguration { auto_reconnect: false, ..Default::default() }),
+            .mqtt_configuration(MqttConfiguration {
+                auto_reconnect: false,
+                ..Default::default()
+            }),
     );
-    m.connect_using_alpn("alpn-client", true, &id, |_| {}).unwrap();
-    let (alpn, bytes) = tokio::time::timeout(Duration::from_secs(10), got).await.unwrap().unwrap();
+    m.connect_using_alpn("alpn-client", true, &id, |_| {})
+        .unwrap();
+    let (alpn, bytes) = tokio::time::timeout(Duration::from_secs(10), got)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alpn.as_deref(), Some("x-amzn-mqtt-ca"));
     assert!(String::from_utf8_lossy(&bytes).contains("alpn-client"));
 }
