@@ -168,3 +168,41 @@ def test_registry_survives_sigkill(broker, tmp_path):
         body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
         s.sendall(bytes([0x10, len(body)]) + body)
         assert s.recv(4) == b"\x20\x02\x00\x00"
+
+
+def test_acknowledged_messages_are_fsynced_in_groups(broker, tmp_path):
+    """Durable means fsync'd, not in the page cache: under strace, the broker makes
+    fsync/fdatasync calls while it acknowledges a QoS 1 stream to an offline persistent
+    session, and far fewer of them than messages (group commit)."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace not installed")
+    b = broker(**DURABLE)
+    client_id = uid("fsync-sub")
+    offline_persistent_subscriber(b, client_id, "f/#")
+    pid = b.proc.pid
+    trace = tmp_path / "trace.txt"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o",
+                               str(trace), "-p", str(pid)], stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    if tracer.poll() is not None:
+        pytest.skip(f"strace cannot attach here: {tracer.stderr.read().decode(errors='replace')}")
+    pub = RawClient(b.port)
+    pub.connect_ok(uid("pub"))
+    total = 2000
+    window, next_id, acked = 50, 1, 0
+    while acked < total:
+        while next_id <= total and next_id - acked <= window:
+            pub.send(publish_packet("f/x", f"m{next_id}".encode(), 1, pid=next_id % 65535 + 1))
+            next_id += 1
+        if pub.expect(PUBACK).type == PUBACK:
+            acked += 1
+    pub.close()
+    time.sleep(0.5)
+    tracer.terminate()
+    tracer.wait(5)
+    syncs = [line for line in trace.read_text().splitlines() if "fsync(" in line or "fdatasync(" in line]
+    assert syncs, "no fsync/fdatasync while acknowledging durable QoS 1 messages"
+    assert len(syncs) < total / 4, f"{len(syncs)} syncs for {total} messages: not grouped"
+    assert drain_session(b, client_id) == set(range(1, total + 1))

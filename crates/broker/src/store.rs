@@ -396,3 +396,46 @@ mod tests {
         assert_eq!(StoredMessage::decode(&[1, 0]), None);
     }
 }
+
+#[cfg(test)]
+mod churn {
+    use super::*;
+
+    /// 10,000 persistent sessions that each queue a message and then expire, twice: the
+    /// file must not keep growing, because redb reuses the pages freed by deletions.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn disk_size_stays_bounded_under_session_churn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let (store, _) = Store::open(&path, Duration::ZERO).unwrap();
+        let mut sizes = Vec::new();
+        for round in 0..3 {
+            let mut last = 0;
+            for n in 0..10_000 {
+                let client_id = format!("churn-{round}-{n}");
+                let record = SessionRecord {
+                    subscriptions: vec![("sensors/#".into(), 1)],
+                    expires_at_ms: Some(1),
+                };
+                store.submit(Op::PutSession(client_id.clone(), record));
+                store.submit(Op::PutMessage(
+                    client_id.clone(),
+                    1,
+                    StoredMessage {
+                        topic: "sensors/a".into(),
+                        payload: Bytes::from(vec![7u8; 200]),
+                        qos: QoS::AtLeastOnce,
+                    },
+                ));
+                last = store.submit(Op::DeleteSession(client_id));
+            }
+            store.committed().wait_for(|done| *done >= last).await.unwrap();
+            sizes.push(std::fs::metadata(&path).unwrap().len());
+        }
+        store.close();
+        assert!(
+            sizes[2] <= sizes[0] + sizes[0] / 2 + (1 << 20),
+            "store grows with churn: {sizes:?} bytes after each round"
+        );
+    }
+}
