@@ -23,7 +23,8 @@ def amz_now(offset: dt.timedelta = dt.timedelta(0)) -> str:
 def presign_query(access_key_id: str, secret: str, region: str = "us-east-1",
                   amz_date: str | None = None, headers: dict | None = None,
                   service: str = "iotdevicegateway", token: str | None = None,
-                  path: str = "/mqtt") -> str:
+                  path: str = "/mqtt", expires: int | None = None,
+                  algorithm: str = "AWS4-HMAC-SHA256") -> str:
     """The query string (without '?') of a presigned upgrade. `headers`: the signed headers
     with the values the request will carry (default {"host": "localhost"})."""
     amz_date = amz_date or amz_now()
@@ -31,8 +32,10 @@ def presign_query(access_key_id: str, secret: str, region: str = "us-east-1",
     scope = f"{date}/{region}/{service}/aws4_request"
     hs = {k.lower(): v for k, v in (headers or {"host": "localhost"}).items()}
     signed = ";".join(sorted(hs))
-    params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{access_key_id}/{scope}",
+    params = {"X-Amz-Algorithm": algorithm, "X-Amz-Credential": f"{access_key_id}/{scope}",
               "X-Amz-Date": amz_date, "X-Amz-SignedHeaders": signed}
+    if expires is not None:  # the aws-sigv4 crate's presigning always adds it (signed)
+        params["X-Amz-Expires"] = str(expires)
     canonical_query = "&".join(f"{q(k)}={q(v)}" for k, v in sorted(params.items()))
     canonical_headers = "".join(f"{k}:{hs[k].strip()}\n" for k in sorted(hs))
     creq = "\n".join(["GET", path, canonical_query, canonical_headers, signed, EMPTY_SHA256])

@@ -349,6 +349,12 @@ impl Broker {
     /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
     /// `pubsub iot create-access-key`.
     pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
+        // `pubsub iot` may have added keys or attached policies since the last look.
+        match self.registry.reload_if_changed() {
+            Ok(true) => self.registry.sync_attachments(&self.policies),
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, "registry unreadable"),
+        }
         self.config
             .credentials
             .iter()

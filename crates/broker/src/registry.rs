@@ -332,11 +332,8 @@ impl Registry {
         Ok(record)
     }
 
-    /// `(secret, principal)` of a stored access key (rereading the file if it changed).
+    /// `(secret, principal)` of a stored access key.
     pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
-        if let Err(error) = self.reload_if_changed() {
-            tracing::error!(%error, "registry unreadable while looking up an access key");
-        }
         self.state
             .lock()
             .0

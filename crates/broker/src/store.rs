@@ -429,7 +429,11 @@ mod churn {
                 ));
                 last = store.submit(Op::DeleteSession(client_id));
             }
-            store.committed().wait_for(|done| *done >= last).await.unwrap();
+            store
+                .committed()
+                .wait_for(|done| *done >= last)
+                .await
+                .unwrap();
             sizes.push(std::fs::metadata(&path).unwrap().len());
         }
         store.close();

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 pub enum Scenario {
     /// N publishers → 1 subscriber (on `<prefix>/#`).
     FanIn(LoadOptions),
+    /// QoS 1 into an offline persistent session (clean_session = false), then drained:
+    /// measures what a durable store costs the publisher, and the drain rate.
+    OfflineQueue(LoadOptions),
 }
 
 #[derive(Args, Clone)]
@@ -75,6 +78,7 @@ pub fn run(scenario: Scenario) -> anyhow::Result<()> {
     runtime.block_on(async {
         match scenario {
             Scenario::FanIn(options) => fan_in(options).await,
+            Scenario::OfflineQueue(options) => offline_queue(options).await,
         }
     })
 }
@@ -84,7 +88,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
     let qos = options.qos.qos();
     let run_id = std::process::id();
     let (mut sub_reader, mut sub_writer) =
-        connect(&address, &format!("bench-sub-{run_id}")).await?;
+        connect(&address, &format!("bench-sub-{run_id}"), true).await?;
     let filter = format!("{}/#", options.prefix);
     send(
         &mut sub_writer,
@@ -112,7 +116,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
     let mut publishers = Vec::new();
     for index in 0..options.publishers {
         let client_id = format!("bench-pub-{run_id}-{index}");
-        let (reader, writer) = connect(&address, &client_id).await?;
+        let (reader, writer) = connect(&address, &client_id, true).await?;
         let topics: Vec<String> = (0..options.topics.max(1))
             .map(|n| format!("{}/{client_id}/{n}", options.prefix))
             .collect();
@@ -161,6 +165,106 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
             options.size,
             options.topics,
             100.0 * received as f64 / sent.max(1) as f64,
+        );
+    }
+    Ok(())
+}
+
+async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
+    let address = parse_url(&options.url)?;
+    let subscriber_id = format!("bench-offline-{}", std::process::id());
+    let (mut reader, mut writer) = connect(&address, &subscriber_id, false).await?;
+    send(
+        &mut writer,
+        &Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: vec![SubscribeFilter {
+                filter: format!("{}/#", options.prefix),
+                qos: QoS::AtLeastOnce,
+            }],
+        }),
+    )
+    .await?;
+    let mut buffer = BytesMut::new();
+    match read_packet(&mut reader, &mut buffer).await? {
+        Packet::SubAck(_) => {}
+        other => bail!("expected SUBACK, got {}", other.name()),
+    }
+    send(&mut writer, &Packet::Disconnect).await?;
+    drop((reader, writer));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let payload = Bytes::from(vec![b'x'; options.size]);
+    let mut publishers = Vec::new();
+    for index in 0..options.publishers {
+        let client_id = format!("bench-pub-{}-{index}", std::process::id());
+        let (reader, writer) = connect(&address, &client_id, true).await?;
+        let topics: Vec<String> = (0..options.topics.max(1))
+            .map(|n| format!("{}/{client_id}/{n}", options.prefix))
+            .collect();
+        publishers.push(tokio::spawn(publish_until_stopped(
+            reader,
+            writer,
+            topics,
+            payload.clone(),
+            QoS::AtLeastOnce,
+            options.window,
+            stop.clone(),
+        )));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(options.duration)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for publisher in publishers {
+        sent += publisher.await??;
+    }
+    let publish_elapsed = started.elapsed();
+
+    // Drain: reconnect the session and take everything it kept.
+    let drain_started = Instant::now();
+    let (mut reader, mut writer) = connect(&address, &subscriber_id, false).await?;
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let mut received: u64 = 0;
+    let mut acks = BytesMut::new();
+    while received < sent {
+        buffer.reserve(32 * 1024);
+        match tokio::time::timeout(Duration::from_secs(2), reader.read_buf(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+        while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX)? {
+            if let Packet::Publish(publish) = packet {
+                received += 1;
+                if publish.qos == QoS::AtLeastOnce {
+                    mqtt::encode(&Packet::PubAck(publish.pkid), &mut acks)?;
+                }
+            }
+        }
+        writer.write_all(&acks).await?;
+        acks.clear();
+    }
+    let drain_elapsed = drain_started.elapsed();
+    // Leave nothing behind for the next run: a clean session replaces the persistent one.
+    drop((reader, writer));
+    let (_reader, mut writer) = connect(&address, &subscriber_id, true).await?;
+    send(&mut writer, &Packet::Disconnect).await?;
+
+    let publish_rate = sent as f64 / publish_elapsed.as_secs_f64();
+    let drain_rate = received as f64 / drain_elapsed.as_secs_f64();
+    if options.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": "offline-queue", "url": options.url, "publishers": options.publishers,
+                "size": options.size, "sent": sent, "received": received,
+                "acknowledged_per_s": publish_rate, "drained_per_s": drain_rate,
+            })
+        );
+    } else {
+        println!(
+            "offline-queue {} publishers, QoS 1, {} B: {sent} acknowledged ({publish_rate:.0} msg/s), {received} drained on reconnect ({drain_rate:.0} msg/s)",
+            options.publishers, options.size
         );
     }
     Ok(())
@@ -264,6 +368,7 @@ async fn count_messages(
 async fn connect(
     address: &str,
     client_id: &str,
+    clean_session: bool,
 ) -> anyhow::Result<(OwnedReadHalf, OwnedWriteHalf)> {
     let stream = TcpStream::connect(address)
         .await
@@ -276,7 +381,7 @@ async fn connect(
             protocol: Protocol::V311,
             keep_alive: 60,
             client_id: client_id.to_owned(),
-            clean_session: true,
+            clean_session,
             will: None,
             username: None,
             password: None,
