@@ -77,7 +77,7 @@ impl Session {
         let removed = state.take_removed();
         if let Some(store) = &self.store {
             for seq in removed {
-                store.submit(Op::DeleteMessage(self.client_id.to_string(), seq));
+                store.submit(Op::DeleteMessage(self.client_id.clone(), seq));
             }
         }
     }
@@ -95,7 +95,7 @@ impl Session {
                     .collect(),
                 expires_at_ms: inner.expires_at.map(instant_to_unix_ms),
             };
-            store.submit(Op::PutSession(self.client_id.to_string(), record))
+            store.submit(Op::PutSession(self.client_id.clone(), record))
         } else {
             0
         }
@@ -131,7 +131,7 @@ impl Session {
         let online = inner.owner.is_some();
         let message =
             (self.store.is_some() && delivery.qos == QoS::AtLeastOnce).then(|| StoredMessage {
-                topic: delivery.topic.to_string(),
+                topic: delivery.topic.clone(),
                 payload: delivery.payload.clone(),
                 qos: delivery.qos,
             });
@@ -140,11 +140,7 @@ impl Session {
         let mut durable = 0;
         if let (Some(store), Some(message)) = (&self.store, message) {
             if outcome != Enqueued::DroppedQos0 {
-                durable = store.submit(Op::PutMessage(
-                    self.client_id.to_string(),
-                    queued_seq,
-                    message,
-                ));
+                durable = store.submit(Op::PutMessage(self.client_id.clone(), queued_seq, message));
             }
         }
         self.forget_removed(&mut inner.state);
@@ -268,7 +264,7 @@ impl Broker {
                 .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
             if remaining == Some(Duration::ZERO) {
                 if let Some(store) = &self.store {
-                    store.submit(Op::DeleteSession(client_id));
+                    store.submit(Op::DeleteSession(client_id.into()));
                 }
                 continue;
             }
@@ -284,7 +280,7 @@ impl Broker {
                 (
                     seq,
                     Delivery {
-                        topic: message.topic.into(),
+                        topic: message.topic,
                         payload: message.payload,
                         qos: message.qos,
                         retain: false,
@@ -315,7 +311,7 @@ impl Broker {
         }
         let retained = recovered.retained.len();
         for message in recovered.retained {
-            let topic: Arc<str> = message.topic.into();
+            let topic = message.topic;
             self.retained.write().insert(
                 topic.clone(),
                 RetainedMessage {
@@ -429,7 +425,7 @@ impl Broker {
         if let Some(old) = existing {
             self.remove_subscriptions(&old);
             if let Some(store) = &old.store {
-                store.submit(Op::DeleteSession(old.client_id.to_string()));
+                store.submit(Op::DeleteSession(old.client_id.clone()));
             }
         }
         let session = Arc::new(Session {
@@ -507,7 +503,7 @@ impl Broker {
             tracing::info!(client_id = %session.client_id, queued, "persistent session expired; its queued messages are discarded");
             self.remove_subscriptions(session);
             if let Some(store) = &session.store {
-                store.submit(Op::DeleteSession(session.client_id.to_string()));
+                store.submit(Op::DeleteSession(session.client_id.clone()));
             }
         }
         self.connect_attempts.lock().clear();
@@ -628,10 +624,10 @@ impl Broker {
         let mut retained = self.retained.write();
         let durable = self.store.as_ref().map_or(0, |store| {
             store.submit(if payload.is_empty() {
-                Op::DeleteRetained(topic.to_owned())
+                Op::DeleteRetained(topic.into())
             } else {
                 Op::PutRetained(StoredMessage {
-                    topic: topic.to_owned(),
+                    topic: topic.into(),
                     payload: payload.clone(),
                     qos,
                 })

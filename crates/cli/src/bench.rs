@@ -87,7 +87,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
     let address = parse_url(&options.url)?;
     let qos = options.qos.qos();
     let run_id = std::process::id();
-    let (mut sub_reader, mut sub_writer) =
+    let (mut sub_reader, mut sub_writer, mut buffer) =
         connect(&address, &format!("bench-sub-{run_id}"), true).await?;
     let filter = format!("{}/#", options.prefix);
     send(
@@ -98,7 +98,6 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
         }),
     )
     .await?;
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
     match read_packet(&mut sub_reader, &mut buffer).await? {
         Packet::SubAck(_) => {}
         other => bail!("expected SUBACK, got {}", other.name()),
@@ -116,7 +115,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
     let mut publishers = Vec::new();
     for index in 0..options.publishers {
         let client_id = format!("bench-pub-{run_id}-{index}");
-        let (reader, writer) = connect(&address, &client_id, true).await?;
+        let (reader, writer, _) = connect(&address, &client_id, true).await?;
         let topics: Vec<String> = (0..options.topics.max(1))
             .map(|n| format!("{}/{client_id}/{n}", options.prefix))
             .collect();
@@ -173,7 +172,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
 async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
     let address = parse_url(&options.url)?;
     let subscriber_id = format!("bench-offline-{}", std::process::id());
-    let (mut reader, mut writer) = connect(&address, &subscriber_id, false).await?;
+    let (mut reader, mut writer, mut buffer) = connect(&address, &subscriber_id, false).await?;
     send(
         &mut writer,
         &Packet::Subscribe(Subscribe {
@@ -185,7 +184,6 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
         }),
     )
     .await?;
-    let mut buffer = BytesMut::new();
     match read_packet(&mut reader, &mut buffer).await? {
         Packet::SubAck(_) => {}
         other => bail!("expected SUBACK, got {}", other.name()),
@@ -198,7 +196,7 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
     let mut publishers = Vec::new();
     for index in 0..options.publishers {
         let client_id = format!("bench-pub-{}-{index}", std::process::id());
-        let (reader, writer) = connect(&address, &client_id, true).await?;
+        let (reader, writer, _) = connect(&address, &client_id, true).await?;
         let topics: Vec<String> = (0..options.topics.max(1))
             .map(|n| format!("{}/{client_id}/{n}", options.prefix))
             .collect();
@@ -223,16 +221,10 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
 
     // Drain: reconnect the session and take everything it kept.
     let drain_started = Instant::now();
-    let (mut reader, mut writer) = connect(&address, &subscriber_id, false).await?;
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let (mut reader, mut writer, mut buffer) = connect(&address, &subscriber_id, false).await?;
     let mut received: u64 = 0;
     let mut acks = BytesMut::new();
-    while received < sent {
-        buffer.reserve(32 * 1024);
-        match tokio::time::timeout(Duration::from_secs(2), reader.read_buf(&mut buffer)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => break,
-        }
+    loop {
         while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX)? {
             if let Packet::Publish(publish) = packet {
                 received += 1;
@@ -243,11 +235,19 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
         }
         writer.write_all(&acks).await?;
         acks.clear();
+        if received >= sent {
+            break;
+        }
+        buffer.reserve(32 * 1024);
+        match tokio::time::timeout(Duration::from_secs(2), reader.read_buf(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
     }
     let drain_elapsed = drain_started.elapsed();
     // Leave nothing behind for the next run: a clean session replaces the persistent one.
     drop((reader, writer));
-    let (_reader, mut writer) = connect(&address, &subscriber_id, true).await?;
+    let (_reader, mut writer, _) = connect(&address, &subscriber_id, true).await?;
     send(&mut writer, &Packet::Disconnect).await?;
 
     let publish_rate = sent as f64 / publish_elapsed.as_secs_f64();
@@ -369,7 +369,7 @@ async fn connect(
     address: &str,
     client_id: &str,
     clean_session: bool,
-) -> anyhow::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+) -> anyhow::Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut)> {
     let stream = TcpStream::connect(address)
         .await
         .with_context(|| format!("cannot connect to {address}"))?;
@@ -390,8 +390,9 @@ async fn connect(
     .await?;
     let mut buffer = BytesMut::new();
     match read_packet(&mut reader, &mut buffer).await? {
+        // What arrived after the CONNACK (a resumed session's backlog) stays in `buffer`.
         Packet::ConnAck(ack) if ack.code == mqtt::ConnectReturnCode::Accepted => {
-            Ok((reader, writer))
+            Ok((reader, writer, buffer))
         }
         Packet::ConnAck(ack) => bail!("{client_id}: CONNACK {:?}", ack.code),
         other => bail!("{client_id}: expected CONNACK, got {}", other.name()),
