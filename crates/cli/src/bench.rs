@@ -110,32 +110,8 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<()> {
         received.clone(),
     ));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let payload = Bytes::from(vec![b'x'; options.size]);
-    let mut publishers = Vec::new();
-    for index in 0..options.publishers {
-        let client_id = format!("bench-pub-{run_id}-{index}");
-        let (reader, writer, _) = connect(&address, &client_id, true).await?;
-        let topics: Vec<String> = (0..options.topics.max(1))
-            .map(|n| format!("{}/{client_id}/{n}", options.prefix))
-            .collect();
-        publishers.push(tokio::spawn(publish_until_stopped(
-            reader,
-            writer,
-            topics,
-            payload.clone(),
-            qos,
-            options.window,
-            stop.clone(),
-        )));
-    }
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(options.duration)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut sent = 0;
-    for publisher in publishers {
-        sent += publisher.await??;
-    }
+    let sent = publish_for_duration(&address, &options, qos).await?;
     let elapsed = started.elapsed();
     let received_at_stop = received.load(Ordering::Relaxed);
     // Give the broker a moment to deliver what it accepted before the stop.
@@ -191,32 +167,8 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
     send(&mut writer, &Packet::Disconnect).await?;
     drop((reader, writer));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let payload = Bytes::from(vec![b'x'; options.size]);
-    let mut publishers = Vec::new();
-    for index in 0..options.publishers {
-        let client_id = format!("bench-pub-{}-{index}", std::process::id());
-        let (reader, writer, _) = connect(&address, &client_id, true).await?;
-        let topics: Vec<String> = (0..options.topics.max(1))
-            .map(|n| format!("{}/{client_id}/{n}", options.prefix))
-            .collect();
-        publishers.push(tokio::spawn(publish_until_stopped(
-            reader,
-            writer,
-            topics,
-            payload.clone(),
-            QoS::AtLeastOnce,
-            options.window,
-            stop.clone(),
-        )));
-    }
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(options.duration)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut sent = 0;
-    for publisher in publishers {
-        sent += publisher.await??;
-    }
+    let sent = publish_for_duration(&address, &options, QoS::AtLeastOnce).await?;
     let publish_elapsed = started.elapsed();
 
     // Drain: reconnect the session and take everything it kept.
@@ -268,6 +220,41 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `options.publishers` publishers for `options.duration`; returns how many messages
+/// they sent (QoS 1: and had acknowledged or in flight at the stop).
+async fn publish_for_duration(
+    address: &str,
+    options: &LoadOptions,
+    qos: QoS,
+) -> anyhow::Result<u64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let payload = Bytes::from(vec![b'x'; options.size]);
+    let mut publishers = Vec::new();
+    for index in 0..options.publishers {
+        let client_id = format!("bench-pub-{}-{index}", std::process::id());
+        let (reader, writer, _) = connect(address, &client_id, true).await?;
+        let topics: Vec<String> = (0..options.topics.max(1))
+            .map(|n| format!("{}/{client_id}/{n}", options.prefix))
+            .collect();
+        publishers.push(tokio::spawn(publish_until_stopped(
+            reader,
+            writer,
+            topics,
+            payload.clone(),
+            qos,
+            options.window,
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(options.duration)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for publisher in publishers {
+        sent += publisher.await??;
+    }
+    Ok(sent)
 }
 
 /// Publishes as fast as the socket (QoS 0) or the acknowledgement window (QoS 1) allows;
