@@ -7,7 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
+mod client;
+mod demo;
 mod iot;
 
 #[derive(Parser)]
@@ -43,18 +48,43 @@ enum Command {
         #[command(subcommand)]
         command: iot::IotCommand,
     },
+    /// Publish one message (exit 1 with the reason when the broker refuses it).
+    Pub(client::PubArgs),
+    /// Subscribe and print messages (payload per line; -v: `topic payload`).
+    Sub(client::SubArgs),
+    /// End to end on an embedded broker: every connection method of the SDK, live.
+    Demo,
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    // Client commands keep stderr for their one-line failure reason: logs only with
+    // RUST_LOG. Everything else logs at info by default.
+    let quiet = matches!(
+        cli.command,
+        Command::Pub(_) | Command::Sub(_) | Command::Demo
+    );
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if quiet { "off" } else { "info" }));
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter);
+        let registry = tracing_subscriber::registry().with(fmt);
+        if quiet {
+            registry.with(client::reason_layer()).init();
+        } else {
+            registry.init();
+        }
+    }
     let result = match cli.command {
+        Command::Pub(args) => client::run_pub(args),
+        Command::Sub(args) => client::run_sub(args),
+        Command::Demo => demo::run(),
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
         Command::Iot { command } => iot::run(command),
         Command::Bench { scenario } => bench::run(scenario),

@@ -1,0 +1,549 @@
+//! `pubsub pub` and `pubsub sub`: one-shot clients on the SDK (`pubsub` crate), with the
+//! connection options of DESIGN.md §3. They never reconnect: a refused or lost connection
+//! ends the command with exit status 1 and one line on stderr saying why.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{ArgAction, Args, ValueEnum};
+use pubsub_sdk::{
+    CustomAuth, DataManager, Endpoint, IdentityStore, MqttConfiguration, MqttConnectOptions, Ports,
+    PublishOutcome, QoS, ServiceConfiguration, Status,
+};
+use tokio::sync::{mpsc, watch};
+
+/// How to reach the broker (exactly one mode; see `pubsub pub --help`).
+#[derive(Args, Clone, Debug)]
+pub struct ConnectionOptions {
+    /// Plain MQTT over TCP (default port 1883).
+    #[arg(long, help_heading = "Connection mode")]
+    plain: bool,
+    /// MQTT over TLS, server authentication only (default port 8883).
+    #[arg(long, help_heading = "Connection mode")]
+    tls: bool,
+    /// Client certificate (PEM): mutual TLS (default port 8883).
+    #[arg(
+        long,
+        requires = "key",
+        value_name = "FILE",
+        help_heading = "Connection mode"
+    )]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(
+        long,
+        requires = "cert",
+        value_name = "FILE",
+        help_heading = "Connection mode"
+    )]
+    key: Option<PathBuf>,
+    /// With --cert: TLS ALPN `x-amzn-mqtt-ca` (IoT Core's port 443).
+    #[arg(long, requires = "cert", help_heading = "Connection mode")]
+    alpn: bool,
+    /// MQTT over WebSocket (wss://ENDPOINT/mqtt, default port 443): SigV4-signed from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, or custom auth with
+    /// --authorizer.
+    #[arg(long, help_heading = "Connection mode")]
+    websocket: bool,
+    /// SigV4 region (default: $AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "R", help_heading = "Connection mode")]
+    region: Option<String>,
+    /// Custom authorizer name: WebSocket headers with --websocket, else direct (TLS, ALPN
+    /// `mqtt`, authorizer fields in the CONNECT username; default port 443).
+    #[arg(long, value_name = "N", requires_all = ["token_key_name", "token"], help_heading = "Connection mode")]
+    authorizer: Option<String>,
+    /// Name of the token parameter the authorizer reads.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "authorizer",
+        help_heading = "Connection mode"
+    )]
+    token_key_name: Option<String>,
+    /// The token.
+    #[arg(
+        long,
+        value_name = "V",
+        requires = "authorizer",
+        help_heading = "Connection mode"
+    )]
+    token: Option<String>,
+    /// base64 RSA-SHA256 signature of the token (omit when the authorizer has signing disabled).
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "authorizer",
+        help_heading = "Connection mode"
+    )]
+    token_signature: Option<String>,
+
+    /// Broker host (or host:port).
+    #[arg(long, default_value = "localhost", value_name = "HOST")]
+    endpoint: String,
+    /// Port (default: the connection mode's IoT Core port).
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Trust only the CA certificates in this PEM file (default: webpki roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// CONNECT username (plain, --tls, or the user part with direct custom auth).
+    #[arg(long, value_name = "U")]
+    username: Option<String>,
+    /// CONNECT password.
+    #[arg(long, value_name = "P")]
+    password: Option<String>,
+    /// Client id (default pubsub-<random>).
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// Clean session.
+    #[arg(long, value_name = "true|false", default_value_t = true, action = ArgAction::Set)]
+    clean_session: bool,
+    /// Keep-alive interval in seconds (0 = off; default 300).
+    #[arg(long, value_name = "SECS")]
+    keepalive: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum QosArg {
+    #[value(name = "0")]
+    Zero,
+    #[value(name = "1")]
+    One,
+}
+
+impl QosArg {
+    fn qos(self) -> QoS {
+        match self {
+            QosArg::Zero => QoS::AtMostOnce,
+            QosArg::One => QoS::AtLeastOnce,
+        }
+    }
+}
+
+/// `pubsub pub`: publish one message.
+#[derive(Args, Debug)]
+pub struct PubArgs {
+    /// Topic to publish to.
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    /// The message (UTF-8 text).
+    #[arg(short = 'm', long = "message")]
+    message: String,
+    /// QoS.
+    #[arg(short = 'q', long = "qos", value_enum, default_value = "0")]
+    qos: QosArg,
+    /// Retain flag.
+    #[arg(short = 'r', long = "retain")]
+    retain: bool,
+    #[command(flatten)]
+    connection: ConnectionOptions,
+}
+
+/// `pubsub sub`: print messages.
+#[derive(Args, Debug)]
+pub struct SubArgs {
+    /// Topic filter (repeatable).
+    #[arg(short = 't', long = "topic", required = true)]
+    topics: Vec<String>,
+    /// QoS.
+    #[arg(short = 'q', long = "qos", value_enum, default_value = "0")]
+    qos: QosArg,
+    /// Exit after this many messages.
+    #[arg(short = 'C', long = "count")]
+    count: Option<u64>,
+    /// Print `topic payload` instead of the payload alone.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    #[command(flatten)]
+    connection: ConnectionOptions,
+}
+
+// ---------------------------------------------------------------------------------------
+// Why a connection ended: the SDK reports only a `Status`; the detail (rumqttc's error) is
+// in its `connection ended` / `cannot prepare the connection` log events. The CLI records
+// the last such `error` field through this tracing layer.
+
+static LAST_REASON: Mutex<Option<String>> = Mutex::new(None);
+
+/// A tracing layer that keeps the `error` field of the SDK's warnings.
+pub struct ReasonLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReasonLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let meta = event.metadata();
+        if *meta.level() > tracing::Level::WARN || !meta.target().starts_with("pubsub::manager") {
+            return;
+        }
+        struct V(Option<String>);
+        impl tracing::field::Visit for V {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "error" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "error" {
+                    self.0 = Some(value.to_owned());
+                }
+            }
+        }
+        let mut v = V(None);
+        event.record(&mut v);
+        if let Some(reason) = v.0 {
+            *LAST_REASON.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        }
+    }
+}
+
+fn last_reason() -> Option<String> {
+    LAST_REASON
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn describe(status: Status) -> &'static str {
+    match status {
+        Status::ConnectionRefused => "connection refused",
+        Status::ConnectionError => "connection failed or lost",
+        Status::ProtocolError => "protocol error",
+        Status::Disconnected => "disconnected",
+        Status::Unknown | Status::Connecting | Status::Connected => "connection ended",
+    }
+}
+
+fn failure(status: Status, context: &str) -> anyhow::Error {
+    let reason = last_reason().unwrap_or_else(|| format!("{status:?}"));
+    anyhow!("{}{context}: {reason}", describe(status))
+}
+
+// ---------------------------------------------------------------------------------------
+
+enum Mode {
+    Plain,
+    Tls,
+    Certificate { alpn: bool },
+    SigV4,
+    CustomWebSocket,
+    CustomDirect,
+}
+
+impl ConnectionOptions {
+    fn mode(&self) -> anyhow::Result<Mode> {
+        let mut modes = Vec::new();
+        if self.plain {
+            modes.push(("--plain", Mode::Plain));
+        }
+        if self.tls {
+            modes.push(("--tls", Mode::Tls));
+        }
+        if self.cert.is_some() {
+            modes.push(("--cert", Mode::Certificate { alpn: self.alpn }));
+        }
+        match (self.websocket, self.authorizer.is_some()) {
+            (true, true) => modes.push(("--websocket --authorizer", Mode::CustomWebSocket)),
+            (true, false) => modes.push(("--websocket", Mode::SigV4)),
+            (false, true) => modes.push(("--authorizer", Mode::CustomDirect)),
+            (false, false) => {}
+        }
+        if modes.len() > 1 {
+            let names: Vec<_> = modes.iter().map(|(n, _)| *n).collect();
+            bail!("choose one connection mode, not {}", names.join(" and "));
+        }
+        match modes.pop() {
+            Some((_, m)) => Ok(m),
+            None => bail!(
+                "choose a connection mode: --plain, --tls, --cert F --key F [--alpn], --websocket, or --authorizer N --token-key-name K --token V"
+            ),
+        }
+    }
+
+    /// Connect and wait for CONNACK. Returns the manager and the identity-store scratch
+    /// directory (removed on drop) for certificate modes.
+    async fn connect(&self) -> anyhow::Result<(DataManager, Option<ScratchDir>)> {
+        let mode = self.mode()?;
+        let endpoint = Endpoint::parse(&self.endpoint)
+            .map_err(|e| anyhow!("--endpoint {:?}: {e}", self.endpoint))?;
+        let region = self
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let mut mqtt = MqttConfiguration {
+            auto_reconnect: false,
+            ..MqttConfiguration::default()
+        };
+        if let Some(k) = self.keepalive {
+            mqtt.keep_alive = Duration::from_secs(k);
+        }
+        // The default credentials provider of ServiceConfiguration is the SDK's
+        // EnvironmentCredentialsProvider (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+        // AWS_SESSION_TOKEN).
+        let mut config = ServiceConfiguration::new(region, endpoint).mqtt_configuration(mqtt);
+        if let Some(p) = self.port {
+            config = config.ports(Ports {
+                certificate: Some(p),
+                alpn: Some(p),
+                websocket: Some(p),
+                custom_auth: Some(p),
+                mqtt_tcp: Some(p),
+                mqtt_tls: Some(p),
+            });
+        }
+        if let Some(ca) = &self.ca {
+            if !ca.is_file() {
+                bail!("--ca {}: no such file", ca.display());
+            }
+            config = config.ca_file(ca);
+        }
+        if matches!(mode, Mode::SigV4) {
+            let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+            if !set("AWS_ACCESS_KEY_ID") || !set("AWS_SECRET_ACCESS_KEY") {
+                bail!("--websocket (SigV4) needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials) in the environment");
+            }
+        }
+        let mut scratch = None;
+        let mut certificate_id = String::new();
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            let dir = ScratchDir::new()?;
+            let store = IdentityStore::open(&dir.0)?;
+            let cert_pem =
+                std::fs::read(cert).with_context(|| format!("--cert {}", cert.display()))?;
+            let key_pem = std::fs::read(key).with_context(|| format!("--key {}", key.display()))?;
+            certificate_id = store
+                .import_pem(&cert_pem, &key_pem)
+                .map_err(|e| anyhow!("--cert/--key: {e}"))?;
+            config = config.identity_store(store);
+            scratch = Some(dir);
+        }
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("pubsub-{:08x}", fastrand::u32(..)));
+        let iot = DataManager::new(config);
+        let clean = self.clean_session;
+        let token_key = self.token_key_name.clone().unwrap_or_default();
+        let token = self.token.clone().unwrap_or_default();
+        let authorizer = self.authorizer.clone().unwrap_or_default();
+        let started = match mode {
+            Mode::Plain | Mode::Tls => iot.connect_mqtt(
+                &client_id,
+                clean,
+                &MqttConnectOptions {
+                    tls: matches!(mode, Mode::Tls),
+                    username: self.username.clone(),
+                    password: self.password.clone(),
+                },
+                |_| {},
+            ),
+            Mode::Certificate { alpn: false } => {
+                iot.connect(&client_id, clean, &certificate_id, |_| {})
+            }
+            Mode::Certificate { alpn: true } => {
+                iot.connect_using_alpn(&client_id, clean, &certificate_id, |_| {})
+            }
+            Mode::SigV4 => iot.connect_using_websocket(&client_id, clean, |_| {}),
+            Mode::CustomWebSocket => iot.connect_using_websocket_custom_auth(
+                &client_id,
+                clean,
+                &authorizer,
+                &token_key,
+                &token,
+                self.token_signature.as_deref().unwrap_or(""),
+                |_| {},
+            ),
+            Mode::CustomDirect => iot.connect_using_custom_auth(
+                &client_id,
+                clean,
+                &CustomAuth {
+                    username: self.username.clone(),
+                    authorizer_name: authorizer.clone(),
+                    token_key_name: token_key.clone(),
+                    token_value: token.clone(),
+                    token_signature: self.token_signature.clone(),
+                    password: self.password.clone(),
+                },
+                |_| {},
+            ),
+        };
+        started.map_err(|e| anyhow!("cannot connect: {e}"))?;
+        if let Err(status) = iot.wait_for_connection().await {
+            return Err(failure(status, &format!(" ({})", self.endpoint)));
+        }
+        Ok((iot, scratch))
+    }
+}
+
+/// A private temporary directory for the identity store of --cert/--key.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> anyhow::Result<ScratchDir> {
+        let p = std::env::temp_dir().join(format!(
+            "pubsub-cli-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
+        }
+        Ok(ScratchDir(p))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Waits until the status leaves `Connected`; returns the new status.
+async fn lost(mut status: watch::Receiver<Status>) -> Status {
+    loop {
+        let s = *status.borrow_and_update();
+        if s != Status::Connected {
+            return s;
+        }
+        if status.changed().await.is_err() {
+            return Status::Unknown;
+        }
+    }
+}
+
+pub fn run_pub(args: PubArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let (iot, _scratch) = args.connection.connect().await?;
+        let qos = args.qos.qos();
+        let outcome = iot
+            .publish_with_retain(&args.topic, args.message.clone().into_bytes(), qos, args.retain)
+            .await;
+        let denied_hint = format!(
+            " after PUBLISH to {:?} (the broker closes the connection when a publish is not allowed)",
+            args.topic
+        );
+        match outcome {
+            Ok(PublishOutcome::Acknowledged) | Ok(PublishOutcome::Sent) => {}
+            Ok(other) => {
+                let s = *iot.status().borrow();
+                bail!("{}{denied_hint}: publish {other:?}", describe(s))
+            }
+            Err(e) => {
+                let s = *iot.status().borrow();
+                if s == Status::Connected {
+                    bail!("publish failed: {e}");
+                }
+                return Err(failure(s, &denied_hint));
+            }
+        }
+        if qos == QoS::AtMostOnce {
+            // DESIGN.md asks for PINGREQ/PINGRESP here; the SDK exposes no ping, so the
+            // barrier is another request the broker must answer in order: an UNSUBSCRIBE of
+            // the topic just published to (no subscription exists, nothing is changed, and
+            // IoT Core has no policy action for it). Its UNSUBACK proves the broker
+            // processed the PUBLISH without closing the connection; a denied publish ends
+            // the connection first and the unsubscribe fails.
+            let barrier =
+                tokio::time::timeout(Duration::from_secs(10), iot.unsubscribe(&args.topic)).await;
+            let s = *iot.status().borrow();
+            match barrier {
+                Ok(Ok(())) if s == Status::Connected => {}
+                Ok(_) => return Err(failure(s, &denied_hint)),
+                Err(_) => bail!("no answer from the broker within 10 s{denied_hint}"),
+            }
+        }
+        iot.disconnect_and_wait().await;
+        Ok(())
+    })
+}
+
+pub fn run_sub(args: SubArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let (iot, _scratch) = args.connection.connect().await?;
+        let qos = args.qos.qos();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let verbose = args.verbose;
+        for filter in &args.topics {
+            let mut stream = match iot.subscribe_stream(filter, qos).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let s = *iot.status().borrow();
+                    if s == Status::Connected {
+                        bail!("subscribe {filter:?}: {e}");
+                    }
+                    return Err(failure(s, &format!(" while subscribing to {filter:?}")));
+                }
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(m) = stream.recv().await {
+                    let line = if verbose {
+                        format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload))
+                    } else {
+                        String::from_utf8_lossy(&m.payload).into_owned()
+                    };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let lost = lost(iot.status());
+        tokio::pin!(lost);
+        let mut received = 0u64;
+        let stdout = std::io::stdout();
+        if args.count == Some(0) {
+            iot.disconnect_and_wait().await;
+            return Ok(());
+        }
+        loop {
+            tokio::select! {
+                line = rx.recv() => {
+                    let Some(line) = line else { break };
+                    let mut out = stdout.lock();
+                    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                        // stdout closed (e.g. `| head`): stop quietly.
+                        break;
+                    }
+                    received += 1;
+                    if args.count.is_some_and(|c| received >= c) {
+                        break;
+                    }
+                }
+                s = &mut lost => {
+                    // Print what arrived before the end.
+                    while let Ok(line) = rx.try_recv() {
+                        println!("{line}");
+                    }
+                    return Err(failure(s, ""));
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        iot.disconnect_and_wait().await;
+        Ok(())
+    })
+}
+
+/// Where the crate's default reason capture sits in main's tracing setup.
+pub fn reason_layer() -> ReasonLayer {
+    ReasonLayer
+}

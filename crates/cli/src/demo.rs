@@ -1,0 +1,508 @@
+//! `pubsub demo`: the whole product on one screen. An embedded broker (in process, free
+//! loopback ports, temporary data dir), an authorizer function served in process, and six
+//! SDK clients — one per connection method — chatting live on `chat/...`; then one of them
+//! publishes where its policy does not allow it, the broker closes its connection, and the
+//! demo shows why (the broker's own policy evaluation) and how the SDK reconnects.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use broker::config::{
+    Anonymous, AuthorizerConfig, CertificateConfig, CertificateStatus, CredentialConfig, Listeners,
+    PolicyConfig,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use pubsub_sdk::backoff::BackoffConfig;
+use pubsub_sdk::{
+    CustomAuth, DataManager, Endpoint, IdentityStore, MqttConfiguration, MqttConnectOptions, QoS,
+    ServiceConfiguration, Status,
+};
+
+const POLICY: &str = "myIOTPolicy";
+const POLICY_DOCUMENT: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    { "Effect": "Allow", "Action": "iot:Connect",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}" },
+    { "Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/chat/*" },
+    { "Effect": "Allow", "Action": "iot:Subscribe",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/chat/*" }
+  ]
+}"#;
+const AUTHORIZER: &str = "demo-authorizer";
+const TOKEN_KEY: &str = "x-demo-token";
+const TOKEN: &str = "demo-token";
+
+pub fn run() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let dir = std::env::temp_dir().join(format!(
+        "pubsub-demo-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let result = runtime.block_on(demo(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Seconds since the demo started, for the left column.
+fn stamp(t0: Instant) -> String {
+    format!("{:6.2}s", t0.elapsed().as_secs_f64())
+}
+
+struct Client {
+    name: &'static str,
+    method: &'static str,
+    port: u16,
+    iot: DataManager,
+    sent: AtomicU64,
+    /// Payloads received, in order.
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl Client {
+    fn has(&self, payload: &str) -> bool {
+        self.received.lock().unwrap().iter().any(|p| p == payload)
+    }
+}
+
+async fn demo(dir: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    println!(
+        "PubSub demo: an embedded AWS-IoT-Core-style broker and the SDK, every connection method\n"
+    );
+
+    // --- the authorizer function (IoT Core's Lambda, here a local HTTP endpoint) ---
+    let authorizer_addr = serve_authorizer().await?;
+
+    // --- device certificates, issued by the broker's device CA before it starts ---
+    let mut certificates = Vec::new();
+    let identities = IdentityStore::open(dir.join("identities"))?;
+    let mut cert_ids = BTreeMap::new();
+    for name in ["backend", "device"] {
+        let issued = broker::tls_material::issue_device_certificate(dir, name)
+            .map_err(|e| anyhow!("issuing a device certificate: {e}"))?;
+        let pem_file = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem_file, &issued.certificate_pem)?;
+        certificates.push(CertificateConfig {
+            pem_file,
+            status: CertificateStatus::Active,
+            policies: vec![POLICY.into()],
+        });
+        let id = identities.import_pem(
+            issued.certificate_pem.as_bytes(),
+            issued.private_key_pem.as_bytes(),
+        )?;
+        cert_ids.insert(name, id);
+    }
+
+    // --- a Cognito-style identity with long-lived SigV4 keys ---
+    let identity_id = format!(
+        "us-east-1:{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(..0x1000),
+        fastrand::u64(..1 << 48)
+    );
+    let access_key = format!("AKIADEMO{:012X}", fastrand::u64(..1 << 48));
+    let secret_key: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+
+    // --- the broker ---
+    let mut config = broker::Config {
+        region: "us-east-1".into(),
+        data_dir: dir.to_path_buf(),
+        in_memory: true,
+        listeners: Listeners {
+            mqtt: "127.0.0.1:0".into(),
+            mqtts: "127.0.0.1:0".into(),
+            tls: "127.0.0.1:0".into(),
+            ws: String::new(),
+            http: String::new(),
+        },
+        anonymous: Some(Anonymous {
+            policies: vec![POLICY.into()],
+        }),
+        policies: vec![PolicyConfig {
+            name: POLICY.into(),
+            document: Some(POLICY_DOCUMENT.into()),
+            document_file: None,
+        }],
+        certificates,
+        credentials: vec![CredentialConfig {
+            access_key_id: access_key.clone(),
+            secret_access_key: secret_key.clone(),
+            principal: identity_id.clone(),
+            policies: vec![POLICY.into()],
+        }],
+        authorizers: vec![AuthorizerConfig {
+            name: AUTHORIZER.into(),
+            function_url: format!("http://{authorizer_addr}/authorize"),
+            token_key_name: TOKEN_KEY.into(),
+            signing_disabled: true,
+            token_signing_public_keys: BTreeMap::new(),
+            status: "ACTIVE".into(),
+        }],
+        ..broker::Config::default()
+    };
+    config.limits.connects_per_client_id_per_sec = 0;
+    let running = broker::start(config)
+        .await
+        .map_err(|e| anyhow!("broker: {e}"))?;
+    let port = |name: &str| -> anyhow::Result<u16> {
+        Ok(running
+            .address(name)
+            .ok_or_else(|| anyhow!("listener {name} did not start"))?
+            .port())
+    };
+    let (mqtt_port, mqtts_port, tls_port) = (port("mqtt")?, port("mqtts")?, port("tls")?);
+    println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)");
+    println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*");
+    println!("identities  certificates backend + device, Cognito identity {identity_id} (SigV4),");
+    println!("            authorizer {AUTHORIZER} at http://{authorizer_addr}/authorize (token {TOKEN:?}, signing disabled)");
+    println!();
+
+    // --- the SDK side ---
+    let base = ServiceConfiguration::new("us-east-1", Endpoint::parse("localhost")?)
+        .ca_file(dir.join("tls").join("ca.pem"))
+        .identity_store(identities)
+        .certificate_port(mqtts_port)
+        .alpn_port(tls_port)
+        .websocket_port(tls_port)
+        .custom_auth_port(tls_port)
+        .mqtt_port(mqtt_port)
+        .static_credentials(access_key.clone(), secret_key.clone(), None)
+        .mqtt_configuration(MqttConfiguration {
+            backoff: BackoffConfig {
+                base: Duration::from_millis(500),
+                ..BackoffConfig::default()
+            },
+            ..MqttConfiguration::default()
+        });
+
+    let specs: [(&str, &str, u16); 6] = [
+        ("backend", "certificate, mutual TLS (mqtts)", mqtts_port),
+        ("device", "certificate, ALPN x-amzn-mqtt-ca", tls_port),
+        ("web-app", "SigV4 WebSocket (Cognito id)", tls_port),
+        ("token-app", "custom authorizer, WebSocket", tls_port),
+        ("token-dev", "custom authorizer, ALPN mqtt", tls_port),
+        ("monitor", "plain MQTT (anonymous)", mqtt_port),
+    ];
+    println!("connecting (status changes as the SDK reports them)");
+    let mut clients = Vec::new();
+    for (name, method, port) in specs {
+        let iot = DataManager::new(base.clone());
+        let callback = move |s: Status| println!("{}  {name:<10} {s:?}", stamp(t0));
+        match name {
+            "backend" => iot.connect(name, true, &cert_ids["backend"], callback)?,
+            "device" => iot.connect_using_alpn(name, true, &cert_ids["device"], callback)?,
+            "web-app" => iot.connect_using_websocket(name, true, callback)?,
+            "token-app" => iot.connect_using_websocket_custom_auth(
+                name, true, AUTHORIZER, TOKEN_KEY, TOKEN, "", callback,
+            )?,
+            "token-dev" => iot.connect_using_custom_auth(
+                name,
+                true,
+                &CustomAuth {
+                    authorizer_name: AUTHORIZER.into(),
+                    token_key_name: TOKEN_KEY.into(),
+                    token_value: TOKEN.into(),
+                    ..CustomAuth::default()
+                },
+                callback,
+            )?,
+            _ => iot.connect_mqtt(name, true, &MqttConnectOptions::default(), callback)?,
+        }
+        if let Err(status) =
+            tokio::time::timeout(Duration::from_secs(10), iot.wait_for_connection())
+                .await
+                .map_err(|_| Status::Connecting)
+                .and_then(|r| r)
+        {
+            running.shutdown().await;
+            return Err(anyhow!("{name} ({method}) could not connect: {status:?}"));
+        }
+        clients.push(Arc::new(Client {
+            name,
+            method,
+            port,
+            iot,
+            sent: AtomicU64::new(0),
+            received: Arc::new(Mutex::new(Vec::new())),
+        }));
+    }
+
+    // Subscriptions: the backend and the monitor see everything under chat/, every app the
+    // room and its own inbox chat/<name>.
+    for c in &clients {
+        let filters: Vec<String> = match c.name {
+            "backend" | "monitor" => vec!["chat/#".into()],
+            n => vec!["chat/room".into(), format!("chat/{n}")],
+        };
+        for f in filters {
+            let mut stream = c
+                .iot
+                .subscribe_stream(&f, QoS::AtLeastOnce)
+                .await
+                .map_err(|e| anyhow!("{} subscribe {f}: {e}", c.name))?;
+            let log = c.received.clone();
+            tokio::spawn(async move {
+                while let Some(m) = stream.recv().await {
+                    log.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&m.payload).into_owned());
+                }
+            });
+        }
+    }
+    println!(
+        "{}  all six subscribed (backend, monitor: chat/#; apps: chat/room + chat/<own name>)\n",
+        stamp(t0)
+    );
+
+    println!("chat (QoS 1; \"got it\" lists who received the message)");
+    let apps = ["device", "web-app", "token-app", "token-dev"];
+    for &app in &apps {
+        let text = format!("hi, {app} here");
+        say(&clients, t0, app, "chat/room", &text).await?;
+    }
+    for &app in &apps {
+        let text = format!("welcome {app}, {} in the room", apps.len());
+        say(&clients, t0, "backend", &format!("chat/{app}"), &text).await?;
+    }
+    println!();
+
+    // --- a publish the policy does not allow ---
+    println!("refused (web-app publishes to admin/x, outside chat/*)");
+    let web = clients
+        .iter()
+        .find(|c| c.name == "web-app")
+        .expect("web-app");
+    let mut status = web.iot.status();
+    status.borrow_and_update();
+    println!(
+        "{}  web-app    → admin/x    \"let me in\" (QoS 0)",
+        stamp(t0)
+    );
+    web.iot
+        .publish("admin/x", "let me in", QoS::AtMostOnce)
+        .await
+        .map_err(|e| anyhow!("web-app publish: {e}"))?;
+    web.sent.fetch_add(1, Ordering::Relaxed);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if status.changed().await.is_err() {
+                return None;
+            }
+            let s = *status.borrow_and_update();
+            if s != Status::Connected {
+                return Some(s);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    if closed.is_none() {
+        println!(
+            "{}  web-app    (unexpected: the connection stayed open)",
+            stamp(t0)
+        );
+    }
+    let context = iot::RequestContext {
+        client_id: Some("web-app".into()),
+        cognito_identity_id: Some(identity_id.clone()),
+        ..iot::RequestContext::default()
+    };
+    let resource = iot::resource_arn(
+        "us-east-1",
+        &running.broker.config.account_id,
+        iot::ResourceKind::Topic,
+        "admin/x",
+    );
+    let answer = broker::auth::test_authorization(
+        &running.broker.policies,
+        &running.broker.config,
+        &identity_id,
+        &[],
+        &context,
+        iot::Action::Publish,
+        &[resource],
+    )
+    .map_err(|e| anyhow!("test-authorization: {e}"))?;
+    let result = &answer["authResults"][0];
+    println!(
+        "          the broker closed the connection. Why, from its policy evaluation:\n          {} — {}",
+        result["authDecision"].as_str().unwrap_or("?"),
+        result["reason"].as_str().unwrap_or("?")
+    );
+    // The SDK reconnects on its own (back-off), re-subscribes, and the app carries on.
+    let back = tokio::time::timeout(Duration::from_secs(8), async {
+        while *status.borrow_and_update() != Status::Connected {
+            if status.changed().await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if back {
+        // The session was clean: the SDK re-subscribes; wait for that before talking again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        say(&clients, t0, "web-app", "chat/room", "web-app is back").await?;
+    } else {
+        println!("{}  web-app    did not reconnect", stamp(t0));
+    }
+    println!();
+
+    for c in &clients {
+        c.iot.disconnect_and_wait().await;
+    }
+    running.shutdown().await;
+    println!();
+
+    // --- summary ---
+    println!("summary");
+    println!(
+        "  {:<34} {:<10} {:>6} {:>5} {:>9}",
+        "method", "client", "port", "sent", "received"
+    );
+    for c in &clients {
+        println!(
+            "  {:<34} {:<10} {:>6} {:>5} {:>9}",
+            c.method,
+            c.name,
+            c.port,
+            c.sent.load(Ordering::Relaxed),
+            c.received.lock().unwrap().len()
+        );
+    }
+    println!(
+        "\ndone in {:.1} s: six connection methods, one refused publish explained, broker stopped.",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `from` publishes `text` on `topic` (QoS 1) and the line says who received it.
+async fn say(
+    clients: &[Arc<Client>],
+    t0: Instant,
+    from: &str,
+    topic: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    let sender = clients
+        .iter()
+        .find(|c| c.name == from)
+        .ok_or_else(|| anyhow!("no client {from}"))?;
+    let sent_at = Instant::now();
+    sender
+        .iot
+        .publish(topic, text.to_owned(), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| anyhow!("{from} publish {topic}: {e}"))?;
+    let acked = sent_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    sender.sent.fetch_add(1, Ordering::Relaxed);
+    // Who should get it: subscribers of chat/# and, for chat/room, every app; for an inbox,
+    // its owner.
+    let expected: Vec<&Arc<Client>> = clients
+        .iter()
+        .filter(|c| match c.name {
+            "backend" | "monitor" => true,
+            n => topic == "chat/room" || topic == format!("chat/{n}"),
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && !expected.iter().all(|c| c.has(text)) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got: Vec<&str> = clients
+        .iter()
+        .filter(|c| c.name != from && c.has(text))
+        .map(|c| c.name)
+        .collect();
+    println!(
+        "{}  {from:<10} → {topic:<16} {:<35} PUBACK {:>4.1} ms, got it: {}",
+        stamp(t0),
+        format!("{text:?}"),
+        acked.as_secs_f64() * 1e3,
+        if got.is_empty() {
+            "nobody".to_owned()
+        } else {
+            got.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// Serves the authorizer function on 127.0.0.1 (a free port): it reads the Lambda event
+/// JSON the broker posts and answers the Lambda response JSON: token `demo-token` is
+/// allowed with myIOTPolicy's document, anything else refused.
+async fn serve_authorizer() -> anyhow::Result<SocketAddr> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("authorizer: cannot bind")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let answer = authorizer_answer(&event);
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(answer.to_string())))
+                            .expect("static response"),
+                    )
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn authorizer_answer(event: &serde_json::Value) -> serde_json::Value {
+    if event["token"].as_str() == Some(TOKEN) {
+        serde_json::json!({
+            "isAuthenticated": true,
+            "principalId": "demoTokenUser",
+            "policyDocuments": [POLICY_DOCUMENT],
+            "disconnectAfterInSeconds": 3600,
+            "refreshAfterInSeconds": 300,
+        })
+    } else {
+        serde_json::json!({ "isAuthenticated": false })
+    }
+}

@@ -1,0 +1,287 @@
+//! The SDK against our own broker (in process, free loopback ports): every connection
+//! method connects, subscribes, publishes and receives its own message back; refusals
+//! surface as status changes.
+
+mod broker_support;
+
+use std::sync::{Arc, Mutex};
+
+use broker_support::*;
+use pubsub::{CustomAuth, DataManager, MqttConnectOptions, PublishOutcome, QoS, Status};
+use tokio::time::timeout;
+
+/// Subscribe `chat/<name>`, publish QoS 1 and QoS 0 there, receive both.
+async fn round_trip(m: &DataManager, name: &str) {
+    let topic = format!("chat/{name}");
+    let mut stream = timeout(T, m.subscribe_stream(&topic, QoS::AtLeastOnce))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{name}: subscribe: {e}"));
+    let r = timeout(
+        T,
+        m.publish(&topic, format!("q1 from {name}"), QoS::AtLeastOnce),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, PublishOutcome::Acknowledged, "{name}");
+    let msg = timeout(T, stream.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        (msg.topic.as_str(), &msg.payload[..]),
+        (topic.as_str(), format!("q1 from {name}").as_bytes())
+    );
+    assert!(m.publish_string(&format!("q0 from {name}"), &topic, QoS::AtMostOnce));
+    let msg = timeout(T, stream.recv()).await.unwrap().unwrap();
+    assert_eq!(&msg.payload[..], format!("q0 from {name}").as_bytes());
+    timeout(T, m.disconnect_and_wait()).await.unwrap();
+    assert_eq!(*m.status().borrow(), Status::Disconnected);
+}
+
+type Log = Arc<Mutex<Vec<Status>>>;
+
+fn recorder(l: &Log) -> impl Fn(Status) + Send + Sync + 'static {
+    let l = l.clone();
+    move |s| l.lock().unwrap().push(s)
+}
+
+async fn start() -> (Setup, broker::RunningBroker, Ports) {
+    let setup = setup("methods", true).await;
+    let running = broker::start(setup.config.clone()).await.unwrap();
+    let p = ports(&running);
+    (setup, running, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_method_round_trips() {
+    let (setup, running, p) = start().await;
+    let cfg = service(&setup, p, no_reconnect());
+
+    // Plain MQTT (anonymous, dev-allow-all).
+    let m = DataManager::new(cfg.clone());
+    m.connect_mqtt("plain-1", true, &MqttConnectOptions::default(), |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "plain-1").await;
+
+    // Mutual TLS on mqtts.
+    let m = DataManager::new(cfg.clone());
+    m.connect("dev1", true, &setup.certificates["dev1"], |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "dev1").await;
+
+    // Mutual TLS, ALPN x-amzn-mqtt-ca, on the tls port.
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_alpn("dev2", true, &setup.certificates["dev2"], |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "dev2").await;
+
+    // SigV4 WebSocket, long-lived keys.
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_websocket("sigv4-app", true, |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "sigv4-app").await;
+
+    // SigV4 WebSocket with a session token: appended unsigned (X-Amz-Security-Token); the
+    // signature must still verify.
+    let m = DataManager::new(cfg.clone().static_credentials(
+        ACCESS_KEY,
+        SECRET_KEY,
+        Some("FwoGZXIvYXdzEJr//////////session+token/with=chars".into()),
+    ));
+    m.connect_using_websocket("sigv4-token", true, |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "sigv4-token").await;
+
+    // Custom authorizer over WebSocket (headers on the upgrade).
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_websocket_custom_auth(
+        "ws-token",
+        true,
+        AUTHORIZER,
+        TOKEN_KEY,
+        GOOD_TOKEN,
+        "",
+        |_| {},
+    )
+    .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "ws-token").await;
+
+    // Custom authorizer direct: TLS ALPN mqtt, fields in the username.
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_custom_auth(
+        "direct-token",
+        true,
+        &CustomAuth {
+            authorizer_name: AUTHORIZER.into(),
+            token_key_name: TOKEN_KEY.into(),
+            token_value: GOOD_TOKEN.into(),
+            ..CustomAuth::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    wait_connected(&m).await;
+    round_trip(&m, "direct-token").await;
+
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_connection_methods() {
+    let (setup, running, p) = start().await;
+    let cfg = service(&setup, p, no_reconnect());
+    let cert = DataManager::new(cfg.clone());
+    cert.connect("dev1", true, &setup.certificates["dev1"], |_| {})
+        .unwrap();
+    let ws = DataManager::new(cfg.clone());
+    ws.connect_using_websocket("app-1", true, |_| {}).unwrap();
+    wait_connected(&cert).await;
+    wait_connected(&ws).await;
+    let mut at_ws = ws
+        .subscribe_stream("chat/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let mut at_cert = cert
+        .subscribe_stream("chat/room", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    cert.publish("chat/room", "from the device", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    ws.publish("chat/room", "from the app", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let mut got_ws = Vec::new();
+    for _ in 0..2 {
+        got_ws.push(timeout(T, at_ws.recv()).await.unwrap().unwrap().payload);
+    }
+    let mut got_cert = Vec::new();
+    for _ in 0..2 {
+        got_cert.push(timeout(T, at_cert.recv()).await.unwrap().unwrap().payload);
+    }
+    for got in [got_ws, got_cert] {
+        assert!(got.iter().any(|p| &p[..] == b"from the device"));
+        assert!(got.iter().any(|p| &p[..] == b"from the app"));
+    }
+    cert.disconnect_and_wait().await;
+    ws.disconnect_and_wait().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_publish_is_a_status_change() {
+    let (setup, running, p) = start().await;
+    let m = DataManager::new(service(&setup, p, no_reconnect()));
+    let log: Log = Arc::default();
+    m.connect("dev1", true, &setup.certificates["dev1"], recorder(&log))
+        .unwrap();
+    wait_connected(&m).await;
+    // Allowed first, then outside the policy: IoT Core closes the connection.
+    assert_eq!(
+        m.publish("chat/ok", "fine", QoS::AtLeastOnce)
+            .await
+            .unwrap(),
+        PublishOutcome::Acknowledged
+    );
+    let mut status = m.status();
+    assert_eq!(
+        m.publish("admin/x", "nope", QoS::AtMostOnce).await.unwrap(),
+        PublishOutcome::Sent
+    );
+    timeout(T, status.wait_for(|s| *s == Status::ConnectionError))
+        .await
+        .unwrap()
+        .unwrap();
+    // The watch channel changes just before the callback runs.
+    for _ in 0..100 {
+        if log.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            Status::Connecting,
+            Status::Connected,
+            Status::ConnectionError
+        ]
+    );
+    // No reconnect: the manager is free for a new connect.
+    assert!(matches!(
+        m.publish("chat/ok", "x", QoS::AtLeastOnce).await,
+        Err(pubsub::Error::NotConnected)
+    ));
+
+    // QoS 1 to a denied topic: the pending publish fails instead of hanging.
+    let m = DataManager::new(service(&setup, p, no_reconnect()));
+    m.connect_using_websocket("app-2", true, |_| {}).unwrap();
+    wait_connected(&m).await;
+    let r = timeout(T, m.publish("admin/x", "nope", QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(*m.status().borrow(), Status::ConnectionError);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_are_connection_refused() {
+    let (setup, running, p) = start().await;
+    let cfg = service(&setup, p, no_reconnect());
+
+    // Authorizer says no (direct custom auth): CONNACK 5.
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_custom_auth(
+        "direct-bad",
+        true,
+        &CustomAuth {
+            authorizer_name: AUTHORIZER.into(),
+            token_key_name: TOKEN_KEY.into(),
+            token_value: "wrong".into(),
+            ..CustomAuth::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        timeout(T, m.wait_for_connection()).await.unwrap(),
+        Err(Status::ConnectionRefused)
+    );
+
+    // Authorizer says no over WebSocket.
+    let m = DataManager::new(cfg.clone());
+    m.connect_using_websocket_custom_auth(
+        "ws-bad",
+        true,
+        AUTHORIZER,
+        TOKEN_KEY,
+        "wrong",
+        "",
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        timeout(T, m.wait_for_connection()).await.unwrap(),
+        Err(Status::ConnectionRefused)
+    );
+
+    // Wrong SigV4 secret.
+    let m = DataManager::new(
+        cfg.clone()
+            .static_credentials(ACCESS_KEY, "not-the-secret", None),
+    );
+    m.connect_using_websocket("sigv4-bad", true, |_| {})
+        .unwrap();
+    assert_eq!(
+        timeout(T, m.wait_for_connection()).await.unwrap(),
+        Err(Status::ConnectionRefused)
+    );
+
+    running.shutdown().await;
+}
