@@ -1,7 +1,11 @@
 //! The certificate registry, with IoT Core's semantics: certificates and CA certificates
 //! by id (lowercase hex SHA-256 of the DER), their status, and the policies attached to
-//! them. Kept in `<data_dir>/registry.json`, written atomically, reread when another
-//! process (`pubsub iot …`) changed it.
+//! them, plus access keys made by `create-access-key`.
+//!
+//! Kept in `<data_dir>/registry.json`, not in the redb store, because `pubsub iot …`
+//! changes it from another process while the broker runs and redb locks its file to one
+//! process. Every change is written to a new file, fsync'd and renamed over the old one
+//! (crash-safe), and the broker rereads the file when its modification time changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -394,8 +398,20 @@ impl Registry {
         }
         let text = serde_json::to_string_pretty(&guard.0).expect("registry serializes");
         let temporary = self.path.with_extension("json.tmp");
-        std::fs::write(&temporary, text).map_err(io)?;
+        // Write, fsync, rename, fsync the directory: after a crash the registry is either
+        // the old file or the new one, never a torn one, and a change that returned is kept.
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&temporary).map_err(io)?;
+            file.write_all(text.as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
         std::fs::rename(&temporary, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io)?;
+        }
         guard.1 = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
