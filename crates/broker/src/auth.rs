@@ -20,16 +20,31 @@ pub const ANONYMOUS: &str = "anonymous";
 const DEV_ALLOW_ALL_DOCUMENT: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#;
 
+/// The built-in `dev-allow-all` document.
+pub fn dev_allow_all_document() -> &'static str {
+    DEV_ALLOW_ALL_DOCUMENT
+}
+
 /// Past this many cached decisions per action a connection starts its cache afresh, so a
 /// client publishing to endless distinct topics cannot grow it without bound.
 const MAX_CACHED_DECISIONS: usize = 4096;
 
-/// Every policy the broker knows, by name. The generation changes whenever a policy or
-/// an attachment changes, which invalidates every connection's cached decisions.
+/// Every policy the broker knows, by name, and which principal has which. Two layers: what
+/// the config file declares (fixed for the broker's life) and what the registry holds
+/// (policies and attachments made through the API or `pubsub iot`, replaced wholesale
+/// when the registry changes). The generation changes with every change, which
+/// invalidates every connection's cached decisions.
 pub struct PolicyStore {
-    policies: RwLock<HashMap<String, Arc<Policy>>>,
-    attachments: RwLock<HashMap<String, Vec<String>>>,
+    config_policies: HashMap<String, Arc<Policy>>,
+    config_attachments: HashMap<String, Vec<String>>,
+    dynamic: RwLock<DynamicPolicies>,
     generation: AtomicU64,
+}
+
+#[derive(Default)]
+struct DynamicPolicies {
+    policies: HashMap<String, Arc<Policy>>,
+    attachments: HashMap<String, Vec<String>>,
 }
 
 impl PolicyStore {
@@ -71,8 +86,9 @@ impl PolicyStore {
             }
         }
         Ok(PolicyStore {
-            policies: RwLock::new(policies),
-            attachments: RwLock::new(attachments),
+            config_policies: policies,
+            config_attachments: attachments,
+            dynamic: RwLock::new(DynamicPolicies::default()),
             generation: AtomicU64::new(1),
         })
     }
@@ -82,18 +98,38 @@ impl PolicyStore {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Policy>> {
-        self.policies.read().get(name).cloned()
+        self.config_policies
+            .get(name)
+            .cloned()
+            .or_else(|| self.dynamic.read().policies.get(name).cloned())
+    }
+
+    /// Whether a policy comes from the config file (and cannot be changed by the API).
+    pub fn is_declared_in_config(&self, name: &str) -> bool {
+        self.config_policies.contains_key(name)
     }
 
     /// Names of the policies attached to a principal (`None`: principal unknown).
     pub fn attached(&self, principal: &str) -> Option<Vec<String>> {
-        self.attachments.read().get(principal).cloned()
+        let dynamic = self.dynamic.read();
+        let from_config = self.config_attachments.get(principal);
+        let from_registry = dynamic.attachments.get(principal);
+        if from_config.is_none() && from_registry.is_none() {
+            return None;
+        }
+        let mut names: Vec<String> = from_config.cloned().unwrap_or_default();
+        for name in from_registry.into_iter().flatten() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Some(names)
     }
 
-    /// Attaches policies to a principal (e.g. a certificate id registered at start).
+    /// Attaches policies to a principal (e.g. a certificate registered on first use).
     pub fn attach(&self, principal: &str, names: &[String]) {
-        let mut attachments = self.attachments.write();
-        let attached = attachments.entry(principal.to_owned()).or_default();
+        let mut dynamic = self.dynamic.write();
+        let attached = dynamic.attachments.entry(principal.to_owned()).or_default();
         for name in names {
             if !attached.contains(name) {
                 attached.push(name.clone());
@@ -102,13 +138,41 @@ impl PolicyStore {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Replaces the registry layer (policies made through the API, every attachment the
+    /// registry holds) with the registry's current state.
+    pub fn replace_dynamic(
+        &self,
+        policies: HashMap<String, Arc<Policy>>,
+        attachments: HashMap<String, Vec<String>>,
+    ) {
+        *self.dynamic.write() = DynamicPolicies {
+            policies,
+            attachments,
+        };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Principals a policy is attached to (both layers).
+    pub fn targets_of(&self, policy: &str) -> Vec<String> {
+        let dynamic = self.dynamic.read();
+        let mut targets: Vec<String> = self
+            .config_attachments
+            .iter()
+            .chain(dynamic.attachments.iter())
+            .filter(|(_, names)| names.iter().any(|name| name == policy))
+            .map(|(principal, _)| principal.clone())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
     /// The policies a principal has now, in attachment order.
     pub fn policies_of(&self, principal: &str) -> Vec<Arc<Policy>> {
-        let names = self.attached(principal).unwrap_or_default();
-        let policies = self.policies.read();
-        names
+        self.attached(principal)
+            .unwrap_or_default()
             .iter()
-            .filter_map(|name| policies.get(name).cloned())
+            .filter_map(|name| self.get(name))
             .collect()
     }
 }

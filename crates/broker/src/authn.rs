@@ -52,6 +52,7 @@ pub async fn authenticate_upgrade(
     peer: SocketAddr,
     transport: Transport,
 ) -> Result<Admission, String> {
+    broker.refresh_registry();
     let ttl = Some((
         broker.config.limits.websocket_ttl,
         DisconnectReason::WebsocketTtlExpiration,
@@ -144,9 +145,10 @@ pub async fn authenticate_connect(
     protocols: &[&str],
     server_name: Option<&str>,
 ) -> Result<(Identity, Option<(Duration, DisconnectReason)>), String> {
+    broker.refresh_registry();
     let username = connect.username.as_deref().unwrap_or_default();
     let fields: AuthorizerFields = custom_auth::parse_username(username);
-    if !broker.authorizers.wants(&fields) && broker.config.default_authorizer.is_empty() {
+    if !broker.authorizers.wants(&fields) && broker.authorizers.default_name().is_none() {
         return Err(
             "no credentials: no SigV4 signature, no authorizer fields and no default_authorizer"
                 .into(),

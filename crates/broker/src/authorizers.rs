@@ -10,9 +10,10 @@ use iot::custom_auth::{
     parse_authorizer_response, verify_token_signature, AuthorizerEvent, AuthorizerFields,
 };
 use iot::Policy;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::{AuthorizerConfig, Config, ConfigError};
+use crate::registry::AuthorizerRecord;
 
 /// What a successful authorization gives a connection.
 #[derive(Debug, Clone)]
@@ -36,14 +37,19 @@ pub struct ConnectionFacts<'a> {
     pub connection_id: &'a str,
 }
 
+#[derive(Clone)]
 struct Entry {
     config: AuthorizerConfig,
     public_keys: Vec<String>,
 }
 
+/// Authorizers from the config file (fixed) and from the registry (made through the API,
+/// replaced wholesale when the registry changes).
 pub struct Authorizers {
     by_name: HashMap<String, Entry>,
+    dynamic: RwLock<HashMap<String, Entry>>,
     default_authorizer: String,
+    dynamic_default: RwLock<Option<String>>,
     timeout: Duration,
     client: reqwest::Client,
     cache: Mutex<HashMap<(String, String), (Instant, AuthorizedIdentity)>>,
@@ -93,11 +99,58 @@ impl Authorizers {
             .map_err(|error| ConfigError::Invalid(format!("HTTP client: {error}")))?;
         Ok(Authorizers {
             by_name,
+            dynamic: RwLock::new(HashMap::new()),
             default_authorizer: config.default_authorizer.clone(),
+            dynamic_default: RwLock::new(None),
             timeout: config.limits.authorizer_timeout,
             client,
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Replaces the registry's authorizers (and default) with its current state.
+    pub fn sync(&self, records: &[AuthorizerRecord], default: Option<String>) {
+        let entries = records
+            .iter()
+            .map(|record| {
+                let entry = Entry {
+                    config: AuthorizerConfig {
+                        name: record.authorizer_name.clone(),
+                        function_url: record.authorizer_function_arn.clone(),
+                        token_key_name: record.token_key_name.clone(),
+                        signing_disabled: record.signing_disabled,
+                        token_signing_public_keys: Default::default(),
+                        status: record.status.clone(),
+                    },
+                    public_keys: record.token_signing_public_keys.values().cloned().collect(),
+                };
+                (record.authorizer_name.clone(), entry)
+            })
+            .collect();
+        *self.dynamic.write() = entries;
+        *self.dynamic_default.write() = default;
+        // A changed authorizer must not keep answering from its old cache.
+        self.cache.lock().clear();
+    }
+
+    fn entry(&self, name: &str) -> Option<Entry> {
+        self.by_name
+            .get(name)
+            .cloned()
+            .or_else(|| self.dynamic.read().get(name).cloned())
+    }
+
+    /// The authorizer used when a connection names none (config first, then the API's).
+    pub fn default_name(&self) -> Option<String> {
+        if !self.default_authorizer.is_empty() {
+            return Some(self.default_authorizer.clone());
+        }
+        self.dynamic_default.read().clone()
+    }
+
+    /// Whether an authorizer exists (config or registry).
+    pub fn exists(&self, name: &str) -> bool {
+        self.entry(name).is_some()
     }
 
     /// Whether these fields ask for custom authentication: an authorizer is named, a
@@ -106,8 +159,8 @@ impl Authorizers {
         fields.authorizer_name.is_some()
             || fields.signature.is_some()
             || self
-                .by_name
-                .get(&self.default_authorizer)
+                .default_name()
+                .and_then(|name| self.entry(&name))
                 .is_some_and(|entry| fields.token(&entry.config.token_key_name).is_some())
     }
 
@@ -117,14 +170,16 @@ impl Authorizers {
         fields: &AuthorizerFields,
         facts: ConnectionFacts<'_>,
     ) -> Result<AuthorizedIdentity, String> {
-        let name = match &fields.authorizer_name {
-            Some(name) => name.as_str(),
-            None if !self.default_authorizer.is_empty() => self.default_authorizer.as_str(),
-            None => return Err("no authorizer named and no default_authorizer configured".into()),
+        let default = self.default_name();
+        let name = match (&fields.authorizer_name, &default) {
+            (Some(name), _) => name.as_str(),
+            (None, Some(default)) => default.as_str(),
+            (None, None) => {
+                return Err("no authorizer named and no default_authorizer configured".into())
+            }
         };
         let entry = self
-            .by_name
-            .get(name)
+            .entry(name)
             .ok_or_else(|| format!("authorizer {name:?} does not exist"))?;
         if !entry.config.status.eq_ignore_ascii_case("ACTIVE") {
             return Err(format!(

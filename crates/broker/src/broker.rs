@@ -167,6 +167,32 @@ pub struct Subscriber {
     pub session: Arc<Session>,
 }
 
+/// A request to close one connection from outside it (the control plane), with the
+/// reason to log. The connection notices through its session wake-up.
+#[derive(Debug, Default)]
+pub struct Kick {
+    reason: Mutex<Option<String>>,
+    wake: Arc<Notify>,
+}
+
+impl Kick {
+    /// Why the connection must close, once asked to.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().clone()
+    }
+
+    fn kick(&self, why: &str) {
+        *self.reason.lock() = Some(why.to_owned());
+        self.wake.notify_one();
+    }
+}
+
+struct LiveConnection {
+    principal: String,
+    authorizer: Option<String>,
+    kick: Arc<Kick>,
+}
+
 /// What routing one message did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Routed {
@@ -207,6 +233,7 @@ pub struct Broker {
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
+    live: Mutex<HashMap<ConnectionId, LiveConnection>>,
     pub connections: AtomicUsize,
     next_connection: AtomicU64,
     next_version: AtomicU64,
@@ -222,7 +249,6 @@ impl Broker {
                 .map_err(|error| ConfigError::Invalid(error.to_string()))?,
         );
         registry.apply_config(&config)?;
-        registry.sync_attachments(&policies);
         let authorizers = Authorizers::from_config(&config)?;
         let (store, recovered) = if config.in_memory {
             (None, Recovered::default())
@@ -244,11 +270,13 @@ impl Broker {
             subscriptions: RwLock::new(TopicTrie::new()),
             retained: RwLock::new(HashMap::new()),
             connect_attempts: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
             next_version: AtomicU64::new(1),
             stats: Stats::default(),
         });
+        broker.sync_registry();
         broker.recover(recovered);
         Ok(broker)
     }
@@ -342,15 +370,76 @@ impl Broker {
         }
     }
 
-    /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
-    /// `pubsub iot create-access-key`.
-    pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
-        // `pubsub iot` may have added keys or attached policies since the last look.
+    /// Picks up what `pubsub iot` (another process) changed in the registry since the last
+    /// look: policies, attachments, authorizers.
+    pub fn refresh_registry(&self) {
         match self.registry.reload_if_changed() {
-            Ok(true) => self.registry.sync_attachments(&self.policies),
+            Ok(true) => self.sync_registry(),
             Ok(false) => {}
             Err(error) => tracing::error!(%error, "registry unreadable"),
         }
+    }
+
+    /// Hands the registry's current state to the policy store and the authorizers.
+    pub fn sync_registry(&self) {
+        self.registry.sync_policies(&self.policies);
+        self.authorizers.sync(
+            &self.registry.authorizers(),
+            self.registry.default_authorizer(),
+        );
+    }
+
+    /// Registers a connection so the control plane can close it; returns its kick switch.
+    pub fn register_live(
+        &self,
+        connection: ConnectionId,
+        principal: &str,
+        authorizer: Option<&str>,
+        wake: Arc<Notify>,
+    ) -> Arc<Kick> {
+        let kick = Arc::new(Kick {
+            reason: Mutex::new(None),
+            wake,
+        });
+        self.live.lock().insert(
+            connection,
+            LiveConnection {
+                principal: principal.to_owned(),
+                authorizer: authorizer.map(str::to_owned),
+                kick: kick.clone(),
+            },
+        );
+        kick
+    }
+
+    pub fn unregister_live(&self, connection: ConnectionId) {
+        self.live.lock().remove(&connection);
+    }
+
+    /// Closes every connection of a principal (SERVER_INITIATED_DISCONNECT); returns how many.
+    pub fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
+        self.disconnect_where(|live| live.principal == principal, why)
+    }
+
+    /// Closes every connection a custom authorizer admitted; returns how many.
+    pub fn disconnect_authorizer(&self, authorizer: &str, why: &str) -> usize {
+        self.disconnect_where(|live| live.authorizer.as_deref() == Some(authorizer), why)
+    }
+
+    fn disconnect_where(&self, affected: impl Fn(&LiveConnection) -> bool, why: &str) -> usize {
+        let live = self.live.lock();
+        let mut closed = 0;
+        for connection in live.values().filter(|live| affected(live)) {
+            connection.kick.kick(why);
+            closed += 1;
+        }
+        closed
+    }
+
+    /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
+    /// `pubsub iot create-access-key`.
+    pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
+        self.refresh_registry();
         self.config
             .credentials
             .iter()
@@ -664,6 +753,13 @@ impl Broker {
             .filter(|message| iot::topic_matches(filter, &message.topic))
             .cloned()
             .collect()
+    }
+
+    /// Every retained message (the data plane's ListRetainedMessages).
+    pub fn retained_messages(&self) -> Vec<RetainedMessage> {
+        let mut messages: Vec<RetainedMessage> = self.retained.read().values().cloned().collect();
+        messages.sort_by(|a, b| a.topic.cmp(&b.topic));
+        messages
     }
 
     pub fn retained_count(&self) -> usize {

@@ -394,11 +394,6 @@ impl Config {
     pub fn inactive_features(&self) -> Vec<&'static str> {
         let mut inactive = Vec::new();
         for (name, enabled) in [
-            (
-                "listeners.http (control plane)",
-                !self.listeners.http.is_empty(),
-            ),
-            ("[admin]", self.admin.is_some()),
             ("[[things]]", !self.things.is_empty()),
             ("[[identity_pools]]", !self.identity_pools.is_empty()),
         ] {

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{Authorizer, Denied, ANONYMOUS};
 use crate::authn;
 use crate::authorizers::AuthorizedIdentity;
-use crate::broker::{unix_millis, Broker, ConnectionId, Session};
+use crate::broker::{unix_millis, Broker, ConnectionId, Kick, Session};
 use crate::config::SubscribeDenied;
 use crate::protocol::{self, Refusal};
 use crate::registry::CertificateIdentity;
@@ -164,6 +164,8 @@ struct Online {
     auth: Authorizer,
     /// When the connection must end at the latest, and why.
     ends_at: Option<(tokio::time::Instant, DisconnectReason)>,
+    /// Set by the control plane to close this connection.
+    kick: Arc<Kick>,
 }
 
 /// Why the main loop ended, and whether the will is due.
@@ -333,7 +335,13 @@ where
         if let Some(previous) = opened.took_over {
             info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
         }
+        let authorizer_name = match &identity {
+            Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
+            _ => None,
+        };
+        let kick = broker.register_live(self.id, auth.principal(), authorizer_name, wake.clone());
         let online = Online {
+            kick,
             client_id: opened.session.client_id.clone(),
             session: opened.session,
             wake,
@@ -385,6 +393,10 @@ where
                     return Ending { reason: DisconnectReason::ServerInitiatedDisconnect, publish_will: false };
                 }
                 _ = online.wake.notified() => {
+                    if let Some(why) = online.kick.reason() {
+                        info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
+                        return Ending::abnormal(DisconnectReason::ServerInitiatedDisconnect);
+                    }
                     if !online.session.is_owned_by(self.id) {
                         return Ending::abnormal(DisconnectReason::DuplicateClientId);
                     }
@@ -719,6 +731,7 @@ where
                     .route(&will.topic, will.message.clone(), will.qos);
             }
         }
+        self.broker.unregister_live(self.id);
         self.broker
             .close_session(&online.session, self.id, Instant::now());
         self.broker.connections.fetch_sub(1, Ordering::Relaxed);

@@ -14,6 +14,7 @@ pub mod authorizers;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod protocol;
 pub mod registry;
 pub mod server;

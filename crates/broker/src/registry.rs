@@ -34,10 +34,12 @@ pub enum RegistryError {
     Corrupt { path: PathBuf, message: String },
     #[error("not a PEM certificate: {0}")]
     BadCertificate(String),
-    #[error("certificate {0} does not exist")]
+    #[error("{0} does not exist")]
     NotFound(String),
-    #[error("certificate {0} is already registered")]
+    #[error("{0} already exists")]
     AlreadyExists(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +75,36 @@ struct RegistryState {
     /// Access keys made by `create-access-key`, by access key id.
     #[serde(default)]
     credentials: BTreeMap<String, CredentialRecord>,
+    /// Policies made through the API, by name.
+    #[serde(default)]
+    policies: BTreeMap<String, PolicyRecord>,
+    /// Custom authorizers made through the API, by name.
+    #[serde(default)]
+    authorizers: BTreeMap<String, AuthorizerRecord>,
+    #[serde(default)]
+    default_authorizer: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRecord {
+    pub policy_name: String,
+    pub policy_document: String,
+    pub creation_date: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRecord {
+    pub authorizer_name: String,
+    /// Our stand-in for the Lambda ARN: the authorizer function's HTTP URL.
+    pub authorizer_function_arn: String,
+    pub token_key_name: String,
+    pub token_signing_public_keys: BTreeMap<String, String>,
+    pub status: String,
+    pub signing_disabled: bool,
+    pub creation_date: u64,
+    pub last_modified_date: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,12 +193,217 @@ impl Registry {
         self.save_locked(&mut guard).map_err(invalid)
     }
 
-    /// Copies every attachment into the policy store (which caches decisions from it).
-    pub fn sync_attachments(&self, store: &PolicyStore) {
+    /// Hands the registry's policies and attachments to the policy store (which caches
+    /// decisions from them), replacing what it had from the registry before.
+    pub fn sync_policies(&self, store: &PolicyStore) {
         let guard = self.state.lock();
-        for (principal, policies) in &guard.0.attachments {
-            store.attach(principal, policies);
-        }
+        let policies = guard
+            .0
+            .policies
+            .values()
+            .filter_map(|record| {
+                match iot::Policy::parse(&record.policy_name, &record.policy_document) {
+                    Ok(policy) => Some((record.policy_name.clone(), Arc::new(policy))),
+                    Err(error) => {
+                        tracing::error!(%error, "stored policy no longer parses; ignored");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let attachments = guard
+            .0
+            .attachments
+            .iter()
+            .map(|(principal, names)| (principal.clone(), names.clone()))
+            .collect();
+        store.replace_dynamic(policies, attachments);
+    }
+
+    /// Runs `change` on the registry's state and saves it (atomically, fsync'd).
+    fn change<R>(
+        &self,
+        change: impl FnOnce(&mut RegistryState) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
+        self.reload_if_changed()?;
+        let mut guard = self.state.lock();
+        let result = change(&mut guard.0)?;
+        self.save_locked(&mut guard)?;
+        Ok(result)
+    }
+
+    pub fn create_policy(&self, name: &str, document: &str) -> Result<PolicyRecord, RegistryError> {
+        self.change(|state| {
+            if state.policies.contains_key(name) {
+                return Err(RegistryError::AlreadyExists(format!("policy {name}")));
+            }
+            let record = PolicyRecord {
+                policy_name: name.to_owned(),
+                policy_document: document.to_owned(),
+                creation_date: unix_now(),
+            };
+            state.policies.insert(name.to_owned(), record.clone());
+            Ok(record)
+        })
+    }
+
+    pub fn policy(&self, name: &str) -> Option<PolicyRecord> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.policies.get(name).cloned()
+    }
+
+    pub fn policies(&self) -> Vec<PolicyRecord> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.policies.values().cloned().collect()
+    }
+
+    /// Deletes an API-made policy; refused while it is attached anywhere.
+    pub fn delete_policy(&self, name: &str) -> Result<(), RegistryError> {
+        self.change(|state| {
+            if !state.policies.contains_key(name) {
+                return Err(RegistryError::NotFound(format!("policy {name}")));
+            }
+            if state
+                .attachments
+                .values()
+                .any(|names| names.iter().any(|n| n == name))
+            {
+                return Err(RegistryError::Conflict(format!(
+                    "policy {name} is attached to a target; detach it first"
+                )));
+            }
+            state.policies.remove(name);
+            Ok(())
+        })
+    }
+
+    /// Detaches a policy from a principal; `false` when it was not attached.
+    pub fn detach(&self, principal: &str, policy: &str) -> Result<bool, RegistryError> {
+        self.change(|state| {
+            let Some(names) = state.attachments.get_mut(principal) else {
+                return Ok(false);
+            };
+            let before = names.len();
+            names.retain(|name| name != policy);
+            let detached = names.len() != before;
+            if names.is_empty() {
+                state.attachments.remove(principal);
+            }
+            Ok(detached)
+        })
+    }
+
+    /// Deletes a certificate, which must not be ACTIVE (as IoT Core requires).
+    pub fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
+        self.change(|state| {
+            let record = state
+                .certificates
+                .get(id)
+                .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
+            if record.status == CertificateStatus::Active {
+                return Err(RegistryError::Conflict(format!(
+                    "certificate {id} is ACTIVE; deactivate it first"
+                )));
+            }
+            state.certificates.remove(id);
+            state.attachments.remove(id);
+            Ok(())
+        })
+    }
+
+    pub fn put_authorizer(&self, record: AuthorizerRecord) -> Result<(), RegistryError> {
+        self.change(|state| {
+            state
+                .authorizers
+                .insert(record.authorizer_name.clone(), record);
+            Ok(())
+        })
+    }
+
+    pub fn authorizer(&self, name: &str) -> Option<AuthorizerRecord> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.authorizers.get(name).cloned()
+    }
+
+    pub fn authorizers(&self) -> Vec<AuthorizerRecord> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.authorizers.values().cloned().collect()
+    }
+
+    pub fn delete_authorizer(&self, name: &str) -> Result<(), RegistryError> {
+        self.change(|state| {
+            state
+                .authorizers
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| RegistryError::NotFound(format!("authorizer {name}")))
+        })
+    }
+
+    pub fn set_default_authorizer(&self, name: &str) -> Result<(), RegistryError> {
+        self.change(|state| {
+            state.default_authorizer = Some(name.to_owned());
+            Ok(())
+        })
+    }
+
+    pub fn default_authorizer(&self) -> Option<String> {
+        self.state.lock().0.default_authorizer.clone()
+    }
+
+    pub fn list_ca_certificates(&self) -> Vec<CaRecord> {
+        self.state
+            .lock()
+            .0
+            .ca_certificates
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Registers a CA certificate (RegisterCACertificate).
+    pub fn register_ca(
+        &self,
+        pem: &str,
+        status: CertificateStatus,
+        auto_register: bool,
+    ) -> Result<CaRecord, RegistryError> {
+        let id = certificate_id_of_pem(pem)?;
+        self.change(|state| {
+            if state.ca_certificates.contains_key(&id) {
+                return Err(RegistryError::AlreadyExists(id.clone()));
+            }
+            let record = CaRecord {
+                certificate_id: id.clone(),
+                certificate_pem: pem.to_owned(),
+                status,
+                auto_register,
+                policies: Vec::new(),
+            };
+            state.ca_certificates.insert(id.clone(), record.clone());
+            Ok(record)
+        })
+    }
+
+    pub fn update_ca(
+        &self,
+        id: &str,
+        status: Option<CertificateStatus>,
+        auto_register: Option<bool>,
+    ) -> Result<(), RegistryError> {
+        self.change(|state| {
+            let record = state
+                .ca_certificates
+                .get_mut(id)
+                .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
+            if let Some(status) = status {
+                record.status = status;
+            }
+            if let Some(auto_register) = auto_register {
+                record.auto_register = auto_register;
+            }
+            Ok(())
+        })
     }
 
     /// Decides whether a client certificate may connect, as IoT Core does. Registers it
@@ -185,7 +422,7 @@ impl Registry {
         };
         match self.reload_if_changed() {
             // Another process (`pubsub iot attach-policy …`) changed attachments.
-            Ok(true) => self.sync_attachments(store),
+            Ok(true) => self.sync_policies(store),
             Ok(false) => {}
             Err(error) => {
                 tracing::error!(%error, "certificate registry unreadable; refusing certificates");
@@ -285,7 +522,7 @@ impl Registry {
             .0
             .certificates
             .get_mut(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+            .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
         record.status = status;
         self.save_locked(&mut guard)
     }
@@ -298,7 +535,7 @@ impl Registry {
             .certificates
             .get(id)
             .cloned()
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+            .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))
     }
 
     pub fn list(&self) -> Vec<CertificateRecord> {

@@ -14,13 +14,12 @@ use crate::authn::Transport;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::connection::{self, Identity};
+use crate::control;
 use crate::registry::RegistryError;
 use crate::tls::{self, TlsConfigs};
 use crate::tls_material::{self, TlsMaterialError};
 use crate::websocket;
 
-/// Listener kinds that are parsed but whose transport has not landed yet.
-const NOT_ACTIVE_YET: &[&str] = &["http"];
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -110,9 +109,6 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     let mut listeners = Vec::new();
     let mut tasks = Vec::new();
     for (name, address) in enabled {
-        if NOT_ACTIVE_YET.contains(&name) {
-            continue;
-        }
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| BrokerError::Bind {
@@ -127,6 +123,26 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         })?;
         info!("listening {name} {bound}");
         listeners.push((name, bound));
+        if name == "http" {
+            let admin = control::admin_credentials(&broker.config).map_err(|source| {
+                BrokerError::DataDir {
+                    path: broker
+                        .config
+                        .data_dir
+                        .join("admin-credentials")
+                        .display()
+                        .to_string(),
+                    source,
+                }
+            })?;
+            tasks.push(tokio::spawn(control::serve(
+                broker.clone(),
+                listener,
+                admin,
+                shutdown_rx.clone(),
+            )));
+            continue;
+        }
         let kind = match name {
             "mqtts" => ListenerKind::Mqtts(tls_configs.clone().expect("made for TLS listeners")),
             "tls" => ListenerKind::Tls(tls_configs.clone().expect("made for TLS listeners")),

@@ -111,6 +111,17 @@ pub fn issue_device_certificate(
     })
 }
 
+/// Signs a certificate signing request with the device CA (CreateCertificateFromCsr).
+pub fn issue_from_csr(data_dir: &Path, csr_pem: &str) -> Result<String, TlsMaterialError> {
+    let dir = data_dir.join("devices");
+    let (ca_pem, ca_key) = load_or_create_ca(&dir, "PubSub device CA")?;
+    let issuer = issuer_from(&ca_pem, &ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    set_validity(&mut csr.params, 365 * 30);
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
 /// `(ca.pem, ca.key)` paths in `dir`, creating a self-signed CA there if missing.
 fn load_or_create_ca(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), TlsMaterialError> {
     let ca_pem = dir.join("ca.pem");

@@ -311,7 +311,7 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
         } => {
             let (config, registry) = location.registry()?;
             let store = PolicyStore::from_config(&config)?;
-            registry.sync_attachments(&store);
+            registry.sync_policies(&store);
             let principal = principal_of_target(&principal).to_owned();
             let mut requests = Vec::new();
             if let (Some(action), Some(resource)) = (action, resource) {
