@@ -1,18 +1,25 @@
 //! `pubsub iot …`: the control plane, with the AWS CLI's command and flag names.
 //!
-//! Until the broker's HTTP API lands, commands work offline on a configuration file.
+//! With `--endpoint-url`, or when a broker with a control plane runs on the data directory
+//! (found through `listeners.json`), commands call its API, signed by the `[admin]`
+//! credentials (or `<data_dir>/admin-credentials`, or the AWS environment variables).
+//! Otherwise the commands that need no running broker work offline on the data directory.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use broker::auth::{parse_action, test_authorization, PolicyStore};
 use broker::config::CertificateStatus;
+use broker::control::principal_of_target;
 use broker::registry::{status_name, CertificateRecord, Registry};
 use broker::tls_material::issue_device_certificate;
 use broker::Config;
 use clap::{Args, Subcommand, ValueEnum};
 use iot::RequestContext;
 use serde_json::json;
+use std::time::Duration;
+
+use crate::api::{encode_segment, ApiClient};
 
 /// Where offline commands find the broker's state: `--config` (its `data_dir`, region,
 /// account, endpoint) and/or `--data-dir` (overrides the config's).
@@ -24,6 +31,10 @@ pub struct Location {
     /// The broker's data directory (default: the config's `data_dir`, else `.pubsub`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The control plane to call (e.g. http://127.0.0.1:8088); default: the running
+    /// broker's, from `<data_dir>/listeners.json`.
+    #[arg(long)]
+    endpoint_url: Option<String>,
 }
 
 impl Location {
@@ -36,6 +47,72 @@ impl Location {
             config.data_dir = dir.clone();
         }
         Ok(config)
+    }
+
+    /// The running broker's control plane, if there is one to talk to.
+    fn api(&self) -> anyhow::Result<Option<ApiClient>> {
+        let config = self.config()?;
+        let endpoint = match &self.endpoint_url {
+            Some(url) => url.clone(),
+            None => {
+                let listeners = config.data_dir.join("listeners.json");
+                let Some(address) = std::fs::read_to_string(&listeners)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .and_then(|value| value["http"].as_str().map(str::to_owned))
+                else {
+                    return Ok(None);
+                };
+                let reachable = address.parse().is_ok_and(|address| {
+                    std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300))
+                        .is_ok()
+                });
+                if !reachable {
+                    return Ok(None);
+                }
+                format!("http://{address}")
+            }
+        };
+        let (key, secret) = match (
+            &config.admin,
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(admin), _, _) => (admin.access_key_id.clone(), admin.secret_access_key.clone()),
+            (None, Ok(key), Ok(secret)) if self.endpoint_url.is_some() => (key, secret),
+            _ => {
+                let path = config.data_dir.join("admin-credentials");
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "no [admin] in the config and cannot read {}",
+                        path.display()
+                    )
+                })?;
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                (
+                    value["accessKeyId"].as_str().unwrap_or_default().to_owned(),
+                    value["secretAccessKey"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            }
+        };
+        Ok(Some(ApiClient::new(
+            &endpoint,
+            &config.region,
+            &key,
+            &secret,
+        )))
+    }
+
+    /// The control plane, for commands that only exist there.
+    fn require_api(&self) -> anyhow::Result<ApiClient> {
+        self.api()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no broker control plane is running for this data directory; start `pubsub broker` (with listeners.http) or pass --endpoint-url"
+            )
+        })
     }
 
     fn registry(&self) -> anyhow::Result<(Config, Registry)> {
@@ -150,6 +227,133 @@ pub enum IotCommand {
         #[arg(long)]
         endpoint_type: Option<String>,
     },
+    /// Creates a policy (`--policy-document` is JSON text or `file://PATH`). Needs the API.
+    #[command(name = "create-policy")]
+    CreatePolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+        #[arg(long)]
+        policy_document: String,
+    },
+    #[command(name = "get-policy")]
+    GetPolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+    },
+    #[command(name = "list-policies")]
+    ListPolicies {
+        #[command(flatten)]
+        location: Location,
+    },
+    #[command(name = "delete-policy")]
+    DeletePolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+    },
+    /// Detaches a policy; the target's open connections are closed. Needs the API.
+    #[command(name = "detach-policy")]
+    DetachPolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+        #[arg(long)]
+        target: String,
+    },
+    #[command(name = "detach-principal-policy")]
+    DetachPrincipalPolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+        #[arg(long)]
+        principal: String,
+    },
+    #[command(name = "list-attached-policies")]
+    ListAttachedPolicies {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        target: String,
+    },
+    #[command(name = "list-targets-for-policy")]
+    ListTargetsForPolicy {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        policy_name: String,
+    },
+    #[command(name = "delete-certificate")]
+    DeleteCertificate {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        certificate_id: String,
+    },
+    /// Creates a custom authorizer; `--authorizer-function-arn` is the function's HTTP URL.
+    #[command(name = "create-authorizer")]
+    CreateAuthorizer {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        authorizer_name: String,
+        #[arg(long)]
+        authorizer_function_arn: String,
+        #[arg(long)]
+        token_key_name: Option<String>,
+        /// `NAME=PEM` or `NAME=file://PATH` (repeatable).
+        #[arg(long, num_args = 1..)]
+        token_signing_public_keys: Vec<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        signing_disabled: bool,
+    },
+    #[command(name = "describe-authorizer")]
+    DescribeAuthorizer {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        authorizer_name: String,
+    },
+    #[command(name = "list-authorizers")]
+    ListAuthorizers {
+        #[command(flatten)]
+        location: Location,
+    },
+    #[command(name = "update-authorizer")]
+    UpdateAuthorizer {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        authorizer_name: String,
+        #[arg(long)]
+        authorizer_function_arn: Option<String>,
+        #[arg(long)]
+        token_key_name: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    #[command(name = "delete-authorizer")]
+    DeleteAuthorizer {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        authorizer_name: String,
+    },
+    #[command(name = "set-default-authorizer")]
+    SetDefaultAuthorizer {
+        #[command(flatten)]
+        location: Location,
+        #[arg(long)]
+        authorizer_name: String,
+    },
     /// Answers whether a principal may perform an action on resources, as AWS's
     /// test-authorization does, plus the reason: which policy and statement decided.
     #[command(name = "test-authorization")]
@@ -181,6 +385,18 @@ pub enum IotCommand {
 }
 
 pub fn run(command: IotCommand) -> anyhow::Result<()> {
+    let location = command.location().clone();
+    match location.api()? {
+        Some(api) => {
+            if let Some(answer) = remote(&api, &command)? {
+                return print_answer(&answer);
+            }
+        }
+        None if command.needs_api() => {
+            location.require_api()?;
+        }
+        None => {}
+    }
     match command {
         IotCommand::CreateKeysAndCertificate {
             location,
@@ -300,6 +516,24 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             let config = location.config()?;
             print_json(&json!({ "endpointAddress": config.endpoint }))
         }
+        // Only reachable when `remote` returned nothing, which it never does for these.
+        IotCommand::CreatePolicy { .. }
+        | IotCommand::GetPolicy { .. }
+        | IotCommand::ListPolicies { .. }
+        | IotCommand::DeletePolicy { .. }
+        | IotCommand::DetachPolicy { .. }
+        | IotCommand::DetachPrincipalPolicy { .. }
+        | IotCommand::ListAttachedPolicies { .. }
+        | IotCommand::ListTargetsForPolicy { .. }
+        | IotCommand::DeleteCertificate { .. }
+        | IotCommand::CreateAuthorizer { .. }
+        | IotCommand::DescribeAuthorizer { .. }
+        | IotCommand::ListAuthorizers { .. }
+        | IotCommand::UpdateAuthorizer { .. }
+        | IotCommand::DeleteAuthorizer { .. }
+        | IotCommand::SetDefaultAuthorizer { .. } => {
+            bail!("this command needs the broker's control plane")
+        }
         IotCommand::TestAuthorization {
             location,
             principal,
@@ -354,6 +588,326 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
     }
 }
 
+impl IotCommand {
+    fn location(&self) -> &Location {
+        match self {
+            IotCommand::CreateKeysAndCertificate { location, .. }
+            | IotCommand::RegisterCertificate { location, .. }
+            | IotCommand::UpdateCertificate { location, .. }
+            | IotCommand::DescribeCertificate { location, .. }
+            | IotCommand::ListCertificates { location }
+            | IotCommand::AttachPolicy { location, .. }
+            | IotCommand::AttachPrincipalPolicy { location, .. }
+            | IotCommand::CreateAccessKey { location, .. }
+            | IotCommand::DescribeEndpoint { location, .. }
+            | IotCommand::CreatePolicy { location, .. }
+            | IotCommand::GetPolicy { location, .. }
+            | IotCommand::ListPolicies { location }
+            | IotCommand::DeletePolicy { location, .. }
+            | IotCommand::DetachPolicy { location, .. }
+            | IotCommand::DetachPrincipalPolicy { location, .. }
+            | IotCommand::ListAttachedPolicies { location, .. }
+            | IotCommand::ListTargetsForPolicy { location, .. }
+            | IotCommand::DeleteCertificate { location, .. }
+            | IotCommand::CreateAuthorizer { location, .. }
+            | IotCommand::DescribeAuthorizer { location, .. }
+            | IotCommand::ListAuthorizers { location }
+            | IotCommand::UpdateAuthorizer { location, .. }
+            | IotCommand::DeleteAuthorizer { location, .. }
+            | IotCommand::SetDefaultAuthorizer { location, .. }
+            | IotCommand::TestAuthorization { location, .. } => location,
+        }
+    }
+
+    /// Commands that exist only as calls to the running broker's API.
+    fn needs_api(&self) -> bool {
+        !matches!(
+            self,
+            IotCommand::CreateKeysAndCertificate { .. }
+                | IotCommand::RegisterCertificate { .. }
+                | IotCommand::UpdateCertificate { .. }
+                | IotCommand::DescribeCertificate { .. }
+                | IotCommand::ListCertificates { .. }
+                | IotCommand::AttachPolicy { .. }
+                | IotCommand::AttachPrincipalPolicy { .. }
+                | IotCommand::CreateAccessKey { .. }
+                | IotCommand::DescribeEndpoint { .. }
+                | IotCommand::TestAuthorization { .. }
+        )
+    }
+}
+
+/// Text given as is, or read from `file://PATH` (as the AWS CLI does).
+fn text_or_file(text: &str) -> anyhow::Result<String> {
+    match text.strip_prefix("file://") {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(text.to_owned()),
+    }
+}
+
+/// The API call for a command; `None` for commands with no API form (create-access-key).
+fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_json::Value>> {
+    let e = encode_segment;
+    let active = |on: bool| format!("setAsActive={on}");
+    let answer = match command {
+        IotCommand::CreateKeysAndCertificate {
+            set_as_active,
+            certificate_pem_outfile,
+            public_key_outfile,
+            private_key_outfile,
+            ..
+        } => {
+            let answer = api.call(
+                "POST",
+                "/keys-and-certificate",
+                &active(*set_as_active),
+                &[],
+                None,
+            )?;
+            for (file, field) in [
+                (certificate_pem_outfile, &answer["certificatePem"]),
+                (public_key_outfile, &answer["keyPair"]["PublicKey"]),
+                (private_key_outfile, &answer["keyPair"]["PrivateKey"]),
+            ] {
+                if let Some(file) = file {
+                    std::fs::write(file, field.as_str().unwrap_or_default())
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                }
+            }
+            answer
+        }
+        IotCommand::RegisterCertificate {
+            certificate_pem,
+            set_as_active,
+            ..
+        } => api.call(
+            "POST",
+            "/certificate/register",
+            &active(*set_as_active),
+            &[],
+            Some(&json!({ "certificatePem": text_or_file(certificate_pem)? })),
+        )?,
+        IotCommand::UpdateCertificate {
+            certificate_id,
+            new_status,
+            ..
+        } => {
+            let status = status_name((*new_status).into());
+            api.call(
+                "PUT",
+                &format!("/certificates/{}", e(certificate_id)),
+                &format!("newStatus={status}"),
+                &[],
+                None,
+            )?
+        }
+        IotCommand::DescribeCertificate { certificate_id, .. } => api.call(
+            "GET",
+            &format!("/certificates/{}", e(certificate_id)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::ListCertificates { .. } => api.call("GET", "/certificates", "", &[], None)?,
+        IotCommand::DeleteCertificate { certificate_id, .. } => api.call(
+            "DELETE",
+            &format!("/certificates/{}", e(certificate_id)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::AttachPolicy {
+            policy_name,
+            target,
+            ..
+        } => api.call(
+            "PUT",
+            &format!("/target-policies/{}", e(policy_name)),
+            "",
+            &[],
+            Some(&json!({ "target": target })),
+        )?,
+        IotCommand::DetachPolicy {
+            policy_name,
+            target,
+            ..
+        } => api.call(
+            "POST",
+            &format!("/target-policies/{}", e(policy_name)),
+            "",
+            &[],
+            Some(&json!({ "target": target })),
+        )?,
+        IotCommand::AttachPrincipalPolicy {
+            policy_name,
+            principal,
+            ..
+        } => api.call(
+            "PUT",
+            &format!("/principal-policies/{}", e(policy_name)),
+            "",
+            &[("x-amzn-iot-principal", principal.as_str())],
+            None,
+        )?,
+        IotCommand::DetachPrincipalPolicy {
+            policy_name,
+            principal,
+            ..
+        } => api.call(
+            "DELETE",
+            &format!("/principal-policies/{}", e(policy_name)),
+            "",
+            &[("x-amzn-iot-principal", principal.as_str())],
+            None,
+        )?,
+        IotCommand::CreatePolicy {
+            policy_name,
+            policy_document,
+            ..
+        } => api.call(
+            "POST",
+            &format!("/policies/{}", e(policy_name)),
+            "",
+            &[],
+            Some(&json!({ "policyDocument": text_or_file(policy_document)? })),
+        )?,
+        IotCommand::GetPolicy { policy_name, .. } => api.call(
+            "GET",
+            &format!("/policies/{}", e(policy_name)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::ListPolicies { .. } => api.call("GET", "/policies", "", &[], None)?,
+        IotCommand::DeletePolicy { policy_name, .. } => api.call(
+            "DELETE",
+            &format!("/policies/{}", e(policy_name)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::ListAttachedPolicies { target, .. } => api.call(
+            "POST",
+            &format!("/attached-policies/{}", e(target)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::ListTargetsForPolicy { policy_name, .. } => api.call(
+            "POST",
+            &format!("/policy-targets/{}", e(policy_name)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::CreateAuthorizer {
+            authorizer_name,
+            authorizer_function_arn,
+            token_key_name,
+            token_signing_public_keys,
+            status,
+            signing_disabled,
+            ..
+        } => {
+            let mut keys = serde_json::Map::new();
+            for pair in token_signing_public_keys {
+                let (name, value) = pair.split_once('=').with_context(|| {
+                    format!("--token-signing-public-keys {pair:?}: expected NAME=PEM")
+                })?;
+                keys.insert(name.to_owned(), text_or_file(value)?.into());
+            }
+            api.call(
+                "POST",
+                &format!("/authorizer/{}", e(authorizer_name)),
+                "",
+                &[],
+                Some(&json!({
+                    "authorizerFunctionArn": authorizer_function_arn,
+                    "tokenKeyName": token_key_name,
+                    "tokenSigningPublicKeys": keys,
+                    "status": status.clone().unwrap_or_else(|| "ACTIVE".into()),
+                    "signingDisabled": signing_disabled,
+                })),
+            )?
+        }
+        IotCommand::DescribeAuthorizer {
+            authorizer_name, ..
+        } => api.call(
+            "GET",
+            &format!("/authorizer/{}", e(authorizer_name)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::ListAuthorizers { .. } => api.call("GET", "/authorizers/", "", &[], None)?,
+        IotCommand::UpdateAuthorizer {
+            authorizer_name,
+            authorizer_function_arn,
+            token_key_name,
+            status,
+            ..
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(url) = authorizer_function_arn {
+                body.insert("authorizerFunctionArn".into(), url.clone().into());
+            }
+            if let Some(key) = token_key_name {
+                body.insert("tokenKeyName".into(), key.clone().into());
+            }
+            if let Some(status) = status {
+                body.insert("status".into(), status.clone().into());
+            }
+            api.call(
+                "PUT",
+                &format!("/authorizer/{}", e(authorizer_name)),
+                "",
+                &[],
+                Some(&serde_json::Value::Object(body)),
+            )?
+        }
+        IotCommand::DeleteAuthorizer {
+            authorizer_name, ..
+        } => api.call(
+            "DELETE",
+            &format!("/authorizer/{}", e(authorizer_name)),
+            "",
+            &[],
+            None,
+        )?,
+        IotCommand::SetDefaultAuthorizer {
+            authorizer_name, ..
+        } => api.call(
+            "POST",
+            "/default-authorizer",
+            "",
+            &[],
+            Some(&json!({ "authorizerName": authorizer_name })),
+        )?,
+        IotCommand::DescribeEndpoint { endpoint_type, .. } => api.call(
+            "GET",
+            "/endpoint",
+            &endpoint_type
+                .as_ref()
+                .map(|kind| format!("endpointType={}", e(kind)))
+                .unwrap_or_default(),
+            &[],
+            None,
+        )?,
+        IotCommand::CreateAccessKey { .. } | IotCommand::TestAuthorization { .. } => {
+            return Ok(None)
+        }
+    };
+    Ok(Some(answer))
+}
+
+/// As the AWS CLI: an empty answer prints nothing.
+fn print_answer(answer: &serde_json::Value) -> anyhow::Result<()> {
+    if answer.as_object().is_some_and(|object| object.is_empty()) {
+        return Ok(());
+    }
+    print_json(answer)
+}
+
 fn status(set_as_active: bool) -> CertificateStatus {
     if set_as_active {
         CertificateStatus::Active
@@ -367,15 +921,6 @@ fn certificate_arn(config: &Config, id: &str) -> String {
         "arn:aws:iot:{}:{}:cert/{id}",
         config.region, config.account_id
     )
-}
-
-/// A certificate ARN names its certificate id; anything else (an identity id) is the
-/// principal itself.
-fn principal_of_target(target: &str) -> &str {
-    match target.split_once(":cert/") {
-        Some((_, id)) if target.starts_with("arn:") => id,
-        _ => target,
-    }
 }
 
 fn describe(config: &Config, record: &CertificateRecord) -> serde_json::Value {

@@ -1,0 +1,128 @@
+//! A client of the broker's control plane: requests signed with SigV4 (aws-sigv4), as the
+//! AWS CLI signs them, answers printed as `aws iot` prints them.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use serde_json::Value;
+
+pub struct ApiClient {
+    /// `http://host:port`, no trailing slash.
+    endpoint: String,
+    region: String,
+    credentials: Credentials,
+}
+
+/// AWS's URI encoding of one path segment (a topic's `/` becomes `%2F`).
+pub fn encode_segment(segment: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(segment, UNRESERVED).to_string()
+}
+
+impl ApiClient {
+    pub fn new(endpoint: &str, region: &str, access_key_id: &str, secret: &str) -> ApiClient {
+        ApiClient {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            region: region.to_owned(),
+            credentials: Credentials::new(access_key_id, secret, None, None, "pubsub-iot"),
+        }
+    }
+
+    /// One signed request; `path` is already encoded, `query` without `?`. An AWS-shaped
+    /// error answer becomes an error `"<ErrorType>: <message>"`.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.endpoint)
+        };
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let service = if path.starts_with("/topics/") || path.starts_with("/retainedMessage") {
+            "iotdata"
+        } else {
+            "iot"
+        };
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let mut all_headers: Vec<(&str, &str)> = vec![("host", host.as_str())];
+        all_headers.extend_from_slice(headers);
+        if !body.is_empty() {
+            all_headers.push(("content-type", "application/json"));
+        }
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .context("SigV4 parameters")?
+            .into();
+        let signable = SignableRequest::new(
+            method,
+            url.as_str(),
+            all_headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .context("SigV4 request")?;
+        let (instructions, _) = sign(signable, &params)
+            .context("SigV4 signing")?
+            .into_parts();
+        let (signed_headers, _) = instructions.into_parts();
+
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let mut request = client.request(method.parse()?, &url);
+        for (name, value) in all_headers.iter().filter(|(name, _)| *name != "host") {
+            request = request.header(*name, *value);
+        }
+        for header in signed_headers {
+            request = request.header(header.name(), header.value());
+        }
+        let response = request
+            .body(body)
+            .send()
+            .with_context(|| format!("cannot reach the control plane at {}", self.endpoint))?;
+        let status = response.status();
+        let kind = response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text()?;
+        let value: Value = if text.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text}"))?
+        };
+        if !status.is_success() {
+            bail!(
+                "{} (HTTP {}): {}",
+                kind.unwrap_or_else(|| "error".into()),
+                status.as_u16(),
+                value["message"].as_str().unwrap_or(&text)
+            );
+        }
+        Ok(value)
+    }
+}
