@@ -117,6 +117,7 @@ class Broker:
         self.mqtts_port: int | None = None
         self.tls_port: int | None = None
         self.ws_port: int | None = None
+        self.http_port: int | None = None
         tls = any(k in self.enabled for k in ("mqtts", "tls", "ws"))
         # generating key material on first start may take a while in a debug build
         self.start_timeout = START_TIMEOUT * 3 if tls else START_TIMEOUT
@@ -158,7 +159,7 @@ class Broker:
             time.sleep(0.05)
         host, port = self.addr.rsplit(":", 1)
         self.host, self.port = host, int(port)
-        for name in ("mqtts", "tls", "ws"):
+        for name in ("mqtts", "tls", "ws", "http"):
             a = self.listeners.get(name)
             setattr(self, f"{name}_port", int(a.rsplit(":", 1)[1]) if a else None)
         return self
@@ -255,7 +256,8 @@ def broker(tmp_path, request):
     Overrides: top-level config keys (retained_on_wildcard=True, session_expiry="2s") or
     [limits] keys (max_payload_bytes=1024, connects_per_client_id_per_sec=1);
     listeners={"mqtts": "127.0.0.1:0", "tls": "127.0.0.1:0"} enables TLS listeners (then
-    .mqtts_port / .tls_port / .ca_file; "ws" → .ws_port); anonymous=[...]; extra_toml="..."."""
+    .mqtts_port / .tls_port / .ca_file; "ws" → .ws_port; "http" → .http_port); anonymous=[...];
+    extra_toml="..."."""
     started: list[Broker] = []
     request.node._brokers = started
 

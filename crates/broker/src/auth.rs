@@ -333,7 +333,7 @@ pub fn parse_action(text: &str) -> Option<Action> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestAuthorizationError {
-    #[error("principal {0:?} is unknown and no --policy-names-to-add were given")]
+    #[error("principal {0:?} is unknown and no policies to add were given")]
     UnknownPrincipal(String),
     #[error("policy {0:?} does not exist")]
     UnknownPolicy(String),
@@ -345,13 +345,14 @@ pub fn test_authorization(
     store: &PolicyStore,
     config: &Config,
     principal: &str,
+    known_principal: bool,
     policy_names_to_add: &[String],
     context: &RequestContext,
     action: Action,
     resources: &[String],
 ) -> Result<serde_json::Value, TestAuthorizationError> {
     let attached = store.attached(principal);
-    if attached.is_none() && policy_names_to_add.is_empty() {
+    if attached.is_none() && !known_principal && policy_names_to_add.is_empty() {
         return Err(TestAuthorizationError::UnknownPrincipal(
             principal.to_owned(),
         ));
@@ -502,6 +503,7 @@ document = '''{"Version":"2012-10-17","Statement":[
             &store,
             &config,
             ANONYMOUS,
+            false,
             &[],
             &context,
             Action::Publish,
@@ -517,6 +519,7 @@ document = '''{"Version":"2012-10-17","Statement":[
             &store,
             &config,
             ANONYMOUS,
+            false,
             &[],
             &context,
             Action::Publish,
@@ -533,6 +536,7 @@ document = '''{"Version":"2012-10-17","Statement":[
             &store,
             &config,
             "stranger",
+            false,
             &[],
             &context,
             Action::Publish,

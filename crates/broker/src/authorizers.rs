@@ -21,8 +21,11 @@ pub struct AuthorizedIdentity {
     pub authorizer: String,
     pub principal_id: String,
     pub policies: Vec<Arc<Policy>>,
+    /// The documents as the function returned them (TestInvokeAuthorizer shows them).
+    pub policy_documents: Vec<String>,
     /// IoT Core closes the connection then (CUSTOMAUTH_TTL_EXPIRATION).
     pub disconnect_after: Duration,
+    pub refresh_after: Duration,
 }
 
 /// The parts of a connection the authorizer function is told about.
@@ -272,7 +275,9 @@ impl Authorizers {
             authorizer: name.to_owned(),
             principal_id: answer.principal_id.clone(),
             policies,
+            policy_documents: answer.policy_documents.clone(),
             disconnect_after: Duration::from_secs(answer.disconnect_after_secs),
+            refresh_after: Duration::from_secs(answer.refresh_after_secs),
         };
         let mut cache = self.cache.lock();
         cache.retain(|_, (expires, _)| Instant::now() < *expires);

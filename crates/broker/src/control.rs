@@ -71,6 +71,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "DeleteConflictException", message)
             }
+            RegistryError::WrongState(_) => ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "CertificateStateException",
+                message,
+            ),
             RegistryError::BadCertificate(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "CertificateValidationException",
@@ -538,18 +543,11 @@ async fn route(
                 .collect();
             Ok(json!({ "certificates": certificates }))
         }
-        ("DELETE", ["certificates", id]) => match broker.registry.delete_certificate(id) {
-            Err(RegistryError::Conflict(message)) => Err(ApiError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                "CertificateStateException",
-                message,
-            )),
-            other => {
-                other?;
-                broker.sync_registry();
-                Ok(json!({}))
-            }
-        },
+        ("DELETE", ["certificates", id]) => {
+            broker.registry.delete_certificate(id)?;
+            broker.sync_registry();
+            Ok(json!({}))
+        }
         // Policies
         ("POST", ["policies", name]) => {
             let body = json_body(body)?;
@@ -806,8 +804,9 @@ async fn route(
                 Ok(identity) => Ok(json!({
                     "isAuthenticated": true,
                     "principalId": identity.principal_id,
-                    "policyDocuments": [],
+                    "policyDocuments": identity.policy_documents,
                     "disconnectAfterInSeconds": identity.disconnect_after.as_secs(),
+                    "refreshAfterInSeconds": identity.refresh_after.as_secs(),
                 })),
                 Err(reason) => Err(ApiError::invalid(reason)),
             }
@@ -845,10 +844,13 @@ async fn route(
                             .collect()
                     })
                     .unwrap_or_default();
+                // A registered certificate with nothing attached is known: IMPLICIT_DENY.
+                let known = broker.registry.describe(&principal).is_ok();
                 let answer = test_authorization(
                     &broker.policies,
                     &broker.config,
                     &principal,
+                    known,
                     &add,
                     &context,
                     action,

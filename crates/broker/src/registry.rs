@@ -40,6 +40,8 @@ pub enum RegistryError {
     AlreadyExists(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    WrongState(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,8 +303,17 @@ impl Registry {
                 .get(id)
                 .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
             if record.status == CertificateStatus::Active {
-                return Err(RegistryError::Conflict(format!(
+                return Err(RegistryError::WrongState(format!(
                     "certificate {id} is ACTIVE; deactivate it first"
+                )));
+            }
+            if state
+                .attachments
+                .get(id)
+                .is_some_and(|names| !names.is_empty())
+            {
+                return Err(RegistryError::Conflict(format!(
+                    "certificate {id} has policies attached; detach them first"
                 )));
             }
             state.certificates.remove(id);
@@ -668,9 +679,14 @@ pub fn certificate_id_of_pem(pem: &str) -> Result<String, RegistryError> {
     Ok(certificate_id(&der_of_pem(pem)?))
 }
 
+/// The DER of a PEM certificate, which must parse as X.509 (not just as base64).
 fn der_of_pem(pem: &str) -> Result<CertificateDer<'static>, RegistryError> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|error| RegistryError::BadCertificate(error.to_string()))
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|error| RegistryError::BadCertificate(error.to_string()))?;
+    x509_parser::parse_x509_certificate(&der).map_err(|error| {
+        RegistryError::BadCertificate(format!("not an X.509 certificate: {error}"))
+    })?;
+    Ok(der)
 }
 
 fn pem_of(der: &CertificateDer<'_>) -> String {

@@ -337,6 +337,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         &running.broker.policies,
         &running.broker.config,
         &identity_id,
+        false,
         &[],
         &context,
         iot::Action::Publish,

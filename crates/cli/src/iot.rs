@@ -566,10 +566,12 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             for (action_text, resources) in requests {
                 let action = parse_action(&action_text)
                     .with_context(|| format!("unknown action {action_text:?}"))?;
+                let known = registry.describe(&principal).is_ok();
                 let mut answer = test_authorization(
                     &store,
                     &config,
                     &principal,
+                    known,
                     &policy_names_to_add,
                     &context,
                     action,
