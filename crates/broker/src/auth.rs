@@ -341,16 +341,31 @@ pub enum TestAuthorizationError {
 
 /// What AWS's TestAuthorization answers for one action on some resources, plus our
 /// `reason` for every resource: which policy and statement decided, or why nothing did.
+/// One TestAuthorization question: may `principal` do `action` on `resources`?
+#[derive(Clone, Copy)]
+pub struct AuthorizationQuestion<'a> {
+    pub principal: &'a str,
+    /// A principal the registry knows (a certificate) even with nothing attached.
+    pub known_principal: bool,
+    pub policy_names_to_add: &'a [String],
+    pub context: &'a RequestContext,
+    pub action: Action,
+    pub resources: &'a [String],
+}
+
 pub fn test_authorization(
     store: &PolicyStore,
     config: &Config,
-    principal: &str,
-    known_principal: bool,
-    policy_names_to_add: &[String],
-    context: &RequestContext,
-    action: Action,
-    resources: &[String],
+    question: &AuthorizationQuestion<'_>,
 ) -> Result<serde_json::Value, TestAuthorizationError> {
+    let AuthorizationQuestion {
+        principal,
+        known_principal,
+        policy_names_to_add,
+        context,
+        action,
+        resources,
+    } = *question;
     let attached = store.attached(principal);
     if attached.is_none() && !known_principal && policy_names_to_add.is_empty() {
         return Err(TestAuthorizationError::UnknownPrincipal(
@@ -502,12 +517,14 @@ document = '''{"Version":"2012-10-17","Statement":[
         let answer = test_authorization(
             &store,
             &config,
-            ANONYMOUS,
-            false,
-            &[],
-            &context,
-            Action::Publish,
-            &[arn],
+            &AuthorizationQuestion {
+                principal: ANONYMOUS,
+                known_principal: false,
+                policy_names_to_add: &[],
+                context: &context,
+                action: Action::Publish,
+                resources: &[arn],
+            },
         )
         .unwrap();
         let result = &answer["authResults"][0];
@@ -518,12 +535,14 @@ document = '''{"Version":"2012-10-17","Statement":[
         let answer = test_authorization(
             &store,
             &config,
-            ANONYMOUS,
-            false,
-            &[],
-            &context,
-            Action::Publish,
-            &[other],
+            &AuthorizationQuestion {
+                principal: ANONYMOUS,
+                known_principal: false,
+                policy_names_to_add: &[],
+                context: &context,
+                action: Action::Publish,
+                resources: &[other],
+            },
         )
         .unwrap();
         let result = &answer["authResults"][0];
@@ -535,12 +554,14 @@ document = '''{"Version":"2012-10-17","Statement":[
         assert!(test_authorization(
             &store,
             &config,
-            "stranger",
-            false,
-            &[],
-            &context,
-            Action::Publish,
-            &[]
+            &AuthorizationQuestion {
+                principal: "stranger",
+                known_principal: false,
+                policy_names_to_add: &[],
+                context: &context,
+                action: Action::Publish,
+                resources: &[],
+            },
         )
         .is_err());
     }

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::auth::{parse_action, test_authorization};
+use crate::auth::{parse_action, test_authorization, AuthorizationQuestion};
 use crate::broker::{unix_millis, Broker};
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
@@ -849,12 +849,14 @@ async fn route(
                 let answer = test_authorization(
                     &broker.policies,
                     &broker.config,
-                    &principal,
-                    known,
-                    &add,
-                    &context,
-                    action,
-                    &resources,
+                    &AuthorizationQuestion {
+                        principal: &principal,
+                        known_principal: known,
+                        policy_names_to_add: &add,
+                        context: &context,
+                        action,
+                        resources: &resources,
+                    },
                 )
                 .map_err(|error| ApiError::not_found(error.to_string()))?;
                 results.extend(

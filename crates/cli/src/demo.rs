@@ -336,12 +336,14 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let answer = broker::auth::test_authorization(
         &running.broker.policies,
         &running.broker.config,
-        &identity_id,
-        false,
-        &[],
-        &context,
-        iot::Action::Publish,
-        &[resource],
+        &broker::auth::AuthorizationQuestion {
+            principal: &identity_id,
+            known_principal: false,
+            policy_names_to_add: &[],
+            context: &context,
+            action: iot::Action::Publish,
+            resources: &[resource],
+        },
     )
     .map_err(|e| anyhow!("test-authorization: {e}"))?;
     let result = &answer["authResults"][0];

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use broker::auth::{parse_action, test_authorization, PolicyStore};
+use broker::auth::{parse_action, test_authorization, AuthorizationQuestion, PolicyStore};
 use broker::config::CertificateStatus;
 use broker::control::principal_of_target;
 use broker::registry::{status_name, CertificateRecord, Registry};
@@ -570,12 +570,14 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
                 let mut answer = test_authorization(
                     &store,
                     &config,
-                    &principal,
-                    known,
-                    &policy_names_to_add,
-                    &context,
-                    action,
-                    &resources,
+                    &AuthorizationQuestion {
+                        principal: &principal,
+                        known_principal: known,
+                        policy_names_to_add: &policy_names_to_add,
+                        context: &context,
+                        action,
+                        resources: &resources,
+                    },
                 )?;
                 results.append(
                     answer["authResults"]
