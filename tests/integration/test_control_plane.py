@@ -861,3 +861,24 @@ def test_cli_uses_the_api(broker, tmp_path):
     assert r.returncode != 0, r
     assert re.search(r"403|unauthori|forbidden|signature", r.stderr, re.I), r.stderr
     assert not (work / ".pubsub").exists(), "with --endpoint-url the CLI must not open a data dir"
+
+
+def test_https_publish_on_the_tls_port_reaches_an_mqtt_subscriber(broker, clients):
+    """IoT Core's HTTPS publish: the same API, SigV4-signed, over TLS on the `tls` port
+    (boto3 verifying the broker's CA)."""
+    b = cp_broker(broker)
+    topic = f"https/{uid('t')}"
+    sub = clients.paho(b, uid("https-sub"))
+    assert sub.subscribe(topic, 1) == [1]
+    data = boto3.client("iot-data", endpoint_url=f"https://localhost:{b.tls_port}",
+                        region_name=REGION, aws_access_key_id=ADMIN_KEY,
+                        aws_secret_access_key=ADMIN_SECRET, verify=str(b.ca_file),
+                        config=Config(**BOTO_CONFIG))
+    data.publish(topic=topic, qos=1, payload=b"over https")
+    m = sub.expect(topic=topic)
+    assert m.payload == b"over https"
+    unsigned = boto3.client("iot-data", endpoint_url=f"https://localhost:{b.tls_port}",
+                            region_name=REGION, verify=str(b.ca_file),
+                            config=Config(signature_version=botocore.UNSIGNED, **BOTO_CONFIG))
+    with pytest.raises(ClientError):
+        unsigned.publish(topic=topic, qos=1, payload=b"x")

@@ -155,20 +155,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-struct ControlState {
-    broker: Arc<Broker>,
-    admin: (String, String),
-}
-
 /// Serves the control plane until shutdown.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
-    admin: (String, String),
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let state = Arc::new(ControlState { broker, admin });
-    let app = Router::new().fallback(handle).with_state(state);
+    let app = Router::new().fallback(handle).with_state(broker);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
@@ -179,75 +172,114 @@ pub async fn serve(
     }
 }
 
+/// A control-plane answer, whatever carried the request (the `http` listener, or HTTPS on
+/// the TLS port's HTTP branch).
+pub struct Answer {
+    pub status: u16,
+    pub error_kind: Option<&'static str>,
+    pub body: String,
+}
+
 async fn handle(
-    State(state): State<Arc<ControlState>>,
+    State(broker): State<Arc<Broker>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value)))
+        .collect();
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
-    if let Err(reason) = authenticate(&state, &method, &path, &query, &headers, &body) {
-        warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
-        return ApiError::new(StatusCode::FORBIDDEN, "UnauthorizedException", reason)
-            .into_response();
+    let answer = answer(&broker, method.as_str(), &path, &query, &pairs, &body).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match answer.error_kind {
+        Some(kind) => (
+            status,
+            [
+                ("x-amzn-ErrorType", kind),
+                ("content-type", "application/json"),
+            ],
+            answer.body,
+        )
+            .into_response(),
+        None => (status, [("content-type", "application/json")], answer.body).into_response(),
     }
-    let broker = state.broker.clone();
+}
+
+/// Authenticates and answers one request.
+pub async fn answer(
+    broker: &Arc<Broker>,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let into_answer = |error: ApiError| Answer {
+        status: error.status.as_u16(),
+        error_kind: Some(error.kind),
+        body: json!({ "message": error.message, "__type": error.kind }).to_string(),
+    };
+    if let Err(reason) = authenticate(broker, method, path, query, headers, body) {
+        warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
+        return into_answer(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "UnauthorizedException",
+            reason,
+        ));
+    }
     broker.refresh_registry();
-    let result = route(&broker, &method, &path, &query, &headers, &body).await;
-    match result {
+    match route(broker, method, path, query, headers, body).await {
         Ok(value) => {
             info!(%method, %path, "control plane request");
-            (
-                StatusCode::OK,
-                [("content-type", "application/json")],
-                value.to_string(),
-            )
-                .into_response()
+            Answer {
+                status: 200,
+                error_kind: None,
+                body: value.to_string(),
+            }
         }
         Err(error) => {
             info!(%method, %path, kind = error.kind, message = %error.message, "control plane request failed");
-            error.into_response()
+            into_answer(error)
         }
     }
 }
 
 /// SigV4 in the Authorization header, by the admin key, for service `iot` / `iotdata`.
 fn authenticate(
-    state: &ControlState,
-    method: &Method,
+    broker: &Broker,
+    method: &str,
     path: &str,
     query: &str,
-    headers: &HeaderMap,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(), String> {
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value)))
-        .collect();
-    let authorization = sigv4::parse_authorization(&pairs)
+    let authorization = sigv4::parse_authorization(headers)
         .map_err(|error| format!("malformed Authorization header: {error}"))?
         .ok_or("request is not signed (SigV4 Authorization header missing)")?;
-    let (admin_key, admin_secret) = &state.admin;
-    if authorization.access_key_id != *admin_key {
+    let (admin_key, admin_secret) = admin_credentials(&broker.config)
+        .map_err(|error| format!("admin credentials unavailable: {error}"))?;
+    if authorization.access_key_id != admin_key {
         return Err(format!(
             "access key {} is not the control plane's [admin] key",
             authorization.access_key_id
         ));
     }
     let request = SignedRequest {
-        method: method.as_str(),
+        method,
         path,
         query,
-        headers: &pairs,
+        headers,
     };
     sigv4::verify_header_signed(
         &request,
         body,
         &authorization,
-        admin_secret,
-        &state.broker.config.region,
+        &admin_secret,
+        &broker.config.region,
         &["iot", "iotdata", "execute-api"],
         SystemTime::now(),
     )
@@ -430,16 +462,16 @@ fn public_keys(body: &Value) -> BTreeMap<String, String> {
 
 async fn route(
     broker: &Arc<Broker>,
-    method: &Method,
+    method: &str,
     path: &str,
     query: &str,
-    headers: &HeaderMap,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> ApiResult {
     let parts = segments(path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let set_as_active = query_param(query, "setAsActive").as_deref() == Some("true");
-    match (method.as_str(), parts.as_slice()) {
+    match (method, parts.as_slice()) {
         // Certificates
         ("POST", ["keys-and-certificate"]) => {
             let issued =
@@ -636,11 +668,11 @@ async fn route(
         }
         ("PUT", ["principal-policies", policy]) | ("DELETE", ["principal-policies", policy]) => {
             let principal = headers
-                .get("x-amzn-iot-principal")
-                .and_then(|value| value.to_str().ok())
-                .ok_or_else(|| ApiError::invalid("x-amzn-iot-principal header is required"))?
-                .to_owned();
-            if method == Method::PUT {
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("x-amzn-iot-principal"))
+                .map(|(_, value)| value.to_string())
+                .ok_or_else(|| ApiError::invalid("x-amzn-iot-principal header is required"))?;
+            if method == "PUT" {
                 attach(broker, policy, &principal)
             } else {
                 detach(broker, policy, &principal)

@@ -124,21 +124,19 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         info!("listening {name} {bound}");
         listeners.push((name, bound));
         if name == "http" {
-            let admin = control::admin_credentials(&broker.config).map_err(|source| {
-                BrokerError::DataDir {
-                    path: broker
-                        .config
-                        .data_dir
-                        .join("admin-credentials")
-                        .display()
-                        .to_string(),
-                    source,
-                }
+            // Generated now (not at the first request) so `pubsub iot` can read it.
+            control::admin_credentials(&broker.config).map_err(|source| BrokerError::DataDir {
+                path: broker
+                    .config
+                    .data_dir
+                    .join("admin-credentials")
+                    .display()
+                    .to_string(),
+                source,
             })?;
             tasks.push(tokio::spawn(control::serve(
                 broker.clone(),
                 listener,
-                admin,
                 shutdown_rx.clone(),
             )));
             continue;

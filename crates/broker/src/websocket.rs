@@ -74,7 +74,13 @@ pub async fn serve<S>(
         Ok(Err(_)) | Err(_) => return,
     };
     if request.path != "/mqtt" {
-        info!(%peer, path = %request.path, "HTTP 404: only /mqtt is served");
+        // A SigV4-signed request is for the control plane, here over HTTPS (as IoT Core's
+        // data endpoint serves HTTPS publish): the same API as the `http` listener.
+        if request.header("authorization").is_some() {
+            serve_control_plane(&broker, &mut stream, &request).await;
+            return;
+        }
+        info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");
         respond(&mut stream, 404, "Not Found", "not found\n").await;
         return;
     }
@@ -162,6 +168,57 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Up
         query: query.to_owned(),
         headers,
     }))
+}
+
+/// Reads the request body (Content-Length, bounded) and answers from the control plane.
+async fn serve_control_plane<S: AsyncRead + AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    stream: &mut S,
+    request: &UpgradeRequest,
+) {
+    const MAX_BODY: usize = 1 << 20;
+    let length: usize = request
+        .header("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY {
+        respond(stream, 413, "Payload Too Large", "request body too large\n").await;
+        return;
+    }
+    let mut body = vec![0u8; length];
+    if tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut body))
+        .await
+        .map_or(true, |read| read.is_err())
+    {
+        return;
+    }
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let answer = crate::control::answer(
+        broker,
+        &request.method,
+        &request.path,
+        &request.query,
+        &headers,
+        &body,
+    )
+    .await;
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        answer.status,
+        if answer.status == 200 { "OK" } else { "Error" },
+        answer.body.len()
+    );
+    if let Some(kind) = answer.error_kind {
+        head.push_str(&format!("x-amzn-ErrorType: {kind}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(answer.body.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, body: &str) {
