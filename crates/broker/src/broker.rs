@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::auth::PolicyStore;
 use crate::authorizers::Authorizers;
+use crate::cognito::TemporaryCredentials;
 use crate::config::{Config, ConfigError};
 use crate::registry::Registry;
 use crate::session::{Delivery, Enqueued, SessionState};
@@ -193,6 +194,17 @@ struct LiveConnection {
     kick: Arc<Kick>,
 }
 
+/// An access key's secret and who it stands for.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub secret: String,
+    pub principal: String,
+    /// Temporary credentials are valid only with their own session token…
+    pub session_token: Option<String>,
+    /// …and until they expire.
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
 /// What routing one message did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Routed {
@@ -229,6 +241,7 @@ pub struct Broker {
     pub policies: Arc<PolicyStore>,
     pub registry: Arc<Registry>,
     pub authorizers: Authorizers,
+    pub temporary_credentials: TemporaryCredentials,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
@@ -266,6 +279,7 @@ impl Broker {
             policies,
             registry,
             authorizers,
+            temporary_credentials: TemporaryCredentials::default(),
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
             retained: RwLock::new(HashMap::new()),
@@ -277,6 +291,7 @@ impl Broker {
             stats: Stats::default(),
         });
         broker.sync_registry();
+        crate::cognito::apply_config_pools(&broker);
         broker.recover(recovered);
         Ok(broker)
     }
@@ -436,21 +451,38 @@ impl Broker {
         closed
     }
 
-    /// `(secret, principal)` of an access key: `[[credentials]]` first, then keys made by
-    /// `pubsub iot create-access-key`.
-    pub fn credential(&self, access_key_id: &str) -> Option<(String, String)> {
+    /// What an access key stands for: `[[credentials]]` first, then keys made by
+    /// `pubsub iot create-access-key`, then temporary credentials from the Cognito
+    /// emulation (valid only with their session token and until they expire).
+    pub fn credential(&self, access_key_id: &str) -> Option<Credential> {
         self.refresh_registry();
+        let long_lived = |(secret, principal): (String, String)| Credential {
+            secret,
+            principal,
+            session_token: None,
+            expires_at: None,
+        };
         self.config
             .credentials
             .iter()
             .find(|credential| credential.access_key_id == access_key_id)
             .map(|credential| {
-                (
+                long_lived((
                     credential.secret_access_key.clone(),
                     credential.principal.clone(),
-                )
+                ))
             })
-            .or_else(|| self.registry.credential(access_key_id))
+            .or_else(|| self.registry.credential(access_key_id).map(long_lived))
+            .or_else(|| {
+                self.temporary_credentials
+                    .get(access_key_id)
+                    .map(|temporary| Credential {
+                        secret: temporary.secret_access_key,
+                        principal: temporary.identity_id,
+                        session_token: Some(temporary.session_token),
+                        expires_at: Some(temporary.expires_at),
+                    })
+            })
     }
 
     pub fn next_connection_id(&self) -> ConnectionId {

@@ -393,10 +393,7 @@ impl Config {
     /// nobody believes they are enforced.
     pub fn inactive_features(&self) -> Vec<&'static str> {
         let mut inactive = Vec::new();
-        for (name, enabled) in [
-            ("[[things]]", !self.things.is_empty()),
-            ("[[identity_pools]]", !self.identity_pools.is_empty()),
-        ] {
+        for (name, enabled) in [("[[things]]", !self.things.is_empty())] {
             if enabled {
                 inactive.push(name);
             }

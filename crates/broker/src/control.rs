@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::auth::{parse_action, test_authorization, AuthorizationQuestion};
 use crate::broker::{unix_millis, Broker};
+use crate::cognito;
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
 use crate::tls_material;
@@ -223,6 +224,13 @@ pub async fn answer(
         error_kind: Some(error.kind),
         body: json!({ "message": error.message, "__type": error.kind }).to_string(),
     };
+    let cognito_operation = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+        .and_then(|(_, target)| target.strip_prefix("AWSCognitoIdentityService."));
+    if let Some(operation) = cognito_operation {
+        return answer_cognito(broker, operation, method, path, query, headers, body);
+    }
     if let Err(reason) = authenticate(broker, method, path, query, headers, body) {
         warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
         return into_answer(ApiError::new(
@@ -244,6 +252,58 @@ pub async fn answer(
         Err(error) => {
             info!(%method, %path, kind = error.kind, message = %error.message, "control plane request failed");
             into_answer(error)
+        }
+    }
+}
+
+/// Cognito Identity's JSON 1.1 operations: GetId, GetCredentialsForIdentity and
+/// GetOpenIdToken are unsigned, as in AWS; the others need the admin signature.
+fn answer_cognito(
+    broker: &Broker,
+    operation: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let failure = |status: u16, kind: &'static str, message: String| Answer {
+        status,
+        error_kind: Some(kind),
+        body: json!({ "__type": kind, "message": message }).to_string(),
+    };
+    if !cognito::is_unsigned_operation(operation) {
+        if let Err(reason) = authenticate(broker, method, path, query, headers, body) {
+            warn!(operation, %reason, "Cognito request refused: HTTP 403");
+            return failure(403, "NotAuthorizedException", reason);
+        }
+    }
+    let request: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(error) => {
+                return failure(
+                    400,
+                    "InvalidParameterException",
+                    format!("body is not JSON: {error}"),
+                )
+            }
+        }
+    };
+    match cognito::answer(broker, operation, &request) {
+        Ok(value) => {
+            info!(operation, "Cognito request");
+            Answer {
+                status: 200,
+                error_kind: None,
+                body: value.to_string(),
+            }
+        }
+        Err(error) => {
+            info!(operation, kind = error.kind, message = %error.message, "Cognito request failed");
+            failure(error.status, error.kind, error.message)
         }
     }
 }
@@ -280,7 +340,7 @@ fn authenticate(
         &authorization,
         &admin_secret,
         &broker.config.region,
-        &["iot", "iotdata", "execute-api"],
+        &["iot", "iotdata", "execute-api", "cognito-identity"],
         SystemTime::now(),
     )
     .map_err(|error| format!("SigV4: {error}"))

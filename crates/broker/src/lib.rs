@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authn;
 pub mod authorizers;
 pub mod broker;
+pub mod cognito;
 pub mod config;
 pub mod connection;
 pub mod control;

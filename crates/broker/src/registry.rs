@@ -85,6 +85,21 @@ struct RegistryState {
     authorizers: BTreeMap<String, AuthorizerRecord>,
     #[serde(default)]
     default_authorizer: Option<String>,
+    /// Cognito identity pools, by id.
+    #[serde(default)]
+    identity_pools: BTreeMap<String, IdentityPoolRecord>,
+    /// Cognito identity id → its pool's id.
+    #[serde(default)]
+    identities: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityPoolRecord {
+    pub identity_pool_id: String,
+    pub identity_pool_name: String,
+    pub allow_unauthenticated: bool,
+    pub credentials_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -360,6 +375,60 @@ impl Registry {
 
     pub fn default_authorizer(&self) -> Option<String> {
         self.state.lock().0.default_authorizer.clone()
+    }
+
+    /// Adds a pool, or updates the settings of the pool with the same name (config pools
+    /// keep the id their first start gave them).
+    pub fn ensure_identity_pool(&self, record: IdentityPoolRecord) -> Result<(), RegistryError> {
+        self.change(|state| {
+            let existing = state
+                .identity_pools
+                .values_mut()
+                .find(|pool| pool.identity_pool_name == record.identity_pool_name);
+            match existing {
+                Some(pool) => {
+                    pool.allow_unauthenticated = record.allow_unauthenticated;
+                    pool.credentials_ttl_secs = record.credentials_ttl_secs;
+                }
+                None => {
+                    state
+                        .identity_pools
+                        .insert(record.identity_pool_id.clone(), record);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn identity_pool(&self, id: &str) -> Option<IdentityPoolRecord> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.identity_pools.get(id).cloned()
+    }
+
+    pub fn identity_pools(&self) -> Vec<IdentityPoolRecord> {
+        let _ = self.reload_if_changed();
+        self.state
+            .lock()
+            .0
+            .identity_pools
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn add_identity(&self, identity_id: &str, pool_id: &str) -> Result<(), RegistryError> {
+        self.change(|state| {
+            state
+                .identities
+                .insert(identity_id.to_owned(), pool_id.to_owned());
+            Ok(())
+        })
+    }
+
+    /// The pool of an identity id.
+    pub fn identity(&self, identity_id: &str) -> Option<String> {
+        let _ = self.reload_if_changed();
+        self.state.lock().0.identities.get(identity_id).cloned()
     }
 
     pub fn list_ca_certificates(&self) -> Vec<CaRecord> {
