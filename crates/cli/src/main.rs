@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod bench;
 mod client;
+mod cognito;
 mod demo;
 mod iot;
 
@@ -43,6 +44,12 @@ enum Command {
     Bench {
         #[command(subcommand)]
         scenario: bench::Scenario,
+    },
+    /// Cognito Identity calls, shaped as `aws cognito-identity` (get-id,
+    /// get-credentials-for-identity).
+    Cognito {
+        #[command(subcommand)]
+        command: cognito::CognitoCommand,
     },
     /// The control plane, named and shaped as `aws iot`.
     Iot {
@@ -88,6 +95,7 @@ fn main() {
         Command::Demo => demo::run(),
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
         Command::Iot { command } => iot::run(command),
+        Command::Cognito { command } => cognito::run(command),
         Command::Bench { scenario } => bench::run(scenario),
     };
     if let Err(error) = result {

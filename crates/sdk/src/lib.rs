@@ -37,6 +37,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod cognito;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -47,6 +48,7 @@ pub mod topic;
 pub use aws_credential_types::provider::ProvideCredentials;
 pub use aws_credential_types::Credentials;
 pub use bytes::Bytes;
+pub use cognito::CognitoCredentialsProvider;
 pub use config::{
     Endpoint, EnvironmentCredentialsProvider, LastWill, MqttConfiguration, OfflineQueuePolicy,
     Ports, ServiceConfiguration, WhenFull,

@@ -1,0 +1,70 @@
+//! `pubsub cognito …`: the Cognito Identity calls an app makes, shaped as
+//! `aws cognito-identity`, against the broker's emulation (or AWS with `--endpoint-url`).
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+#[derive(Subcommand)]
+pub enum CognitoCommand {
+    /// Gets (creates) an identity id in an identity pool.
+    #[command(name = "get-id")]
+    GetId {
+        #[arg(long)]
+        identity_pool_id: String,
+        /// The broker's control plane, e.g. http://127.0.0.1:8088.
+        #[arg(long, default_value = "http://127.0.0.1:8088")]
+        endpoint_url: String,
+    },
+    /// Gets temporary credentials for an identity id.
+    #[command(name = "get-credentials-for-identity")]
+    GetCredentialsForIdentity {
+        #[arg(long)]
+        identity_id: String,
+        #[arg(long, default_value = "http://127.0.0.1:8088")]
+        endpoint_url: String,
+    },
+}
+
+pub fn run(command: CognitoCommand) -> anyhow::Result<()> {
+    let (operation, body, endpoint) = match command {
+        CognitoCommand::GetId {
+            identity_pool_id,
+            endpoint_url,
+        } => (
+            "GetId",
+            json!({ "IdentityPoolId": identity_pool_id }),
+            endpoint_url,
+        ),
+        CognitoCommand::GetCredentialsForIdentity {
+            identity_id,
+            endpoint_url,
+        } => (
+            "GetCredentialsForIdentity",
+            json!({ "IdentityId": identity_id }),
+            endpoint_url,
+        ),
+    };
+    // These operations are unsigned in AWS too.
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/", endpoint.trim_end_matches('/')))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            format!("AWSCognitoIdentityService.{operation}"),
+        )
+        .body(body.to_string())
+        .send()
+        .with_context(|| format!("cannot reach {endpoint}"))?;
+    let status = response.status();
+    let answer: Value = response.json().context("the answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            answer["__type"].as_str().unwrap_or("error"),
+            answer["message"].as_str().unwrap_or_default()
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
