@@ -579,32 +579,31 @@ impl Registry {
         status: CertificateStatus,
     ) -> Result<CertificateRecord, RegistryError> {
         let id = certificate_id_of_pem(pem)?;
-        let mut guard = self.state.lock();
-        if guard.0.certificates.contains_key(&id) {
-            return Err(RegistryError::AlreadyExists(id));
-        }
-        let ca = issuing_ca(&guard.0, pem);
-        let record = CertificateRecord {
-            certificate_id: id.clone(),
-            certificate_pem: pem.to_owned(),
-            status,
-            ca_certificate_id: ca,
-            creation_date: unix_now(),
-        };
-        guard.0.certificates.insert(id, record.clone());
-        self.save_locked(&mut guard)?;
-        Ok(record)
+        self.change(|state| {
+            if state.certificates.contains_key(&id) {
+                return Err(RegistryError::AlreadyExists(id.clone()));
+            }
+            let record = CertificateRecord {
+                certificate_id: id.clone(),
+                certificate_pem: pem.to_owned(),
+                status,
+                ca_certificate_id: issuing_ca(state, pem),
+                creation_date: unix_now(),
+            };
+            state.certificates.insert(id.clone(), record.clone());
+            Ok(record)
+        })
     }
 
     pub fn update_status(&self, id: &str, status: CertificateStatus) -> Result<(), RegistryError> {
-        let mut guard = self.state.lock();
-        let record = guard
-            .0
-            .certificates
-            .get_mut(id)
-            .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
-        record.status = status;
-        self.save_locked(&mut guard)
+        self.change(|state| {
+            let record = state
+                .certificates
+                .get_mut(id)
+                .ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
+            record.status = status;
+            Ok(())
+        })
     }
 
     pub fn describe(&self, id: &str) -> Result<CertificateRecord, RegistryError> {
@@ -619,14 +618,16 @@ impl Registry {
     }
 
     pub fn list(&self) -> Vec<CertificateRecord> {
+        let _ = self.reload_if_changed();
         self.state.lock().0.certificates.values().cloned().collect()
     }
 
     /// Attaches a policy by name to a principal and saves.
     pub fn attach(&self, principal: &str, policy: &str) -> Result<(), RegistryError> {
-        let mut guard = self.state.lock();
-        attach_names(&mut guard.0, principal, &[policy.to_owned()]);
-        self.save_locked(&mut guard)
+        self.change(|state| {
+            attach_names(state, principal, &[policy.to_owned()]);
+            Ok(())
+        })
     }
 
     /// Stores a new access key pair for a principal (an identity id).
@@ -644,13 +645,12 @@ impl Registry {
             principal: principal.to_owned(),
             creation_date: unix_now(),
         };
-        let mut guard = self.state.lock();
-        guard
-            .0
-            .credentials
-            .insert(record.access_key_id.clone(), record.clone());
-        self.save_locked(&mut guard)?;
-        Ok(record)
+        self.change(|state| {
+            state
+                .credentials
+                .insert(record.access_key_id.clone(), record.clone());
+            Ok(record)
+        })
     }
 
     /// `(secret, principal)` of a stored access key.
