@@ -74,9 +74,10 @@ pub async fn serve<S>(
         Ok(Err(_)) | Err(_) => return,
     };
     if request.path != "/mqtt" {
-        // A SigV4-signed request is for the control plane, here over HTTPS (as IoT Core's
-        // data endpoint serves HTTPS publish): the same API as the `http` listener.
-        if request.header("authorization").is_some() {
+        // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
+        // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
+        // as the `http` listener.
+        if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
             serve_control_plane(&broker, &mut stream, &request).await;
             return;
         }

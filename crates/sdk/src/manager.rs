@@ -1085,7 +1085,7 @@ async fn build_options(
             let creds = credentials
                 .provide_credentials()
                 .await
-                .map_err(|e| Error::Credentials(e.to_string()))?;
+                .map_err(|e| Error::Credentials(error_chain(&e)))?;
             let url = auth::presign_websocket_url(
                 authority,
                 &config.region,
@@ -1646,4 +1646,17 @@ mod tests {
         assert_eq!(authority("localhost", 8443), "localhost:8443");
         assert_eq!(authority("::1", 8443), "[::1]:8443");
     }
+}
+
+/// An error with its sources, so a credentials failure says what the provider reported
+/// (e.g. Cognito's error type and message), not only "an error occurred".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
