@@ -1636,18 +1636,6 @@ fn fail_command(c: Command) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_authority() {
-        assert_eq!(authority("example.com", 443), "example.com");
-        assert_eq!(authority("localhost", 8443), "localhost:8443");
-        assert_eq!(authority("::1", 8443), "[::1]:8443");
-    }
-}
-
 /// An error with its sources, so a credentials failure says what the provider reported
 /// (e.g. Cognito's error type and message), not only "an error occurred".
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -1659,4 +1647,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_authority() {
+        assert_eq!(authority("example.com", 443), "example.com");
+        assert_eq!(authority("localhost", 8443), "localhost:8443");
+        assert_eq!(authority("::1", 8443), "[::1]:8443");
+    }
 }
