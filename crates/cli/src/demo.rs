@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use broker::config::{
-    Anonymous, AuthorizerConfig, CertificateConfig, CertificateStatus, CredentialConfig, Listeners,
-    PolicyConfig,
+    Admin, Anonymous, AuthorizerConfig, CertificateConfig, CertificateStatus, IdentityPoolConfig,
+    Listeners, PolicyConfig,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use pubsub_sdk::backoff::BackoffConfig;
 use pubsub_sdk::{
-    CustomAuth, DataManager, Endpoint, IdentityStore, MqttConfiguration, MqttConnectOptions, QoS,
-    ServiceConfiguration, Status,
+    CognitoCredentialsProvider, CustomAuth, DataManager, Endpoint, IdentityStore,
+    MqttConfiguration, MqttConnectOptions, QoS, ServiceConfiguration, Status,
 };
 
 const POLICY: &str = "myIOTPolicy";
@@ -109,17 +109,12 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         cert_ids.insert(name, id);
     }
 
-    // --- a Cognito-style identity with long-lived SigV4 keys ---
-    let identity_id = format!(
-        "us-east-1:{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        fastrand::u32(..),
-        fastrand::u16(..),
-        fastrand::u16(..0x1000),
-        fastrand::u16(..0x1000),
-        fastrand::u64(..1 << 48)
-    );
-    let access_key = format!("AKIADEMO{:012X}", fastrand::u64(..1 << 48));
-    let secret_key: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+    // The control plane's admin key (Cognito's GetId / GetCredentialsForIdentity are
+    // unsigned; the admin key is what an operator would attach policies with).
+    let admin = Admin {
+        access_key_id: format!("AKIADEMO{:012X}", fastrand::u64(..1 << 48)),
+        secret_access_key: (0..40).map(|_| fastrand::alphanumeric()).collect(),
+    };
 
     // --- the broker ---
     let mut config = broker::Config {
@@ -131,8 +126,14 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             mqtts: "127.0.0.1:0".into(),
             tls: "127.0.0.1:0".into(),
             ws: String::new(),
-            http: String::new(),
+            http: "127.0.0.1:0".into(),
         },
+        admin: Some(admin),
+        identity_pools: vec![IdentityPoolConfig {
+            name: "app-pool".into(),
+            allow_unauthenticated: true,
+            credentials_ttl: Duration::from_secs(3600),
+        }],
         anonymous: Some(Anonymous {
             policies: vec![POLICY.into()],
         }),
@@ -142,12 +143,6 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             document_file: None,
         }],
         certificates,
-        credentials: vec![CredentialConfig {
-            access_key_id: access_key.clone(),
-            secret_access_key: secret_key.clone(),
-            principal: identity_id.clone(),
-            policies: vec![POLICY.into()],
-        }],
         authorizers: vec![AuthorizerConfig {
             name: AUTHORIZER.into(),
             function_url: format!("http://{authorizer_addr}/authorize"),
@@ -169,9 +164,28 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             .port())
     };
     let (mqtt_port, mqtts_port, tls_port) = (port("mqtt")?, port("mqtts")?, port("tls")?);
+    let http_port = port("http")?;
+
+    // --- the seed's Cognito flow: the app gets an identity id and temporary credentials
+    // from the identity pool; an operator attaches myIOTPolicy to that identity id ---
+    let pool_id = running
+        .broker
+        .registry
+        .identity_pools()
+        .into_iter()
+        .find(|pool| pool.identity_pool_name == "app-pool")
+        .map(|pool| pool.identity_pool_id)
+        .ok_or_else(|| anyhow!("the identity pool was not created"))?;
+    let cognito = CognitoCredentialsProvider::builder(pool_id.clone(), "us-east-1")
+        .endpoint(format!("http://127.0.0.1:{http_port}/"))
+        .build()?;
+    let identity_id = cognito.identity_id().await?;
+    running.broker.registry.attach(&identity_id, POLICY)?;
+    running.broker.sync_registry();
     println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)");
     println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*");
-    println!("identities  certificates backend + device, Cognito identity {identity_id} (SigV4),");
+    println!("identities  certificates backend + device; Cognito pool {pool_id} gave the web app");
+    println!("            identity {identity_id} and temporary credentials (SigV4);");
     println!("            authorizer {AUTHORIZER} at http://{authorizer_addr}/authorize (token {TOKEN:?}, signing disabled)");
     println!();
 
@@ -184,7 +198,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         .websocket_port(tls_port)
         .custom_auth_port(tls_port)
         .mqtt_port(mqtt_port)
-        .static_credentials(access_key.clone(), secret_key.clone(), None)
+        .credentials_provider(cognito)
         .mqtt_configuration(MqttConfiguration {
             backoff: BackoffConfig {
                 base: Duration::from_millis(500),
