@@ -182,15 +182,25 @@ pub fn answer(broker: &Broker, operation: &str, body: &Value) -> Result<Value, C
         }
         "DescribeIdentityPool" => Ok(describe(&pool_of(&field("IdentityPoolId")?)?)),
         "ListIdentityPools" => {
-            let pools: Vec<Value> = broker
-                .registry
-                .identity_pools()
+            let all = broker.registry.identity_pools();
+            let start: usize = body["NextToken"]
+                .as_str()
+                .and_then(|token| token.parse().ok())
+                .unwrap_or(0);
+            let max = body["MaxResults"].as_u64().unwrap_or(60).clamp(1, 60) as usize;
+            let pools: Vec<Value> = all
                 .iter()
+                .skip(start)
+                .take(max)
                 .map(|pool| {
                     json!({"IdentityPoolId": pool.identity_pool_id, "IdentityPoolName": pool.identity_pool_name})
                 })
                 .collect();
-            Ok(json!({ "IdentityPools": pools }))
+            let mut answer = json!({ "IdentityPools": pools });
+            if start + max < all.len() {
+                answer["NextToken"] = json!((start + max).to_string());
+            }
+            Ok(answer)
         }
         "GetId" => {
             let pool = pool_of(&field("IdentityPoolId")?)?;
