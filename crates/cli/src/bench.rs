@@ -166,13 +166,20 @@ impl Scenario {
 struct Report {
     value: Value,
     line: String,
+    /// The generator's CPU time and the wall time of the load phase, when the scenario
+    /// has one (setup and draining left out); otherwise `run` measures the whole scenario.
+    load: Option<(Duration, Duration)>,
 }
 
 pub fn run(scenario: Scenario) -> anyhow::Result<()> {
     let json = scenario.json();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let (wall, cpu) = (Instant::now(), cpu_time());
-    let Report { mut value, line } = runtime.block_on(async {
+    let Report {
+        mut value,
+        line,
+        load,
+    } = runtime.block_on(async {
         match scenario {
             Scenario::FanIn(options) => fan_in(options).await,
             Scenario::FanOut(options) => fan_out(options).await,
@@ -183,14 +190,15 @@ pub fn run(scenario: Scenario) -> anyhow::Result<()> {
             Scenario::ConnectRate(options) => connect_rate(options).await,
         }
     })?;
-    let cpu = (cpu_time() - cpu).as_secs_f64();
-    let share = 100.0 * cpu / wall.elapsed().as_secs_f64();
+    let (cpu, wall) = load.unwrap_or_else(|| (cpu_time() - cpu, wall.elapsed()));
+    let (cpu, wall) = (cpu.as_secs_f64(), wall.as_secs_f64());
+    let share = 100.0 * cpu / wall;
     if json {
         value["generator_cpu_s"] = json!(cpu);
         value["generator_cpu_pct"] = json!(share);
         println!("{value}");
     } else {
-        println!("{line} [generator CPU {cpu:.2} s, {share:.0}% of one core]");
+        println!("{line} [generator CPU {cpu:.2} s in {wall:.1} s, {share:.0}% of one core]");
     }
     Ok(())
 }
@@ -207,6 +215,46 @@ fn cpu_time() -> Duration {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
+/// A bar on stderr over a scenario's load phase, with a live count and rate; drawn only
+/// when stderr is a terminal, so `--json` output and scripts are unaffected.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(seconds: f64, unit: &'static str, counter: Arc<AtomicU64>) -> Progress {
+        let bar = indicatif::ProgressBar::new((seconds * 10.0).ceil() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{bar:30}] {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        let ticker = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let count = counter.load(Ordering::Relaxed);
+                    bar.set_position((elapsed * 10.0) as u64);
+                    bar.set_message(format!(
+                        "{elapsed:.1}/{seconds} s, {count} {unit}, {:.0}/s",
+                        count as f64 / elapsed
+                    ));
+                }
+            })
+        };
+        Progress { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 /// Monotonic nanoseconds since the bench started: the send timestamp latency payloads carry.
 fn now_ns() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -218,10 +266,12 @@ struct LoadResult {
     sent: u64,
     /// Delivered by the time the publishers stopped (the rate's numerator).
     delivered_at_stop: u64,
-    /// Delivered in all, after up to 3 s of draining.
+    /// Delivered in all, after draining.
     delivered: u64,
     /// Publishing time.
     elapsed: Duration,
+    /// The generator's CPU time while publishing.
+    generator_cpu: Duration,
     /// One-way latencies (stamped payloads only).
     latencies_ns: Vec<u64>,
 }
@@ -233,7 +283,7 @@ impl LoadResult {
 }
 
 /// Subscribes one client per filter (QoS `--qos`), then runs `publishers` publishers for
-/// `--duration`, then waits up to 3 s for `copies` deliveries of every message sent.
+/// `--duration`, then waits for `copies` deliveries of every message sent (see below).
 async fn run_load(
     options: &LoadOptions,
     filters: Vec<String>,
@@ -257,14 +307,25 @@ async fn run_load(
             latencies.clone(),
         )));
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let bar = Progress::start(options.duration, "delivered", received.clone());
     let sent = publish_for_duration(&address, options, qos, publishers, stamp).await?;
-    let elapsed = started.elapsed();
+    let (elapsed, generator_cpu) = (started.elapsed(), cpu_time() - cpu);
+    bar.finish();
     let delivered_at_stop = received.load(Ordering::Relaxed);
-    // Give the broker a moment to deliver what it accepted before the stop.
-    let drain_deadline = Instant::now() + Duration::from_secs(3);
-    while received.load(Ordering::Relaxed) < sent * copies && Instant::now() < drain_deadline {
+    // Let the broker deliver what it accepted before the stop: until all has arrived, or
+    // nothing more for 1 s (QoS 0 dropped under overload), or 30 s.
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    let (mut last, mut last_progress) = (received.load(Ordering::Relaxed), Instant::now());
+    while last < sent * copies
+        && last_progress.elapsed() < Duration::from_secs(1)
+        && Instant::now() < drain_deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now > last {
+            (last, last_progress) = (now, Instant::now());
+        }
     }
     for subscriber in subscribers {
         subscriber.abort();
@@ -278,6 +339,7 @@ async fn run_load(
         delivered_at_stop,
         delivered: received.load(Ordering::Relaxed),
         elapsed,
+        generator_cpu,
         latencies_ns,
     })
 }
@@ -301,6 +363,7 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<Report> {
             options.topics,
             100.0 * received as f64 / sent.max(1) as f64,
         ),
+        load: Some((result.generator_cpu, result.elapsed)),
     })
 }
 
@@ -323,6 +386,7 @@ async fn fan_out(options: LoadOptions) -> anyhow::Result<Report> {
             options.size,
             100.0 * delivered as f64 / (sent * subscribers as u64).max(1) as f64,
         ),
+        load: Some((result.generator_cpu, result.elapsed)),
     })
 }
 
@@ -346,6 +410,7 @@ async fn p2p(options: LoadOptions) -> anyhow::Result<Report> {
             options.size,
             100.0 * delivered as f64 / sent.max(1) as f64,
         ),
+        load: Some((result.generator_cpu, result.elapsed)),
     })
 }
 
@@ -393,6 +458,7 @@ async fn latency(mut options: LoadOptions) -> anyhow::Result<Report> {
             "latency {} publishers → {subscribers} subscriber(s), QoS {qos}, {} B, {rate:.0} msg/s asked, {achieved:.0} sent/s, {lost} not delivered: p50 {p50:.0} µs, p90 {p90:.0} µs, p99 {p99:.0} µs, p99.9 {p999:.0} µs, max {max:.0} µs",
             options.publishers, options.size,
         ),
+        load: Some((result.generator_cpu, result.elapsed)),
     })
 }
 
@@ -459,6 +525,7 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
             "offline-queue {} publishers, QoS 1, {} B: {sent} acknowledged ({publish_rate:.0} msg/s), {received} drained on reconnect ({drain_rate:.0} msg/s)",
             options.publishers, options.size
         ),
+        load: None,
     })
 }
 
@@ -509,6 +576,7 @@ async fn connections(options: ConnectionOptions) -> anyhow::Result<Report> {
             options.count,
             connect_elapsed.as_secs_f64()
         ),
+        load: None,
     })
 }
 
@@ -573,11 +641,13 @@ async fn connect_rate(options: ConnectRateOptions) -> anyhow::Result<Report> {
             }
         }));
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let bar = Progress::start(options.duration, "connects", done.clone());
     tokio::time::sleep(Duration::from_secs_f64(options.duration)).await;
     stop.store(true, Ordering::Relaxed);
     let done_at_stop = done.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
+    let (elapsed, generator_cpu) = (started.elapsed(), cpu_time() - cpu);
+    bar.finish();
     for worker in workers {
         worker.await?;
     }
@@ -605,6 +675,7 @@ async fn connect_rate(options: ConnectRateOptions) -> anyhow::Result<Report> {
             options.concurrency,
             elapsed.as_secs_f64()
         ),
+        load: Some((generator_cpu, elapsed)),
     })
 }
 
