@@ -210,10 +210,14 @@ impl Authorizers {
             true
         };
         let token = token.unwrap_or_default();
-        let cache_key = (name.to_owned(), token.to_owned());
-        if let Some((expires, cached)) = self.cache.lock().get(&cache_key) {
-            if Instant::now() < *expires {
-                return Ok(cached.clone());
+        // Only a token whose signature verified identifies the caller; without signing,
+        // the answer may depend on the password or headers, so the function decides anew.
+        let cache_key = signature_verified.then(|| (name.to_owned(), token.to_owned()));
+        if let Some(key) = &cache_key {
+            if let Some((expires, cached)) = self.cache.lock().get(key) {
+                if Instant::now() < *expires {
+                    return Ok(cached.clone());
+                }
             }
         }
         let event = AuthorizerEvent {
@@ -279,15 +283,17 @@ impl Authorizers {
             disconnect_after: Duration::from_secs(answer.disconnect_after_secs),
             refresh_after: Duration::from_secs(answer.refresh_after_secs),
         };
-        let mut cache = self.cache.lock();
-        cache.retain(|_, (expires, _)| Instant::now() < *expires);
-        cache.insert(
-            cache_key,
-            (
-                Instant::now() + Duration::from_secs(answer.refresh_after_secs),
-                identity.clone(),
-            ),
-        );
+        if let Some(key) = cache_key {
+            let mut cache = self.cache.lock();
+            cache.retain(|_, (expires, _)| Instant::now() < *expires);
+            cache.insert(
+                key,
+                (
+                    Instant::now() + Duration::from_secs(answer.refresh_after_secs),
+                    identity.clone(),
+                ),
+            );
+        }
         Ok(identity)
     }
 }

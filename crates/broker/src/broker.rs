@@ -616,6 +616,11 @@ impl Broker {
                 .collect();
             for session in &expired {
                 sessions.remove(&session.client_id);
+                // Under the lock: a reconnect right after must not see its new session
+                // deleted by a late DeleteSession.
+                if let Some(store) = &session.store {
+                    store.submit(Op::DeleteSession(session.client_id.clone()));
+                }
             }
             expired
         };
@@ -623,9 +628,6 @@ impl Broker {
             let queued = session.with_state(|state| state.queued_len() + state.inflight_len());
             tracing::info!(client_id = %session.client_id, queued, "persistent session expired; its queued messages are discarded");
             self.remove_subscriptions(session);
-            if let Some(store) = &session.store {
-                store.submit(Op::DeleteSession(session.client_id.clone()));
-            }
         }
         self.connect_attempts.lock().clear();
         expired.len()

@@ -58,9 +58,10 @@ impl TemporaryCredentials {
             identity_id: identity_id.to_owned(),
             expires_at: SystemTime::now() + ttl,
         };
-        self.by_access_key
-            .lock()
-            .insert(access_key_id.clone(), credential.clone());
+        let mut credentials = self.by_access_key.lock();
+        let now = SystemTime::now();
+        credentials.retain(|_, kept| kept.expires_at + Duration::from_secs(3600) > now);
+        credentials.insert(access_key_id.clone(), credential.clone());
         (access_key_id, credential)
     }
 }

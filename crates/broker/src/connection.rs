@@ -379,6 +379,7 @@ where
             return ending;
         }
         let max_unacknowledged = self.broker.config.limits.max_inflight;
+        let mut needs_flush = false;
         loop {
             self.release_acks();
             self.fill_output(online);
@@ -395,7 +396,8 @@ where
                 _ = online.wake.notified() => {
                     if let Some(why) = online.kick.reason() {
                         info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
-                        return Ending::abnormal(DisconnectReason::ServerInitiatedDisconnect);
+                        // Its rights were withdrawn: no last message in its name.
+                        return Ending { reason: DisconnectReason::ServerInitiatedDisconnect, publish_will: false };
                     }
                     if !online.session.is_owned_by(self.id) {
                         return Ending::abnormal(DisconnectReason::DuplicateClientId);
@@ -411,10 +413,15 @@ where
                     return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
                 }
                 _ = durable_progress(&mut self.committed), if !self.pending_acks.is_empty() => {}
-                written = self.writer.write_buf(&mut self.output), if !self.output.is_empty() => {
-                    if let Err(error) = written {
-                        debug!(client_id = %online.client_id, %error, "write failed");
-                        return Ending::abnormal(DisconnectReason::ConnectionLost);
+                // Write what is ready; once drained, flush: TLS and WebSocket writers
+                // buffer, and the last bytes would otherwise wait for the next packet.
+                wrote = write_or_flush(&mut self.writer, &mut self.output), if !self.output.is_empty() || needs_flush => {
+                    match wrote {
+                        Ok(flushed) => needs_flush = !flushed,
+                        Err(error) => {
+                            debug!(client_id = %online.client_id, %error, "write failed");
+                            return Ending::abnormal(DisconnectReason::ConnectionLost);
+                        }
                     }
                 }
                 // Past the inbound window the client waits for PUBACKs: stop reading.
@@ -467,10 +474,7 @@ where
                 Ok(())
             }
             Packet::Subscribe(subscribe) => self.handle_subscribe(online, subscribe),
-            Packet::Unsubscribe(unsubscribe) => {
-                self.handle_unsubscribe(online, unsubscribe);
-                Ok(())
-            }
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(online, unsubscribe),
             Packet::PingReq => {
                 self.queue_packet(&Packet::PingResp);
                 Ok(())
@@ -561,6 +565,11 @@ where
         online: &mut Online,
         subscribe: Subscribe,
     ) -> Result<(), Ending> {
+        // Packets still buffered when another connection took the client id over must not
+        // change the session that now belongs to the new connection.
+        if !online.session.is_owned_by(self.id) {
+            return Err(Ending::abnormal(DisconnectReason::DuplicateClientId));
+        }
         let limits = &self.broker.config.limits;
         let count_after = online.session.with_state(|state| {
             state.subscription_count()
@@ -633,7 +642,14 @@ where
         Ok(())
     }
 
-    fn handle_unsubscribe(&mut self, online: &Online, unsubscribe: Unsubscribe) {
+    fn handle_unsubscribe(
+        &mut self,
+        online: &Online,
+        unsubscribe: Unsubscribe,
+    ) -> Result<(), Ending> {
+        if !online.session.is_owned_by(self.id) {
+            return Err(Ending::abnormal(DisconnectReason::DuplicateClientId));
+        }
         for filter in &unsubscribe.filters {
             if online.session.with_state(|state| state.unsubscribe(filter)) {
                 self.broker.remove_subscription(&online.session, filter);
@@ -645,6 +661,7 @@ where
         self.publish_event(online, |context| {
             lifecycle::subscription_event(context, false, &filters)
         });
+        Ok(())
     }
 
     /// Moves what the session has ready into the output buffer, up to one batch. Each
@@ -836,5 +853,19 @@ async fn durable_progress(committed: &mut Option<watch::Receiver<u64>>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Writes some of `output`, or flushes when it is empty; `Ok(true)` after a flush.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    output: &mut BytesMut,
+) -> std::io::Result<bool> {
+    if output.is_empty() {
+        writer.flush().await?;
+        Ok(true)
+    } else {
+        writer.write_buf(output).await?;
+        Ok(false)
     }
 }

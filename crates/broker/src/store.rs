@@ -248,6 +248,9 @@ fn write_loop(
         }
     };
     let mut group = Vec::new();
+    // After a failed commit nothing later may be reported durable: the failed group's
+    // changes are gone, and a later sequence number would cover them.
+    let mut failed = false;
     while let Ok(first) = receiver.recv() {
         group.push(first);
         group.extend(receiver.try_iter());
@@ -263,15 +266,19 @@ fn write_loop(
         }
         let last = group.last().map(|(seq, _)| *seq).unwrap_or_default();
         match rows.apply(&db, group.drain(..).map(|(_, op)| op)) {
-            Ok(()) => {
+            Ok(()) if !failed => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 committed.send_replace(last);
+            }
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
                 // Not acknowledging is the safe failure: publishers keep waiting for their
                 // PUBACK and clients will resend. The index may now disagree with the file;
                 // rebuild it from the file.
-                tracing::error!(path = %path.display(), %error, "store commit failed; the changes in this group are not durable");
+                tracing::error!(path = %path.display(), %error, "store commit failed; no acknowledgement that needs the store will be sent again until the broker restarts");
+                failed = true;
                 if let Ok(reloaded) = RowIndex::load(&db) {
                     rows = reloaded;
                 }
