@@ -395,9 +395,14 @@ fn parse_status(text: &str) -> Result<CertificateStatus, ApiError> {
 }
 
 fn arn(broker: &Broker, kind: &str, name: &str) -> String {
+    resource_arn(&broker.config, kind, name)
+}
+
+/// `arn:aws:iot:<region>:<account>:<kind>/<name>` for this broker.
+pub fn resource_arn(config: &Config, kind: &str, name: &str) -> String {
     format!(
         "arn:aws:iot:{}:{}:{kind}/{name}",
-        broker.config.region, broker.config.account_id
+        config.region, config.account_id
     )
 }
 
@@ -420,9 +425,10 @@ fn target_of_principal(broker: &Broker, principal: &str) -> String {
     }
 }
 
-fn describe_certificate(broker: &Broker, record: &CertificateRecord) -> Value {
+/// DescribeCertificate's `certificateDescription`.
+pub fn describe_certificate(config: &Config, record: &CertificateRecord) -> Value {
     json!({
-        "certificateArn": arn(broker, "cert", &record.certificate_id),
+        "certificateArn": resource_arn(config, "cert", &record.certificate_id),
         "certificateId": record.certificate_id,
         "caCertificateId": record.ca_certificate_id,
         "status": status_name(record.status),
@@ -430,6 +436,16 @@ fn describe_certificate(broker: &Broker, record: &CertificateRecord) -> Value {
         "creationDate": record.creation_date,
         "lastModifiedDate": record.creation_date,
         "certificateMode": if record.ca_certificate_id.is_some() { "DEFAULT" } else { "SNI_ONLY" },
+    })
+}
+
+/// One entry of ListCertificates.
+pub fn certificate_summary(config: &Config, record: &CertificateRecord) -> Value {
+    json!({
+        "certificateArn": resource_arn(config, "cert", &record.certificate_id),
+        "certificateId": record.certificate_id,
+        "status": status_name(record.status),
+        "creationDate": record.creation_date,
     })
 }
 
@@ -617,21 +633,14 @@ async fn route(
         }
         ("GET", ["certificates", id]) => {
             let record = broker.registry.describe(id)?;
-            Ok(json!({ "certificateDescription": describe_certificate(broker, &record) }))
+            Ok(json!({ "certificateDescription": describe_certificate(&broker.config, &record) }))
         }
         ("GET", ["certificates"]) => {
             let certificates: Vec<Value> = broker
                 .registry
                 .list()
                 .iter()
-                .map(|record| {
-                    json!({
-                        "certificateArn": arn(broker, "cert", &record.certificate_id),
-                        "certificateId": record.certificate_id,
-                        "status": status_name(record.status),
-                        "creationDate": record.creation_date,
-                    })
-                })
+                .map(|record| certificate_summary(&broker.config, record))
                 .collect();
             Ok(json!({ "certificates": certificates }))
         }

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use broker::auth::{parse_action, test_authorization, AuthorizationQuestion, PolicyStore};
 use broker::config::CertificateStatus;
-use broker::control::principal_of_target;
-use broker::registry::{status_name, CertificateRecord, Registry};
+use broker::control::{
+    certificate_summary, describe_certificate, principal_of_target, resource_arn,
+};
+use broker::registry::{status_name, Registry};
 use broker::tls_material::issue_device_certificate;
 use broker::Config;
 use clap::{Args, Subcommand, ValueEnum};
@@ -419,7 +421,7 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
                 }
             }
             print_json(&json!({
-                "certificateArn": certificate_arn(&config, &record.certificate_id),
+                "certificateArn": resource_arn(&config, "cert", &record.certificate_id),
                 "certificateId": record.certificate_id,
                 "certificatePem": issued.certificate_pem,
                 "keyPair": {"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem},
@@ -439,7 +441,7 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             };
             let record = registry.register(&pem, status(set_as_active))?;
             print_json(&json!({
-                "certificateArn": certificate_arn(&config, &record.certificate_id),
+                "certificateArn": resource_arn(&config, "cert", &record.certificate_id),
                 "certificateId": record.certificate_id,
             }))
         }
@@ -458,21 +460,14 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
         } => {
             let (config, registry) = location.registry()?;
             let record = registry.describe(&certificate_id)?;
-            print_json(&json!({ "certificateDescription": describe(&config, &record) }))
+            print_json(&json!({ "certificateDescription": describe_certificate(&config, &record) }))
         }
         IotCommand::ListCertificates { location } => {
             let (config, registry) = location.registry()?;
             let certificates: Vec<_> = registry
                 .list()
                 .iter()
-                .map(|record| {
-                    json!({
-                        "certificateArn": certificate_arn(&config, &record.certificate_id),
-                        "certificateId": record.certificate_id,
-                        "status": status_name(record.status),
-                        "creationDate": record.creation_date,
-                    })
-                })
+                .map(|record| certificate_summary(&config, record))
                 .collect();
             print_json(&json!({ "certificates": certificates }))
         }
@@ -918,26 +913,6 @@ fn status(set_as_active: bool) -> CertificateStatus {
     } else {
         CertificateStatus::Inactive
     }
-}
-
-fn certificate_arn(config: &Config, id: &str) -> String {
-    format!(
-        "arn:aws:iot:{}:{}:cert/{id}",
-        config.region, config.account_id
-    )
-}
-
-fn describe(config: &Config, record: &CertificateRecord) -> serde_json::Value {
-    json!({
-        "certificateArn": certificate_arn(config, &record.certificate_id),
-        "certificateId": record.certificate_id,
-        "caCertificateId": record.ca_certificate_id,
-        "status": status_name(record.status),
-        "certificatePem": record.certificate_pem,
-        "creationDate": record.creation_date,
-        "lastModifiedDate": record.creation_date,
-        "certificateMode": if record.ca_certificate_id.is_some() { "DEFAULT" } else { "SNI_ONLY" },
-    })
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
