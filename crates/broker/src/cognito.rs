@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::broker::Broker;
 use crate::registry::IdentityPoolRecord;
+use crate::secrets::{access_key_pair, random_alphanumeric, uuid_shaped};
 
 /// Temporary credentials handed out by GetCredentialsForIdentity.
 #[derive(Debug, Clone)]
@@ -41,20 +42,10 @@ impl TemporaryCredentials {
     }
 
     fn issue(&self, identity_id: &str, ttl: Duration) -> (String, TemporaryCredential) {
-        use rand::distr::{Alphanumeric, SampleString};
-        let mut rng = rand::rng();
-        let access_key_id = format!(
-            "ASIA{}",
-            Alphanumeric
-                .sample_string(&mut rng, 16)
-                .to_ascii_uppercase()
-        );
+        let (access_key_id, secret_access_key) = access_key_pair("ASIA");
         let credential = TemporaryCredential {
-            secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
-            session_token: format!(
-                "pubsub-session/{}",
-                Alphanumeric.sample_string(&mut rng, 64)
-            ),
+            secret_access_key,
+            session_token: format!("pubsub-session/{}", random_alphanumeric(64)),
             identity_id: identity_id.to_owned(),
             expires_at: SystemTime::now() + ttl,
         };
@@ -89,19 +80,6 @@ pub fn is_unsigned_operation(operation: &str) -> bool {
     )
 }
 
-fn uuid() -> String {
-    let random: u128 = rand::random();
-    let hex = format!("{random:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 fn epoch_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -122,7 +100,7 @@ fn describe(pool: &IdentityPoolRecord) -> Value {
 pub fn apply_config_pools(broker: &Broker) {
     for declared in &broker.config.identity_pools {
         let record = IdentityPoolRecord {
-            identity_pool_id: format!("{}:{}", broker.config.region, uuid()),
+            identity_pool_id: format!("{}:{}", broker.config.region, uuid_shaped()),
             identity_pool_name: declared.name.clone(),
             allow_unauthenticated: declared.allow_unauthenticated,
             credentials_ttl_secs: declared.credentials_ttl.as_secs().max(1),
@@ -168,7 +146,7 @@ pub fn answer(broker: &Broker, operation: &str, body: &Value) -> Result<Value, C
         "CreateIdentityPool" => {
             let name = field("IdentityPoolName")?;
             let record = IdentityPoolRecord {
-                identity_pool_id: format!("{}:{}", broker.config.region, uuid()),
+                identity_pool_id: format!("{}:{}", broker.config.region, uuid_shaped()),
                 identity_pool_name: name,
                 allow_unauthenticated: body["AllowUnauthenticatedIdentities"]
                     .as_bool()
@@ -217,7 +195,7 @@ pub fn answer(broker: &Broker, operation: &str, body: &Value) -> Result<Value, C
                     "Unauthenticated access is not supported for this identity pool.",
                 ));
             }
-            let identity_id = format!("{}:{}", broker.config.region, uuid());
+            let identity_id = format!("{}:{}", broker.config.region, uuid_shaped());
             broker
                 .registry
                 .add_identity(&identity_id, &pool.identity_pool_id)

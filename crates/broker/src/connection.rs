@@ -347,7 +347,7 @@ where
             wake,
             will: connect.will.take(),
             keep_alive: limits.keep_alive_deadline(connect.keep_alive),
-            session_identifier: protocol::session_identifier(self.id),
+            session_identifier: crate::secrets::uuid_shaped(),
             version_number: broker.next_version_number(),
             auth,
             ends_at: lifetime.map(|(after, reason)| (tokio::time::Instant::now() + after, reason)),

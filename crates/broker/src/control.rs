@@ -8,7 +8,6 @@
 //! SigV4 check needs the path exactly as received and the raw body before anything else.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -31,6 +30,7 @@ use crate::broker::{unix_millis, Broker};
 use crate::cognito;
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
+use crate::secrets::{access_key_pair, write_private};
 use crate::tls_material;
 
 /// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}`.
@@ -125,35 +125,12 @@ pub fn admin_credentials(config: &Config) -> std::io::Result<(String, String)> {
             }
         }
     }
-    use rand::distr::{Alphanumeric, SampleString};
-    let mut rng = rand::rng();
-    let id = format!(
-        "AKIA{}",
-        Alphanumeric
-            .sample_string(&mut rng, 16)
-            .to_ascii_uppercase()
-    );
-    let secret = Alphanumeric.sample_string(&mut rng, 40);
+    let (id, secret) = access_key_pair("AKIA");
     write_private(
         &path,
         &json!({"accessKeyId": id, "secretAccessKey": secret}).to_string(),
     )?;
     Ok((id, secret))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }
 
 /// Serves the control plane until shutdown.

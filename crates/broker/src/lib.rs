@@ -18,6 +18,7 @@ pub mod connection;
 pub mod control;
 pub mod protocol;
 pub mod registry;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -151,20 +151,6 @@ pub fn assigned_client_id(connection: u64) -> String {
     format!("pubsub-{connection}-{:08x}", rand::rng().random::<u32>())
 }
 
-/// A random, UUID-shaped identifier for one connection, as lifecycle events carry.
-pub fn session_identifier(connection: u64) -> String {
-    let random: u128 = rand::rng().random();
-    let hex = format!("{:032x}", random ^ u128::from(connection));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,12 +238,5 @@ mod tests {
         assert!(check_subscribe(&subscribe(9, QoS::AtLeastOnce), 9, &limits).is_err());
         assert!(check_subscribe(&subscribe(1, QoS::AtLeastOnce), 51, &limits).is_err());
         assert!(check_subscribe(&subscribe(1, QoS::ExactlyOnce), 1, &limits).is_err());
-    }
-
-    #[test]
-    fn session_identifiers_are_uuid_shaped_and_distinct() {
-        let a = session_identifier(1);
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, session_identifier(1));
     }
 }

@@ -632,16 +632,10 @@ impl Registry {
 
     /// Stores a new access key pair for a principal (an identity id).
     pub fn create_access_key(&self, principal: &str) -> Result<CredentialRecord, RegistryError> {
-        use rand::distr::{Alphanumeric, SampleString};
-        let mut rng = rand::rng();
+        let (access_key_id, secret_access_key) = crate::secrets::access_key_pair("AKIA");
         let record = CredentialRecord {
-            access_key_id: format!(
-                "AKIA{}",
-                Alphanumeric
-                    .sample_string(&mut rng, 16)
-                    .to_ascii_uppercase()
-            ),
-            secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
+            access_key_id,
+            secret_access_key,
             principal: principal.to_owned(),
             creation_date: unix_now(),
         };

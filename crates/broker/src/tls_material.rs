@@ -213,20 +213,10 @@ fn write(path: &Path, text: &str) -> Result<(), TlsMaterialError> {
 
 /// Private keys are readable by their owner only.
 fn write_private(path: &Path, text: &str) -> Result<(), TlsMaterialError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io_error = |source| TlsMaterialError::Io {
+    crate::secrets::write_private(path, text).map_err(|source| TlsMaterialError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .map_err(io_error)
+    })
 }
 
 #[cfg(test)]
