@@ -53,6 +53,7 @@ pub async fn authenticate_upgrade(
     transport: Transport,
 ) -> Result<Admission, String> {
     broker.refresh_registry();
+    let headers = request.header_pairs();
     let ttl = Some((
         broker.config.limits.websocket_ttl,
         DisconnectReason::WebsocketTtlExpiration,
@@ -85,11 +86,6 @@ pub async fn authenticate_upgrade(
             }
         }
         let (secret, principal) = (credential.secret, credential.principal);
-        let headers: Vec<(&str, &str)> = request
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
         let signed = SignedRequest {
             method: &request.method,
             path: &request.path,
@@ -109,11 +105,6 @@ pub async fn authenticate_upgrade(
             lifetime: ttl,
         });
     }
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
     let fields = custom_auth::from_http(&headers, &request.query);
     if broker.authorizers.wants(&fields) {
         let protocols = transport.protocols(true);

@@ -46,6 +46,14 @@ impl UpgradeRequest {
             .map(|(_, value)| value.as_str())
     }
 
+    /// The headers as `(name, value)` pairs, as the verifiers take them.
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect()
+    }
+
     fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.header(name).is_some_and(|value| {
             value
@@ -193,11 +201,7 @@ async fn serve_control_plane<S: AsyncRead + AsyncWrite + Unpin>(
     {
         return;
     }
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
+    let headers = request.header_pairs();
     let answer = crate::control::answer(
         broker,
         &request.method,
