@@ -6,15 +6,16 @@
 //! subscribers never contend on one lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use iot::TopicTrie;
 use mqtt::QoS;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
 
 use crate::auth::PolicyStore;
 use crate::authorizers::Authorizers;
@@ -31,11 +32,14 @@ pub const MAX_QUEUED_QOS0_BYTES: usize = 8 << 20;
 
 pub type ConnectionId = u64;
 
+/// What a connection closed at shutdown logs.
+const SHUTDOWN_REASON: &str = "the broker is shutting down";
+
 /// The connection currently attached to a session, and how to wake it.
 #[derive(Debug, Clone)]
 struct Owner {
     connection: ConnectionId,
-    wake: Arc<Notify>,
+    live: Arc<LiveConnection>,
 }
 
 #[derive(Debug)]
@@ -147,7 +151,7 @@ impl Session {
         self.forget_removed(&mut inner.state);
         if outcome != Enqueued::DroppedQos0 {
             if let Some(owner) = &inner.owner {
-                owner.wake.notify_one();
+                owner.live.wake();
             }
         }
         (outcome, durable)
@@ -168,30 +172,57 @@ pub struct Subscriber {
     pub session: Arc<Session>,
 }
 
-/// A request to close one connection from outside it (the control plane), with the
-/// reason to log. The connection notices through its session wake-up.
-#[derive(Debug, Default)]
-pub struct Kick {
+/// How the rest of the broker reaches a live connection: who it is (for the control
+/// plane's disconnects), a wake-up (messages queued, the session taken over) and a request
+/// to close it from outside (the control plane, shutdown) with the reason to log. One per
+/// connection, shared by the connection, its session and the live registry; a flag and a
+/// waker rather than a `Notify`, whose waiting future the connection would have to keep.
+#[derive(Debug)]
+pub struct LiveConnection {
+    principal: Box<str>,
+    /// The custom authorizer that admitted it, if one did.
+    authorizer: Option<Box<str>>,
     reason: Mutex<Option<String>>,
-    wake: Arc<Notify>,
+    woken: AtomicBool,
+    waker: AtomicWaker,
 }
 
-impl Kick {
+impl LiveConnection {
+    pub fn new(principal: &str, authorizer: Option<&str>) -> LiveConnection {
+        LiveConnection {
+            principal: principal.into(),
+            authorizer: authorizer.map(Into::into),
+            reason: Mutex::new(None),
+            woken: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
     /// Why the connection must close, once asked to.
     pub fn reason(&self) -> Option<String> {
         self.reason.lock().clone()
     }
 
+    /// Ready once after any number of [`LiveConnection::wake`]s since it was last ready.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before looking, so a wake between the two is not lost.
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    pub fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     fn kick(&self, why: &str) {
         *self.reason.lock() = Some(why.to_owned());
-        self.wake.notify_one();
+        self.wake();
     }
-}
-
-struct LiveConnection {
-    principal: String,
-    authorizer: Option<String>,
-    kick: Arc<Kick>,
 }
 
 /// An access key's secret and who it stands for.
@@ -246,7 +277,9 @@ pub struct Broker {
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
-    live: Mutex<HashMap<ConnectionId, LiveConnection>>,
+    live: Mutex<HashMap<ConnectionId, Arc<LiveConnection>>>,
+    /// Set at shutdown, under the `live` lock: a connection registering later is closed.
+    closing: AtomicBool,
     pub connections: AtomicUsize,
     next_connection: AtomicU64,
     next_version: AtomicU64,
@@ -285,6 +318,7 @@ impl Broker {
             retained: RwLock::new(HashMap::new()),
             connect_attempts: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
             next_version: AtomicU64::new(1),
@@ -405,26 +439,22 @@ impl Broker {
     }
 
     /// Registers a connection so the control plane can close it; returns its kick switch.
-    pub fn register_live(
-        &self,
-        connection: ConnectionId,
-        principal: &str,
-        authorizer: Option<&str>,
-        wake: Arc<Notify>,
-    ) -> Arc<Kick> {
-        let kick = Arc::new(Kick {
-            reason: Mutex::new(None),
-            wake,
-        });
-        self.live.lock().insert(
-            connection,
-            LiveConnection {
-                principal: principal.to_owned(),
-                authorizer: authorizer.map(str::to_owned),
-                kick: kick.clone(),
-            },
-        );
-        kick
+    pub fn register_live(&self, connection: ConnectionId, handle: Arc<LiveConnection>) {
+        let mut live = self.live.lock();
+        if self.closing.load(Ordering::Relaxed) {
+            handle.kick(SHUTDOWN_REASON);
+        }
+        live.insert(connection, handle);
+    }
+
+    /// Closes every live connection, and any that registers from now on (shutdown).
+    pub fn close_all_connections(&self) -> usize {
+        let live = self.live.lock();
+        self.closing.store(true, Ordering::Relaxed);
+        for connection in live.values() {
+            connection.kick(SHUTDOWN_REASON);
+        }
+        live.len()
     }
 
     pub fn unregister_live(&self, connection: ConnectionId) {
@@ -433,7 +463,7 @@ impl Broker {
 
     /// Closes every connection of a principal (SERVER_INITIATED_DISCONNECT); returns how many.
     pub fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
-        self.disconnect_where(|live| live.principal == principal, why)
+        self.disconnect_where(|live| &*live.principal == principal, why)
     }
 
     /// Closes every connection a custom authorizer admitted; returns how many.
@@ -445,7 +475,7 @@ impl Broker {
         let live = self.live.lock();
         let mut closed = 0;
         for connection in live.values().filter(|live| affected(live)) {
-            connection.kick.kick(why);
+            connection.kick(why);
             closed += 1;
         }
         closed
@@ -518,9 +548,9 @@ impl Broker {
         client_id: &str,
         clean_session: bool,
         connection: ConnectionId,
-        wake: Arc<Notify>,
+        live: Arc<LiveConnection>,
     ) -> OpenedSession {
-        let owner = Owner { connection, wake };
+        let owner = Owner { connection, live };
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).cloned();
         let mut took_over = None;
@@ -528,7 +558,7 @@ impl Broker {
             let mut inner = old.inner.lock();
             if let Some(previous) = inner.owner.take() {
                 took_over = Some(previous.connection);
-                previous.wake.notify_one();
+                previous.live.wake();
             }
             if !clean_session && !old.clean {
                 inner.owner = Some(owner.clone());
@@ -847,7 +877,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_deliver_once_at_highest_qos() {
         let broker = broker();
-        let opened = broker.open_session("c", true, 1, Arc::new(Notify::new()));
+        let opened = broker.open_session("c", true, 1, Arc::new(LiveConnection::new("c", None)));
         broker.add_subscription(&opened.session, "a/+", QoS::AtMostOnce);
         broker.add_subscription(&opened.session, "a/#", QoS::AtLeastOnce);
         assert_eq!(
@@ -865,7 +895,7 @@ mod tests {
     #[test]
     fn persistent_session_resumes_and_clean_session_replaces() {
         let broker = broker();
-        let first = broker.open_session("c", false, 1, Arc::new(Notify::new()));
+        let first = broker.open_session("c", false, 1, Arc::new(LiveConnection::new("c", None)));
         assert!(!first.session_present);
         first
             .session
@@ -873,10 +903,10 @@ mod tests {
         broker.add_subscription(&first.session, "t", QoS::AtLeastOnce);
         broker.close_session(&first.session, 1, Instant::now());
         broker.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
-        let resumed = broker.open_session("c", false, 2, Arc::new(Notify::new()));
+        let resumed = broker.open_session("c", false, 2, Arc::new(LiveConnection::new("c", None)));
         assert!(resumed.session_present);
         assert_eq!(drain(&resumed.session).len(), 1);
-        let replaced = broker.open_session("c", true, 3, Arc::new(Notify::new()));
+        let replaced = broker.open_session("c", true, 3, Arc::new(LiveConnection::new("c", None)));
         assert!(!replaced.session_present);
         assert_eq!(replaced.took_over, Some(2));
         assert_eq!(
@@ -890,7 +920,7 @@ mod tests {
     #[test]
     fn expired_sessions_are_removed() {
         let broker = broker();
-        let opened = broker.open_session("c", false, 1, Arc::new(Notify::new()));
+        let opened = broker.open_session("c", false, 1, Arc::new(LiveConnection::new("c", None)));
         broker.add_subscription(&opened.session, "t", QoS::AtLeastOnce);
         opened
             .session

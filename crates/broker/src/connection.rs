@@ -3,28 +3,39 @@
 //! The loop reads bytes, decodes packets, applies IoT Core's rules (pure checks in
 //! [`crate::protocol`]), and writes whatever the session has ready, in batches: everything
 //! queued is encoded into one buffer and written with one call.
+//!
+//! Most connections are idle most of the time, so an idle one is kept small: the opening
+//! phase (CONNECT, authentication) runs in its own boxed future that is freed once the
+//! connection is accepted, reads go through a per-thread scratch buffer so no read buffer
+//! is held while waiting, and output and acknowledgement buffers are released once empty.
+//! What remains while idle is the connection's state, one timer and one wake-up
+//! registration (docs/DESIGN-NOTES.md, "Memory per connection").
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use iot::lifecycle::{self, DisconnectReason, EventContext};
 use iot::{Action, RequestContext, ResourceKind};
 use mqtt::{
     ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, PublishRef, QoS, SubAck,
     Subscribe, SubscribeReturnCode, Unsubscribe,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{watch, Notify};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authorizer, Denied, ANONYMOUS};
 use crate::authn;
 use crate::authorizers::AuthorizedIdentity;
-use crate::broker::{unix_millis, Broker, ConnectionId, Kick, Session};
+use crate::broker::{unix_millis, Broker, ConnectionId, LiveConnection, Session};
 use crate::config::SubscribeDenied;
 use crate::protocol::{self, Refusal};
 use crate::registry::CertificateIdentity;
@@ -35,10 +46,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stop encoding queued messages once a batch reaches this size; the rest waits for the
 /// next write so one slow socket does not pin unbounded memory.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Read buffers start small so an idle connection costs little, and double (up to the
-/// maximum) while reads keep filling them, so a busy publisher needs few syscalls.
-const MIN_READ_CHUNK: usize = 512;
+/// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const MAX_READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Every read lands here first and only what arrived is copied into the connection's
+    /// input: a waiting connection holds no read buffer (a memcpy per read is cheaper
+    /// than 64 KB per idle connection).
+    static READ_SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; MAX_READ_CHUNK].into_boxed_slice());
+}
 
 /// Who a connection authenticated as before MQTT began.
 #[derive(Debug, Clone)]
@@ -89,62 +106,77 @@ impl From<Identity> for Admission {
 }
 
 /// Serves one connection from accept to close.
-pub async fn serve<S>(
+///
+/// Not an `async fn`: an async function keeps room for its arguments for its whole life,
+/// and these (the stream, the admission) move into the opening phase, which is boxed.
+pub fn serve<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    admission: impl Into<Admission>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let opening = Box::pin(open(broker, stream, peer, shutdown, admission.into()));
+    async move {
+        let Some((mut connection, mut online)) = opening.await else {
+            return;
+        };
+        let ending = connection.run(&mut online).await;
+        Box::pin(connection.finish(online, ending)).await;
+    }
+}
+
+/// Reads CONNECT, authenticates and opens the session; `None` when the connection ends
+/// before it is accepted (every reason is logged).
+async fn open<S>(
     broker: Arc<Broker>,
     stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-    admission: impl Into<Admission>,
-) where
+    admission: Admission,
+) -> Option<(Connection<S>, Online)>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (reader, writer) = tokio::io::split(stream);
     let mut connection = Connection {
+        id: broker.next_connection_id(),
+        committed: broker.store.as_ref().map(|store| store.committed()),
         broker,
-        reader,
-        writer,
+        stream,
         peer,
-        id: 0,
         input: BytesMut::new(),
         output: BytesMut::new(),
-        read_chunk: MIN_READ_CHUNK,
         pending_acks: VecDeque::new(),
-        committed: None,
     };
-    connection.committed = connection
-        .broker
-        .store
-        .as_ref()
-        .map(|store| store.committed());
-    connection.id = connection.broker.next_connection_id();
     let connect = tokio::select! {
         connect = tokio::time::timeout(CONNECT_TIMEOUT, connection.read_connect()) => connect,
-        _ = shutdown.changed() => return,
+        _ = shutdown.changed() => return None,
     };
     let connect = match connect {
-        Ok(Some(connect)) => connect,
-        Ok(None) => return,
+        Ok(connect) => connect?,
         Err(_) => {
             info!(%peer, "closing connection: no CONNECT within {CONNECT_TIMEOUT:?}");
-            return;
+            return None;
         }
     };
-    let Some(mut online) = connection.accept(connect, admission.into()).await else {
-        return;
-    };
-    let reason = connection.run(&mut online, &mut shutdown).await;
-    connection.finish(online, reason).await;
+    // From here on shutdown reaches the connection through its `Kick`.
+    let online = connection.accept(connect, admission).await?;
+    Some((connection, online))
 }
 
-struct Connection<R, W> {
+struct Connection<S> {
     broker: Arc<Broker>,
-    reader: R,
-    writer: W,
+    stream: S,
     peer: SocketAddr,
     id: ConnectionId,
+    /// Received bytes not yet decoded (a partial packet); empty and unallocated between
+    /// packets.
     input: BytesMut,
+    /// Encoded packets not yet written; unallocated once everything is written.
     output: BytesMut,
-    read_chunk: usize,
     /// Acknowledgements (PUBACK, SUBACK, UNSUBACK) held until the store has made what
     /// they acknowledge durable, in order (MQTT-4.6.0-2): `(packet, store sequence number)`.
     pending_acks: VecDeque<(Packet, u64)>,
@@ -156,16 +188,16 @@ struct Connection<R, W> {
 struct Online {
     client_id: Arc<str>,
     session: Arc<Session>,
-    wake: Arc<Notify>,
-    will: Option<LastWill>,
+    /// Wakes the connection (messages queued, session taken over) or asks it to close.
+    live: Arc<LiveConnection>,
+    will: Option<Box<LastWill>>,
     keep_alive: Duration,
-    session_identifier: String,
+    /// Lifecycle events' `sessionIdentifier`, written out as a UUID when an event is sent.
+    session_identifier: u128,
     version_number: u64,
     auth: Authorizer,
     /// When the connection must end at the latest, and why.
     ends_at: Option<(tokio::time::Instant, DisconnectReason)>,
-    /// Set by the control plane to close this connection.
-    kick: Arc<Kick>,
 }
 
 /// Why the main loop ended, and whether the will is due.
@@ -183,10 +215,18 @@ impl Ending {
     }
 }
 
-impl<R, W> Connection<R, W>
+/// What woke the main loop.
+enum Event {
+    Woken,
+    Timer,
+    DurableProgress,
+    Wrote(std::io::Result<bool>),
+    Read(std::io::Result<usize>),
+}
+
+impl<S> Connection<S>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     fn max_packet_size(&self) -> usize {
         protocol::max_packet_size(&self.broker.config.limits)
@@ -213,16 +253,50 @@ where
                     return None;
                 }
             }
-            match self.read_more().await {
+            match poll_fn(|cx| self.poll_read(cx)).await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
         }
     }
 
-    async fn read_more(&mut self) -> std::io::Result<usize> {
-        self.input.reserve(MIN_READ_CHUNK);
-        self.reader.read_buf(&mut self.input).await
+    /// Reads what the socket has (through the thread's scratch buffer) onto `input`.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+            self.input.extend_from_slice(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
+        })
+    }
+
+    /// Writes some of `output`, or flushes once it is empty; `Ok(true)` after a flush.
+    fn poll_write_or_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
+        let stream = Pin::new(&mut self.stream);
+        if self.output.is_empty() {
+            ready!(stream.poll_flush(cx))?;
+            return Poll::Ready(Ok(true));
+        }
+        match ready!(stream.poll_write(cx, &self.output))? {
+            0 => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            written => {
+                self.output.advance(written);
+                Poll::Ready(Ok(false))
+            }
+        }
+    }
+
+    /// Gives back buffers that hold nothing, so an idle connection keeps none.
+    fn release_empty_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+        if self.output.is_empty() && self.output.capacity() > 0 {
+            self.output = BytesMut::new();
+        }
+        if self.pending_acks.is_empty() && self.pending_acks.capacity() > 0 {
+            self.pending_acks = VecDeque::new();
+        }
     }
 
     async fn send_connack(&mut self, session_present: bool, code: ConnectReturnCode) {
@@ -279,14 +353,8 @@ where
                 &authorized.principal_id,
                 authorized.policies.clone(),
                 context,
-                &broker.config,
             ),
-            _ => Authorizer::new(
-                broker.policies.clone(),
-                identity.principal(),
-                context,
-                &broker.config,
-            ),
+            _ => Authorizer::new(broker.policies.clone(), identity.principal(), context),
         };
         let now_secs = unix_millis() / 1000;
         let verdict = protocol::check_connect(&connect, limits)
@@ -315,12 +383,16 @@ where
             return None;
         }
 
-        let wake = Arc::new(Notify::new());
+        let authorizer_name = match &identity {
+            Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
+            _ => None,
+        };
+        let live = Arc::new(LiveConnection::new(auth.principal(), authorizer_name));
         let opened = broker.open_session(
             &connect.client_id,
             connect.clean_session,
             self.id,
-            wake.clone(),
+            live.clone(),
         );
         // A persistent session exists for the client once CONNACK says so: wait until the
         // store has it (a few milliseconds; bounded so a sick disk cannot hang CONNECT).
@@ -335,19 +407,14 @@ where
         if let Some(previous) = opened.took_over {
             info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
         }
-        let authorizer_name = match &identity {
-            Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
-            _ => None,
-        };
-        let kick = broker.register_live(self.id, auth.principal(), authorizer_name, wake.clone());
+        broker.register_live(self.id, live.clone());
         let online = Online {
-            kick,
+            live,
             client_id: opened.session.client_id.clone(),
             session: opened.session,
-            wake,
-            will: connect.will.take(),
+            will: connect.will.take().map(Box::new),
             keep_alive: limits.keep_alive_deadline(connect.keep_alive),
-            session_identifier: crate::secrets::uuid_shaped(),
+            session_identifier: rand::random(),
             version_number: broker.next_version_number(),
             auth,
             ends_at: lifetime.map(|(after, reason)| (tokio::time::Instant::now() + after, reason)),
@@ -372,80 +439,119 @@ where
     }
 
     /// The connection's main loop; returns why it ended.
-    async fn run(&mut self, online: &mut Online, shutdown: &mut watch::Receiver<bool>) -> Ending {
-        let mut deadline = tokio::time::Instant::now() + online.keep_alive;
+    ///
+    /// One hand-written poll per turn rather than `select!`: only what must stay
+    /// registered while idle lives across turns (one timer for keep-alive and lifetime,
+    /// the store's progress while acknowledgements wait; the wake-up is a waker in the
+    /// shared `LiveConnection`), which keeps an idle connection's future small.
+    async fn run(&mut self, online: &mut Online) -> Ending {
         // Packets that arrived in the same read as CONNECT are already buffered.
         if let Err(ending) = self.handle_input(online) {
             return ending;
         }
+        let mut last_read = tokio::time::Instant::now();
+        let mut timer = pin!(tokio::time::sleep_until(next_deadline(last_read, online)));
+        let mut durable: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         let max_unacknowledged = self.broker.config.limits.max_inflight;
         let mut needs_flush = false;
         loop {
             self.release_acks();
             self.fill_output(online);
-            let spare = self.input.capacity() - self.input.len();
-            if spare < self.read_chunk / 2 {
-                self.input.reserve(self.read_chunk);
+            if !needs_flush {
+                self.release_empty_buffers();
             }
-            let spare = self.input.capacity() - self.input.len();
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => {
-                    return Ending { reason: DisconnectReason::ServerInitiatedDisconnect, publish_will: false };
+            if durable.is_none() && !self.pending_acks.is_empty() {
+                durable = self.durable_progress();
+            }
+            let live = &online.live;
+            let event = poll_fn(|cx| {
+                if live.poll_woken(cx).is_ready() {
+                    return Poll::Ready(Event::Woken);
                 }
-                _ = online.wake.notified() => {
-                    if let Some(why) = online.kick.reason() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                if let Some(progress) = &mut durable {
+                    if progress.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::DurableProgress);
+                    }
+                }
+                // Write what is ready; once drained, flush: TLS and WebSocket writers
+                // buffer, and the last bytes would otherwise wait for the next packet.
+                if !self.output.is_empty() || needs_flush {
+                    if let Poll::Ready(wrote) = self.poll_write_or_flush(cx) {
+                        return Poll::Ready(Event::Wrote(wrote));
+                    }
+                }
+                // Past the inbound window the client waits for PUBACKs: stop reading.
+                if self.pending_acks.len() < max_unacknowledged {
+                    if let Poll::Ready(read) = self.poll_read(cx) {
+                        return Poll::Ready(Event::Read(read));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Woken => {
+                    if let Some(why) = online.live.reason() {
                         info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
-                        // Its rights were withdrawn: no last message in its name.
-                        return Ending { reason: DisconnectReason::ServerInitiatedDisconnect, publish_will: false };
+                        // Its rights were withdrawn, or the broker is stopping: no last
+                        // message in its name.
+                        return Ending {
+                            reason: DisconnectReason::ServerInitiatedDisconnect,
+                            publish_will: false,
+                        };
                     }
                     if !online.session.is_owned_by(self.id) {
                         return Ending::abnormal(DisconnectReason::DuplicateClientId);
                     }
                 }
-                _ = sleep_until_some(online.ends_at) => {
-                    let reason = online.ends_at.map(|(_, reason)| reason).unwrap_or(DisconnectReason::ServerInitiatedDisconnect);
-                    info!(client_id = %online.client_id, %reason, "closing connection: its lifetime is over");
-                    return Ending::abnormal(reason);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
-                    return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
-                }
-                _ = durable_progress(&mut self.committed), if !self.pending_acks.is_empty() => {}
-                // Write what is ready; once drained, flush: TLS and WebSocket writers
-                // buffer, and the last bytes would otherwise wait for the next packet.
-                wrote = write_or_flush(&mut self.writer, &mut self.output), if !self.output.is_empty() || needs_flush => {
-                    match wrote {
-                        Ok(flushed) => needs_flush = !flushed,
-                        Err(error) => {
-                            debug!(client_id = %online.client_id, %error, "write failed");
-                            return Ending::abnormal(DisconnectReason::ConnectionLost);
+                Event::Timer => {
+                    let now = tokio::time::Instant::now();
+                    if let Some((at, reason)) = online.ends_at {
+                        if now >= at {
+                            info!(client_id = %online.client_id, %reason, "closing connection: its lifetime is over");
+                            return Ending::abnormal(reason);
                         }
                     }
-                }
-                // Past the inbound window the client waits for PUBACKs: stop reading.
-                read = self.reader.read_buf(&mut self.input), if self.pending_acks.len() < max_unacknowledged => {
-                    match read {
-                        Ok(0) | Err(_) => {
-                            debug!(client_id = %online.client_id, "connection lost");
-                            return Ending::abnormal(DisconnectReason::ConnectionLost);
-                        }
-                        Ok(read) if read >= spare => {
-                            self.read_chunk = (self.read_chunk * 2).min(MAX_READ_CHUNK);
-                        }
-                        Ok(read) if read < self.read_chunk / 8 => {
-                            self.read_chunk = (self.read_chunk / 2).max(MIN_READ_CHUNK);
-                        }
-                        Ok(_) => {}
+                    if now >= last_read + online.keep_alive {
+                        info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
+                        return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
                     }
-                    deadline = tokio::time::Instant::now() + online.keep_alive;
+                    timer.as_mut().reset(next_deadline(last_read, online));
+                }
+                Event::DurableProgress => durable = None,
+                Event::Wrote(Ok(flushed)) => needs_flush = !flushed,
+                Event::Wrote(Err(error)) => {
+                    debug!(client_id = %online.client_id, %error, "write failed");
+                    return Ending::abnormal(DisconnectReason::ConnectionLost);
+                }
+                Event::Read(Ok(0) | Err(_)) => {
+                    debug!(client_id = %online.client_id, "connection lost");
+                    return Ending::abnormal(DisconnectReason::ConnectionLost);
+                }
+                Event::Read(Ok(_)) => {
+                    // The timer is not moved on every read: it fires at the old
+                    // deadline and is set again from here.
+                    last_read = tokio::time::Instant::now();
                     if let Err(ending) = self.handle_input(online) {
                         return ending;
                     }
                 }
             }
         }
+    }
+
+    /// A future that resolves when the store makes more durable; `None` in memory.
+    fn durable_progress(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        // The clone has seen what `release_acks` saw, so it resolves on the next commit.
+        let mut committed = self.committed.clone()?;
+        Some(Box::pin(async move {
+            if committed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }))
     }
 
     /// Decodes and handles every complete packet in the input buffer.
@@ -539,16 +645,24 @@ where
 
     /// Queues an acknowledgement to be sent once the store has reached `durable`.
     fn acknowledge_when_durable(&mut self, ack: Packet, durable: u64) {
+        if self.pending_acks.is_empty() && self.committed.is_none() {
+            // In memory everything is as durable as it gets: answer at once.
+            self.queue_packet(&ack);
+            return;
+        }
         self.pending_acks.push_back((ack, durable));
         self.release_acks();
     }
 
     /// Sends, in order, every held acknowledgement whose subject is now durable.
     fn release_acks(&mut self) {
+        if self.pending_acks.is_empty() {
+            return;
+        }
         let committed = self
             .committed
-            .as_ref()
-            .map_or(u64::MAX, |committed| *committed.borrow());
+            .as_mut()
+            .map_or(u64::MAX, |committed| *committed.borrow_and_update());
         while self
             .pending_acks
             .front()
@@ -706,9 +820,9 @@ where
 
     async fn flush(&mut self) -> std::io::Result<()> {
         while !self.output.is_empty() {
-            self.writer.write_buf(&mut self.output).await?;
+            self.stream.write_buf(&mut self.output).await?;
         }
-        self.writer.flush().await
+        self.stream.flush().await
     }
 
     fn publish_event(
@@ -722,7 +836,7 @@ where
         let context = EventContext {
             client_id: &online.client_id,
             timestamp_ms: unix_millis(),
-            session_identifier: &online.session_identifier,
+            session_identifier: &crate::secrets::uuid_text(online.session_identifier),
             principal_identifier: online.auth.principal(),
             version_number: online.version_number,
         };
@@ -756,7 +870,7 @@ where
         self.publish_event(&online, |context| {
             lifecycle::disconnected_event(context, ending.reason)
         });
-        let _ = self.writer.shutdown().await;
+        let _ = self.stream.shutdown().await;
     }
 }
 
@@ -836,36 +950,12 @@ fn log_denied(online: &Online, denied: &Denied, what: &str) {
     warn!(client_id = %online.client_id, principal = online.auth.principal(), action = %denied.action, resource = %denied.resource, reason = %denied.decision.reason, "{what}");
 }
 
-/// Sleeps until the deadline, or forever when there is none.
-async fn sleep_until_some(deadline: Option<(tokio::time::Instant, DisconnectReason)>) {
-    match deadline {
-        Some((at, _)) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the store makes more durable; never without a store.
-async fn durable_progress(committed: &mut Option<watch::Receiver<u64>>) {
-    match committed {
-        Some(committed) => {
-            if committed.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Writes some of `output`, or flushes when it is empty; `Ok(true)` after a flush.
-async fn write_or_flush<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    output: &mut BytesMut,
-) -> std::io::Result<bool> {
-    if output.is_empty() {
-        writer.flush().await?;
-        Ok(true)
-    } else {
-        writer.write_buf(output).await?;
-        Ok(false)
+/// When the timer must next look: the keep-alive deadline, or the end of the
+/// connection's lifetime if that comes first.
+fn next_deadline(last_read: tokio::time::Instant, online: &Online) -> tokio::time::Instant {
+    let keep_alive = last_read + online.keep_alive;
+    match online.ends_at {
+        Some((at, _)) => keep_alive.min(at),
+        None => keep_alive,
     }
 }

@@ -19,7 +19,12 @@ pub fn access_key_pair(prefix: &str) -> (String, String) {
 
 /// A random identifier in UUID layout (`8-4-4-4-12` hex digits).
 pub fn uuid_shaped() -> String {
-    let hex = format!("{:032x}", rand::rng().random::<u128>());
+    uuid_text(rand::rng().random())
+}
+
+/// A 128-bit value in UUID layout: kept as a number, written out only when needed.
+pub fn uuid_text(value: u128) -> String {
+    let hex = format!("{value:032x}");
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

@@ -1,10 +1,12 @@
 //! Listeners and lifecycle of a running broker: bind, accept, expire sessions, shut down.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -64,7 +66,10 @@ impl RunningBroker {
 
     /// Stops accepting, closes every connection and waits (briefly) for them to finish.
     pub async fn shutdown(mut self) {
+        // Listeners and connections still opening watch `shutdown`; open connections are
+        // told through their wake-up, which they wait on anyway.
         let _ = self.shutdown.send(true);
+        self.broker.close_all_connections();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -197,25 +202,26 @@ async fn accept_loop(
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 let alive = connection_alive.clone();
-                let kind = kind.clone();
-                tokio::spawn(async move {
-                    match kind {
-                        ListenerKind::Mqtt => {
-                            connection::serve(broker, stream, peer, shutdown, Identity::Anonymous)
-                                .await
-                        }
-                        ListenerKind::Mqtts(configs) => {
-                            tls::serve_mqtts(broker, configs, stream, peer, shutdown).await
-                        }
-                        ListenerKind::Tls(configs) => {
-                            tls::serve_tls(broker, configs, stream, peer, shutdown).await
-                        }
-                        ListenerKind::WebSocket => {
-                            websocket::serve(broker, stream, peer, shutdown, Transport::Plain).await
-                        }
-                    }
-                    drop(alive);
-                });
+                // One task type per kind, so a task is only as large as its own kind's
+                // future (a plain connection does not carry room for a TLS handshake).
+                match &kind {
+                    ListenerKind::Mqtt => spawn_connection(
+                        connection::serve(broker, stream, peer, shutdown, Identity::Anonymous),
+                        alive,
+                    ),
+                    ListenerKind::Mqtts(configs) => spawn_connection(
+                        tls::serve_mqtts(broker, configs.clone(), stream, peer, shutdown),
+                        alive,
+                    ),
+                    ListenerKind::Tls(configs) => spawn_connection(
+                        tls::serve_tls(broker, configs.clone(), stream, peer, shutdown),
+                        alive,
+                    ),
+                    ListenerKind::WebSocket => spawn_connection(
+                        websocket::serve(broker, stream, peer, shutdown, Transport::Plain),
+                        alive,
+                    ),
+                }
             }
             Err(error) => {
                 // Usually EMFILE: back off instead of spinning on a full descriptor table.
@@ -224,6 +230,13 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Runs one connection; `alive` is held until it ends (shutdown waits for the last one).
+/// The future is made by the caller and polled in place (`map`): an `async` block that
+/// awaited it would hold it twice, once as captured and once as awaited.
+fn spawn_connection(serving: impl Future<Output = ()> + Send + 'static, alive: mpsc::Sender<()>) {
+    tokio::spawn(serving.map(move |()| drop(alive)));
 }
 
 async fn expire_sessions(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {

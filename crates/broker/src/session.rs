@@ -51,9 +51,10 @@ pub struct SessionState {
     /// Sequence numbers of messages the session no longer holds (acknowledged, dropped,
     /// refused), for the caller to forget in the durable store. Drained by `take_removed`.
     removed: Vec<u64>,
-    max_inflight: usize,
-    max_queued: usize,
-    max_queued_qos0_bytes: usize,
+    // u32: kept small, as every session carries them.
+    max_inflight: u32,
+    max_queued: u32,
+    max_queued_qos0_bytes: u32,
     /// Topic and payload bytes held in `pending`: what a slow subscriber costs in memory.
     pending_bytes: usize,
     dropped_qos0: u64,
@@ -76,9 +77,9 @@ impl SessionState {
             next_pkid: 1,
             next_seq: 1,
             removed: Vec::new(),
-            max_inflight: max_inflight.max(1),
-            max_queued: max_queued.max(1),
-            max_queued_qos0_bytes,
+            max_inflight: saturating_u32(max_inflight.max(1)),
+            max_queued: saturating_u32(max_queued.max(1)),
+            max_queued_qos0_bytes: saturating_u32(max_queued_qos0_bytes),
             pending_bytes: 0,
             dropped_qos0: 0,
             dropped_qos1: 0,
@@ -111,8 +112,9 @@ impl SessionState {
     /// Offers a message to the session. `online` says whether a connection will drain it.
     pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
         if delivery.qos == QoS::AtMostOnce {
-            let full = self.pending.len() >= self.max_queued
-                || self.pending_bytes + queued_size(&delivery) > self.max_queued_qos0_bytes;
+            let full = self.pending.len() >= self.max_queued as usize
+                || self.pending_bytes + queued_size(&delivery)
+                    > self.max_queued_qos0_bytes as usize;
             if !online || full {
                 self.dropped_qos0 += 1;
                 return Enqueued::DroppedQos0;
@@ -120,7 +122,7 @@ impl SessionState {
             return Enqueued::Queued(self.push_pending(delivery));
         }
         let mut dropped_oldest = None;
-        if self.pending.len() >= self.max_queued {
+        if self.pending.len() >= self.max_queued as usize {
             // Make room by dropping the oldest QoS 1; QoS 0 entries ahead of it are kept
             // because they are about to be written by an online connection anyway.
             if let Some(index) = self
@@ -178,7 +180,7 @@ impl SessionState {
                 delivery,
             });
         }
-        if self.inflight.len() >= self.max_inflight {
+        if self.inflight.len() >= self.max_inflight as usize {
             return None;
         }
         let (seq, delivery) = self.pop_pending()?;
@@ -281,6 +283,10 @@ impl SessionState {
 
 fn queued_size(delivery: &Delivery) -> usize {
     delivery.topic.len() + delivery.payload.len()
+}
+
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
