@@ -906,8 +906,11 @@ fn connect_context(connect: &Connect, peer: SocketAddr, identity: &Identity) -> 
     };
     match identity {
         Identity::Certificate(certificate) => {
-            context.certificate_subject = certificate.subject.clone();
-            context.certificate_issuer = certificate.issuer.clone();
+            let fields = |names: &std::collections::BTreeMap<String, String>| {
+                names.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            context.certificate_subject = fields(&certificate.subject);
+            context.certificate_issuer = fields(&certificate.issuer);
         }
         Identity::Credentials { principal } => {
             context.cognito_identity_id = Some(principal.clone());

@@ -7,10 +7,13 @@
 //! | `mqtt`            | MQTT, custom authorizer fields in the CONNECT username |
 //! | `http/1.1`, none  | HTTP: WebSocket `/mqtt` (SigV4 or custom authorizer) |
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -19,6 +22,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureSc
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{info, warn};
 
@@ -107,41 +111,98 @@ pub fn dispatch(offered: &[&[u8]]) -> Dispatch {
 }
 
 /// Serves one connection on the `mqtts` port.
-pub async fn serve_mqtts(
+///
+/// The handshake is boxed (its state is large and needed once) and followed by the
+/// connection with `then`, not in an `async` block: there the TLS stream, once bound to a
+/// name, would keep its room in the future next to the connection it moved into.
+pub fn serve_mqtts(
     broker: Arc<Broker>,
     configs: Arc<TlsConfigs>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
-) {
+) -> impl Future<Output = ()> + Send {
+    Box::pin(mqtts_handshake(configs, stream, peer)).then(move |accepted| match accepted {
+        Some((tls, identity)) => {
+            Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
+        }
+        None => Either::Right(std::future::ready(())),
+    })
+}
+
+async fn mqtts_handshake(
+    configs: Arc<TlsConfigs>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Identity)> {
     let acceptor = tokio_rustls::TlsAcceptor::from(configs.certificate.clone());
     let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             info!(%peer, listener = "mqtts", %error, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             info!(%peer, listener = "mqtts", "TLS handshake timed out");
-            return;
+            return None;
         }
     };
     let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
         warn!(%peer, listener = "mqtts", "no usable client certificate after the handshake");
-        return;
+        return None;
     };
-    connection::serve(broker, tls, peer, shutdown, identity).await;
+    Some((tls, identity))
 }
 
-/// Serves one connection on the `tls` port: ClientHello first, then by ALPN.
-pub async fn serve_tls(
+/// Serves one connection on the `tls` port: ClientHello first, then by ALPN. Shaped like
+/// [`serve_mqtts`] for the same reason.
+pub fn serve_tls(
     broker: Arc<Broker>,
     configs: Arc<TlsConfigs>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
-) {
+) -> impl Future<Output = ()> + Send {
+    Box::pin(tls_handshake(configs, stream, peer)).then(move |accepted| {
+        let Some((route, tls)) = accepted else {
+            return Either::Right(Either::Right(std::future::ready(())));
+        };
+        let server_name = tls.get_ref().1.server_name().map(str::to_owned);
+        let identity = match route {
+            Dispatch::MqttWithCertificate => {
+                match certificate_identity(tls.get_ref().1.peer_certificates()) {
+                    Some(identity) => identity,
+                    None => {
+                        warn!(%peer, listener = "tls", "no usable client certificate after the handshake");
+                        return Either::Right(Either::Right(std::future::ready(())));
+                    }
+                }
+            }
+            Dispatch::MqttWithCustomAuth => Identity::AtConnect {
+                protocols: vec!["tls", "mqtt"],
+                server_name,
+            },
+            Dispatch::Http => {
+                // Boxed: HTTP's future is larger than MQTT's, and MQTT is the common case.
+                return Either::Right(Either::Left(Box::pin(websocket::serve(
+                    broker,
+                    tls,
+                    peer,
+                    shutdown,
+                    Transport::Tls { server_name },
+                ))));
+            }
+        };
+        Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
+    })
+}
+
+async fn tls_handshake(
+    configs: Arc<TlsConfigs>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Dispatch, TlsStream<TcpStream>)> {
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let route = route_of(&start.client_hello());
@@ -152,36 +213,15 @@ pub async fn serve_tls(
         };
         Ok::<_, std::io::Error>((route, start.into_stream(config).await?))
     };
-    let (route, tls) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(accepted)) => accepted,
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(accepted)) => Some(accepted),
         Ok(Err(error)) => {
             info!(%peer, listener = "tls", %error, "TLS handshake failed");
-            return;
+            None
         }
         Err(_) => {
             info!(%peer, listener = "tls", "TLS handshake timed out");
-            return;
-        }
-    };
-    match route {
-        Dispatch::MqttWithCertificate => {
-            let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
-                warn!(%peer, listener = "tls", "no usable client certificate after the handshake");
-                return;
-            };
-            connection::serve(broker, tls, peer, shutdown, identity).await;
-        }
-        Dispatch::MqttWithCustomAuth => {
-            let server_name = tls.get_ref().1.server_name().map(str::to_owned);
-            let identity = Identity::AtConnect {
-                protocols: vec!["tls", "mqtt"],
-                server_name,
-            };
-            connection::serve(broker, tls, peer, shutdown, identity).await;
-        }
-        Dispatch::Http => {
-            let server_name = tls.get_ref().1.server_name().map(str::to_owned);
-            websocket::serve(broker, tls, peer, shutdown, Transport::Tls { server_name }).await
+            None
         }
     }
 }

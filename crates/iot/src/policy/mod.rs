@@ -27,7 +27,6 @@ mod pattern;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -143,14 +142,26 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     pub thing_name: Option<String>,
     pub thing_type_name: Option<String>,
-    pub thing_attributes: BTreeMap<String, String>,
-    /// Certificate subject fields by name: `"CommonName"` → `"dev1"`.
-    pub certificate_subject: BTreeMap<String, String>,
-    pub certificate_issuer: BTreeMap<String, String>,
+    pub thing_attributes: Fields,
+    /// Certificate subject fields by name: `("CommonName", "dev1")`.
+    pub certificate_subject: Fields,
+    pub certificate_issuer: Fields,
     pub cognito_identity_id: Option<String>,
     pub source_ip: Option<IpAddr>,
     /// `iot:ConnectAttributes`: `"PersistentConnect"`, `"LastWill"`, …
     pub connect_attributes: Vec<String>,
+}
+
+/// Named values (certificate subject fields, thing attributes): a handful per context, so
+/// a list looked up by name, which an open connection holds in a fraction of a map's space.
+pub type Fields = Vec<(String, String)>;
+
+/// The value of `name` in `fields`.
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 /// The outcome, named as AWS's test-authorization reports it.

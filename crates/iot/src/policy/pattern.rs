@@ -92,14 +92,14 @@ impl<'a> Resolver<'a> {
             Var::ClientId => cx.client_id.as_deref(),
             Var::ThingName => cx.thing_name.as_deref(),
             Var::ThingTypeName => cx.thing_type_name.as_deref(),
-            Var::ThingAttribute(a) => cx.thing_attributes.get(&**a).map(String::as_str),
+            Var::ThingAttribute(a) => super::field(&cx.thing_attributes, a),
             Var::IsAttached => Some(if cx.thing_name.is_some() {
                 "true"
             } else {
                 "false"
             }),
-            Var::CertSubject(f) => cx.certificate_subject.get(&**f).map(String::as_str),
-            Var::CertIssuer(f) => cx.certificate_issuer.get(&**f).map(String::as_str),
+            Var::CertSubject(f) => super::field(&cx.certificate_subject, f),
+            Var::CertIssuer(f) => super::field(&cx.certificate_issuer, f),
             Var::CognitoSub => cx.cognito_identity_id.as_deref(),
             Var::SourceIp => self
                 .source_ip
