@@ -40,6 +40,20 @@ pub enum Scenario {
     /// CONNECT (+ CONNACK, DISCONNECT) per second on fresh TCP connections; with `--tls`,
     /// a full TLS handshake each time (no session resumption).
     ConnectRate(ConnectRateOptions),
+    /// Not a load: draws a grouped bar chart (SVG) from a JSON description, as
+    /// `bench/compare` writes: {"title", "y_label", "log_scale", "groups": [{"label",
+    /// "bars": {"series": value}}]}.
+    Chart(ChartOptions),
+}
+
+#[derive(Args, Clone)]
+pub struct ChartOptions {
+    /// The chart's JSON description.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the SVG.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -157,6 +171,7 @@ impl Scenario {
             | Scenario::OfflineQueue(o) => o.json,
             Scenario::Connections(o) => o.json,
             Scenario::ConnectRate(o) => o.json,
+            Scenario::Chart(_) => false,
         }
     }
 }
@@ -171,7 +186,12 @@ struct Report {
     load: Option<(Duration, Duration)>,
 }
 
-pub fn run(scenario: Scenario) -> anyhow::Result<()> {
+pub fn run(scenario: Scenario, plot: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Scenario::Chart(options) = &scenario {
+        let text = std::fs::read_to_string(&options.input)
+            .with_context(|| format!("cannot read {}", options.input.display()))?;
+        return crate::plot::draw(&crate::plot::chart_from_json(&text)?, &options.output);
+    }
     let json = scenario.json();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let (wall, cpu) = (Instant::now(), cpu_time());
@@ -188,11 +208,15 @@ pub fn run(scenario: Scenario) -> anyhow::Result<()> {
             Scenario::OfflineQueue(options) => offline_queue(options).await,
             Scenario::Connections(options) => connections(options).await,
             Scenario::ConnectRate(options) => connect_rate(options).await,
+            Scenario::Chart(_) => unreachable!("drawn above"),
         }
     })?;
     let (cpu, wall) = load.unwrap_or_else(|| (cpu_time() - cpu, wall.elapsed()));
     let (cpu, wall) = (cpu.as_secs_f64(), wall.as_secs_f64());
     let share = 100.0 * cpu / wall;
+    if let Some(path) = &plot {
+        crate::plot::draw(&crate::plot::chart_of_result(&value), path)?;
+    }
     if json {
         value["generator_cpu_s"] = json!(cpu);
         value["generator_cpu_pct"] = json!(share);

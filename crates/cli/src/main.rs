@@ -17,6 +17,7 @@ mod client;
 mod cognito;
 mod demo;
 mod iot;
+mod plot;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,9 @@ enum Command {
     },
     /// Load generator for any MQTT 3.1.1 broker.
     Bench {
+        /// Also draw the result as an SVG bar chart to this file.
+        #[arg(long, global = true, value_name = "FILE")]
+        plot: Option<PathBuf>,
         #[command(subcommand)]
         scenario: bench::Scenario,
     },
@@ -97,7 +101,7 @@ fn main() {
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
         Command::Iot { command } => iot::run(command),
         Command::Cognito { command } => cognito::run(command),
-        Command::Bench { scenario } => bench::run(scenario),
+        Command::Bench { scenario, plot } => bench::run(scenario, plot),
     };
     if let Err(error) = result {
         eprintln!("pubsub: {error:#}");
