@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use iot::{evaluate, resource_arn, Action, Policy, RequestContext, ResourceKind};
+use iot::{evaluate, resource_arn, Action, Policy, PrincipalFacts, RequestContext, ResourceKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,12 +22,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let full = RequestContext {
         client_id: Some("dev*1?".into()),
-        thing_name: Some("thing1".into()),
-        thing_type_name: Some("type".into()),
-        thing_attributes: [("a".to_string(), "é*".to_string())].into(),
-        certificate_subject: [("CommonName".to_string(), "cn".to_string())].into(),
-        certificate_issuer: [("CommonName".to_string(), "ca".to_string())].into(),
-        cognito_identity_id: Some("us-east-1:x".into()),
+        principal: Some(Box::new(PrincipalFacts {
+            thing_name: Some("thing1".into()),
+            thing_type_name: Some("type".into()),
+            thing_attributes: [("a".to_string(), "é*".to_string())].into(),
+            certificate_subject: [("CommonName".to_string(), "cn".to_string())].into(),
+            certificate_issuer: [("CommonName".to_string(), "ca".to_string())].into(),
+            cognito_identity_id: Some("us-east-1:x".into()),
+        })),
         source_ip: Some("::ffff:10.0.0.1".parse().unwrap()),
         connect_attributes: vec!["PersistentConnect".into(), "LastWill".into()],
     };

@@ -909,11 +909,12 @@ fn connect_context(connect: &Connect, peer: SocketAddr, identity: &Identity) -> 
             let fields = |names: &std::collections::BTreeMap<String, String>| {
                 names.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
             };
-            context.certificate_subject = fields(&certificate.subject);
-            context.certificate_issuer = fields(&certificate.issuer);
+            let facts = context.facts_mut();
+            facts.certificate_subject = fields(&certificate.subject);
+            facts.certificate_issuer = fields(&certificate.issuer);
         }
         Identity::Credentials { principal } => {
-            context.cognito_identity_id = Some(principal.clone());
+            context.facts_mut().cognito_identity_id = Some(principal.clone());
         }
         _ => {}
     }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use iot::sigv4::{self, SignedRequest};
-use iot::{Action, Policy, RequestContext};
+use iot::{Action, Policy, PrincipalFacts, RequestContext};
 use mqtt::QoS;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -905,7 +905,12 @@ async fn route(
             let context = RequestContext {
                 client_id: query_param(query, "clientId")
                     .or_else(|| body["clientId"].as_str().map(str::to_owned)),
-                cognito_identity_id: principal.contains(':').then(|| principal.clone()),
+                principal: principal.contains(':').then(|| {
+                    Box::new(PrincipalFacts {
+                        cognito_identity_id: Some(principal.clone()),
+                        ..PrincipalFacts::default()
+                    })
+                }),
                 ..RequestContext::default()
             };
             let mut results = Vec::new();

@@ -338,7 +338,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     }
     let context = iot::RequestContext {
         client_id: Some("web-app".into()),
-        cognito_identity_id: Some(identity_id.clone()),
+        principal: Some(Box::new(iot::PrincipalFacts {
+            cognito_identity_id: Some(identity_id.clone()),
+            ..iot::PrincipalFacts::default()
+        })),
         ..iot::RequestContext::default()
     };
     let resource = iot::resource_arn(

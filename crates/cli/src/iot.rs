@@ -17,7 +17,7 @@ use broker::registry::{status_name, Registry};
 use broker::tls_material::issue_device_certificate;
 use broker::Config;
 use clap::{Args, Subcommand, ValueEnum};
-use iot::RequestContext;
+use iot::{PrincipalFacts, RequestContext};
 use serde_json::json;
 use std::time::Duration;
 
@@ -554,7 +554,12 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             }
             let context = RequestContext {
                 client_id,
-                cognito_identity_id: principal.contains(':').then(|| principal.clone()),
+                principal: principal.contains(':').then(|| {
+                    Box::new(PrincipalFacts {
+                        cognito_identity_id: Some(principal.clone()),
+                        ..PrincipalFacts::default()
+                    })
+                }),
                 ..RequestContext::default()
             };
             let mut results = Vec::new();

@@ -5,7 +5,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use iot::{decide, evaluate, resource_arn, Action, Policy, RequestContext, ResourceKind};
+use iot::{
+    decide, evaluate, resource_arn, Action, Policy, PrincipalFacts, RequestContext, ResourceKind,
+};
 
 const TOPICS: usize = 10_000;
 const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
@@ -13,9 +15,12 @@ const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
 fn context() -> RequestContext {
     RequestContext {
         client_id: Some("dev1".into()),
-        thing_name: Some("dev1".into()),
-        thing_attributes: [("fleet".to_string(), "f1".to_string())].into(),
-        certificate_subject: [("CommonName".to_string(), "dev1".to_string())].into(),
+        principal: Some(Box::new(PrincipalFacts {
+            thing_name: Some("dev1".into()),
+            thing_attributes: [("fleet".to_string(), "f1".to_string())].into(),
+            certificate_subject: [("CommonName".to_string(), "dev1".to_string())].into(),
+            ..PrincipalFacts::default()
+        })),
         source_ip: Some("10.1.2.3".parse().unwrap()),
         ..RequestContext::default()
     }

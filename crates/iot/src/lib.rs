@@ -21,7 +21,7 @@ pub mod trie;
 pub use limits::Limits;
 pub use policy::{
     decide, evaluate, resource_arn, write_resource_arn, Action, AuthDecision, Decision, Policy,
-    PolicyError, RequestContext, ResourceKind,
+    PolicyError, PrincipalFacts, RequestContext, ResourceKind,
 };
 pub use topic::{
     filter_is_exact, is_reserved, topic_matches, validate_client_publish, validate_topic_filter,

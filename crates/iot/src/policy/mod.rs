@@ -136,10 +136,21 @@ impl fmt::Display for Action {
 }
 
 /// Everything a decision may depend on besides action and resource. Borrowed so the broker
-/// builds it once per connection.
+/// builds it once per connection, and kept small because every open connection holds one.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     pub client_id: Option<String>,
+    pub source_ip: Option<IpAddr>,
+    /// `iot:ConnectAttributes`: `"PersistentConnect"`, `"LastWill"`, …
+    pub connect_attributes: Vec<String>,
+    /// What is known of the principal beyond its client id; boxed, as many connections
+    /// (anonymous, custom-authorizer) have none of it. Read through [`RequestContext::facts`].
+    pub principal: Option<Box<PrincipalFacts>>,
+}
+
+/// The thing, certificate and Cognito identity behind a connection, when known.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalFacts {
     pub thing_name: Option<String>,
     pub thing_type_name: Option<String>,
     pub thing_attributes: Fields,
@@ -147,9 +158,26 @@ pub struct RequestContext {
     pub certificate_subject: Fields,
     pub certificate_issuer: Fields,
     pub cognito_identity_id: Option<String>,
-    pub source_ip: Option<IpAddr>,
-    /// `iot:ConnectAttributes`: `"PersistentConnect"`, `"LastWill"`, …
-    pub connect_attributes: Vec<String>,
+}
+
+static NO_FACTS: PrincipalFacts = PrincipalFacts {
+    thing_name: None,
+    thing_type_name: None,
+    thing_attributes: Vec::new(),
+    certificate_subject: Vec::new(),
+    certificate_issuer: Vec::new(),
+    cognito_identity_id: None,
+};
+
+impl RequestContext {
+    /// The principal's facts (all empty when none are known).
+    pub fn facts(&self) -> &PrincipalFacts {
+        self.principal.as_deref().unwrap_or(&NO_FACTS)
+    }
+
+    pub fn facts_mut(&mut self) -> &mut PrincipalFacts {
+        self.principal.get_or_insert_default()
+    }
 }
 
 /// Named values (certificate subject fields, thing attributes): a handful per context, so

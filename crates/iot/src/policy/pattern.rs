@@ -90,17 +90,17 @@ impl<'a> Resolver<'a> {
         let cx = self.cx;
         match var {
             Var::ClientId => cx.client_id.as_deref(),
-            Var::ThingName => cx.thing_name.as_deref(),
-            Var::ThingTypeName => cx.thing_type_name.as_deref(),
-            Var::ThingAttribute(a) => super::field(&cx.thing_attributes, a),
-            Var::IsAttached => Some(if cx.thing_name.is_some() {
+            Var::ThingName => cx.facts().thing_name.as_deref(),
+            Var::ThingTypeName => cx.facts().thing_type_name.as_deref(),
+            Var::ThingAttribute(a) => super::field(&cx.facts().thing_attributes, a),
+            Var::IsAttached => Some(if cx.facts().thing_name.is_some() {
                 "true"
             } else {
                 "false"
             }),
-            Var::CertSubject(f) => super::field(&cx.certificate_subject, f),
-            Var::CertIssuer(f) => super::field(&cx.certificate_issuer, f),
-            Var::CognitoSub => cx.cognito_identity_id.as_deref(),
+            Var::CertSubject(f) => super::field(&cx.facts().certificate_subject, f),
+            Var::CertIssuer(f) => super::field(&cx.facts().certificate_issuer, f),
+            Var::CognitoSub => cx.facts().cognito_identity_id.as_deref(),
             Var::SourceIp => self
                 .source_ip
                 .get_or_init(|| cx.source_ip.map(|ip| ip.to_string()))

@@ -28,16 +28,18 @@ fn allow(action: &str, resource: &str, condition: Option<&str>) -> Arc<Policy> {
 fn cx() -> RequestContext {
     RequestContext {
         client_id: Some("dev1".into()),
-        thing_name: Some("thing1".into()),
-        thing_type_name: Some("sensor".into()),
-        thing_attributes: [("room".to_string(), "kitchen".to_string())].into(),
-        certificate_subject: [
-            ("CommonName".to_string(), "cn1".to_string()),
-            ("Organization".to_string(), "acme".to_string()),
-        ]
-        .into(),
-        certificate_issuer: [("CommonName".to_string(), "ca1".to_string())].into(),
-        cognito_identity_id: Some("us-east-1:abcd".into()),
+        principal: Some(Box::new(PrincipalFacts {
+            thing_name: Some("thing1".into()),
+            thing_type_name: Some("sensor".into()),
+            thing_attributes: [("room".to_string(), "kitchen".to_string())].into(),
+            certificate_subject: [
+                ("CommonName".to_string(), "cn1".to_string()),
+                ("Organization".to_string(), "acme".to_string()),
+            ]
+            .into(),
+            certificate_issuer: [("CommonName".to_string(), "ca1".to_string())].into(),
+            cognito_identity_id: Some("us-east-1:abcd".into()),
+        })),
         source_ip: Some("10.1.2.3".parse().unwrap()),
         connect_attributes: vec!["PersistentConnect".into()],
     }
@@ -259,7 +261,7 @@ fn variables() {
         (
             "topic/${iot:Connection.Thing.ThingName}/*",
             "topic/thing1/x",
-            |c| c.thing_name = None,
+            |c| c.facts_mut().thing_name = None,
             false,
         ),
         (
@@ -271,7 +273,7 @@ fn variables() {
         (
             "topic/${iot:Connection.Thing.ThingTypeName}",
             "topic/sensor",
-            |c| c.thing_type_name = None,
+            |c| c.facts_mut().thing_type_name = None,
             false,
         ),
         (
@@ -295,7 +297,7 @@ fn variables() {
         (
             "topic/${iot:Connection.Thing.IsAttached}",
             "topic/false",
-            |c| c.thing_name = None,
+            |c| c.facts_mut().thing_name = None,
             true,
         ),
         (
@@ -325,7 +327,7 @@ fn variables() {
         (
             "topic/${iot:Certificate.Issuer.CommonName}",
             "topic/ca1",
-            |c| c.certificate_issuer.clear(),
+            |c| c.facts_mut().certificate_issuer.clear(),
             false,
         ),
         (
@@ -337,7 +339,7 @@ fn variables() {
         (
             "topic/${cognito-identity.amazonaws.com:sub}",
             "topic/us-east-1:abcd",
-            |c| c.cognito_identity_id = None,
+            |c| c.facts_mut().cognito_identity_id = None,
             false,
         ),
         ("topic/${aws:SourceIp}", "topic/10.1.2.3", none, true),
@@ -418,7 +420,7 @@ fn version_2008_has_no_variables() {
 #[test]
 fn unresolved_reason_and_deny() {
     let mut c = cx();
-    c.thing_name = None;
+    c.facts_mut().thing_name = None;
     let p = policy(
         "p",
         r#"{"Effect":"Allow","Action":"iot:Publish","Resource":"*"},
@@ -626,7 +628,7 @@ fn conditions() {
     type Edit = fn(&mut RequestContext);
     let none: Edit = |_| {};
     let no_ip: Edit = |c| c.source_ip = None;
-    let no_thing: Edit = |c| c.thing_name = None;
+    let no_thing: Edit = |c| c.facts_mut().thing_name = None;
     let no_attrs: Edit = |c| c.connect_attributes.clear();
     let both_attrs: Edit =
         |c| c.connect_attributes = vec!["PersistentConnect".into(), "LastWill".into()];
@@ -994,7 +996,7 @@ fn conditions() {
 #[test]
 fn condition_unresolved_deny_does_not_deny() {
     let mut c = cx();
-    c.thing_name = None;
+    c.facts_mut().thing_name = None;
     let p = policy(
         "p",
         r#"{"Effect":"Allow","Action":"iot:Connect","Resource":"*"},
@@ -1332,10 +1334,12 @@ fn arb_context() -> impl Strategy<Value = RequestContext> {
     )
         .prop_map(|(client_id, thing_name, ip, attrs)| RequestContext {
             client_id,
-            thing_name,
+            principal: Some(Box::new(PrincipalFacts {
+                thing_name,
+                ..PrincipalFacts::default()
+            })),
             source_ip: ip.map(std::net::IpAddr::from),
             connect_attributes: attrs.into_iter().map(String::from).collect(),
-            ..RequestContext::default()
         })
 }
 
