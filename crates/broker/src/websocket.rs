@@ -5,6 +5,7 @@
 //! because authenticating it (SigV4, or a custom authorizer's HTTP call) is asynchronous
 //! and a refusal must be an HTTP 403, never a WebSocket.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,7 +14,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::{Sink, Stream};
+use futures_util::future::Either;
+use futures_util::{FutureExt, Sink, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -24,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::authn::{self, Transport};
 use crate::broker::Broker;
-use crate::connection;
+use crate::connection::{self, Admission};
 
 const MAX_HEAD: usize = 16 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,22 +66,51 @@ impl UpgradeRequest {
 }
 
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
-pub async fn serve<S>(
+///
+/// The HTTP part is boxed and followed by the MQTT connection with `then` (as the TLS
+/// handshakes are): an open WebSocket connection keeps no room for the request it came with.
+pub fn serve<S>(
     broker: Arc<Broker>,
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     transport: Transport,
-) where
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    Box::pin(upgrade(broker.clone(), stream, peer, transport)).then(
+        move |upgraded| match upgraded {
+            Some((ws, admission)) => Either::Left(connection::serve(
+                broker,
+                WsBytes::new(ws),
+                peer,
+                shutdown,
+                admission,
+            )),
+            None => Either::Right(std::future::ready(())),
+        },
+    )
+}
+
+/// Answers the HTTP request: `Some` once `/mqtt` is upgraded and authenticated; `None` when
+/// the request was answered otherwise (control plane, an error status) or the peer left.
+async fn upgrade<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+) -> Option<(WebSocketStream<S>, Admission)>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let request = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
-            return;
+            return None;
         }
-        Ok(Err(_)) | Err(_) => return,
+        Ok(Err(_)) | Err(_) => return None,
     };
     if request.path != "/mqtt" {
         // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
@@ -87,11 +118,11 @@ pub async fn serve<S>(
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
             serve_control_plane(&broker, &mut stream, &request).await;
-            return;
+            return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");
         respond(&mut stream, 404, "Not Found", "not found\n").await;
-        return;
+        return None;
     }
     let key = request.header("sec-websocket-key").map(str::to_owned);
     let upgrade = request.method == "GET"
@@ -107,7 +138,7 @@ pub async fn serve<S>(
             "expected a WebSocket upgrade\n",
         )
         .await;
-        return;
+        return None;
     };
     // AWS SDKs ask for `mqtt`; the iOS SDK for `mqttv3.1`.
     let subprotocol = ["mqtt", "mqttv3.1"]
@@ -118,7 +149,7 @@ pub async fn serve<S>(
         Err(reason) => {
             warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
             respond(&mut stream, 403, "Forbidden", &format!("{reason}\n")).await;
-            return;
+            return None;
         }
     };
     let mut response = format!(
@@ -130,12 +161,12 @@ pub async fn serve<S>(
     }
     response.push_str("\r\n");
     if stream.write_all(response.as_bytes()).await.is_err() {
-        return;
+        return None;
     }
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(crate::protocol::max_packet_size(&broker.config.limits) * 2);
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-    connection::serve(broker, WsBytes::new(ws), peer, shutdown, admission).await;
+    Some((ws, admission))
 }
 
 /// Reads the request head byte by byte up to its blank line, so nothing after it is taken
