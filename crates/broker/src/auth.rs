@@ -209,6 +209,9 @@ pub struct Denied {
     pub decision: Decision,
 }
 
+// Two bits per action in a u32.
+const _: () = assert!(Action::ALL.len() <= 16);
+
 /// What the cache bits say about `action`: `Some(allowed)` once decided.
 fn cached_decision(bits: u32, action: Action) -> Option<bool> {
     let shift = 2 * action as u32;

@@ -215,9 +215,8 @@ impl Ending {
     }
 }
 
-/// What woke the main loop.
+/// What woke the main loop, besides a wake-up.
 enum Event {
-    Woken,
     Timer,
     DurableProgress,
     Wrote(std::io::Result<bool>),
@@ -457,56 +456,66 @@ where
         loop {
             self.release_acks();
             self.fill_output(online);
-            if !needs_flush {
-                self.release_empty_buffers();
-            }
-            if durable.is_none() && !self.pending_acks.is_empty() {
+            if self.pending_acks.is_empty() {
+                durable = None;
+            } else if durable.is_none() {
                 durable = self.durable_progress();
             }
             let live = &online.live;
+            let mut woken = false;
+            // Every source is polled in each pass (a wake-up does not keep writes and reads
+            // waiting); the first ready one is handled, after a wake-up's checks. The timer
+            // comes last, so a packet that arrived by the deadline is read before it counts.
             let event = poll_fn(|cx| {
-                if live.poll_woken(cx).is_ready() {
-                    return Poll::Ready(Event::Woken);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Timer);
-                }
+                woken |= live.poll_woken(cx).is_ready();
                 if let Some(progress) = &mut durable {
                     if progress.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Event::DurableProgress);
+                        return Poll::Ready(Some(Event::DurableProgress));
                     }
                 }
                 // Write what is ready; once drained, flush: TLS and WebSocket writers
                 // buffer, and the last bytes would otherwise wait for the next packet.
                 if !self.output.is_empty() || needs_flush {
                     if let Poll::Ready(wrote) = self.poll_write_or_flush(cx) {
-                        return Poll::Ready(Event::Wrote(wrote));
+                        return Poll::Ready(Some(Event::Wrote(wrote)));
                     }
                 }
                 // Past the inbound window the client waits for PUBACKs: stop reading.
                 if self.pending_acks.len() < max_unacknowledged {
                     if let Poll::Ready(read) = self.poll_read(cx) {
-                        return Poll::Ready(Event::Read(read));
+                        return Poll::Ready(Some(Event::Read(read)));
                     }
                 }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Event::Timer));
+                }
+                if woken {
+                    return Poll::Ready(None);
+                }
+                // Going idle: give back what holds nothing (not on every pass, so a busy
+                // connection keeps its buffers).
+                self.release_empty_buffers();
                 Poll::Pending
             })
             .await;
-            match event {
-                Event::Woken => {
-                    if let Some(why) = online.live.reason() {
-                        info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
-                        // Its rights were withdrawn, or the broker is stopping: no last
-                        // message in its name.
-                        return Ending {
-                            reason: DisconnectReason::ServerInitiatedDisconnect,
-                            publish_will: false,
-                        };
-                    }
-                    if !online.session.is_owned_by(self.id) {
-                        return Ending::abnormal(DisconnectReason::DuplicateClientId);
-                    }
+            if woken {
+                if let Some(why) = online.live.reason() {
+                    info!(client_id = %online.client_id, principal = online.auth.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
+                    // Its rights were withdrawn, or the broker is stopping: no last
+                    // message in its name.
+                    return Ending {
+                        reason: DisconnectReason::ServerInitiatedDisconnect,
+                        publish_will: false,
+                    };
                 }
+                if !online.session.is_owned_by(self.id) {
+                    return Ending::abnormal(DisconnectReason::DuplicateClientId);
+                }
+            }
+            let Some(event) = event else {
+                continue;
+            };
+            match event {
                 Event::Timer => {
                     let now = tokio::time::Instant::now();
                     if let Some((at, reason)) = online.ends_at {

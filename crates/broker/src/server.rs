@@ -85,6 +85,15 @@ impl RunningBroker {
     }
 }
 
+impl Drop for RunningBroker {
+    /// A broker dropped without [`RunningBroker::shutdown`] still stops: listeners and
+    /// opening connections watch `shutdown`, open connections are kicked.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.broker.close_all_connections();
+    }
+}
+
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     config.validate()?;
