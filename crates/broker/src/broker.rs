@@ -278,7 +278,7 @@ pub struct Broker {
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
     live: Mutex<HashMap<ConnectionId, Arc<LiveConnection>>>,
-    /// Set at shutdown, under the `live` lock: a connection registering later is closed.
+    /// Set at shutdown: a connection registering afterwards is closed at once.
     closing: AtomicBool,
     pub connections: AtomicUsize,
     next_connection: AtomicU64,
@@ -438,7 +438,7 @@ impl Broker {
         );
     }
 
-    /// Registers a connection so the control plane can close it; returns its kick switch.
+    /// Registers a connection so the control plane (and shutdown) can close it.
     pub fn register_live(&self, connection: ConnectionId, handle: Arc<LiveConnection>) {
         let mut live = self.live.lock();
         if self.closing.load(Ordering::Relaxed) {
@@ -449,12 +449,10 @@ impl Broker {
 
     /// Closes every live connection, and any that registers from now on (shutdown).
     pub fn close_all_connections(&self) -> usize {
-        let live = self.live.lock();
+        // Set before the registry is walked: a connection registering concurrently is
+        // either in the walk or sees the flag under the same lock (`register_live`).
         self.closing.store(true, Ordering::Relaxed);
-        for connection in live.values() {
-            connection.kick(SHUTDOWN_REASON);
-        }
-        live.len()
+        self.disconnect_where(|_| true, SHUTDOWN_REASON)
     }
 
     pub fn unregister_live(&self, connection: ConnectionId) {

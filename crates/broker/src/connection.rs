@@ -7,7 +7,8 @@
 //! Most connections are idle most of the time, so an idle one is kept small: the opening
 //! phase (CONNECT, authentication) runs in its own boxed future that is freed once the
 //! connection is accepted, reads go through a per-thread scratch buffer so no read buffer
-//! is held while waiting, and output and acknowledgement buffers are released once empty.
+//! is held while waiting, and output and acknowledgement buffers are released whenever the
+//! connection goes idle with them empty.
 //! What remains while idle is the connection's state, one timer and one wake-up
 //! registration (docs/DESIGN-NOTES.md, "Memory per connection").
 
@@ -162,7 +163,7 @@ where
             return None;
         }
     };
-    // From here on shutdown reaches the connection through its `Kick`.
+    // From here on shutdown reaches the connection through its `LiveConnection`.
     let online = connection.accept(connect, admission).await?;
     Some((connection, online))
 }
@@ -827,11 +828,10 @@ where
         mqtt::encode(packet, &mut self.output).expect("broker-built packets are encodable");
     }
 
+    /// Writes all of `output`, then flushes (the opening and closing phases).
     async fn flush(&mut self) -> std::io::Result<()> {
-        while !self.output.is_empty() {
-            self.stream.write_buf(&mut self.output).await?;
-        }
-        self.stream.flush().await
+        while !poll_fn(|cx| self.poll_write_or_flush(cx)).await? {}
+        Ok(())
     }
 
     fn publish_event(

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -47,22 +48,12 @@ fn draw_on(
     chart: &Chart,
 ) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
-    let series = series_names(chart);
     let values = chart
         .groups
         .iter()
         .flat_map(|group| &group.bars)
         .map(|(_, v)| *v);
     let top = values.clone().fold(0.0_f64, f64::max).max(1e-9) * 1.15;
-    let groups = chart.groups.len().max(1) as f64;
-    let label_of = |x: &f64| {
-        let index = x.floor() as usize;
-        let centred = (x - x.floor() - 0.5).abs() < 1e-6;
-        match chart.groups.get(index) {
-            Some(group) if centred => group.label.clone(),
-            _ => String::new(),
-        }
-    };
     let mut builder = ChartBuilder::on(root);
     builder
         .caption(&chart.title, ("sans-serif", 20))
@@ -70,48 +61,49 @@ fn draw_on(
         .x_label_area_size(40)
         .y_label_area_size(70);
     // The x axis is continuous: group i spans [i, i + 1), its label sits at i + 0.5.
-    let x_range = 0.0..groups;
+    let x_range = 0.0..chart.groups.len().max(1) as f64;
     if chart.log_scale {
         let bottom = values.fold(f64::MAX, f64::min).clamp(1e-3, 1.0) / 2.0;
-        let mut plot = builder.build_cartesian_2d(x_range, (bottom..top * 2.0).log_scale())?;
-        plot.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(2 * chart.groups.len() + 1)
-            .x_label_formatter(&label_of)
-            .y_desc(&chart.y_label)
-            .draw()?;
-        draw_bars(&mut plot, chart, &series, bottom)?;
-        // The reference: equal to the peer.
-        plot.draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 1.0), (groups, 1.0)],
-            BLACK.stroke_width(1),
-        )))?;
-        legend(&mut plot)?;
+        let plot = builder.build_cartesian_2d(x_range, (bottom..top * 2.0).log_scale())?;
+        // With a reference line at 1: equal to the peer.
+        fill(plot, chart, bottom, Some(1.0))
     } else {
-        let mut plot = builder.build_cartesian_2d(x_range, 0.0..top)?;
-        plot.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(2 * chart.groups.len() + 1)
-            .x_label_formatter(&label_of)
-            .y_desc(&chart.y_label)
-            .draw()?;
-        draw_bars(&mut plot, chart, &series, 0.0)?;
-        legend(&mut plot)?;
+        fill(
+            builder.build_cartesian_2d(x_range, 0.0..top)?,
+            chart,
+            0.0,
+            None,
+        )
     }
-    Ok(())
 }
 
 type Plot<'a, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
 
-fn draw_bars<Y>(
-    plot: &mut Plot<'_, Y>,
+/// Axes, one colour of bars per series from `bottom` up, an optional horizontal reference
+/// line, and the legend.
+fn fill<Y>(
+    mut plot: Plot<'_, Y>,
     chart: &Chart,
-    series: &[String],
     bottom: f64,
+    reference: Option<f64>,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
-    Y: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    let label_of = |x: &f64| {
+        let centred = (x - x.floor() - 0.5).abs() < 1e-6;
+        match chart.groups.get(x.floor() as usize) {
+            Some(group) if centred => group.label.clone(),
+            _ => String::new(),
+        }
+    };
+    plot.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(2 * chart.groups.len() + 1)
+        .x_label_formatter(&label_of)
+        .y_desc(&chart.y_label)
+        .draw()?;
+    let series = series_names(chart);
     let width = 0.8 / series.len().max(1) as f64;
     for (index, name) in series.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
@@ -131,12 +123,13 @@ where
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    Ok(())
-}
-
-fn legend<Y: Ranged<ValueType = f64>>(
-    plot: &mut Plot<'_, Y>,
-) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(level) = reference {
+        let end = chart.groups.len() as f64;
+        plot.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, level), (end, level)],
+            BLACK.stroke_width(1),
+        )))?;
+    }
     plot.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
