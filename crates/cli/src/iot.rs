@@ -28,14 +28,14 @@ use crate::api::{encode_segment, ApiClient};
 #[derive(Args, Clone)]
 pub struct Location {
     /// Broker configuration file.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// The broker's data directory (default: the config's `data_dir`, else `.pubsub`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// The control plane to call (e.g. http://127.0.0.1:8088); default: the running
     /// broker's, from `<data_dir>/listeners.json`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     endpoint_url: Option<String>,
 }
 
@@ -147,8 +147,6 @@ pub enum IotCommand {
     /// Creates a key pair and a certificate issued by the local device CA, and registers it.
     #[command(name = "create-keys-and-certificate")]
     CreateKeysAndCertificate {
-        #[command(flatten)]
-        location: Location,
         /// Register the certificate ACTIVE (default: INACTIVE, as AWS).
         #[arg(long)]
         set_as_active: bool,
@@ -162,8 +160,6 @@ pub enum IotCommand {
     /// Registers a certificate given as PEM text or `file://PATH`.
     #[command(name = "register-certificate")]
     RegisterCertificate {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         certificate_pem: String,
         #[arg(long)]
@@ -172,8 +168,6 @@ pub enum IotCommand {
     /// Changes a certificate's status.
     #[command(name = "update-certificate")]
     UpdateCertificate {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         certificate_id: String,
         #[arg(long)]
@@ -181,21 +175,14 @@ pub enum IotCommand {
     },
     #[command(name = "describe-certificate")]
     DescribeCertificate {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         certificate_id: String,
     },
     #[command(name = "list-certificates")]
-    ListCertificates {
-        #[command(flatten)]
-        location: Location,
-    },
+    ListCertificates,
     /// Attaches a policy to a target: a certificate ARN or id, or an identity id.
     #[command(name = "attach-policy")]
     AttachPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
         #[arg(long)]
@@ -204,8 +191,6 @@ pub enum IotCommand {
     /// The deprecated form the seed uses: `--principal` instead of `--target`.
     #[command(name = "attach-principal-policy")]
     AttachPrincipalPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
         #[arg(long)]
@@ -215,16 +200,12 @@ pub enum IotCommand {
     /// SigV4 WebSocket connections can sign with; stored in the data directory.
     #[command(name = "create-access-key")]
     CreateAccessKey {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         principal: String,
     },
     /// Prints the endpoint clients connect to.
     #[command(name = "describe-endpoint")]
     DescribeEndpoint {
-        #[command(flatten)]
-        location: Location,
         /// Accepted for compatibility (iot:Data-ATS, …); the answer is the same.
         #[arg(long)]
         endpoint_type: Option<String>,
@@ -232,8 +213,6 @@ pub enum IotCommand {
     /// Creates a policy (`--policy-document` is JSON text or `file://PATH`). Needs the API.
     #[command(name = "create-policy")]
     CreatePolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
         #[arg(long)]
@@ -241,28 +220,19 @@ pub enum IotCommand {
     },
     #[command(name = "get-policy")]
     GetPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
     },
     #[command(name = "list-policies")]
-    ListPolicies {
-        #[command(flatten)]
-        location: Location,
-    },
+    ListPolicies,
     #[command(name = "delete-policy")]
     DeletePolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
     },
     /// Detaches a policy; the target's open connections are closed. Needs the API.
     #[command(name = "detach-policy")]
     DetachPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
         #[arg(long)]
@@ -270,8 +240,6 @@ pub enum IotCommand {
     },
     #[command(name = "detach-principal-policy")]
     DetachPrincipalPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
         #[arg(long)]
@@ -279,30 +247,22 @@ pub enum IotCommand {
     },
     #[command(name = "list-attached-policies")]
     ListAttachedPolicies {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         target: String,
     },
     #[command(name = "list-targets-for-policy")]
     ListTargetsForPolicy {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         policy_name: String,
     },
     #[command(name = "delete-certificate")]
     DeleteCertificate {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         certificate_id: String,
     },
     /// Creates a custom authorizer; `--authorizer-function-arn` is the function's HTTP URL.
     #[command(name = "create-authorizer")]
     CreateAuthorizer {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         authorizer_name: String,
         #[arg(long)]
@@ -319,20 +279,13 @@ pub enum IotCommand {
     },
     #[command(name = "describe-authorizer")]
     DescribeAuthorizer {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         authorizer_name: String,
     },
     #[command(name = "list-authorizers")]
-    ListAuthorizers {
-        #[command(flatten)]
-        location: Location,
-    },
+    ListAuthorizers,
     #[command(name = "update-authorizer")]
     UpdateAuthorizer {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         authorizer_name: String,
         #[arg(long)]
@@ -344,15 +297,11 @@ pub enum IotCommand {
     },
     #[command(name = "delete-authorizer")]
     DeleteAuthorizer {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         authorizer_name: String,
     },
     #[command(name = "set-default-authorizer")]
     SetDefaultAuthorizer {
-        #[command(flatten)]
-        location: Location,
         #[arg(long)]
         authorizer_name: String,
     },
@@ -362,8 +311,6 @@ pub enum IotCommand {
     TestAuthorization {
         /// Policies and attachments come from the config (default: the embedded default,
         /// where `anonymous` has `dev-allow-all`) and the data directory's registry.
-        #[command(flatten)]
-        location: Location,
         /// `anonymous`, a certificate ARN or id, an identity id or access key from
         /// [[credentials]].
         #[arg(long)]
@@ -386,8 +333,7 @@ pub enum IotCommand {
     },
 }
 
-pub fn run(command: IotCommand) -> anyhow::Result<()> {
-    let location = command.location().clone();
+pub fn run(location: Location, command: IotCommand) -> anyhow::Result<()> {
     match location.api()? {
         Some(api) => {
             if let Some(answer) = remote(&api, &command)? {
@@ -401,7 +347,6 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
     }
     match command {
         IotCommand::CreateKeysAndCertificate {
-            location,
             set_as_active,
             certificate_pem_outfile,
             public_key_outfile,
@@ -428,7 +373,6 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             }))
         }
         IotCommand::RegisterCertificate {
-            location,
             certificate_pem,
             set_as_active,
         } => {
@@ -446,7 +390,6 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             }))
         }
         IotCommand::UpdateCertificate {
-            location,
             certificate_id,
             new_status,
         } => {
@@ -454,15 +397,12 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             registry.update_status(&certificate_id, new_status.into())?;
             Ok(())
         }
-        IotCommand::DescribeCertificate {
-            location,
-            certificate_id,
-        } => {
+        IotCommand::DescribeCertificate { certificate_id } => {
             let (config, registry) = location.registry()?;
             let record = registry.describe(&certificate_id)?;
             print_json(&json!({ "certificateDescription": describe_certificate(&config, &record) }))
         }
-        IotCommand::ListCertificates { location } => {
+        IotCommand::ListCertificates => {
             let (config, registry) = location.registry()?;
             let certificates: Vec<_> = registry
                 .list()
@@ -472,12 +412,10 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             print_json(&json!({ "certificates": certificates }))
         }
         IotCommand::AttachPolicy {
-            location,
             policy_name,
             target,
         }
         | IotCommand::AttachPrincipalPolicy {
-            location,
             policy_name,
             principal: target,
         } => {
@@ -492,10 +430,7 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
             registry.attach(principal, &policy_name)?;
             Ok(())
         }
-        IotCommand::CreateAccessKey {
-            location,
-            principal,
-        } => {
+        IotCommand::CreateAccessKey { principal } => {
             let (_, registry) = location.registry()?;
             let record = registry.create_access_key(&principal)?;
             print_json(&json!({
@@ -507,14 +442,14 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
                 }
             }))
         }
-        IotCommand::DescribeEndpoint { location, .. } => {
+        IotCommand::DescribeEndpoint { .. } => {
             let config = location.config()?;
             print_json(&json!({ "endpointAddress": config.endpoint }))
         }
         // Only reachable when `remote` returned nothing, which it never does for these.
         IotCommand::CreatePolicy { .. }
         | IotCommand::GetPolicy { .. }
-        | IotCommand::ListPolicies { .. }
+        | IotCommand::ListPolicies
         | IotCommand::DeletePolicy { .. }
         | IotCommand::DetachPolicy { .. }
         | IotCommand::DetachPrincipalPolicy { .. }
@@ -523,14 +458,13 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
         | IotCommand::DeleteCertificate { .. }
         | IotCommand::CreateAuthorizer { .. }
         | IotCommand::DescribeAuthorizer { .. }
-        | IotCommand::ListAuthorizers { .. }
+        | IotCommand::ListAuthorizers
         | IotCommand::UpdateAuthorizer { .. }
         | IotCommand::DeleteAuthorizer { .. }
         | IotCommand::SetDefaultAuthorizer { .. } => {
             bail!("this command needs the broker's control plane")
         }
         IotCommand::TestAuthorization {
-            location,
             principal,
             auth_infos,
             action,
@@ -593,36 +527,6 @@ pub fn run(command: IotCommand) -> anyhow::Result<()> {
 }
 
 impl IotCommand {
-    fn location(&self) -> &Location {
-        match self {
-            IotCommand::CreateKeysAndCertificate { location, .. }
-            | IotCommand::RegisterCertificate { location, .. }
-            | IotCommand::UpdateCertificate { location, .. }
-            | IotCommand::DescribeCertificate { location, .. }
-            | IotCommand::ListCertificates { location }
-            | IotCommand::AttachPolicy { location, .. }
-            | IotCommand::AttachPrincipalPolicy { location, .. }
-            | IotCommand::CreateAccessKey { location, .. }
-            | IotCommand::DescribeEndpoint { location, .. }
-            | IotCommand::CreatePolicy { location, .. }
-            | IotCommand::GetPolicy { location, .. }
-            | IotCommand::ListPolicies { location }
-            | IotCommand::DeletePolicy { location, .. }
-            | IotCommand::DetachPolicy { location, .. }
-            | IotCommand::DetachPrincipalPolicy { location, .. }
-            | IotCommand::ListAttachedPolicies { location, .. }
-            | IotCommand::ListTargetsForPolicy { location, .. }
-            | IotCommand::DeleteCertificate { location, .. }
-            | IotCommand::CreateAuthorizer { location, .. }
-            | IotCommand::DescribeAuthorizer { location, .. }
-            | IotCommand::ListAuthorizers { location }
-            | IotCommand::UpdateAuthorizer { location, .. }
-            | IotCommand::DeleteAuthorizer { location, .. }
-            | IotCommand::SetDefaultAuthorizer { location, .. }
-            | IotCommand::TestAuthorization { location, .. } => location,
-        }
-    }
-
     /// Commands that exist only as calls to the running broker's API.
     fn needs_api(&self) -> bool {
         !matches!(
@@ -631,7 +535,7 @@ impl IotCommand {
                 | IotCommand::RegisterCertificate { .. }
                 | IotCommand::UpdateCertificate { .. }
                 | IotCommand::DescribeCertificate { .. }
-                | IotCommand::ListCertificates { .. }
+                | IotCommand::ListCertificates
                 | IotCommand::AttachPolicy { .. }
                 | IotCommand::AttachPrincipalPolicy { .. }
                 | IotCommand::CreateAccessKey { .. }
@@ -712,7 +616,7 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
             &[],
             None,
         )?,
-        IotCommand::ListCertificates { .. } => api.call("GET", "/certificates", "", &[], None)?,
+        IotCommand::ListCertificates => api.call("GET", "/certificates", "", &[], None)?,
         IotCommand::DeleteCertificate { certificate_id, .. } => api.call(
             "DELETE",
             &format!("/certificates/{}", e(certificate_id)),
@@ -782,7 +686,7 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
             &[],
             None,
         )?,
-        IotCommand::ListPolicies { .. } => api.call("GET", "/policies", "", &[], None)?,
+        IotCommand::ListPolicies => api.call("GET", "/policies", "", &[], None)?,
         IotCommand::DeletePolicy { policy_name, .. } => api.call(
             "DELETE",
             &format!("/policies/{}", e(policy_name)),
@@ -843,7 +747,7 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
             &[],
             None,
         )?,
-        IotCommand::ListAuthorizers { .. } => api.call("GET", "/authorizers/", "", &[], None)?,
+        IotCommand::ListAuthorizers => api.call("GET", "/authorizers/", "", &[], None)?,
         IotCommand::UpdateAuthorizer {
             authorizer_name,
             authorizer_function_arn,

@@ -58,6 +58,10 @@ enum Command {
     },
     /// The control plane, named and shaped as `aws iot`.
     Iot {
+        /// Where the broker's state is (`--config`, `--data-dir`, `--endpoint-url`); given
+        /// before or after the command.
+        #[command(flatten)]
+        location: iot::Location,
         #[command(subcommand)]
         command: iot::IotCommand,
     },
@@ -99,7 +103,7 @@ fn main() {
         Command::Sub(args) => client::run_sub(args),
         Command::Demo => demo::run(),
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
-        Command::Iot { command } => iot::run(command),
+        Command::Iot { location, command } => iot::run(location, command),
         Command::Cognito { command } => cognito::run(command),
         Command::Bench { scenario, plot } => bench::run(scenario, plot),
     };
