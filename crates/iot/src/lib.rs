@@ -4,12 +4,15 @@
 //! subscriptions does it reach, what keep-alive applies) and performs the answer itself,
 //! so the rules can be tested exhaustively without a network.
 //!
+//! - [`client_rules`]: IoT Core's checks on what a client sends (CONNECT, PUBLISH,
+//!   SUBSCRIBE), each refusal with its reason.
 //! - [`limits`]: the `[limits]` configuration table with IoT Core's quotas as defaults.
 //! - [`topic`]: topic-name and filter validation, reserved topics, IoT Core matching.
 //! - [`trie`]: the subscription index, matching exactly as [`topic_matches`].
 //! - [`policy`]: IoT policy documents: parsing, validation and authorization decisions.
 //! - [`lifecycle`]: lifecycle event topics, payloads and disconnect reasons.
 
+pub mod client_rules;
 pub mod custom_auth;
 pub mod lifecycle;
 pub mod limits;

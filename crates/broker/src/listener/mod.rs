@@ -1,4 +1,12 @@
-//! Listeners and lifecycle of a running broker: bind, accept, expire sessions, shut down.
+//! Listeners and the lifecycle of a running broker: bind, accept, hand each connection to
+//! its transport (plain MQTT, [`tls`] with ALPN dispatch, [`websocket`]), serve the control
+//! plane, expire sessions, watch the registry file, shut down.
+//!
+//! The top of the data path: imports `connection`, `control`, `auth`, `broker` and below.
+
+pub(crate) mod http;
+pub(crate) mod tls;
+pub(crate) mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,15 +20,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::authn::Transport;
+use crate::auth::{Identity, Transport};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
-use crate::connection::{self, Identity};
+use crate::connection;
 use crate::control;
+use crate::pki::{self, TlsMaterialError};
 use crate::registry::RegistryError;
-use crate::tls::{self, TlsConfigs};
-use crate::tls_material::{self, TlsMaterialError};
-use crate::websocket;
+use tls::TlsConfigs;
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -48,11 +55,14 @@ pub enum BrokerError {
 
 /// A broker serving its listeners until [`RunningBroker::shutdown`].
 pub struct RunningBroker {
-    pub broker: Arc<Broker>,
+    broker: Arc<Broker>,
     listeners: Vec<(&'static str, SocketAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     connections_done: mpsc::Receiver<()>,
+    /// Reloads the registry when `pubsub iot` (another process) rewrites it; `None` when
+    /// the platform gave no watcher (the periodic look in `housekeeping` still runs).
+    _registry_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl RunningBroker {
@@ -64,12 +74,18 @@ impl RunningBroker {
             .map(|(_, address)| *address)
     }
 
+    /// Answers a control-plane request in process, as the API would but without a
+    /// signature: the program that embeds the broker holds its data directory anyway.
+    pub async fn control(&self, request: &control::ApiRequest<'_>) -> control::Answer {
+        control::answer_in_process(&self.broker, request).await
+    }
+
     /// Stops accepting, closes every connection and waits (briefly) for them to finish.
     pub async fn shutdown(mut self) {
         // Listeners and connections still opening watch `shutdown`; open connections are
         // told through their wake-up, which they wait on anyway.
         let _ = self.shutdown.send(true);
-        self.broker.close_all_connections();
+        self.broker.router.live.close_all();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -80,7 +96,7 @@ impl RunningBroker {
         {
             warn!("shutdown: some connections did not close within {SHUTDOWN_GRACE:?}");
         }
-        self.broker.close_store();
+        self.broker.router.close_store();
         info!("broker stopped");
     }
 }
@@ -90,7 +106,7 @@ impl Drop for RunningBroker {
     /// opening connections watch `shutdown`, open connections are kicked.
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.broker.close_all_connections();
+        self.broker.router.live.close_all();
     }
 }
 
@@ -106,14 +122,14 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         .iter()
         .any(|(name, _)| matches!(*name, "mqtts" | "tls"));
     let tls_configs = if wants_tls {
-        let identity = tls_material::server_identity(&broker.config)?;
+        let identity = pki::server_identity(&broker.config)?;
         if let Some(ca) = &identity.generated_ca {
             info!("TLS server certificate issued by the local CA {}: clients trust that file (e.g. mosquitto_pub --cafile)", ca.display());
         }
         Some(Arc::new(TlsConfigs::new(
             &identity,
-            broker.registry.clone(),
-            broker.policies.clone(),
+            broker.auth.registry.clone(),
+            broker.auth.policies.clone(),
         )?))
     } else {
         None
@@ -148,7 +164,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
                     .to_string(),
                 source,
             })?;
-            tasks.push(tokio::spawn(control::serve(
+            tasks.push(tokio::spawn(http::serve_listener(
                 broker.clone(),
                 listener,
                 shutdown_rx.clone(),
@@ -170,16 +186,15 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         )));
     }
     write_listeners_file(&broker.config.data_dir, &listeners)?;
-    tasks.push(tokio::spawn(expire_sessions(
-        broker.clone(),
-        shutdown_rx.clone(),
-    )));
+    tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown_rx.clone())));
+    let registry_watcher = watch_registry(&broker);
     Ok(RunningBroker {
         broker,
         listeners,
         shutdown,
         tasks,
         connections_done,
+        _registry_watcher: registry_watcher,
     })
 }
 
@@ -248,14 +263,45 @@ fn spawn_connection(serving: impl Future<Output = ()> + Send + 'static, alive: m
     tokio::spawn(serving.map(move |()| drop(alive)));
 }
 
-async fn expire_sessions(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Expires offline sessions, and looks at the registry file in case a change was missed
+/// by the watcher (off the runtime's workers: it is file I/O).
+async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let period = (broker.config.session_expiry / 4)
         .clamp(Duration::from_millis(250), Duration::from_secs(10));
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
-            _ = ticker.tick() => { broker.expire_sessions(Instant::now()); }
+            _ = ticker.tick() => {
+                broker.router.expire_sessions(Instant::now());
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.auth.refresh_registry()).await;
+            }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Reloads the registry as soon as its file changes (on the watcher's own thread), so the
+/// TLS certificate verifier can read it from memory inside the handshake.
+fn watch_registry(broker: &Arc<Broker>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file = broker.auth.registry.path().to_path_buf();
+    let dir = file.parent()?.to_path_buf();
+    let watched = broker.clone();
+    let on_event = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|event| event.paths.iter().any(|path| *path == file)) {
+            watched.auth.refresh_registry();
+        }
+    };
+    let started = notify::recommended_watcher(on_event).and_then(|mut watcher| {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    });
+    match started {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            warn!(%error, "cannot watch the registry file; changes by other processes are seen within the housekeeping period");
+            None
         }
     }
 }

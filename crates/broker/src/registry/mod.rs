@@ -7,19 +7,20 @@
 //! process. Every change is written to a new file, fsync'd and renamed over the old one
 //! (crash-safe), and the broker rereads the file when its modification time changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::auth::PolicyStore;
 use crate::config::{CertificateStatus, Config, ConfigError};
+
+mod x509;
+pub use x509::{certificate_id, certificate_id_of_pem, identity_of_der, CertificateIdentity};
+use x509::{check_validity, der_of_pem, identity_of, pem_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -133,20 +134,25 @@ pub struct CredentialRecord {
     pub creation_date: u64,
 }
 
-/// What a verified client certificate tells the broker about its holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateIdentity {
-    pub certificate_id: String,
-    pub subject: BTreeMap<String, String>,
-    pub issuer: BTreeMap<String, String>,
-}
-
 /// Why a client certificate was refused; the message names the certificate id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("certificate {certificate_id} refused: {reason}")]
 pub struct CertificateRefusal {
     pub certificate_id: String,
     pub reason: String,
+}
+
+/// How a client certificate was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Registered and ACTIVE (and so is its CA, if it has one).
+    Registered,
+    /// Signed by a registered CA with `auto_register`: registered ACTIVE now, in memory;
+    /// the caller saves the registry and attaches the CA's policies.
+    AutoRegistered {
+        certificate_id: String,
+        policies: Vec<String>,
+    },
 }
 
 pub struct Registry {
@@ -210,9 +216,15 @@ impl Registry {
         self.save_locked(&mut guard).map_err(invalid)
     }
 
-    /// Hands the registry's policies and attachments to the policy store (which caches
-    /// decisions from them), replacing what it had from the registry before.
-    pub fn sync_policies(&self, store: &PolicyStore) {
+    /// The policies made through the API (parsed; one that no longer parses is logged and
+    /// left out) and every attachment, for the policy store's registry layer.
+    #[allow(clippy::type_complexity)]
+    pub fn dynamic_policies(
+        &self,
+    ) -> (
+        HashMap<String, Arc<iot::Policy>>,
+        HashMap<String, Vec<String>>,
+    ) {
         let guard = self.state.lock();
         let policies = guard
             .0
@@ -234,7 +246,7 @@ impl Registry {
             .iter()
             .map(|(principal, names)| (principal.clone(), names.clone()))
             .collect();
-        store.replace_dynamic(policies, attachments);
+        (policies, attachments)
     }
 
     /// Runs `change` on the registry's state and saves it (atomically, fsync'd).
@@ -493,23 +505,13 @@ impl Registry {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-        store: &PolicyStore,
-    ) -> Result<CertificateIdentity, CertificateRefusal> {
+    ) -> Result<Verified, CertificateRefusal> {
         let id = certificate_id(end_entity);
         let refuse = |reason: String| CertificateRefusal {
             certificate_id: id.clone(),
             reason,
         };
-        match self.reload_if_changed() {
-            // Another process (`pubsub iot attach-policy …`) changed attachments.
-            Ok(true) => self.sync_policies(store),
-            Ok(false) => {}
-            Err(error) => {
-                tracing::error!(%error, "certificate registry unreadable; refusing certificates");
-                return Err(refuse("the certificate registry is unreadable".into()));
-            }
-        }
-        let identity = identity_of(end_entity, &id).map_err(refuse)?;
+        identity_of(end_entity, &id).map_err(refuse)?;
         check_validity(end_entity, now).map_err(&refuse)?;
         let mut guard = self.state.lock();
         let state = &mut guard.0;
@@ -530,7 +532,7 @@ impl Registry {
                     )));
                 }
             }
-            return Ok(identity);
+            return Ok(Verified::Registered);
         }
         // Not registered itself: only a registered CA can vouch for it.
         let Some(ca) = verifying_ca(state, end_entity, intermediates, now) else {
@@ -564,12 +566,22 @@ impl Registry {
             },
         );
         attach_names(state, &id, &policies);
-        if let Err(error) = self.save_locked(&mut guard) {
-            tracing::warn!(%error, certificate_id = %id, "could not save the auto-registered certificate");
-        }
-        store.attach(&id, &policies);
         tracing::info!(certificate_id = %id, ca = %ca_id, "certificate registered ACTIVE on first use (auto_register)");
-        Ok(identity)
+        Ok(Verified::AutoRegistered {
+            certificate_id: id,
+            policies,
+        })
+    }
+
+    /// `<data_dir>/registry.json`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the registry file from memory (after a change made in memory only).
+    pub fn save(&self) -> Result<(), RegistryError> {
+        let mut guard = self.state.lock();
+        self.save_locked(&mut guard)
     }
 
     /// Registers a certificate (register-certificate, create-keys-and-certificate).
@@ -731,30 +743,6 @@ impl Registry {
 }
 
 /// Shared handle used by the TLS verifier and the connection tasks.
-pub type SharedRegistry = Arc<Registry>;
-
-/// IoT Core's certificate id: lowercase hex SHA-256 of the DER.
-pub fn certificate_id(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
-
-pub fn certificate_id_of_pem(pem: &str) -> Result<String, RegistryError> {
-    Ok(certificate_id(&der_of_pem(pem)?))
-}
-
-/// The DER of a PEM certificate, which must parse as X.509 (not just as base64).
-fn der_of_pem(pem: &str) -> Result<CertificateDer<'static>, RegistryError> {
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|error| RegistryError::BadCertificate(error.to_string()))?;
-    x509_parser::parse_x509_certificate(&der).map_err(|error| {
-        RegistryError::BadCertificate(format!("not an X.509 certificate: {error}"))
-    })?;
-    Ok(der)
-}
-
-fn pem_of(der: &CertificateDer<'_>) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
-}
 
 fn read_pem(path: &Path) -> Result<String, RegistryError> {
     let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
@@ -806,70 +794,6 @@ fn verifying_ca<'s>(
 fn issuing_ca(state: &RegistryState, pem: &str) -> Option<String> {
     let der = der_of_pem(pem).ok()?;
     verifying_ca(state, &der, &[], UnixTime::now()).map(|ca| ca.certificate_id.clone())
-}
-
-fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(der)
-        .map_err(|error| format!("unparsable certificate: {error}"))?;
-    let validity = parsed.validity();
-    let now = now.as_secs() as i64;
-    if now < validity.not_before.timestamp() {
-        return Err(format!(
-            "not yet valid (valid from {})",
-            validity.not_before
-        ));
-    }
-    if now > validity.not_after.timestamp() {
-        return Err(format!("expired (valid until {})", validity.not_after));
-    }
-    Ok(())
-}
-
-/// Subject and issuer fields under the names IoT policy variables use
-/// (`${iot:Certificate.Subject.CommonName}` …).
-/// The identity a certificate carries (its id, subject and issuer fields).
-pub fn identity_of_der(der: &CertificateDer<'_>) -> Result<CertificateIdentity, String> {
-    identity_of(der, &certificate_id(der))
-}
-
-fn identity_of(der: &CertificateDer<'_>, id: &str) -> Result<CertificateIdentity, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(der)
-        .map_err(|error| format!("unparsable certificate: {error}"))?;
-    Ok(CertificateIdentity {
-        certificate_id: id.to_owned(),
-        subject: name_fields(parsed.subject()),
-        issuer: name_fields(parsed.issuer()),
-    })
-}
-
-fn name_fields(name: &x509_parser::x509::X509Name<'_>) -> BTreeMap<String, String> {
-    use x509_parser::oid_registry as oids;
-    let known = [
-        (oids::OID_X509_COMMON_NAME, "CommonName"),
-        (oids::OID_X509_ORGANIZATION_NAME, "Organization"),
-        (oids::OID_X509_ORGANIZATIONAL_UNIT, "OrganizationalUnit"),
-        (oids::OID_X509_COUNTRY_NAME, "Country"),
-        (oids::OID_X509_LOCALITY_NAME, "Locality"),
-        (oids::OID_X509_STATE_OR_PROVINCE_NAME, "State"),
-        (oids::OID_X509_SERIALNUMBER, "SerialNumber"),
-        (oids::OID_X509_TITLE, "Title"),
-        (oids::OID_X509_SURNAME, "Surname"),
-        (oids::OID_X509_GIVEN_NAME, "GivenName"),
-        (oids::OID_X509_INITIALS, "Initials"),
-        (oids::OID_X509_GENERATION_QUALIFIER, "GenerationQualifier"),
-        (oids::OID_X509_DN_QUALIFIER, "DistinguishedNameQualifier"),
-    ];
-    let mut fields = BTreeMap::new();
-    for attribute in name.iter_attributes() {
-        if let Some((_, field)) = known.iter().find(|(oid, _)| oid == attribute.attr_type()) {
-            if let Ok(value) = attribute.as_str() {
-                fields
-                    .entry((*field).to_owned())
-                    .or_insert_with(|| value.to_owned());
-            }
-        }
-    }
-    fields
 }
 
 pub fn status_name(status: CertificateStatus) -> &'static str {

@@ -1,9 +1,8 @@
 //! IoT Core's rules for what a client sends, as pure checks. Each refusal says why, in
 //! words a log reader can act on; the connection task decides how to answer.
 
-use iot::Limits;
+use crate::Limits;
 use mqtt::{Connect, ConnectReturnCode, DecodeError, Publish, QoS, Subscribe};
-use rand::Rng;
 
 /// A refused CONNECT: the CONNACK code to answer with (`None`: just close, as IoT Core
 /// does for an oversize or malformed CONNECT) and the reason for the log.
@@ -87,8 +86,8 @@ pub fn check_connect(connect: &Connect, limits: &Limits) -> Result<(), Refusal> 
                 limits.max_payload_bytes
             )));
         }
-        iot::validate_topic_name(&will.topic, limits)
-            .and_then(|()| iot::validate_client_publish(&will.topic))
+        crate::validate_topic_name(&will.topic, limits)
+            .and_then(|()| crate::validate_client_publish(&will.topic))
             .map_err(|error| {
                 Refusal::close(format!("last will topic {:?}: {error}", will.topic))
             })?;
@@ -108,8 +107,8 @@ pub fn check_publish(publish: &Publish, limits: &Limits) -> Result<(), String> {
             limits.max_payload_bytes
         ));
     }
-    iot::validate_topic_name(&publish.topic, limits)
-        .and_then(|()| iot::validate_client_publish(&publish.topic))
+    crate::validate_topic_name(&publish.topic, limits)
+        .and_then(|()| crate::validate_client_publish(&publish.topic))
         .map_err(|error| format!("topic {:?}: {error}", publish.topic))
 }
 
@@ -134,7 +133,7 @@ pub fn check_subscribe(
                 wanted.filter
             ));
         }
-        iot::validate_topic_filter(&wanted.filter, limits)
+        crate::validate_topic_filter(&wanted.filter, limits)
             .map_err(|error| format!("topic filter {:?}: {error}", wanted.filter))?;
     }
     if count_after > limits.max_subscriptions_per_connection {
@@ -144,11 +143,6 @@ pub fn check_subscribe(
         ));
     }
     Ok(())
-}
-
-/// A client id for a client that sent an empty one with clean session (MQTT-3.1.3-6).
-pub fn assigned_client_id(connection: u64) -> String {
-    format!("pubsub-{connection}-{:08x}", rand::rng().random::<u32>())
 }
 
 #[cfg(test)]

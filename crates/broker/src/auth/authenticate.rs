@@ -11,10 +11,59 @@ use iot::lifecycle::DisconnectReason;
 use iot::sigv4::{self, SignedRequest};
 use mqtt::Connect;
 
-use crate::authorizers::ConnectionFacts;
-use crate::broker::Broker;
-use crate::connection::{Admission, Identity};
-use crate::websocket::UpgradeRequest;
+use super::custom::{AuthorizedIdentity, ConnectionFacts};
+use super::policy::ANONYMOUS;
+use super::IdentityPlane;
+use crate::http_head::RequestHead;
+use crate::registry::CertificateIdentity;
+
+/// Who a connection authenticated as before MQTT began.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The plain listener.
+    Anonymous,
+    /// A registered (or CA-vouched) client certificate: the principal is its id.
+    Certificate(CertificateIdentity),
+    /// SigV4 credentials: the principal is their identity id (e.g. a Cognito identity).
+    Credentials { principal: String },
+    /// A custom authorizer's answer: its principal id and the policies it returned.
+    Authorizer(AuthorizedIdentity),
+    /// Not yet: the CONNECT username carries authorizer fields (ALPN `mqtt`, or a bare
+    /// WebSocket upgrade).
+    AtConnect {
+        protocols: Vec<&'static str>,
+        server_name: Option<String>,
+    },
+}
+
+impl Identity {
+    pub fn principal(&self) -> &str {
+        match self {
+            Identity::Anonymous => ANONYMOUS,
+            Identity::Certificate(certificate) => &certificate.certificate_id,
+            Identity::Credentials { principal } => principal,
+            Identity::Authorizer(authorized) => &authorized.principal_id,
+            Identity::AtConnect { .. } => "unauthenticated",
+        }
+    }
+}
+
+/// How a transport hands a connection over: who it is, and when it must end at the latest
+/// (WebSocket TTL, custom authorizer's disconnectAfterInSeconds).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub identity: Identity,
+    pub lifetime: Option<(Duration, DisconnectReason)>,
+}
+
+impl From<Identity> for Admission {
+    fn from(identity: Identity) -> Admission {
+        Admission {
+            identity,
+            lifetime: None,
+        }
+    }
+}
 
 /// What carried the HTTP request: a TLS port (with the SNI the client sent) or the plain
 /// development `ws` listener.
@@ -47,8 +96,8 @@ impl Transport {
 
 /// Authenticates a WebSocket upgrade. `Err` is the reason for the 403.
 pub async fn authenticate_upgrade(
-    broker: &Broker,
-    request: &UpgradeRequest,
+    broker: &IdentityPlane,
+    request: &RequestHead,
     peer: SocketAddr,
     transport: Transport,
 ) -> Result<Admission, String> {
@@ -149,7 +198,7 @@ pub async fn authenticate_upgrade(
 /// Authenticates at CONNECT from the username's authorizer fields (ALPN `mqtt`, or a bare
 /// WebSocket upgrade). `Err` is the reason for CONNACK 5.
 pub async fn authenticate_connect(
-    broker: &Broker,
+    broker: &IdentityPlane,
     connect: &Connect,
     peer: SocketAddr,
     protocols: &[&str],

@@ -5,57 +5,14 @@
 //! AWSCognitoIdentityService.<Operation>`) on the control-plane listener.
 //!
 //! Unauthenticated identities only: a developer-authenticated provider is not emulated.
-//! Temporary credentials live in memory (a restart invalidates them, as an expiry would).
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::broker::Broker;
+use crate::auth::IdentityPlane;
 use crate::registry::IdentityPoolRecord;
-use crate::secrets::{access_key_pair, random_alphanumeric, uuid_shaped};
-
-/// Temporary credentials handed out by GetCredentialsForIdentity.
-#[derive(Debug, Clone)]
-pub struct TemporaryCredential {
-    pub secret_access_key: String,
-    pub session_token: String,
-    pub identity_id: String,
-    pub expires_at: SystemTime,
-}
-
-#[derive(Default)]
-pub struct TemporaryCredentials {
-    by_access_key: Mutex<HashMap<String, TemporaryCredential>>,
-}
-
-impl TemporaryCredentials {
-    pub fn get(&self, access_key_id: &str) -> Option<TemporaryCredential> {
-        let mut credentials = self.by_access_key.lock();
-        let now = SystemTime::now();
-        // Forget long-expired ones so the map does not grow without bound; recently
-        // expired ones are kept so their refusal can say "expired".
-        credentials.retain(|_, credential| credential.expires_at + Duration::from_secs(3600) > now);
-        credentials.get(access_key_id).cloned()
-    }
-
-    fn issue(&self, identity_id: &str, ttl: Duration) -> (String, TemporaryCredential) {
-        let (access_key_id, secret_access_key) = access_key_pair("ASIA");
-        let credential = TemporaryCredential {
-            secret_access_key,
-            session_token: format!("pubsub-session/{}", random_alphanumeric(64)),
-            identity_id: identity_id.to_owned(),
-            expires_at: SystemTime::now() + ttl,
-        };
-        let mut credentials = self.by_access_key.lock();
-        let now = SystemTime::now();
-        credentials.retain(|_, kept| kept.expires_at + Duration::from_secs(3600) > now);
-        credentials.insert(access_key_id.clone(), credential.clone());
-        (access_key_id, credential)
-    }
-}
+use crate::secrets::uuid_shaped;
 
 /// A Cognito-shaped error: `__type` and `message`, HTTP 400 (or as given).
 pub struct CognitoError {
@@ -95,24 +52,8 @@ fn describe(pool: &IdentityPoolRecord) -> Value {
     })
 }
 
-/// Makes sure every `[[identity_pools]]` entry exists in the registry (keeping the id a
-/// previous start gave it).
-pub fn apply_config_pools(broker: &Broker) {
-    for declared in &broker.config.identity_pools {
-        let record = IdentityPoolRecord {
-            identity_pool_id: format!("{}:{}", broker.config.region, uuid_shaped()),
-            identity_pool_name: declared.name.clone(),
-            allow_unauthenticated: declared.allow_unauthenticated,
-            credentials_ttl_secs: declared.credentials_ttl.as_secs().max(1),
-        };
-        if let Err(error) = broker.registry.ensure_identity_pool(record) {
-            tracing::error!(%error, pool = %declared.name, "cannot record the identity pool");
-        }
-    }
-}
-
 /// Answers one Cognito Identity operation.
-pub fn answer(broker: &Broker, operation: &str, body: &Value) -> Result<Value, CognitoError> {
+pub(crate) fn answer(broker: &IdentityPlane, operation: &str, body: &Value) -> Result<Value, CognitoError> {
     let field = |name: &str| {
         body[name]
             .as_str()

@@ -185,7 +185,7 @@ impl PolicyStore {
 /// Decides what one connection may do, remembering its decisions per resource name. Owned
 /// by the connection task: no locks on the hot path. Kept small: every open connection
 /// carries one.
-pub struct Authorizer {
+pub struct ConnectionPolicy {
     store: Arc<PolicyStore>,
     principal: String,
     policies: Vec<Arc<Policy>>,
@@ -223,9 +223,9 @@ fn with_decision(bits: u32, action: Action, allowed: bool) -> u32 {
     bits & !(0b11 << shift) | (0b01 | u32::from(allowed) << 1) << shift
 }
 
-impl Authorizer {
-    pub fn new(store: Arc<PolicyStore>, principal: &str, context: RequestContext) -> Authorizer {
-        Authorizer {
+impl ConnectionPolicy {
+    pub fn new(store: Arc<PolicyStore>, principal: &str, context: RequestContext) -> ConnectionPolicy {
+        ConnectionPolicy {
             policies: store.policies_of(principal),
             generation: store.generation(),
             store,
@@ -243,8 +243,8 @@ impl Authorizer {
         principal: &str,
         policies: Vec<Arc<Policy>>,
         context: RequestContext,
-    ) -> Authorizer {
-        let mut authorizer = Authorizer::new(store, principal, context);
+    ) -> ConnectionPolicy {
+        let mut authorizer = ConnectionPolicy::new(store, principal, context);
         authorizer.policies = policies;
         authorizer.fixed_policies = true;
         authorizer
@@ -308,7 +308,7 @@ impl Authorizer {
         }
     }
 
-    /// Like [`Authorizer::check`], for decisions whose denial is silent (iot:Receive):
+    /// Like [`ConnectionPolicy::check`], for decisions whose denial is silent (iot:Receive):
     /// returns `Some(denied)` only the first time a resource is refused, for one log line.
     pub fn check_quietly(
         &mut self,
@@ -483,12 +483,12 @@ document = '''{"Version":"2012-10-17","Statement":[
  {"Effect":"Allow","Action":"iot:Subscribe","Resource":"arn:aws:iot:us-east-1:123456789012:topicfilter/sensors/*"}]}'''
 "#;
 
-    fn authorizer(store: Arc<PolicyStore>, client_id: &str) -> Authorizer {
+    fn authorizer(store: Arc<PolicyStore>, client_id: &str) -> ConnectionPolicy {
         let context = RequestContext {
             client_id: Some(client_id.into()),
             ..RequestContext::default()
         };
-        Authorizer::new(store, ANONYMOUS, context)
+        ConnectionPolicy::new(store, ANONYMOUS, context)
     }
 
     #[test]

@@ -14,25 +14,22 @@ use std::time::Duration;
 
 use futures_util::future::Either;
 use futures_util::FutureExt;
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{Acceptor, ClientHello};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls::ServerConfig;
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{info, warn};
 
-use crate::auth::PolicyStore;
-use crate::authn::Transport;
+use super::websocket;
+use crate::auth::certificate::RegistryVerifier;
+use crate::auth::{Identity, PolicyStore, Transport};
 use crate::broker::Broker;
-use crate::connection::{self, Identity};
+use crate::connection;
+use crate::pki::{ServerIdentity, TlsMaterialError};
 use crate::registry::{identity_of_der, Registry};
-use crate::tls_material::{ServerIdentity, TlsMaterialError};
-use crate::websocket;
 
 pub const ALPN_MQTT_CERTIFICATE: &[u8] = b"x-amzn-mqtt-ca";
 pub const ALPN_MQTT_CUSTOM_AUTH: &[u8] = b"mqtt";
@@ -59,11 +56,11 @@ impl TlsConfigs {
         policies: Arc<PolicyStore>,
     ) -> Result<TlsConfigs, TlsMaterialError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(RegistryVerifier {
+        let verifier = Arc::new(RegistryVerifier::new(
             registry,
             policies,
-            algorithms: provider.signature_verification_algorithms,
-        });
+            provider.signature_verification_algorithms,
+        ));
         let build = |client_auth: Option<Arc<RegistryVerifier>>, alpn: &[&[u8]]| {
             let builder = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -237,68 +234,6 @@ fn route_of(hello: &ClientHello<'_>) -> Dispatch {
 fn certificate_identity(certificates: Option<&[CertificateDer<'static>]>) -> Option<Identity> {
     let leaf = certificates?.first()?;
     identity_of_der(leaf).ok().map(Identity::Certificate)
-}
-
-/// Accepts exactly the client certificates the registry accepts; the handshake signature
-/// (proof of the private key) is checked as rustls's own verifier does.
-struct RegistryVerifier {
-    registry: Arc<Registry>,
-    policies: Arc<PolicyStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl std::fmt::Debug for RegistryVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RegistryVerifier")
-    }
-}
-
-impl ClientCertVerifier for RegistryVerifier {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        match self
-            .registry
-            .verify_client(end_entity, intermediates, now, &self.policies)
-        {
-            Ok(_) => Ok(ClientCertVerified::assertion()),
-            Err(refusal) => {
-                warn!(certificate_id = %refusal.certificate_id, reason = %refusal.reason, "client certificate refused (TLS alert)");
-                Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ))
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ struct Entry {
 
 /// Authorizers from the config file (fixed) and from the registry (made through the API,
 /// replaced wholesale when the registry changes).
-pub struct Authorizers {
+pub struct CustomAuthorizers {
     by_name: HashMap<String, Entry>,
     dynamic: RwLock<HashMap<String, Entry>>,
     default_authorizer: String,
@@ -58,9 +58,9 @@ pub struct Authorizers {
     cache: Mutex<HashMap<(String, String), (Instant, AuthorizedIdentity)>>,
 }
 
-impl Authorizers {
+impl CustomAuthorizers {
     /// Reads the `[[authorizers]]` and their token-signing public keys.
-    pub fn from_config(config: &Config) -> Result<Authorizers, ConfigError> {
+    pub fn from_config(config: &Config) -> Result<CustomAuthorizers, ConfigError> {
         let mut by_name = HashMap::new();
         for authorizer in &config.authorizers {
             let mut public_keys = Vec::new();
@@ -100,7 +100,7 @@ impl Authorizers {
             .timeout(config.limits.authorizer_timeout)
             .build()
             .map_err(|error| ConfigError::Invalid(format!("HTTP client: {error}")))?;
-        Ok(Authorizers {
+        Ok(CustomAuthorizers {
             by_name,
             dynamic: RwLock::new(HashMap::new()),
             default_authorizer: config.default_authorizer.clone(),

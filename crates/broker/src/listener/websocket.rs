@@ -11,12 +11,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::future::Either;
 use futures_util::{FutureExt, Sink, Stream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -24,46 +23,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{info, warn};
 
-use crate::authn::{self, Transport};
+use super::http::{read_head, respond, serve_control_plane, READ_TIMEOUT};
+use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
-use crate::connection::{self, Admission};
-
-const MAX_HEAD: usize = 16 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An HTTP request head as received.
-#[derive(Debug, Clone)]
-pub struct UpgradeRequest {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl UpgradeRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The headers as `(name, value)` pairs, as the verifiers take them.
-    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect()
-    }
-
-    fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.header(name).is_some_and(|value| {
-            value
-                .split(',')
-                .any(|part| part.trim().eq_ignore_ascii_case(token))
-        })
-    }
-}
+use crate::connection;
 
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
 ///
@@ -77,7 +40,7 @@ pub fn serve<S>(
     transport: Transport,
 ) -> impl Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     Box::pin(upgrade(broker.clone(), stream, peer, transport)).then(
         move |upgraded| match upgraded {
@@ -102,10 +65,10 @@ async fn upgrade<S>(
     transport: Transport,
 ) -> Option<(WebSocketStream<S>, Admission)>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let request = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(Some(request))) => request,
+    let (request, raw_head) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
             return None;
@@ -117,7 +80,7 @@ where
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, &mut stream, &request).await;
+            serve_control_plane(&broker, stream, raw_head).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");
@@ -144,7 +107,7 @@ where
     let subprotocol = ["mqtt", "mqttv3.1"]
         .into_iter()
         .find(|protocol| request.header_has_token("sec-websocket-protocol", protocol));
-    let admission = match authn::authenticate_upgrade(&broker, &request, peer, transport).await {
+    let admission = match authenticate::authenticate_upgrade(&broker.auth, &request, peer, transport).await {
         Ok(admission) => admission,
         Err(reason) => {
             warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
@@ -164,106 +127,9 @@ where
         return None;
     }
     let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(crate::protocol::max_packet_size(&broker.config.limits) * 2);
+    config.max_message_size = Some(iot::client_rules::max_packet_size(&broker.config.limits) * 2);
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
     Some((ws, admission))
-}
-
-/// Reads the request head byte by byte up to its blank line, so nothing after it is taken
-/// from the stream (the WebSocket frames that follow belong to the WebSocket layer).
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<UpgradeRequest>> {
-    let mut head = Vec::with_capacity(1024);
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_HEAD {
-            return Ok(None);
-        }
-        let mut byte = [0u8; 1];
-        if stream.read(&mut byte).await? == 0 {
-            return Ok(None);
-        }
-        head.push(byte[0]);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Ok(None),
-    }
-    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
-        return Ok(None);
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let headers = parsed
-        .headers
-        .iter()
-        .filter_map(|header| {
-            std::str::from_utf8(header.value)
-                .ok()
-                .map(|value| (header.name.to_owned(), value.trim().to_owned()))
-        })
-        .collect();
-    Ok(Some(UpgradeRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers,
-    }))
-}
-
-/// Reads the request body (Content-Length, bounded) and answers from the control plane.
-async fn serve_control_plane<S: AsyncRead + AsyncWrite + Unpin>(
-    broker: &Arc<Broker>,
-    stream: &mut S,
-    request: &UpgradeRequest,
-) {
-    const MAX_BODY: usize = 1 << 20;
-    let length: usize = request
-        .header("content-length")
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0);
-    if length > MAX_BODY {
-        respond(stream, 413, "Payload Too Large", "request body too large\n").await;
-        return;
-    }
-    let mut body = vec![0u8; length];
-    if tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut body))
-        .await
-        .map_or(true, |read| read.is_err())
-    {
-        return;
-    }
-    let headers = request.header_pairs();
-    let answer = crate::control::answer(
-        broker,
-        &request.method,
-        &request.path,
-        &request.query,
-        &headers,
-        &body,
-    )
-    .await;
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        answer.status,
-        if answer.status == 200 { "OK" } else { "Error" },
-        answer.body.len()
-    );
-    if let Some(kind) = answer.error_kind {
-        head.push_str(&format!("x-amzn-ErrorType: {kind}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(answer.body.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, body: &str) {
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 /// The MQTT byte stream inside a WebSocket: binary frames in, binary frames out. A packet

@@ -1,0 +1,130 @@
+//! The identity plane: who a client is and what it may do.
+//!
+//! - [`policy`]: the policy store (config + registry layers) and [`ConnectionPolicy`], the
+//!   per-connection decision cache; `test-authorization`.
+//! - [`authenticate`]: WebSocket upgrades (SigV4, custom authorizer headers) and CONNECTs
+//!   that carry authorizer fields; what a transport hands a connection ([`Admission`]).
+//! - [`certificate`]: the TLS client-certificate verifier (registry and CA checks, from
+//!   memory: no file I/O inside a handshake).
+//! - [`custom`]: custom authorizer functions and their answer cache.
+//! - [`cognito`]: temporary credentials from the Cognito emulation.
+//!
+//! Imports `registry`, `config`, `secrets` and `clock`; never the data plane.
+
+pub(crate) mod authenticate;
+pub(crate) mod certificate;
+pub(crate) mod cognito;
+pub(crate) mod custom;
+pub(crate) mod policy;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub(crate) use authenticate::{Admission, Identity, Transport};
+pub(crate) use policy::{ConnectionPolicy, Denied, PolicyStore};
+
+use crate::config::{Config, ConfigError};
+use crate::registry::Registry;
+use cognito::TemporaryCredentials;
+use custom::CustomAuthorizers;
+
+/// An access key's secret and who it stands for.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub secret: String,
+    pub principal: String,
+    /// Temporary credentials are valid only with their own session token…
+    pub session_token: Option<String>,
+    /// …and until they expire.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Everything that decides identity and rights: policies, the registry (certificates,
+/// attachments, authorizers, identity pools, access keys), custom authorizer functions and
+/// Cognito's temporary credentials. The control plane works on one of these whether the
+/// broker runs or not (`pubsub iot` offline opens one on the data directory).
+pub struct IdentityPlane {
+    pub config: Arc<Config>,
+    pub policies: Arc<PolicyStore>,
+    pub registry: Arc<Registry>,
+    pub authorizers: CustomAuthorizers,
+    pub temporary_credentials: TemporaryCredentials,
+}
+
+impl IdentityPlane {
+    /// Opens the registry in `config.data_dir` and applies the config's certificates,
+    /// policies, authorizers and identity pools. Fails when one of them is unusable.
+    pub fn open(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
+        let policies = Arc::new(PolicyStore::from_config(&config)?);
+        let registry = Arc::new(
+            Registry::open(&config.data_dir)
+                .map_err(|error| ConfigError::Invalid(error.to_string()))?,
+        );
+        registry.apply_config(&config)?;
+        let authorizers = CustomAuthorizers::from_config(&config)?;
+        let plane = IdentityPlane {
+            config,
+            policies,
+            registry,
+            authorizers,
+            temporary_credentials: TemporaryCredentials::default(),
+        };
+        plane.sync_registry();
+        cognito::apply_config_pools(&plane);
+        Ok(plane)
+    }
+
+    /// Picks up what `pubsub iot` (another process) changed in the registry since the last
+    /// look: policies, attachments, authorizers.
+    pub fn refresh_registry(&self) {
+        match self.registry.reload_if_changed() {
+            Ok(true) => self.sync_registry(),
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, "registry unreadable"),
+        }
+    }
+
+    /// Hands the registry's current state to the policy store and the authorizers.
+    pub fn sync_registry(&self) {
+        let (policies, attachments) = self.registry.dynamic_policies();
+        self.policies.replace_dynamic(policies, attachments);
+        self.authorizers.sync(
+            &self.registry.authorizers(),
+            self.registry.default_authorizer(),
+        );
+    }
+
+    /// What an access key stands for: `[[credentials]]` first, then keys made by
+    /// `pubsub iot create-access-key`, then temporary credentials from the Cognito
+    /// emulation (valid only with their session token and until they expire).
+    pub fn credential(&self, access_key_id: &str) -> Option<Credential> {
+        self.refresh_registry();
+        let long_lived = |(secret, principal): (String, String)| Credential {
+            secret,
+            principal,
+            session_token: None,
+            expires_at: None,
+        };
+        self.config
+            .credentials
+            .iter()
+            .find(|credential| credential.access_key_id == access_key_id)
+            .map(|credential| {
+                long_lived((
+                    credential.secret_access_key.clone(),
+                    credential.principal.clone(),
+                ))
+            })
+            .or_else(|| self.registry.credential(access_key_id).map(long_lived))
+            .or_else(|| {
+                self.temporary_credentials
+                    .get(access_key_id)
+                    .map(|temporary| Credential {
+                        secret: temporary.secret_access_key,
+                        principal: temporary.identity_id,
+                        session_token: Some(temporary.session_token),
+                        expires_at: Some(temporary.expires_at),
+                    })
+            })
+    }
+}

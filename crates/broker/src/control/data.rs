@@ -1,0 +1,80 @@
+//! The iot-data plane: publish over HTTPS, and retained messages (get, list). Needs the running broker.
+
+use base64::Engine;
+use mqtt::QoS;
+
+use crate::clock::unix_millis;
+
+use super::*;
+
+pub(super) async fn route(
+    broker: &Plane<'_>,
+    request: &ApiRequest<'_>,
+    parts: &[&str],
+) -> ApiResult {
+    let ApiRequest {
+        method,
+        path,
+        query,
+        body,
+        ..
+    } = *request;
+    match (method, parts) {
+        ("POST", ["topics", ..]) => {
+            let topic = data_topic(path, "/topics/")?;
+            let qos = match query_param(query, "qos").as_deref() {
+                None | Some("0") => QoS::AtMostOnce,
+                Some("1") => QoS::AtLeastOnce,
+                Some(other) => {
+                    return Err(ApiError::invalid(format!("qos {other} is not supported")))
+                }
+            };
+            iot::validate_topic_name(&topic, &broker.config.limits)
+                .and_then(|()| iot::validate_client_publish(&topic))
+                .map_err(|error| ApiError::invalid(format!("topic {topic:?}: {error}")))?;
+            if body.len() > broker.config.limits.max_payload_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLargeException",
+                    format!(
+                        "payload is {} bytes, limit is {}",
+                        body.len(),
+                        broker.config.limits.max_payload_bytes
+                    ),
+                ));
+            }
+            let payload = bytes::Bytes::copy_from_slice(body);
+            if query_param(query, "retain").as_deref() == Some("true") && !iot::is_reserved(&topic)
+            {
+                broker.data_plane()?.retain(&topic, payload.clone(), qos);
+            }
+            broker.data_plane()?.route(&topic, payload, qos);
+            Ok(json!({}))
+        }
+        ("GET", ["retainedMessage", ..]) if path.len() > "/retainedMessage/".len() => {
+            let topic = data_topic(path, "/retainedMessage/")?;
+            let message = broker
+                .data_plane()?
+                .retained_for(&topic)
+                .into_iter()
+                .find(|message| *message.topic == *topic)
+                .ok_or_else(|| ApiError::not_found(format!("no retained message on {topic}")))?;
+            Ok(json!({
+                "topic": topic,
+                "payload": base64::engine::general_purpose::STANDARD.encode(&message.payload),
+                "qos": message.qos as u8,
+                "lastModifiedTime": unix_millis(),
+            }))
+        }
+        ("GET", ["retainedMessage"]) => {
+            let topics: Vec<Value> = broker
+                .data_plane()?
+                .retained_messages()
+                .iter()
+                .map(|m| json!({"topic": &*m.topic, "payloadSize": m.payload.len(), "qos": m.qos as u8, "lastModifiedTime": unix_millis()}))
+                .collect();
+            Ok(json!({ "retainedTopics": topics }))
+        }
+        _ => Err(unknown_operation(request)),
+    }
+}

@@ -1,0 +1,583 @@
+//! The control plane: the subset of AWS IoT's REST API (and of the iot-data plane and
+//! Cognito Identity) that apps and operators use, with AWS's paths, methods, JSON shapes,
+//! status codes and error shapes, so boto3 and the AWS CLI work with `--endpoint-url`.
+//!
+//! One entry point, [`answer`]: an [`ApiRequest`] in, an [`Answer`] out, whatever carried
+//! it (the `http` listener, HTTPS on the TLS port) — and [`answer_local`], the same
+//! operations on a data directory without a running broker (`pubsub iot` offline). Every
+//! request over the network must be SigV4-signed by the `[admin]` credentials.
+//!
+//! Operations are answered by resource family: [`certificates`], [`policies`] (and
+//! test-authorization), [`authorizers`], [`data`] (iot-data), [`cognito`]. They work on a
+//! [`Plane`]: the identity plane always, the data plane only while the broker runs.
+
+mod authorizers;
+mod certificates;
+mod cognito;
+mod data;
+mod policies;
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::time::SystemTime;
+
+use axum::http::StatusCode;
+use iot::sigv4::{self, SignedRequest};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::auth::IdentityPlane;
+use crate::broker::Broker;
+use crate::config::{CertificateStatus, Config};
+use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
+use crate::router::Router;
+use crate::secrets::{access_key_pair, write_private};
+
+/// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestException", message)
+    }
+
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+    }
+}
+
+impl ApiError {
+    fn into_answer(self) -> Answer {
+        Answer {
+            status: self.status.as_u16(),
+            error_kind: Some(self.kind),
+            body: json!({ "message": self.message, "__type": self.kind }).to_string(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            RegistryError::NotFound(_) => ApiError::not_found(message),
+            RegistryError::AlreadyExists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "ResourceAlreadyExistsException",
+                message,
+            ),
+            RegistryError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "DeleteConflictException", message)
+            }
+            RegistryError::WrongState(_) => ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "CertificateStateException",
+                message,
+            ),
+            RegistryError::BadCertificate(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "CertificateValidationException",
+                message,
+            ),
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailureException",
+                message,
+            ),
+        }
+    }
+}
+
+pub(super) type ApiResult = Result<Value, ApiError>;
+
+/// The access key the control plane accepts: `[admin]`, or a pair generated on first
+/// start into `<data_dir>/admin-credentials` (mode 0600), which `pubsub iot` reads.
+pub fn admin_credentials(config: &Config) -> std::io::Result<(String, String)> {
+    if let Some(admin) = &config.admin {
+        return Ok((admin.access_key_id.clone(), admin.secret_access_key.clone()));
+    }
+    let path = config.data_dir.join("admin-credentials");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(value) = serde_json::from_str::<Value>(&text) {
+            if let (Some(id), Some(secret)) = (
+                value["accessKeyId"].as_str(),
+                value["secretAccessKey"].as_str(),
+            ) {
+                return Ok((id.to_owned(), secret.to_owned()));
+            }
+        }
+    }
+    let (id, secret) = access_key_pair("AKIA");
+    write_private(
+        &path,
+        &json!({"accessKeyId": id, "secretAccessKey": secret}).to_string(),
+    )?;
+    Ok((id, secret))
+}
+
+/// A control-plane answer, whatever carried the request (the `http` listener, or HTTPS on
+/// the TLS port's HTTP branch).
+pub struct Answer {
+    pub status: u16,
+    pub error_kind: Option<&'static str>,
+    pub body: String,
+}
+
+
+/// One control-plane request, as received.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    /// As received (percent-encoded), as SigV4 signed it.
+    pub path: &'a str,
+    /// Without the `?`.
+    pub query: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+/// What the control plane works on: the identity plane, and the data plane while the
+/// broker runs (disconnects, publish, retained messages).
+pub struct Plane<'a> {
+    auth: &'a IdentityPlane,
+    router: Option<&'a Router>,
+}
+
+impl Deref for Plane<'_> {
+    type Target = IdentityPlane;
+
+    fn deref(&self) -> &IdentityPlane {
+        self.auth
+    }
+}
+
+impl Plane<'_> {
+    /// Closes a principal's connections (none when the broker is not running).
+    pub(super) fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
+        self.router
+            .map_or(0, |router| router.live.disconnect_principal(principal, why))
+    }
+
+    pub(super) fn disconnect_authorizer(&self, authorizer: &str, why: &str) -> usize {
+        self.router
+            .map_or(0, |router| router.live.disconnect_authorizer(authorizer, why))
+    }
+
+    /// The data plane, for operations that exist only while the broker runs.
+    pub(super) fn data_plane(&self) -> Result<&Router, ApiError> {
+        self.router.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "this operation needs a running broker",
+            )
+        })
+    }
+}
+
+/// Authenticates (SigV4, the `[admin]` key) and answers one request.
+pub async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
+    let plane = Plane {
+        auth: &broker.auth,
+        router: Some(&broker.router),
+    };
+    answer_on(&plane, request, true).await
+}
+
+/// [`answer`] without the signature check, for the program that runs the broker.
+pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
+    let plane = Plane {
+        auth: &broker.auth,
+        router: Some(&broker.router),
+    };
+    answer_on(&plane, request, false).await
+}
+
+/// Answers one request on a data directory, for `pubsub iot` while no broker runs: the
+/// same operations as [`answer`], with no signature to check (whoever can read the data
+/// directory holds its secrets anyway). Operations of the data plane answer 503.
+pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
+    let auth = match IdentityPlane::open(std::sync::Arc::new(config)) {
+        Ok(auth) => auth,
+        Err(error) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailureException",
+                error.to_string(),
+            )
+            .into_answer()
+        }
+    };
+    let plane = Plane {
+        auth: &auth,
+        router: None,
+    };
+    answer_on(&plane, request, false).await
+}
+
+async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) -> Answer {
+    let ApiRequest { method, path, .. } = *request;
+    let cognito_operation = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+        .and_then(|(_, target)| target.strip_prefix("AWSCognitoIdentityService."));
+    if let Some(operation) = cognito_operation {
+        return answer_cognito(plane, operation, request, signed);
+    }
+    if signed {
+        if let Err(reason) = authenticate(plane, request) {
+            warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
+            return ApiError::new(StatusCode::FORBIDDEN, "UnauthorizedException", reason)
+                .into_answer();
+        }
+    }
+    plane.refresh_registry();
+    match route(plane, request).await {
+        Ok(value) => {
+            info!(%method, %path, "control plane request");
+            Answer {
+                status: 200,
+                error_kind: None,
+                body: value.to_string(),
+            }
+        }
+        Err(error) => {
+            info!(%method, %path, kind = error.kind, message = %error.message, "control plane request failed");
+            error.into_answer()
+        }
+    }
+}
+
+/// Hands a request to its resource family.
+async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
+    let parts = segments(request.path);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match parts.first().copied().unwrap_or_default() {
+        "keys-and-certificate" | "certificates" | "certificate" | "cacertificate"
+        | "access-keys" => certificates::route(plane, request, &parts).await,
+        "policies" | "target-policies" | "principal-policies" | "attached-policies"
+        | "policy-targets" | "test-authorization" | "endpoint" => {
+            policies::route(plane, request, &parts).await
+        }
+        "authorizer" | "authorizers" | "default-authorizer" => {
+            authorizers::route(plane, request, &parts).await
+        }
+        "topics" | "retainedMessage" => data::route(plane, request, &parts).await,
+        _ => Err(unknown_operation(request)),
+    }
+}
+
+pub(super) fn unknown_operation(request: &ApiRequest<'_>) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        format!(
+            "{} {} is not an operation of this API",
+            request.method, request.path
+        ),
+    )
+}
+
+/// Cognito Identity's JSON 1.1 operations: GetId, GetCredentialsForIdentity and
+/// GetOpenIdToken are unsigned, as in AWS; the others need the admin signature.
+fn answer_cognito(
+    broker: &IdentityPlane,
+    operation: &str,
+    request: &ApiRequest<'_>,
+    signed: bool,
+) -> Answer {
+    let body = request.body;
+    let failure = |status: u16, kind: &'static str, message: String| Answer {
+        status,
+        error_kind: Some(kind),
+        body: json!({ "__type": kind, "message": message }).to_string(),
+    };
+    if signed && !cognito::is_unsigned_operation(operation) {
+        if let Err(reason) = authenticate(broker, request) {
+            warn!(operation, %reason, "Cognito request refused: HTTP 403");
+            return failure(403, "NotAuthorizedException", reason);
+        }
+    }
+    let request: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(error) => {
+                return failure(
+                    400,
+                    "InvalidParameterException",
+                    format!("body is not JSON: {error}"),
+                )
+            }
+        }
+    };
+    match cognito::answer(broker, operation, &request) {
+        Ok(value) => {
+            info!(operation, "Cognito request");
+            Answer {
+                status: 200,
+                error_kind: None,
+                body: value.to_string(),
+            }
+        }
+        Err(error) => {
+            info!(operation, kind = error.kind, message = %error.message, "Cognito request failed");
+            failure(error.status, error.kind, error.message)
+        }
+    }
+}
+
+/// SigV4 in the Authorization header, by the admin key, for service `iot` / `iotdata`.
+fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<(), String> {
+    let ApiRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    } = *request;
+    let authorization = sigv4::parse_authorization(headers)
+        .map_err(|error| format!("malformed Authorization header: {error}"))?
+        .ok_or("request is not signed (SigV4 Authorization header missing)")?;
+    let (admin_key, admin_secret) = admin_credentials(&broker.config)
+        .map_err(|error| format!("admin credentials unavailable: {error}"))?;
+    if authorization.access_key_id != admin_key {
+        return Err(format!(
+            "access key {} is not the control plane's [admin] key",
+            authorization.access_key_id
+        ));
+    }
+    let signed = SignedRequest {
+        method,
+        path,
+        query,
+        headers,
+    };
+    sigv4::verify_header_signed(
+        &signed,
+        body,
+        &authorization,
+        &admin_secret,
+        &broker.config.region,
+        &["iot", "iotdata", "execute-api", "cognito-identity"],
+        SystemTime::now(),
+    )
+    .map_err(|error| format!("SigV4: {error}"))
+}
+
+pub(super) fn segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+pub(super) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::invalid(format!("body is not JSON: {error}")))
+}
+
+pub(super) fn string_field(body: &Value, name: &str) -> Result<String, ApiError> {
+    body[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+}
+
+pub(super) fn parse_status(text: &str) -> Result<CertificateStatus, ApiError> {
+    match text {
+        "ACTIVE" => Ok(CertificateStatus::Active),
+        "INACTIVE" => Ok(CertificateStatus::Inactive),
+        "REVOKED" => Ok(CertificateStatus::Revoked),
+        "PENDING_ACTIVATION" => Ok(CertificateStatus::PendingActivation),
+        other => Err(ApiError::invalid(format!("unknown status {other:?}"))),
+    }
+}
+
+pub(super) fn arn(broker: &Plane<'_>, kind: &str, name: &str) -> String {
+    resource_arn(&broker.config, kind, name)
+}
+
+/// `arn:aws:iot:<region>:<account>:<kind>/<name>` for this broker.
+pub fn resource_arn(config: &Config, kind: &str, name: &str) -> String {
+    format!(
+        "arn:aws:iot:{}:{}:{kind}/{name}",
+        config.region, config.account_id
+    )
+}
+
+/// A certificate ARN names its certificate id; anything else (an identity id) is the
+/// principal itself.
+pub fn principal_of_target(target: &str) -> &str {
+    match target.split_once(":cert/") {
+        Some((_, id)) if target.starts_with("arn:") => id,
+        _ => target,
+    }
+}
+
+/// The ARN form a principal is reported in.
+pub(super) fn target_of_principal(broker: &Plane<'_>, principal: &str) -> String {
+    let is_certificate = principal.len() == 64 && principal.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_certificate {
+        arn(broker, "cert", principal)
+    } else {
+        principal.to_owned()
+    }
+}
+
+/// DescribeCertificate's `certificateDescription`.
+pub fn describe_certificate(config: &Config, record: &CertificateRecord) -> Value {
+    json!({
+        "certificateArn": resource_arn(config, "cert", &record.certificate_id),
+        "certificateId": record.certificate_id,
+        "caCertificateId": record.ca_certificate_id,
+        "status": status_name(record.status),
+        "certificatePem": record.certificate_pem,
+        "creationDate": record.creation_date,
+        "lastModifiedDate": record.creation_date,
+        "certificateMode": if record.ca_certificate_id.is_some() { "DEFAULT" } else { "SNI_ONLY" },
+    })
+}
+
+/// One entry of ListCertificates.
+pub fn certificate_summary(config: &Config, record: &CertificateRecord) -> Value {
+    json!({
+        "certificateArn": resource_arn(config, "cert", &record.certificate_id),
+        "certificateId": record.certificate_id,
+        "status": status_name(record.status),
+        "creationDate": record.creation_date,
+    })
+}
+
+/// A policy's document: the registry's, or the config file's.
+pub(super) fn policy_document(broker: &Plane<'_>, name: &str) -> Option<String> {
+    if let Some(record) = broker.registry.policy(name) {
+        return Some(record.policy_document);
+    }
+    if name == crate::config::DEV_ALLOW_ALL {
+        return Some(crate::auth::policy::dev_allow_all_document().to_owned());
+    }
+    let declared = broker.config.policies.iter().find(|p| p.name == name)?;
+    match (&declared.document, &declared.document_file) {
+        (Some(document), _) => Some(document.clone()),
+        (None, Some(file)) => std::fs::read_to_string(file).ok(),
+        _ => None,
+    }
+}
+
+pub(super) fn require_policy(broker: &Plane<'_>, name: &str) -> Result<(), ApiError> {
+    if broker.policies.get(name).is_none() {
+        return Err(ApiError::not_found(format!("policy {name} does not exist")));
+    }
+    Ok(())
+}
+
+pub(super) fn attach(broker: &Plane<'_>, policy: &str, target: &str) -> ApiResult {
+    require_policy(broker, policy)?;
+    let principal = principal_of_target(target);
+    broker.registry.attach(principal, policy)?;
+    broker.sync_registry();
+    Ok(json!({}))
+}
+
+pub(super) fn detach(broker: &Plane<'_>, policy: &str, target: &str) -> ApiResult {
+    require_policy(broker, policy)?;
+    let principal = principal_of_target(target);
+    broker.registry.detach(principal, policy)?;
+    broker.sync_registry();
+    let closed = broker.disconnect_principal(
+        principal,
+        &format!("policy {policy} was detached from principal {principal}"),
+    );
+    info!(
+        policy,
+        principal, closed, "policy detached; the principal's connections are closed"
+    );
+    Ok(json!({}))
+}
+
+pub(super) fn set_certificate_status(broker: &Plane<'_>, id: &str, status: CertificateStatus) -> ApiResult {
+    broker.registry.update_status(id, status)?;
+    if status != CertificateStatus::Active {
+        let closed = broker.disconnect_principal(
+            id,
+            &format!("certificate {id} is now {}", status_name(status)),
+        );
+        info!(
+            certificate_id = id,
+            closed, "certificate deactivated; its connections are closed"
+        );
+    }
+    Ok(json!({}))
+}
+
+pub(super) fn describe_authorizer(broker: &Plane<'_>, record: &AuthorizerRecord) -> Value {
+    json!({
+        "authorizerName": record.authorizer_name,
+        "authorizerArn": arn(broker, "authorizer", &record.authorizer_name),
+        "authorizerFunctionArn": record.authorizer_function_arn,
+        "tokenKeyName": record.token_key_name,
+        "tokenSigningPublicKeys": record.token_signing_public_keys,
+        "status": record.status,
+        "signingDisabled": record.signing_disabled,
+        "creationDate": record.creation_date,
+        "lastModifiedDate": record.last_modified_date,
+    })
+}
+
+pub(super) fn public_keys(body: &Value) -> BTreeMap<String, String> {
+    body["tokenSigningPublicKeys"]
+        .as_object()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|(name, pem)| pem.as_str().map(|pem| (name.clone(), pem.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+
+/// The topic in a data-plane path (everything after the prefix, percent-decoded: boto3
+/// sends `a/b` as `a%2Fb`).
+pub(super) fn data_topic(path: &str, prefix: &str) -> Result<String, ApiError> {
+    let raw = path
+        .strip_prefix(prefix)
+        .ok_or_else(|| ApiError::invalid("topic missing"))?;
+    Ok(percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned())
+}

@@ -1,0 +1,568 @@
+//! The data plane: the session map, the subscription index, the retained messages, and
+//! the router that moves a publish into its subscribers' queues.
+//!
+//! Routing runs on the publisher's task. The subscription index is read-mostly (an RwLock
+//! around a topic trie); each session has its own small mutex, so publishers to different
+//! subscribers never contend on one lock.
+//!
+//! Imports `session`, `store`, `config` and `clock`; knows nothing of authentication or
+//! policies (the connection checks `iot:Receive` when it takes a message out).
+
+mod recover;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use iot::TopicTrie;
+use mqtt::QoS;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::session::{
+    ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections, Owner, Session,
+    SessionState,
+};
+use crate::store::{Op, Recovered, Store, StoredMessage};
+
+/// A slow but connected subscriber may hold this many bytes of queued messages before it
+/// starts losing QoS 0 (QoS 1 is bounded by `max_queued_per_session` instead): enough to
+/// absorb bursts, small enough that ten thousand stalled subscribers fit in memory.
+pub const MAX_QUEUED_QOS0_BYTES: usize = 8 << 20;
+
+/// Up to this many sessions, a publish's targets are de-duplicated by a linear scan (the
+/// common case: one to a few subscribers, where hashing costs more than it saves); past
+/// it, through a map, so overlapping filters of many subscribers stay O(matches).
+const LINEAR_DEDUP_LIMIT: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct RetainedMessage {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+}
+
+/// Subscription index entry: the granted QoS and the session to deliver to.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    qos: QoS,
+    session: Arc<Session>,
+}
+
+/// What routing one message did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Sessions it was offered to.
+    pub sessions: usize,
+    /// Store sequence number that makes it durable for every persistent session that kept
+    /// it (0: nothing to wait for).
+    pub durable: u64,
+}
+
+/// Counters worth reporting; read by logs and, later, /metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_routed: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub dropped_qos0: AtomicU64,
+    pub dropped_qos1: AtomicU64,
+}
+
+/// What opening a session found.
+pub struct OpenedSession {
+    pub session: Arc<Session>,
+    pub session_present: bool,
+    /// The connection that held this client id before (it has been told to go).
+    pub took_over: Option<ConnectionId>,
+    /// Store sequence number that makes the session durable (0: nothing to wait for).
+    pub durable: u64,
+}
+
+pub struct Router {
+    config: Arc<Config>,
+    /// The durable store; `None` with `in_memory = true`.
+    store: Option<Arc<Store>>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
+    retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
+    connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
+    /// Every live connection, for the control plane's disconnects and shutdown.
+    pub live: LiveConnections,
+    /// Connections past CONNECT (`limits.max_connections` counts these).
+    pub connections: AtomicUsize,
+    next_connection: AtomicU64,
+    next_version: AtomicU64,
+    pub stats: Stats,
+}
+
+impl Router {
+    /// A router over what the store recovered (nothing in memory).
+    pub fn new(config: Arc<Config>, store: Option<Arc<Store>>, recovered: Recovered) -> Router {
+        let router = Router {
+            config,
+            store,
+            sessions: Mutex::new(HashMap::new()),
+            subscriptions: RwLock::new(TopicTrie::new()),
+            retained: RwLock::new(HashMap::new()),
+            connect_attempts: Mutex::new(HashMap::new()),
+            live: LiveConnections::default(),
+            connections: AtomicUsize::new(0),
+            next_connection: AtomicU64::new(1),
+            next_version: AtomicU64::new(1),
+            stats: Stats::default(),
+        };
+        router.recover(recovered);
+        router
+    }
+
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    fn new_session_state(&self) -> SessionState {
+        let limits = &self.config.limits;
+        SessionState::new(
+            limits.max_inflight,
+            limits.max_queued_per_session,
+            MAX_QUEUED_QOS0_BYTES,
+        )
+    }
+
+    /// Commits what the store has queued and stops its writer (graceful shutdown).
+    pub fn close_store(&self) {
+        if let Some(store) = &self.store {
+            store.close();
+        }
+    }
+
+    pub fn next_connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Lifecycle events carry a version number that orders a client id's events.
+    pub fn next_version_number(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// IoT Core's CONNECT throttle per client id. `false` when this attempt is over the limit.
+    pub fn admit_connect(&self, client_id: &str, now_unix_secs: u64) -> bool {
+        let limit = self.config.limits.connects_per_client_id_per_sec;
+        if limit == 0 {
+            return true;
+        }
+        let mut attempts = self.connect_attempts.lock();
+        let entry = attempts
+            .entry(client_id.to_owned())
+            .or_insert((now_unix_secs, 0));
+        if entry.0 != now_unix_secs {
+            *entry = (now_unix_secs, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= limit
+    }
+
+    /// Attaches a connection to the session of `client_id`, creating, resuming or
+    /// replacing it, and tells any connection that held it before to close.
+    pub fn open_session(
+        &self,
+        client_id: &str,
+        clean_session: bool,
+        connection: ConnectionId,
+        live: Arc<LiveConnection>,
+    ) -> OpenedSession {
+        let owner = Owner { connection, live };
+        let mut sessions = self.sessions.lock();
+        let existing = sessions.get(client_id).cloned();
+        let mut took_over = None;
+        if let Some(old) = &existing {
+            if !clean_session && !old.clean {
+                took_over = old.replace_owner(Some(owner));
+                let durable = old.persist();
+                return OpenedSession {
+                    session: old.clone(),
+                    session_present: true,
+                    took_over,
+                    durable,
+                };
+            }
+            took_over = old.replace_owner(None);
+        }
+        if let Some(old) = existing {
+            self.remove_subscriptions(&old);
+            old.delete_stored();
+        }
+        let session = Arc::new(Session::new(
+            client_id.into(),
+            clean_session,
+            self.new_session_state(),
+            Some(owner),
+            None,
+            if clean_session {
+                None
+            } else {
+                self.store.clone()
+            },
+        ));
+        let durable = session.persist();
+        sessions.insert(session.client_id.clone(), session.clone());
+        OpenedSession {
+            session,
+            session_present: false,
+            took_over,
+            durable,
+        }
+    }
+
+    /// Detaches a closing connection. A clean session ends with it; a persistent one is
+    /// kept until `session_expiry`. Nothing happens if another connection took it over.
+    pub fn close_session(&self, session: &Arc<Session>, connection: ConnectionId, now: Instant) {
+        if session.detach(connection, now + self.config.session_expiry) != Detached::Ended {
+            return;
+        }
+        let mut sessions = self.sessions.lock();
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|current| Arc::ptr_eq(current, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.remove_subscriptions(session);
+    }
+
+    /// Removes persistent sessions that stayed offline past their expiry.
+    pub fn expire_sessions(&self, now: Instant) -> usize {
+        let expired: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions.lock();
+            let expired: Vec<_> = sessions
+                .values()
+                .filter(|session| session.is_expired(now))
+                .cloned()
+                .collect();
+            for session in &expired {
+                sessions.remove(&session.client_id);
+                // Under the lock: a reconnect right after must not see its new session
+                // deleted by a late DeleteSession.
+                session.delete_stored();
+            }
+            expired
+        };
+        for session in &expired {
+            let queued = session.with_state(|state| state.queued_len() + state.inflight_len());
+            tracing::info!(client_id = %session.client_id, queued, "persistent session expired; its queued messages are discarded");
+            self.remove_subscriptions(session);
+        }
+        self.connect_attempts.lock().clear();
+        expired.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Records a subscription in the session and in the index.
+    pub fn subscribe(&self, session: &Arc<Session>, filter: &str, qos: QoS) {
+        session.with_state(|state| state.subscribe(filter, qos));
+        self.index_subscription(session, filter, qos);
+    }
+
+    /// Removes a subscription from the session and the index; `false` if there was none.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        if !session.with_state(|state| state.unsubscribe(filter)) {
+            return false;
+        }
+        self.unindex_subscription(session, filter);
+        true
+    }
+
+    fn index_subscription(&self, session: &Arc<Session>, filter: &str, qos: QoS) {
+        self.subscriptions.write().insert(
+            filter,
+            session.client_id.clone(),
+            Subscriber {
+                qos,
+                session: session.clone(),
+            },
+        );
+    }
+
+    fn unindex_subscription(&self, session: &Arc<Session>, filter: &str) {
+        let mut index = self.subscriptions.write();
+        // Only this session's own entry: a newer session under the same client id owns
+        // the key now if this one was replaced.
+        let owned = matches!(
+            index.get(filter, &session.client_id),
+            Some(subscriber) if Arc::ptr_eq(&subscriber.session, session)
+        );
+        if owned {
+            index.remove(filter, &session.client_id);
+        }
+    }
+
+    fn remove_subscriptions(&self, session: &Arc<Session>) {
+        for filter in session.filters() {
+            self.unindex_subscription(session, &filter);
+        }
+    }
+
+    /// Delivers a message to every matching subscription, once per session at the highest
+    /// granted QoS (capped by the message's QoS).
+    pub fn route(&self, topic: &str, payload: Bytes, qos: QoS) -> Routed {
+        self.stats.messages_routed.fetch_add(1, Ordering::Relaxed);
+        let targets = {
+            let index = self.subscriptions.read();
+            let mut targets = Targets::default();
+            index.for_each_match(topic, |_filter, _key, subscriber| {
+                targets.add(&subscriber.session, subscriber.qos)
+            });
+            targets.list
+        };
+        if targets.is_empty() {
+            return Routed::default();
+        }
+        let topic: Arc<str> = topic.into();
+        let mut durable = 0;
+        for (session, granted) in &targets {
+            durable = durable.max(self.deliver(
+                session,
+                Delivery {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: qos.min(*granted),
+                    retain: false,
+                },
+            ));
+        }
+        Routed {
+            sessions: targets.len(),
+            durable,
+        }
+    }
+
+    /// Queues one delivery for one session, counting and logging what had to be dropped.
+    /// Returns the store sequence number that makes it durable (0: nothing to wait for).
+    pub fn deliver(&self, session: &Session, delivery: Delivery) -> u64 {
+        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        let (outcome, durable) = session.deliver(delivery);
+        match outcome {
+            Enqueued::Queued(_) => {}
+            Enqueued::DroppedQos0 => {
+                let total = self.stats.dropped_qos0.fetch_add(1, Ordering::Relaxed) + 1;
+                // A slow subscriber can drop thousands per second: log the first and then
+                // every thousandth, so the log stays readable.
+                if total % 1000 == 1 {
+                    tracing::warn!(client_id = %session.client_id, dropped_total = total, "QoS 0 message dropped: subscriber offline or its queue is full");
+                }
+            }
+            Enqueued::DroppedOldestQos1(dropped) => {
+                let total = self.stats.dropped_qos1.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(client_id = %session.client_id, topic = %dropped.topic, dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
+            }
+        }
+        durable
+    }
+
+    /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.
+    /// Returns the store sequence number that makes the change durable (0 in memory).
+    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) -> u64 {
+        let mut retained = self.retained.write();
+        let durable = self.store.as_ref().map_or(0, |store| {
+            store.submit(if payload.is_empty() {
+                Op::DeleteRetained(topic.into())
+            } else {
+                Op::PutRetained(StoredMessage {
+                    topic: topic.into(),
+                    payload: payload.clone(),
+                    qos,
+                })
+            })
+        });
+        if payload.is_empty() {
+            retained.remove(topic);
+        } else {
+            let topic: Arc<str> = topic.into();
+            retained.insert(
+                topic.clone(),
+                RetainedMessage {
+                    topic,
+                    payload,
+                    qos,
+                },
+            );
+        }
+        durable
+    }
+
+    /// Retained messages a new subscription to `filter` receives: IoT Core gives them only
+    /// to a filter that names the topic exactly, unless `retained_on_wildcard` is set.
+    pub fn retained_for(&self, filter: &str) -> Vec<RetainedMessage> {
+        let retained = self.retained.read();
+        if iot::filter_is_exact(filter) {
+            return retained.get(filter).cloned().into_iter().collect();
+        }
+        if !self.config.retained_on_wildcard {
+            return Vec::new();
+        }
+        retained
+            .values()
+            .filter(|message| iot::topic_matches(filter, &message.topic))
+            .cloned()
+            .collect()
+    }
+
+    /// Every retained message (the data plane's ListRetainedMessages).
+    pub fn retained_messages(&self) -> Vec<RetainedMessage> {
+        let mut messages: Vec<RetainedMessage> = self.retained.read().values().cloned().collect();
+        messages.sort_by(|a, b| a.topic.cmp(&b.topic));
+        messages
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+}
+
+/// The sessions one publish reaches, each once, at the highest QoS any of its matching
+/// subscriptions granted.
+#[derive(Default)]
+struct Targets {
+    list: Vec<(Arc<Session>, QoS)>,
+    /// Position in `list` by session, built once the list outgrows a linear scan.
+    positions: HashMap<*const Session, usize>,
+}
+
+impl Targets {
+    fn add(&mut self, session: &Arc<Session>, qos: QoS) {
+        let position = if self.list.len() <= LINEAR_DEDUP_LIMIT {
+            self.list
+                .iter()
+                .position(|(known, _)| Arc::ptr_eq(known, session))
+        } else {
+            if self.positions.is_empty() {
+                for (index, (known, _)) in self.list.iter().enumerate() {
+                    self.positions.insert(Arc::as_ptr(known), index);
+                }
+            }
+            self.positions.get(&Arc::as_ptr(session)).copied()
+        };
+        match position {
+            Some(index) => self.list[index].1 = self.list[index].1.max(qos),
+            None => {
+                if !self.positions.is_empty() {
+                    self.positions.insert(Arc::as_ptr(session), self.list.len());
+                }
+                self.list.push((session.clone(), qos));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn router() -> Router {
+        let config = Arc::new(Config::parse("in_memory = true").unwrap());
+        Router::new(config, None, Recovered::default())
+    }
+
+    fn live(name: &str) -> Arc<LiveConnection> {
+        Arc::new(LiveConnection::new(name, None))
+    }
+
+    fn drain(session: &Session) -> Vec<(String, QoS)> {
+        session.with_state(|state| {
+            std::iter::from_fn(|| state.next_outgoing())
+                .map(|out| (out.delivery.topic.to_string(), out.delivery.qos))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+        let router = router();
+        let opened = router.open_session("c", true, 1, live("c"));
+        router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
+        router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
+        let routed = router.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        assert_eq!(routed.sessions, 1);
+        assert_eq!(
+            drain(&opened.session),
+            vec![("a/b".into(), QoS::AtLeastOnce)]
+        );
+    }
+
+    #[test]
+    fn many_subscribers_on_overlapping_filters_each_get_one_copy() {
+        let router = router();
+        let sessions: Vec<_> = (0..100)
+            .map(|i| {
+                let opened = router.open_session(&format!("c{i}"), true, i, live("c"));
+                router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
+                router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
+                router.subscribe(&opened.session, "a/b", QoS::AtMostOnce);
+                opened.session
+            })
+            .collect();
+        let routed = router.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        assert_eq!(routed.sessions, 100);
+        for session in &sessions {
+            assert_eq!(drain(session), vec![("a/b".into(), QoS::AtLeastOnce)]);
+        }
+    }
+
+    #[test]
+    fn persistent_session_resumes_and_clean_session_replaces() {
+        let router = router();
+        let first = router.open_session("c", false, 1, live("c"));
+        assert!(!first.session_present);
+        router.subscribe(&first.session, "t", QoS::AtLeastOnce);
+        router.close_session(&first.session, 1, Instant::now());
+        router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        let resumed = router.open_session("c", false, 2, live("c"));
+        assert!(resumed.session_present);
+        assert_eq!(drain(&resumed.session).len(), 1);
+        let replaced = router.open_session("c", true, 3, live("c"));
+        assert!(!replaced.session_present);
+        assert_eq!(replaced.took_over, Some(2));
+        let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        assert_eq!(routed.sessions, 0);
+    }
+
+    #[test]
+    fn expired_sessions_are_removed() {
+        let router = router();
+        let opened = router.open_session("c", false, 1, live("c"));
+        router.subscribe(&opened.session, "t", QoS::AtLeastOnce);
+        let now = Instant::now();
+        router.close_session(&opened.session, 1, now);
+        assert_eq!(router.expire_sessions(now), 0);
+        assert_eq!(router.expire_sessions(now + Duration::from_secs(3601)), 1);
+        assert_eq!(router.session_count(), 0);
+        let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+        assert_eq!(routed.sessions, 0);
+    }
+
+    #[test]
+    fn retained_follows_iot_rule() {
+        let router = router();
+        router.retain("a/b", Bytes::from_static(b"1"), QoS::AtMostOnce);
+        router.retain("a/b", Bytes::from_static(b"2"), QoS::AtMostOnce);
+        assert_eq!(&router.retained_for("a/b")[0].payload[..], b"2");
+        assert!(router.retained_for("a/+").is_empty());
+        router.retain("a/b", Bytes::new(), QoS::AtMostOnce);
+        assert_eq!(router.retained_count(), 0);
+    }
+
+    #[test]
+    fn connect_throttle_counts_per_second() {
+        let router = router();
+        assert!(router.admit_connect("c", 10));
+        assert!(!router.admit_connect("c", 10));
+        assert!(router.admit_connect("other", 10));
+        assert!(router.admit_connect("c", 11));
+    }
+}

@@ -1,0 +1,149 @@
+//! How the rest of the broker reaches a live connection: a wake-up (messages queued, the
+//! session taken over) and a request to close it from outside (the control plane,
+//! shutdown), plus the registry of every live connection that those requests walk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+
+/// Identifies one connection for the life of the broker (never reused).
+pub type ConnectionId = u64;
+
+/// What a connection closed at shutdown logs.
+const SHUTDOWN_REASON: &str = "the broker is shutting down";
+
+/// One per connection, shared by the connection, its session and the live registry; a
+/// flag and a waker rather than a `Notify`, whose waiting future the connection would
+/// have to keep (docs/DESIGN-NOTES.md, "Memory per connection").
+#[derive(Debug)]
+pub struct LiveConnection {
+    principal: Box<str>,
+    /// The custom authorizer that admitted it, if one did.
+    authorizer: Option<Box<str>>,
+    reason: Mutex<Option<String>>,
+    woken: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl LiveConnection {
+    pub fn new(principal: &str, authorizer: Option<&str>) -> LiveConnection {
+        LiveConnection {
+            principal: principal.into(),
+            authorizer: authorizer.map(Into::into),
+            reason: Mutex::new(None),
+            woken: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Why the connection must close, once asked to.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().clone()
+    }
+
+    /// Ready once after any number of [`LiveConnection::wake`]s since it was last ready.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before looking, so a wake between the two is not lost.
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    pub fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Asks the connection to close, saying why (it logs the reason).
+    pub fn kick(&self, why: &str) {
+        *self.reason.lock() = Some(why.to_owned());
+        self.wake();
+    }
+}
+
+/// Every live connection, so the control plane and shutdown can close them.
+#[derive(Debug, Default)]
+pub struct LiveConnections {
+    live: Mutex<HashMap<ConnectionId, Arc<LiveConnection>>>,
+    /// Set at shutdown: a connection registering afterwards is closed at once.
+    closing: AtomicBool,
+}
+
+impl LiveConnections {
+    pub fn register(&self, connection: ConnectionId, handle: Arc<LiveConnection>) {
+        let mut live = self.live.lock();
+        if self.closing.load(Ordering::Relaxed) {
+            handle.kick(SHUTDOWN_REASON);
+        }
+        live.insert(connection, handle);
+    }
+
+    pub fn unregister(&self, connection: ConnectionId) {
+        self.live.lock().remove(&connection);
+    }
+
+    /// Closes every live connection, and any that registers from now on (shutdown).
+    pub fn close_all(&self) -> usize {
+        // Set before the registry is walked: a connection registering concurrently is
+        // either in the walk or sees the flag under the same lock (`register`).
+        self.closing.store(true, Ordering::Relaxed);
+        self.disconnect_where(|_| true, SHUTDOWN_REASON)
+    }
+
+    /// Closes every connection of a principal (SERVER_INITIATED_DISCONNECT); returns how many.
+    pub fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
+        self.disconnect_where(|live| &*live.principal == principal, why)
+    }
+
+    /// Closes every connection a custom authorizer admitted; returns how many.
+    pub fn disconnect_authorizer(&self, authorizer: &str, why: &str) -> usize {
+        self.disconnect_where(|live| live.authorizer.as_deref() == Some(authorizer), why)
+    }
+
+    fn disconnect_where(&self, affected: impl Fn(&LiveConnection) -> bool, why: &str) -> usize {
+        let live = self.live.lock();
+        let mut closed = 0;
+        for connection in live.values().filter(|live| affected(live)) {
+            connection.kick(why);
+            closed += 1;
+        }
+        closed
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kicks_reach_only_the_named_principal_and_shutdown_reaches_late_comers() {
+        let registry = LiveConnections::default();
+        let (a, b) = (
+            Arc::new(LiveConnection::new("alice", None)),
+            Arc::new(LiveConnection::new("bob", Some("auth"))),
+        );
+        registry.register(1, a.clone());
+        registry.register(2, b.clone());
+        assert_eq!(registry.disconnect_principal("alice", "policy detached"), 1);
+        assert_eq!(a.reason().as_deref(), Some("policy detached"));
+        assert_eq!(b.reason(), None);
+        assert_eq!(registry.disconnect_authorizer("auth", "authorizer deleted"), 1);
+        registry.unregister(1);
+        registry.unregister(2);
+        assert_eq!(registry.close_all(), 0);
+        let late = Arc::new(LiveConnection::new("carol", None));
+        registry.register(3, late.clone());
+        assert_eq!(late.reason().as_deref(), Some(SHUTDOWN_REASON));
+    }
+}

@@ -1,0 +1,13 @@
+//! One client id's MQTT session: the pure state machine ([`state`]), the shared wrapper
+//! that routers and the owning connection lock ([`shared`]), and how a live connection is
+//! woken or asked to close ([`live`]).
+//!
+//! Imports only `store` and `clock` from the crate.
+
+pub(crate) mod live;
+pub(crate) mod shared;
+pub(crate) mod state;
+
+pub(crate) use live::{ConnectionId, LiveConnection, LiveConnections};
+pub(crate) use shared::{Detached, Owner, Session};
+pub(crate) use state::{Delivery, Enqueued, Outgoing, SessionState};

@@ -1,0 +1,227 @@
+//! The shared wrapper around one client id's [`SessionState`]: its lock, the connection
+//! that owns it now, its expiry while offline, and what it tells the durable store.
+//!
+//! Routers and the owning connection both reach the state through here, under one small
+//! mutex per session, so publishers to different subscribers never contend on one lock.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mqtt::QoS;
+use parking_lot::Mutex;
+
+use super::live::{ConnectionId, LiveConnection};
+use super::state::{Delivery, Enqueued, SessionState};
+use crate::clock::instant_to_unix_ms;
+use crate::store::{Op, SessionRecord, Store, StoredMessage};
+
+/// The connection currently attached to a session, and how to wake it.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub connection: ConnectionId,
+    pub live: Arc<LiveConnection>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    state: SessionState,
+    owner: Option<Owner>,
+    /// Set while no connection owns a persistent session.
+    expires_at: Option<Instant>,
+}
+
+/// The registry entry of one client id.
+pub struct Session {
+    pub client_id: Arc<str>,
+    pub clean: bool,
+    inner: Mutex<SessionInner>,
+    /// Set for a persistent session when the broker is durable.
+    store: Option<Arc<Store>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("clean", &self.clean)
+            .finish()
+    }
+}
+
+/// What detaching a connection from its session left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// Another connection owns the session now: nothing was changed.
+    NotOwner,
+    /// A persistent session stays, offline, until its expiry.
+    Kept,
+    /// A clean session ends with its connection: the caller removes it.
+    Ended,
+}
+
+impl Session {
+    pub fn new(
+        client_id: Arc<str>,
+        clean: bool,
+        state: SessionState,
+        owner: Option<Owner>,
+        expires_at: Option<Instant>,
+        store: Option<Arc<Store>>,
+    ) -> Session {
+        Session {
+            client_id,
+            clean,
+            inner: Mutex::new(SessionInner {
+                state,
+                owner,
+                expires_at,
+            }),
+            store,
+        }
+    }
+
+    /// Runs `f` on the session state under its lock. Keep `f` short: routers wait on it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
+        let mut inner = self.inner.lock();
+        let result = f(&mut inner.state);
+        self.forget_removed(&mut inner.state);
+        result
+    }
+
+    /// Like [`Session::with_state`], but only while `connection` still owns the session:
+    /// a connection being taken over must not take messages meant for its successor.
+    pub fn with_owned_state<R>(
+        &self,
+        connection: ConnectionId,
+        f: impl FnOnce(&mut SessionState) -> R,
+    ) -> Option<R> {
+        let mut inner = self.inner.lock();
+        match &inner.owner {
+            Some(owner) if owner.connection == connection => {
+                let result = f(&mut inner.state);
+                self.forget_removed(&mut inner.state);
+                Some(result)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_owned_by(&self, connection: ConnectionId) -> bool {
+        matches!(&self.inner.lock().owner, Some(owner) if owner.connection == connection)
+    }
+
+    /// Tells the store about messages the state machine no longer holds.
+    fn forget_removed(&self, state: &mut SessionState) {
+        let removed = state.take_removed();
+        if let Some(store) = &self.store {
+            for seq in removed {
+                store.submit(Op::DeleteMessage(self.client_id.clone(), seq));
+            }
+        }
+    }
+
+    /// Saves the subscriptions and expiry of a persistent session; returns the store
+    /// sequence number that makes it durable (0 when nothing is stored).
+    pub fn persist(&self) -> u64 {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let inner = self.inner.lock();
+        let record = SessionRecord {
+            subscriptions: inner
+                .state
+                .subscriptions()
+                .map(|(filter, qos)| (filter.to_owned(), qos as u8))
+                .collect(),
+            expires_at_ms: inner.expires_at.map(instant_to_unix_ms),
+        };
+        store.submit(Op::PutSession(self.client_id.clone(), record))
+    }
+
+    /// Forgets the session in the durable store (it ended, expired or was replaced).
+    pub fn delete_stored(&self) {
+        if let Some(store) = &self.store {
+            store.submit(Op::DeleteSession(self.client_id.clone()));
+        }
+    }
+
+    /// Offers a delivery and wakes the owning connection. Returns the queue's verdict and,
+    /// for a QoS 1 message kept by a durable persistent session, the store sequence number
+    /// that makes it durable.
+    pub fn deliver(&self, delivery: Delivery) -> (Enqueued, u64) {
+        let mut inner = self.inner.lock();
+        let online = inner.owner.is_some();
+        let message =
+            (self.store.is_some() && delivery.qos == QoS::AtLeastOnce).then(|| StoredMessage {
+                topic: delivery.topic.clone(),
+                payload: delivery.payload.clone(),
+                qos: delivery.qos,
+            });
+        let outcome = inner.state.enqueue(delivery, online);
+        let queued_seq = inner.state.last_seq();
+        let mut durable = 0;
+        if let (Some(store), Some(message)) = (&self.store, message) {
+            if outcome != Enqueued::DroppedQos0 {
+                durable = store.submit(Op::PutMessage(self.client_id.clone(), queued_seq, message));
+            }
+        }
+        self.forget_removed(&mut inner.state);
+        if outcome != Enqueued::DroppedQos0 {
+            if let Some(owner) = &inner.owner {
+                owner.live.wake();
+            }
+        }
+        (outcome, durable)
+    }
+
+    /// Takes the session away from its current connection (woken, so it sees it lost the
+    /// session) and, with `Some`, gives it to a new one (it is online from now); returns
+    /// which connection held it before. One lock: no delivery sees it in between.
+    pub fn replace_owner(&self, owner: Option<Owner>) -> Option<ConnectionId> {
+        let mut inner = self.inner.lock();
+        let previous = inner.owner.take();
+        if let Some(previous) = &previous {
+            previous.live.wake();
+        }
+        if owner.is_some() {
+            inner.owner = owner;
+            inner.expires_at = None;
+        }
+        previous.map(|previous| previous.connection)
+    }
+
+    /// Detaches a closing connection; a persistent session starts its expiry at `expires_at`
+    /// and loses the QoS 0 messages queued for the connection that is gone.
+    pub fn detach(&self, connection: ConnectionId, expires_at: Instant) -> Detached {
+        let mut inner = self.inner.lock();
+        match &inner.owner {
+            Some(owner) if owner.connection == connection => {}
+            _ => return Detached::NotOwner,
+        }
+        inner.owner = None;
+        if self.clean {
+            return Detached::Ended;
+        }
+        inner.state.drop_queued_qos0();
+        inner.expires_at = Some(expires_at);
+        drop(inner);
+        self.persist();
+        Detached::Kept
+    }
+
+    /// Offline and past its expiry.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        let inner = self.inner.lock();
+        inner.owner.is_none() && inner.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The filters it subscribes to.
+    pub fn filters(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .state
+            .subscriptions()
+            .map(|(filter, _)| filter.to_owned())
+            .collect()
+    }
+}
