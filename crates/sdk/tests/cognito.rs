@@ -515,9 +515,25 @@ async fn broker_in_process_end_to_end() {
     setup.config.listeners.http = "127.0.0.1:0".into();
     let running = broker::start(setup.config.clone()).await.unwrap();
     let p = ports(&running);
-    let pools = running.broker.registry.identity_pools();
-    assert_eq!(pools.len(), 1);
-    let pool = pools[0].identity_pool_id.clone();
+    let listed = running
+        .control(&broker::control::ApiRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &[(
+                "x-amz-target",
+                "AWSCognitoIdentityService.ListIdentityPools",
+            )],
+            body: br#"{"MaxResults": 60}"#,
+        })
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let pools: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(pools["IdentityPools"].as_array().unwrap().len(), 1);
+    let pool = pools["IdentityPools"][0]["IdentityPoolId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let cognito_url = format!("http://{}/", running.address("http").unwrap());
     let provider = CognitoCredentialsProvider::builder(&pool, "us-east-1")
@@ -538,8 +554,17 @@ async fn broker_in_process_end_to_end() {
         .unwrap();
     assert!(left > Duration::from_secs(3500), "{left:?}");
     // attach-principal-policy, as the control plane does it.
-    running.broker.registry.attach(&identity, POLICY).unwrap();
-    running.broker.sync_registry();
+    let body = serde_json::json!({ "target": identity }).to_string();
+    let attached = running
+        .control(&broker::control::ApiRequest {
+            method: "PUT",
+            path: &format!("/target-policies/{POLICY}"),
+            query: "",
+            headers: &[],
+            body: body.as_bytes(),
+        })
+        .await;
+    assert_eq!(attached.status, 200, "{}", attached.body);
 
     let config = service(&setup, p, no_reconnect()).credentials_provider(provider.clone());
     let m = pubsub::DataManager::new(config);

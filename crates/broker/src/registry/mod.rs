@@ -856,11 +856,10 @@ mod tests {
         certificate.der().clone()
     }
 
-    fn registry() -> (tempfile::TempDir, Registry, PolicyStore) {
+    fn registry() -> (tempfile::TempDir, Registry, ()) {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
-        let store = PolicyStore::from_config(&Config::default()).unwrap();
-        (dir, registry, store)
+        (dir, registry, ())
     }
 
     fn add_ca(registry: &Registry, ca: &Ca, status: CertificateStatus, auto_register: bool) {
@@ -880,10 +879,11 @@ mod tests {
 
     fn verify(
         registry: &Registry,
-        store: &PolicyStore,
+        _store: &(),
         der: &CertificateDer<'_>,
     ) -> Result<CertificateIdentity, CertificateRefusal> {
-        registry.verify_client(der, &[], UnixTime::now(), store)
+        registry.verify_client(der, &[], UnixTime::now())?;
+        Ok(identity_of_der(der).expect("parses"))
     }
 
     #[test]
@@ -945,14 +945,25 @@ mod tests {
         let automatic = ca("auto CA");
         add_ca(&registry, &automatic, CertificateStatus::Active, true);
         let der = leaf(Some(&automatic), -1, 30);
-        let identity = verify(&registry, &store, &der).unwrap();
+        assert_eq!(
+            registry.verify_client(&der, &[], UnixTime::now()),
+            Ok(Verified::AutoRegistered {
+                certificate_id: certificate_id(&der),
+                policies: vec!["dev-allow-all".into()]
+            })
+        );
+        let identity = identity_of_der(&der).unwrap();
         let record = registry.describe(&identity.certificate_id).unwrap();
         assert_eq!(record.status, CertificateStatus::Active);
         assert_eq!(
             registry.attached(&identity.certificate_id),
             ["dev-allow-all"]
         );
-        assert_eq!(store.policies_of(&identity.certificate_id).len(), 1);
+        // A second look finds it registered.
+        assert_eq!(
+            registry.verify_client(&der, &[], UnixTime::now()),
+            Ok(Verified::Registered)
+        );
     }
 
     #[test]
@@ -969,6 +980,9 @@ mod tests {
         other
             .update_status(&certificate_id(&der), CertificateStatus::Revoked)
             .unwrap();
+        // The broker's watcher reloads on change; the verifier itself reads memory only.
+        assert!(verify(&registry, &store, &der).is_ok());
+        assert!(registry.reload_if_changed().unwrap());
         assert!(verify(&registry, &store, &der).is_err());
     }
 }

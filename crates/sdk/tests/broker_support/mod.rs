@@ -72,7 +72,7 @@ pub async fn setup(tag: &str, in_memory: bool) -> Setup {
     let mut certificates = BTreeMap::new();
     let mut certificate_configs = Vec::new();
     for name in ["dev1", "dev2"] {
-        let issued = broker::tls_material::issue_device_certificate(&dir.0, name).unwrap();
+        let issued = broker::pki::issue_device_certificate(&dir.0, name).unwrap();
         let pem_file = dir.0.join(format!("{name}.pem"));
         std::fs::write(&pem_file, &issued.certificate_pem).unwrap();
         certificate_configs.push(CertificateConfig {

@@ -279,7 +279,7 @@ fn publish_breaking_iot_rules_closes_as_client_error() {
 
 #[test]
 fn subscribe_answers_failure_for_a_denied_filter_and_retained_follows_the_suback() {
-    let broker = broker();
+    let broker = broker_with("subscribe_denied = \"suback\"\n[limits]\nconnects_per_client_id_per_sec = 0");
     let (mut publisher, mut pub_online) = connected(&broker, "pub", true);
     let mut retained = publish("r/1", QoS::AtMostOnce, 0);
     if let Packet::Publish(p) = &mut retained {
@@ -315,6 +315,17 @@ fn subscribe_answers_failure_for_a_denied_filter_and_retained_follows_the_suback
         }
         other => panic!("expected the retained message after SUBACK, got {other:?}"),
     }
+}
+
+#[test]
+fn subscribe_denied_closes_the_connection_by_default_as_iot_core_does() {
+    let broker = broker();
+    let (mut handler, mut online) = connected(&broker, "c", true);
+    let ending = handler
+        .handle_packet(&mut online, subscribe(1, &[("forbidden/x", QoS::AtMostOnce)]))
+        .unwrap_err();
+    assert_eq!(ending.reason, DisconnectReason::ForbiddenAccess);
+    assert!(written(&mut handler).is_empty(), "no SUBACK");
 }
 
 #[test]
