@@ -1,7 +1,7 @@
 //! The identity plane: who a client is and what it may do.
 //!
-//! - [`policy`]: the policy store (config + registry layers) and [`ConnectionPolicy`], the
-//!   per-connection decision cache; `test-authorization`.
+//! - [`policy`]: the policy store (config + registry layers); [`connection_policy`]: a
+//!   connection's cached decisions; [`test_authorization`]: TestAuthorization.
 //! - [`authenticate`]: WebSocket upgrades (SigV4, custom authorizer headers) and CONNECTs
 //!   that carry authorizer fields; what a transport hands a connection ([`Admission`]).
 //! - [`certificate`]: the TLS client-certificate verifier (registry and CA checks, from
@@ -14,14 +14,17 @@
 pub(crate) mod authenticate;
 pub(crate) mod certificate;
 pub(crate) mod cognito;
+pub(crate) mod connection_policy;
 pub(crate) mod custom;
 pub(crate) mod policy;
+pub(crate) mod test_authorization;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 pub(crate) use authenticate::{Admission, Identity, Transport};
-pub(crate) use policy::{ConnectionPolicy, Denied, PolicyStore};
+pub(crate) use connection_policy::{ConnectionPolicy, Denied};
+pub(crate) use policy::PolicyStore;
 
 use crate::config::{Config, ConfigError};
 use crate::registry::Registry;

@@ -1,15 +1,12 @@
-//! Authorization: the policies the broker knows, which principal has which, and a
-//! per-connection authorizer that caches decisions (policy evaluation itself is the pure
-//! [`iot::policy`] module).
+//! The policies the broker knows and which principal has which (policy evaluation itself
+//! is the pure [`iot::policy`] module; a connection's cached decisions are in
+//! `connection_policy`, TestAuthorization in `test_authorization`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use iot::{
-    decide, evaluate, resource_arn, write_resource_arn, Action, AuthDecision, Decision, Policy,
-    RequestContext, ResourceKind,
-};
+use iot::Policy;
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
@@ -25,10 +22,6 @@ pub fn dev_allow_all_document() -> &'static str {
     DEV_ALLOW_ALL_DOCUMENT
 }
 
-/// Past this many cached resource names a connection starts its cache afresh, so a client
-/// publishing to endless distinct topics cannot grow it without bound.
-const MAX_CACHED_DECISIONS: usize = 4096;
-
 /// Every policy the broker knows, by name, and which principal has which. Two layers: what
 /// the config file declares (fixed for the broker's life) and what the registry holds
 /// (policies and attachments made through the API or `pubsub iot`, replaced wholesale
@@ -36,8 +29,8 @@ const MAX_CACHED_DECISIONS: usize = 4096;
 /// invalidates every connection's cached decisions.
 pub struct PolicyStore {
     /// Where resource ARNs point: the config's region and account.
-    region: String,
-    account: String,
+    pub(super) region: String,
+    pub(super) account: String,
     config_policies: HashMap<String, Arc<Policy>>,
     config_attachments: HashMap<String, Vec<String>>,
     dynamic: RwLock<DynamicPolicies>,
@@ -182,290 +175,12 @@ impl PolicyStore {
     }
 }
 
-/// Decides what one connection may do, remembering its decisions per resource name. Owned
-/// by the connection task: no locks on the hot path. Kept small: every open connection
-/// carries one.
-pub struct ConnectionPolicy {
-    store: Arc<PolicyStore>,
-    principal: String,
-    policies: Vec<Arc<Policy>>,
-    generation: u64,
-    pub context: RequestContext,
-    /// Policies given with the connection, not looked up by principal.
-    fixed_policies: bool,
-    /// Resource name → the decisions known for it, two bits per action (see
-    /// [`cached_decision`]). Boxed and made on the first cached decision: an idle
-    /// connection has none.
-    // Boxed on purpose: 8 bytes in every connection instead of a 48-byte empty map.
-    #[allow(clippy::box_collection)]
-    cache: Option<Box<HashMap<Box<str>, u32>>>,
-}
-
-/// A refused action: the full decision (with its reason) and the resource it concerned.
-#[derive(Debug)]
-pub struct Denied {
-    pub action: Action,
-    pub resource: String,
-    pub decision: Decision,
-}
-
-// Two bits per action in a u32.
-const _: () = assert!(Action::ALL.len() <= 16);
-
-/// What the cache bits say about `action`: `Some(allowed)` once decided.
-fn cached_decision(bits: u32, action: Action) -> Option<bool> {
-    let shift = 2 * action as u32;
-    (bits >> shift & 0b01 != 0).then_some(bits >> shift & 0b10 != 0)
-}
-
-fn with_decision(bits: u32, action: Action, allowed: bool) -> u32 {
-    let shift = 2 * action as u32;
-    bits & !(0b11 << shift) | (0b01 | u32::from(allowed) << 1) << shift
-}
-
-impl ConnectionPolicy {
-    pub fn new(store: Arc<PolicyStore>, principal: &str, context: RequestContext) -> ConnectionPolicy {
-        ConnectionPolicy {
-            policies: store.policies_of(principal),
-            generation: store.generation(),
-            store,
-            principal: principal.to_owned(),
-            context,
-            fixed_policies: false,
-            cache: None,
-        }
-    }
-
-    /// An authorizer whose policies came with the connection (a custom authorizer's
-    /// answer) rather than from attachments: policy changes in the store do not touch it.
-    pub fn with_policies(
-        store: Arc<PolicyStore>,
-        principal: &str,
-        policies: Vec<Arc<Policy>>,
-        context: RequestContext,
-    ) -> ConnectionPolicy {
-        let mut authorizer = ConnectionPolicy::new(store, principal, context);
-        authorizer.policies = policies;
-        authorizer.fixed_policies = true;
-        authorizer
-    }
-
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-
-    /// Evaluates (without the cache) and returns the decision with its reason.
-    pub fn decide(&self, action: Action, kind: ResourceKind, name: &str) -> Denied {
-        let resource = resource_arn(&self.store.region, &self.store.account, kind, name);
-        let decision = evaluate(&self.policies, action, &resource, &self.context);
-        Denied {
-            action,
-            resource,
-            decision,
-        }
-    }
-
-    /// `Ok` when allowed. A cached allow costs one hash lookup, an uncached one a
-    /// decision without any reason text; only a denial is evaluated again, with its reason.
-    /// `iot:Connect` is decided once per connection and not cached.
-    pub fn check(
-        &mut self,
-        action: Action,
-        kind: ResourceKind,
-        name: &str,
-    ) -> Result<(), Box<Denied>> {
-        self.refresh();
-        let cached = self.cached(name);
-        if cached_decision(cached, action) == Some(true) {
-            return Ok(());
-        }
-        let mut arn = String::new();
-        write_resource_arn(
-            &mut arn,
-            &self.store.region,
-            &self.store.account,
-            kind,
-            name,
-        );
-        let allowed = decide(&self.policies, action, &arn, &self.context).is_allowed();
-        if action != Action::Connect {
-            let cache = self.cache.get_or_insert_default();
-            if cache.len() >= MAX_CACHED_DECISIONS {
-                cache.clear();
-            }
-            let bits = with_decision(cached, action, allowed);
-            match cache.get_mut(name) {
-                Some(known) => *known = bits,
-                None => {
-                    cache.insert(name.into(), bits);
-                }
-            }
-        }
-        if allowed {
-            Ok(())
-        } else {
-            Err(Box::new(self.decide(action, kind, name)))
-        }
-    }
-
-    /// Like [`ConnectionPolicy::check`], for decisions whose denial is silent (iot:Receive):
-    /// returns `Some(denied)` only the first time a resource is refused, for one log line.
-    pub fn check_quietly(
-        &mut self,
-        action: Action,
-        kind: ResourceKind,
-        name: &str,
-    ) -> (bool, Option<Box<Denied>>) {
-        self.refresh();
-        if let Some(allowed) = cached_decision(self.cached(name), action) {
-            return (allowed, None);
-        }
-        match self.check(action, kind, name) {
-            Ok(()) => (true, None),
-            Err(denied) => (false, Some(denied)),
-        }
-    }
-
-    /// Picks up policy changes made since the cache was filled.
-    fn refresh(&mut self) {
-        let generation = self.store.generation();
-        if generation != self.generation && !self.fixed_policies {
-            self.policies = self.store.policies_of(&self.principal);
-            self.generation = generation;
-            self.cache = None;
-        }
-    }
-
-    /// The cache bits for a resource name (0: nothing known).
-    fn cached(&self, name: &str) -> u32 {
-        self.cache
-            .as_ref()
-            .and_then(|cache| cache.get(name).copied())
-            .unwrap_or(0)
-    }
-}
-
-/// AWS's `actionType` names for the actions test-authorization accepts.
-pub fn action_type(action: Action) -> &'static str {
-    match action {
-        Action::Connect => "CONNECT",
-        Action::Publish => "PUBLISH",
-        Action::Subscribe => "SUBSCRIBE",
-        Action::Receive => "RECEIVE",
-        other => other.as_str(),
-    }
-}
-
-/// Parses an AWS `actionType` (`PUBLISH`) or an action name (`iot:Publish`).
-pub fn parse_action(text: &str) -> Option<Action> {
-    match text.to_ascii_uppercase().as_str() {
-        "CONNECT" => Some(Action::Connect),
-        "PUBLISH" => Some(Action::Publish),
-        "SUBSCRIBE" => Some(Action::Subscribe),
-        "RECEIVE" => Some(Action::Receive),
-        _ => Action::parse(text),
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TestAuthorizationError {
-    #[error("principal {0:?} is unknown and no policies to add were given")]
-    UnknownPrincipal(String),
-    #[error("policy {0:?} does not exist")]
-    UnknownPolicy(String),
-}
-
-/// What AWS's TestAuthorization answers for one action on some resources, plus our
-/// `reason` for every resource: which policy and statement decided, or why nothing did.
-/// One TestAuthorization question: may `principal` do `action` on `resources`?
-#[derive(Clone, Copy)]
-pub struct AuthorizationQuestion<'a> {
-    pub principal: &'a str,
-    /// A principal the registry knows (a certificate) even with nothing attached.
-    pub known_principal: bool,
-    pub policy_names_to_add: &'a [String],
-    pub context: &'a RequestContext,
-    pub action: Action,
-    pub resources: &'a [String],
-}
-
-pub fn test_authorization(
-    store: &PolicyStore,
-    config: &Config,
-    question: &AuthorizationQuestion<'_>,
-) -> Result<serde_json::Value, TestAuthorizationError> {
-    let AuthorizationQuestion {
-        principal,
-        known_principal,
-        policy_names_to_add,
-        context,
-        action,
-        resources,
-    } = *question;
-    let attached = store.attached(principal);
-    if attached.is_none() && !known_principal && policy_names_to_add.is_empty() {
-        return Err(TestAuthorizationError::UnknownPrincipal(
-            principal.to_owned(),
-        ));
-    }
-    let mut policies = store.policies_of(principal);
-    for name in policy_names_to_add {
-        let policy = store
-            .get(name)
-            .ok_or_else(|| TestAuthorizationError::UnknownPolicy(name.clone()))?;
-        policies.push(policy);
-    }
-    let policy_ref = |name: &str| {
-        serde_json::json!({
-            "policyName": name,
-            "policyArn": format!("arn:aws:iot:{}:{}:policy/{name}", config.region, config.account_id),
-        })
-    };
-    let mut decision = AuthDecision::Allowed;
-    let (mut allowed_by, mut explicit, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
-    for resource in resources {
-        let outcome = evaluate(&policies, action, resource, context);
-        match outcome.decision {
-            AuthDecision::Allowed => allowed_by.extend(outcome.policy.clone()),
-            AuthDecision::ExplicitDeny => {
-                explicit.extend(outcome.policy.clone());
-                decision = AuthDecision::ExplicitDeny;
-            }
-            AuthDecision::ImplicitDeny => {
-                if decision == AuthDecision::Allowed {
-                    decision = AuthDecision::ImplicitDeny;
-                }
-            }
-        }
-        reasons.push(serde_json::json!({"resource": resource, "reason": outcome.reason}));
-    }
-    let implicit: Vec<_> = if decision == AuthDecision::ImplicitDeny {
-        policies
-            .iter()
-            .map(|policy| policy_ref(policy.name()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(serde_json::json!({
-        "authResults": [{
-            "authInfo": {"actionType": action_type(action), "resources": resources},
-            "allowed": {"policies": allowed_by.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
-            "denied": {
-                "implicitDeny": {"policies": implicit},
-                "explicitDeny": {"policies": explicit.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
-            },
-            "authDecision": decision.as_str(),
-            "missingContextValues": [],
-            "reason": reasons.iter().map(|r| r["reason"].as_str().unwrap_or_default()).collect::<Vec<_>>().join("; "),
-            "reasons": reasons,
-        }]
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::connection_policy::{cached_decision, with_decision, ConnectionPolicy};
+    use crate::auth::test_authorization::*;
+    use iot::{Action, RequestContext, ResourceKind};
 
     fn store(text: &str) -> Arc<PolicyStore> {
         let config = Config::parse(text).unwrap();

@@ -2,7 +2,7 @@
 
 use iot::{Action, Policy, PrincipalFacts, RequestContext};
 
-use crate::auth::policy::{parse_action, test_authorization, AuthorizationQuestion};
+use crate::auth::test_authorization::{parse_action, test_authorization, AuthorizationQuestion};
 
 use super::*;
 

@@ -289,7 +289,7 @@ fn watch_registry(broker: &Arc<Broker>) -> Option<notify::RecommendedWatcher> {
     let dir = file.parent()?.to_path_buf();
     let watched = broker.clone();
     let on_event = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| event.paths.iter().any(|path| *path == file)) {
+        if event.is_ok_and(|event| event.paths.contains(&file)) {
             watched.auth.refresh_registry();
         }
     };

@@ -13,60 +13,18 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::UnixTime;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CertificateStatus, Config, ConfigError};
 
+mod records;
+mod verify;
+use verify::verifying_ca;
 mod x509;
-pub use x509::{certificate_id, certificate_id_of_pem, identity_of_der, CertificateIdentity};
-use x509::{check_validity, der_of_pem, identity_of, pem_of};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path} is not a readable registry ({message}); move it aside to start with an empty one"
-    )]
-    Corrupt { path: PathBuf, message: String },
-    #[error("not a PEM certificate: {0}")]
-    BadCertificate(String),
-    #[error("{0} does not exist")]
-    NotFound(String),
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    WrongState(String),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CertificateRecord {
-    pub certificate_id: String,
-    pub certificate_pem: String,
-    pub status: CertificateStatus,
-    /// The registered CA that issued it, if any (its status matters too).
-    pub ca_certificate_id: Option<String>,
-    /// Seconds since the Unix epoch.
-    pub creation_date: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CaRecord {
-    pub certificate_id: String,
-    pub certificate_pem: String,
-    pub status: CertificateStatus,
-    pub auto_register: bool,
-    /// Attached to the certificates this CA registers on first use.
-    pub policies: Vec<String>,
-}
+pub use records::*;
+pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};
+use x509::der_of_pem;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -92,67 +50,6 @@ struct RegistryState {
     /// Cognito identity id → its pool's id.
     #[serde(default)]
     identities: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IdentityPoolRecord {
-    pub identity_pool_id: String,
-    pub identity_pool_name: String,
-    pub allow_unauthenticated: bool,
-    pub credentials_ttl_secs: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyRecord {
-    pub policy_name: String,
-    pub policy_document: String,
-    pub creation_date: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerRecord {
-    pub authorizer_name: String,
-    /// Our stand-in for the Lambda ARN: the authorizer function's HTTP URL.
-    pub authorizer_function_arn: String,
-    pub token_key_name: String,
-    pub token_signing_public_keys: BTreeMap<String, String>,
-    pub status: String,
-    pub signing_disabled: bool,
-    pub creation_date: u64,
-    pub last_modified_date: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialRecord {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub principal: String,
-    pub creation_date: u64,
-}
-
-/// Why a client certificate was refused; the message names the certificate id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("certificate {certificate_id} refused: {reason}")]
-pub struct CertificateRefusal {
-    pub certificate_id: String,
-    pub reason: String,
-}
-
-/// How a client certificate was accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verified {
-    /// Registered and ACTIVE (and so is its CA, if it has one).
-    Registered,
-    /// Signed by a registered CA with `auto_register`: registered ACTIVE now, in memory;
-    /// the caller saves the registry and attaches the CA's policies.
-    AutoRegistered {
-        certificate_id: String,
-        policies: Vec<String>,
-    },
 }
 
 pub struct Registry {
@@ -498,81 +395,6 @@ impl Registry {
         })
     }
 
-    /// Decides whether a client certificate may connect, as IoT Core does. Registers it
-    /// on first use when it comes from an ACTIVE CA with `auto_register`.
-    pub fn verify_client(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<Verified, CertificateRefusal> {
-        let id = certificate_id(end_entity);
-        let refuse = |reason: String| CertificateRefusal {
-            certificate_id: id.clone(),
-            reason,
-        };
-        identity_of(end_entity, &id).map_err(refuse)?;
-        check_validity(end_entity, now).map_err(&refuse)?;
-        let mut guard = self.state.lock();
-        let state = &mut guard.0;
-        if let Some(record) = state.certificates.get(&id) {
-            if record.status != CertificateStatus::Active {
-                return Err(refuse(format!("status is {}", status_name(record.status))));
-            }
-            if let Some(ca) = record
-                .ca_certificate_id
-                .as_ref()
-                .and_then(|ca| state.ca_certificates.get(ca))
-            {
-                if ca.status != CertificateStatus::Active {
-                    return Err(refuse(format!(
-                        "its CA {} is {}",
-                        ca.certificate_id,
-                        status_name(ca.status)
-                    )));
-                }
-            }
-            return Ok(Verified::Registered);
-        }
-        // Not registered itself: only a registered CA can vouch for it.
-        let Some(ca) = verifying_ca(state, end_entity, intermediates, now) else {
-            return Err(refuse(
-                "unknown: not registered, and not signed by a registered CA".into(),
-            ));
-        };
-        if ca.status != CertificateStatus::Active {
-            return Err(refuse(format!(
-                "its CA {} is {}",
-                ca.certificate_id,
-                status_name(ca.status)
-            )));
-        }
-        if !ca.auto_register {
-            return Err(refuse(format!(
-                "not registered (its CA {} has auto_register = false)",
-                ca.certificate_id
-            )));
-        }
-        let (ca_id, policies) = (ca.certificate_id.clone(), ca.policies.clone());
-        let pem = pem_of(end_entity);
-        state.certificates.insert(
-            id.clone(),
-            CertificateRecord {
-                certificate_id: id.clone(),
-                certificate_pem: pem,
-                status: CertificateStatus::Active,
-                ca_certificate_id: Some(ca_id.clone()),
-                creation_date: unix_now(),
-            },
-        );
-        attach_names(state, &id, &policies);
-        tracing::info!(certificate_id = %id, ca = %ca_id, "certificate registered ACTIVE on first use (auto_register)");
-        Ok(Verified::AutoRegistered {
-            certificate_id: id,
-            policies,
-        })
-    }
-
     /// `<data_dir>/registry.json`.
     pub fn path(&self) -> &Path {
         &self.path
@@ -742,8 +564,6 @@ impl Registry {
     }
 }
 
-/// Shared handle used by the TLS verifier and the connection tasks.
-
 fn read_pem(path: &Path) -> Result<String, RegistryError> {
     let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
         path: path.to_path_buf(),
@@ -760,34 +580,6 @@ fn attach_names(state: &mut RegistryState, principal: &str, policies: &[String])
             attached.push(policy.clone());
         }
     }
-}
-
-/// The registered CA (any status) whose signature the chain verifies against.
-fn verifying_ca<'s>(
-    state: &'s RegistryState,
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-    now: UnixTime,
-) -> Option<&'s CaRecord> {
-    let leaf = webpki::EndEntityCert::try_from(end_entity).ok()?;
-    state.ca_certificates.values().find(|ca| {
-        let Ok(ca_der) = der_of_pem(&ca.certificate_pem) else {
-            return false;
-        };
-        let Ok(anchor) = webpki::anchor_from_trusted_cert(&ca_der) else {
-            return false;
-        };
-        leaf.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            intermediates,
-            now,
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .is_ok()
-    })
 }
 
 /// The registered CA that signed a certificate being registered, for its status later.
@@ -813,176 +605,4 @@ fn unix_now() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-
-    struct Ca {
-        pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    fn ca(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf certificate (DER), self-signed or issued by `ca`, valid `days_from..days_to`
-    /// around now.
-    fn leaf(ca: Option<&Ca>, days_from: i64, days_to: i64) -> CertificateDer<'static> {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "dev-42");
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now + time::Duration::days(days_from);
-        params.not_after = now + time::Duration::days(days_to);
-        let certificate = match ca {
-            Some(ca) => params.signed_by(&key, &ca.issuer).unwrap(),
-            None => params.self_signed(&key).unwrap(),
-        };
-        certificate.der().clone()
-    }
-
-    fn registry() -> (tempfile::TempDir, Registry, ()) {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(dir.path()).unwrap();
-        (dir, registry, ())
-    }
-
-    fn add_ca(registry: &Registry, ca: &Ca, status: CertificateStatus, auto_register: bool) {
-        let id = certificate_id_of_pem(&ca.pem).unwrap();
-        let mut guard = registry.state.lock();
-        guard.0.ca_certificates.insert(
-            id.clone(),
-            CaRecord {
-                certificate_id: id,
-                certificate_pem: ca.pem.clone(),
-                status,
-                auto_register,
-                policies: vec!["dev-allow-all".into()],
-            },
-        );
-    }
-
-    fn verify(
-        registry: &Registry,
-        _store: &(),
-        der: &CertificateDer<'_>,
-    ) -> Result<CertificateIdentity, CertificateRefusal> {
-        registry.verify_client(der, &[], UnixTime::now())?;
-        Ok(identity_of_der(der).expect("parses"))
-    }
-
-    #[test]
-    fn registered_active_certificate_is_accepted_with_its_subject() {
-        let (_dir, registry, store) = registry();
-        let der = leaf(None, -1, 30);
-        registry
-            .register(&pem_of(&der), CertificateStatus::Active)
-            .unwrap();
-        let identity = verify(&registry, &store, &der).unwrap();
-        assert_eq!(identity.certificate_id, certificate_id(&der));
-        assert_eq!(identity.subject["CommonName"], "dev-42");
-    }
-
-    #[test]
-    fn each_refusal_names_the_certificate_and_the_reason() {
-        let (_dir, registry, store) = registry();
-        let unknown = leaf(None, -1, 30);
-        let refusal = verify(&registry, &store, &unknown).unwrap_err();
-        assert_eq!(refusal.certificate_id, certificate_id(&unknown));
-        assert!(refusal.reason.contains("unknown"), "{}", refusal.reason);
-
-        for (status, word) in [
-            (CertificateStatus::Inactive, "INACTIVE"),
-            (CertificateStatus::Revoked, "REVOKED"),
-        ] {
-            let der = leaf(None, -1, 30);
-            registry.register(&pem_of(&der), status).unwrap();
-            let reason = verify(&registry, &store, &der).unwrap_err().reason;
-            assert!(reason.contains(word), "{reason}");
-        }
-        for (from, to, word) in [(-30, -1, "expired"), (1, 30, "not yet valid")] {
-            let der = leaf(None, from, to);
-            registry
-                .register(&pem_of(&der), CertificateStatus::Active)
-                .unwrap();
-            let reason = verify(&registry, &store, &der).unwrap_err().reason;
-            assert!(reason.contains(word), "{reason}");
-        }
-    }
-
-    #[test]
-    fn ca_rules() {
-        let (_dir, registry, store) = registry();
-        let inactive = ca("inactive CA");
-        add_ca(&registry, &inactive, CertificateStatus::Inactive, true);
-        let reason = verify(&registry, &store, &leaf(Some(&inactive), -1, 30))
-            .unwrap_err()
-            .reason;
-        assert!(reason.contains("INACTIVE"), "{reason}");
-
-        let manual = ca("manual CA");
-        add_ca(&registry, &manual, CertificateStatus::Active, false);
-        let reason = verify(&registry, &store, &leaf(Some(&manual), -1, 30))
-            .unwrap_err()
-            .reason;
-        assert!(reason.contains("auto_register"), "{reason}");
-
-        let automatic = ca("auto CA");
-        add_ca(&registry, &automatic, CertificateStatus::Active, true);
-        let der = leaf(Some(&automatic), -1, 30);
-        assert_eq!(
-            registry.verify_client(&der, &[], UnixTime::now()),
-            Ok(Verified::AutoRegistered {
-                certificate_id: certificate_id(&der),
-                policies: vec!["dev-allow-all".into()]
-            })
-        );
-        let identity = identity_of_der(&der).unwrap();
-        let record = registry.describe(&identity.certificate_id).unwrap();
-        assert_eq!(record.status, CertificateStatus::Active);
-        assert_eq!(
-            registry.attached(&identity.certificate_id),
-            ["dev-allow-all"]
-        );
-        // A second look finds it registered.
-        assert_eq!(
-            registry.verify_client(&der, &[], UnixTime::now()),
-            Ok(Verified::Registered)
-        );
-    }
-
-    #[test]
-    fn changes_by_another_process_are_seen() {
-        let (dir, registry, store) = registry();
-        let der = leaf(None, -1, 30);
-        registry
-            .register(&pem_of(&der), CertificateStatus::Active)
-            .unwrap();
-        assert!(verify(&registry, &store, &der).is_ok());
-        // Another process (the CLI) revokes it; mtime granularity needs a moment.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let other = Registry::open(dir.path()).unwrap();
-        other
-            .update_status(&certificate_id(&der), CertificateStatus::Revoked)
-            .unwrap();
-        // The broker's watcher reloads on change; the verifier itself reads memory only.
-        assert!(verify(&registry, &store, &der).is_ok());
-        assert!(registry.reload_if_changed().unwrap());
-        assert!(verify(&registry, &store, &der).is_err());
-    }
-}
+mod tests;
