@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use broker::config::{
     Admin, Anonymous, AuthorizerConfig, CertificateConfig, CertificateStatus, IdentityPoolConfig,
     Listeners, PolicyConfig,
 };
+use broker::control::ApiRequest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use pubsub_sdk::backoff::BackoffConfig;
@@ -24,6 +25,8 @@ use pubsub_sdk::{
     CognitoCredentialsProvider, CustomAuth, DataManager, Endpoint, IdentityStore,
     MqttConfiguration, MqttConnectOptions, QoS, ServiceConfiguration, Status,
 };
+
+use crate::api::encode_segment;
 
 const POLICY: &str = "myIOTPolicy";
 const POLICY_DOCUMENT: &str = r#"{
@@ -55,6 +58,42 @@ pub fn run() -> anyhow::Result<()> {
     let result = runtime.block_on(demo(&dir));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// One request to the embedded broker's control plane (in process, no signature): its
+/// JSON answer, or the error `"<kind> (HTTP <status>): <message>"`.
+async fn control(
+    running: &broker::RunningBroker,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body = body.to_string();
+    let answer = running
+        .control(&ApiRequest {
+            method,
+            path,
+            query: "",
+            headers,
+            body: body.as_bytes(),
+        })
+        .await;
+    let value: serde_json::Value = if answer.body.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str(&answer.body)
+            .with_context(|| format!("answer is not JSON: {}", answer.body))?
+    };
+    if !(200..300).contains(&answer.status) {
+        bail!(
+            "{} (HTTP {}): {}",
+            answer.error_kind.unwrap_or("error"),
+            answer.status,
+            value["message"].as_str().unwrap_or(&answer.body)
+        );
+    }
+    Ok(value)
 }
 
 /// Seconds since the demo started, for the left column.
@@ -93,7 +132,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let identities = IdentityStore::open(dir.join("identities"))?;
     let mut cert_ids = BTreeMap::new();
     for name in ["backend", "device"] {
-        let issued = broker::tls_material::issue_device_certificate(dir, name)
+        let issued = broker::pki::issue_device_certificate(dir, name)
             .map_err(|e| anyhow!("issuing a device certificate: {e}"))?;
         let pem_file = dir.join(format!("{name}.pem"));
         std::fs::write(&pem_file, &issued.certificate_pem)?;
@@ -154,6 +193,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ..broker::Config::default()
     };
     config.limits.connects_per_client_id_per_sec = 0;
+    let account_id = config.account_id.clone();
     let running = broker::start(config)
         .await
         .map_err(|e| anyhow!("broker: {e}"))?;
@@ -168,20 +208,37 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
 
     // --- the seed's Cognito flow: the app gets an identity id and temporary credentials
     // from the identity pool; an operator attaches myIOTPolicy to that identity id ---
-    let pool_id = running
-        .broker
-        .registry
-        .identity_pools()
+    let pools = control(
+        &running,
+        "POST",
+        "/",
+        &[(
+            "x-amz-target",
+            "AWSCognitoIdentityService.ListIdentityPools",
+        )],
+        serde_json::json!({ "MaxResults": 60 }),
+    )
+    .await?;
+    let pool_id = pools["IdentityPools"]
+        .as_array()
         .into_iter()
-        .find(|pool| pool.identity_pool_name == "app-pool")
-        .map(|pool| pool.identity_pool_id)
+        .flatten()
+        .find(|pool| pool["IdentityPoolName"] == "app-pool")
+        .and_then(|pool| pool["IdentityPoolId"].as_str())
+        .map(str::to_owned)
         .ok_or_else(|| anyhow!("the identity pool was not created"))?;
     let cognito = CognitoCredentialsProvider::builder(pool_id.clone(), "us-east-1")
         .endpoint(format!("http://127.0.0.1:{http_port}/"))
         .build()?;
     let identity_id = cognito.identity_id().await?;
-    running.broker.registry.attach(&identity_id, POLICY)?;
-    running.broker.sync_registry();
+    control(
+        &running,
+        "PUT",
+        &format!("/target-policies/{}", encode_segment(POLICY)),
+        &[],
+        serde_json::json!({ "target": identity_id }),
+    )
+    .await?;
     println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)");
     println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*");
     println!("identities  certificates backend + device; Cognito pool {pool_id} gave the web app");
@@ -336,33 +393,25 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             stamp(t0)
         );
     }
-    let context = iot::RequestContext {
-        client_id: Some("web-app".into()),
-        principal: Some(Box::new(iot::PrincipalFacts {
-            cognito_identity_id: Some(identity_id.clone()),
-            ..iot::PrincipalFacts::default()
-        })),
-        ..iot::RequestContext::default()
-    };
     let resource = iot::resource_arn(
         "us-east-1",
-        &running.broker.config.account_id,
+        &account_id,
         iot::ResourceKind::Topic,
         "admin/x",
     );
-    let answer = broker::auth::test_authorization(
-        &running.broker.policies,
-        &running.broker.config,
-        &broker::auth::AuthorizationQuestion {
-            principal: &identity_id,
-            known_principal: false,
-            policy_names_to_add: &[],
-            context: &context,
-            action: iot::Action::Publish,
-            resources: &[resource],
-        },
+    let answer = control(
+        &running,
+        "POST",
+        "/test-authorization",
+        &[],
+        serde_json::json!({
+            "principal": identity_id,
+            "clientId": "web-app",
+            "authInfos": [{ "actionType": "iot:Publish", "resources": [resource] }],
+        }),
     )
-    .map_err(|e| anyhow!("test-authorization: {e}"))?;
+    .await
+    .context("test-authorization")?;
     let result = &answer["authResults"][0];
     println!(
         "          the broker closed the connection. Why, from its policy evaluation:\n          {} — {}",

@@ -1,30 +1,26 @@
 //! `pubsub iot …`: the control plane, with the AWS CLI's command and flag names.
 //!
-//! With `--endpoint-url`, or when a broker with a control plane runs on the data directory
-//! (found through `listeners.json`), commands call its API, signed by the `[admin]`
-//! credentials (or `<data_dir>/admin-credentials`, or the AWS environment variables).
-//! Otherwise the commands that need no running broker work offline on the data directory.
+//! Every command is one control-plane request (method, path, query, JSON body: [`request`]),
+//! answered by one implementation, the broker's. With `--endpoint-url`, or when a broker
+//! with a control plane runs on the data directory (found through `listeners.json`), the
+//! request goes to its API, signed by the `[admin]` credentials (or
+//! `<data_dir>/admin-credentials`, or the AWS environment variables). Otherwise
+//! [`broker::control::answer_local`] answers it on the data directory; operations of the
+//! data plane (publish, retained messages) need the running broker.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use broker::auth::{parse_action, test_authorization, AuthorizationQuestion, PolicyStore};
-use broker::config::CertificateStatus;
-use broker::control::{
-    certificate_summary, describe_certificate, principal_of_target, resource_arn,
-};
-use broker::registry::{status_name, Registry};
-use broker::tls_material::issue_device_certificate;
+use broker::control::{answer_local, Answer, ApiRequest};
 use broker::Config;
 use clap::{Args, Subcommand, ValueEnum};
-use iot::{PrincipalFacts, RequestContext};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 use crate::api::{encode_segment, ApiClient};
 
-/// Where offline commands find the broker's state: `--config` (its `data_dir`, region,
-/// account, endpoint) and/or `--data-dir` (overrides the config's).
+/// Where the broker's state is: `--config` (its `data_dir`, region, account, endpoint)
+/// and/or `--data-dir` (overrides the config's), or the running control plane to call.
 #[derive(Args, Clone)]
 pub struct Location {
     /// Broker configuration file.
@@ -107,21 +103,6 @@ impl Location {
             &secret,
         )))
     }
-
-    /// The control plane, for commands that only exist there.
-    fn require_api(&self) -> anyhow::Result<ApiClient> {
-        self.api()?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "no broker control plane is running for this data directory; start `pubsub broker` (with listeners.http) or pass --endpoint-url"
-            )
-        })
-    }
-
-    fn registry(&self) -> anyhow::Result<(Config, Registry)> {
-        let config = self.config()?;
-        let registry = Registry::open(&config.data_dir)?;
-        Ok((config, registry))
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,12 +113,13 @@ pub enum StatusArg {
     Revoked,
 }
 
-impl From<StatusArg> for CertificateStatus {
-    fn from(status: StatusArg) -> CertificateStatus {
-        match status {
-            StatusArg::Active => CertificateStatus::Active,
-            StatusArg::Inactive => CertificateStatus::Inactive,
-            StatusArg::Revoked => CertificateStatus::Revoked,
+impl StatusArg {
+    /// The API's name of the status (`newStatus=`).
+    fn name(self) -> &'static str {
+        match self {
+            StatusArg::Active => "ACTIVE",
+            StatusArg::Inactive => "INACTIVE",
+            StatusArg::Revoked => "REVOKED",
         }
     }
 }
@@ -210,7 +192,7 @@ pub enum IotCommand {
         #[arg(long)]
         endpoint_type: Option<String>,
     },
-    /// Creates a policy (`--policy-document` is JSON text or `file://PATH`). Needs the API.
+    /// Creates a policy (`--policy-document` is JSON text or `file://PATH`).
     #[command(name = "create-policy")]
     CreatePolicy {
         #[arg(long)]
@@ -230,7 +212,7 @@ pub enum IotCommand {
         #[arg(long)]
         policy_name: String,
     },
-    /// Detaches a policy; the target's open connections are closed. Needs the API.
+    /// Detaches a policy; the target's open connections are closed.
     #[command(name = "detach-policy")]
     DetachPolicy {
         #[arg(long)]
@@ -334,215 +316,124 @@ pub enum IotCommand {
 }
 
 pub fn run(location: Location, command: IotCommand) -> anyhow::Result<()> {
-    match location.api()? {
-        Some(api) => {
-            if let Some(answer) = remote(&api, &command)? {
-                return print_answer(&answer);
+    let call = request(&command)?;
+    let answer = match location.api()? {
+        Some(api) => api.call(
+            call.method,
+            &call.path,
+            &call.query,
+            &call.header_pairs(),
+            call.body.as_ref(),
+        )?,
+        None => local(location.config()?, &call)?,
+    };
+    if let IotCommand::CreateKeysAndCertificate {
+        certificate_pem_outfile,
+        public_key_outfile,
+        private_key_outfile,
+        ..
+    } = &command
+    {
+        for (file, field) in [
+            (certificate_pem_outfile, &answer["certificatePem"]),
+            (public_key_outfile, &answer["keyPair"]["PublicKey"]),
+            (private_key_outfile, &answer["keyPair"]["PrivateKey"]),
+        ] {
+            if let Some(file) = file {
+                std::fs::write(file, field.as_str().unwrap_or_default())
+                    .with_context(|| format!("cannot write {}", file.display()))?;
             }
         }
-        None if command.needs_api() => {
-            location.require_api()?;
-        }
-        None => {}
     }
-    match command {
-        IotCommand::CreateKeysAndCertificate {
-            set_as_active,
-            certificate_pem_outfile,
-            public_key_outfile,
-            private_key_outfile,
-        } => {
-            let (config, registry) = location.registry()?;
-            let issued = issue_device_certificate(&config.data_dir, "pubsub device")?;
-            let record = registry.register(&issued.certificate_pem, status(set_as_active))?;
-            for (file, text) in [
-                (&certificate_pem_outfile, &issued.certificate_pem),
-                (&public_key_outfile, &issued.public_key_pem),
-                (&private_key_outfile, &issued.private_key_pem),
-            ] {
-                if let Some(file) = file {
-                    std::fs::write(file, text)
-                        .with_context(|| format!("cannot write {}", file.display()))?;
-                }
-            }
-            print_json(&json!({
-                "certificateArn": resource_arn(&config, "cert", &record.certificate_id),
-                "certificateId": record.certificate_id,
-                "certificatePem": issued.certificate_pem,
-                "keyPair": {"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem},
-            }))
+    print_answer(&answer)
+}
+
+/// One control-plane request: what every command is, online or offline.
+#[derive(Debug)]
+struct Call {
+    method: &'static str,
+    /// Percent-encoded, as sent.
+    path: String,
+    /// Without the `?`.
+    query: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+}
+
+impl Call {
+    fn new(method: &'static str, path: impl Into<String>) -> Call {
+        Call {
+            method,
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: None,
         }
-        IotCommand::RegisterCertificate {
-            certificate_pem,
-            set_as_active,
-        } => {
-            let (config, registry) = location.registry()?;
-            let pem = match certificate_pem.strip_prefix("file://") {
-                Some(path) => {
-                    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
-                }
-                None => certificate_pem,
-            };
-            let record = registry.register(&pem, status(set_as_active))?;
-            print_json(&json!({
-                "certificateArn": resource_arn(&config, "cert", &record.certificate_id),
-                "certificateId": record.certificate_id,
-            }))
-        }
-        IotCommand::UpdateCertificate {
-            certificate_id,
-            new_status,
-        } => {
-            let (_, registry) = location.registry()?;
-            registry.update_status(&certificate_id, new_status.into())?;
-            Ok(())
-        }
-        IotCommand::DescribeCertificate { certificate_id } => {
-            let (config, registry) = location.registry()?;
-            let record = registry.describe(&certificate_id)?;
-            print_json(&json!({ "certificateDescription": describe_certificate(&config, &record) }))
-        }
-        IotCommand::ListCertificates => {
-            let (config, registry) = location.registry()?;
-            let certificates: Vec<_> = registry
-                .list()
-                .iter()
-                .map(|record| certificate_summary(&config, record))
-                .collect();
-            print_json(&json!({ "certificates": certificates }))
-        }
-        IotCommand::AttachPolicy {
-            policy_name,
-            target,
-        }
-        | IotCommand::AttachPrincipalPolicy {
-            policy_name,
-            principal: target,
-        } => {
-            let (config, registry) = location.registry()?;
-            let principal = principal_of_target(&target);
-            if PolicyStore::from_config(&config)?
-                .get(&policy_name)
-                .is_none()
-            {
-                bail!("policy {policy_name:?} does not exist in the broker's configuration");
-            }
-            registry.attach(principal, &policy_name)?;
-            Ok(())
-        }
-        IotCommand::CreateAccessKey { principal } => {
-            let (_, registry) = location.registry()?;
-            let record = registry.create_access_key(&principal)?;
-            print_json(&json!({
-                "AccessKey": {
-                    "AccessKeyId": record.access_key_id,
-                    "SecretAccessKey": record.secret_access_key,
-                    "Principal": record.principal,
-                    "Status": "Active",
-                }
-            }))
-        }
-        IotCommand::DescribeEndpoint { .. } => {
-            let config = location.config()?;
-            print_json(&json!({ "endpointAddress": config.endpoint }))
-        }
-        // Only reachable when `remote` returned nothing, which it never does for these.
-        IotCommand::CreatePolicy { .. }
-        | IotCommand::GetPolicy { .. }
-        | IotCommand::ListPolicies
-        | IotCommand::DeletePolicy { .. }
-        | IotCommand::DetachPolicy { .. }
-        | IotCommand::DetachPrincipalPolicy { .. }
-        | IotCommand::ListAttachedPolicies { .. }
-        | IotCommand::ListTargetsForPolicy { .. }
-        | IotCommand::DeleteCertificate { .. }
-        | IotCommand::CreateAuthorizer { .. }
-        | IotCommand::DescribeAuthorizer { .. }
-        | IotCommand::ListAuthorizers
-        | IotCommand::UpdateAuthorizer { .. }
-        | IotCommand::DeleteAuthorizer { .. }
-        | IotCommand::SetDefaultAuthorizer { .. } => {
-            bail!("this command needs the broker's control plane")
-        }
-        IotCommand::TestAuthorization {
-            principal,
-            auth_infos,
-            action,
-            resource,
-            client_id,
-            policy_names_to_add,
-        } => {
-            let (config, registry) = location.registry()?;
-            let store = PolicyStore::from_config(&config)?;
-            registry.sync_policies(&store);
-            let principal = principal_of_target(&principal).to_owned();
-            let mut requests = Vec::new();
-            if let (Some(action), Some(resource)) = (action, resource) {
-                requests.push((action, vec![resource]));
-            }
-            for info in &auth_infos {
-                requests.push(parse_auth_info(info)?);
-            }
-            if requests.is_empty() {
-                bail!("give --action and --resource, or --auth-infos actionType=…,resources=…");
-            }
-            let context = RequestContext {
-                client_id,
-                principal: principal.contains(':').then(|| {
-                    Box::new(PrincipalFacts {
-                        cognito_identity_id: Some(principal.clone()),
-                        ..PrincipalFacts::default()
-                    })
-                }),
-                ..RequestContext::default()
-            };
-            let mut results = Vec::new();
-            for (action_text, resources) in requests {
-                let action = parse_action(&action_text)
-                    .with_context(|| format!("unknown action {action_text:?}"))?;
-                let known = registry.describe(&principal).is_ok();
-                let mut answer = test_authorization(
-                    &store,
-                    &config,
-                    &AuthorizationQuestion {
-                        principal: &principal,
-                        known_principal: known,
-                        policy_names_to_add: &policy_names_to_add,
-                        context: &context,
-                        action,
-                        resources: &resources,
-                    },
-                )?;
-                results.append(
-                    answer["authResults"]
-                        .as_array_mut()
-                        .expect("authResults is an array"),
-                );
-            }
-            let output = serde_json::json!({ "authResults": results });
-            println!("{}", serde_json::to_string_pretty(&output)?);
-            Ok(())
-        }
+    }
+
+    fn query(mut self, query: impl Into<String>) -> Call {
+        self.query = query.into();
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Call {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn body(mut self, body: Value) -> Call {
+        self.body = Some(body);
+        self
+    }
+
+    fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect()
     }
 }
 
-impl IotCommand {
-    /// Commands that exist only as calls to the running broker's API.
-    fn needs_api(&self) -> bool {
-        !matches!(
-            self,
-            IotCommand::CreateKeysAndCertificate { .. }
-                | IotCommand::RegisterCertificate { .. }
-                | IotCommand::UpdateCertificate { .. }
-                | IotCommand::DescribeCertificate { .. }
-                | IotCommand::ListCertificates
-                | IotCommand::AttachPolicy { .. }
-                | IotCommand::AttachPrincipalPolicy { .. }
-                | IotCommand::CreateAccessKey { .. }
-                | IotCommand::DescribeEndpoint { .. }
-                | IotCommand::TestAuthorization { .. }
-        )
+/// Answers a request on the data directory, with the broker's own control plane.
+fn local(config: Config, call: &Call) -> anyhow::Result<Value> {
+    let headers = call.header_pairs();
+    let body = call.body.as_ref().map(Value::to_string).unwrap_or_default();
+    let request = ApiRequest {
+        method: call.method,
+        path: &call.path,
+        query: &call.query,
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(answer_local(config, &request));
+    answer_value(answer)
+}
+
+/// An [`Answer`] as [`ApiClient::call`] reads an HTTP answer: the JSON (`{}` when empty),
+/// or, for a non-2xx status, the error `"<kind> (HTTP <status>): <message>"`.
+fn answer_value(answer: Answer) -> anyhow::Result<Value> {
+    let Answer {
+        status,
+        error_kind,
+        body,
+    } = answer;
+    let value: Value = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(&body).with_context(|| format!("answer is not JSON: {body}"))?
+    };
+    if !(200..300).contains(&status) {
+        bail!(
+            "{} (HTTP {status}): {}",
+            error_kind.unwrap_or("error"),
+            value["message"].as_str().unwrap_or(&body)
+        );
     }
+    Ok(value)
 }
 
 /// Text given as is, or read from `file://PATH` (as the AWS CLI does).
@@ -553,161 +444,73 @@ fn text_or_file(text: &str) -> anyhow::Result<String> {
     }
 }
 
-/// The API call for a command; `None` for commands with no API form (create-access-key).
-fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_json::Value>> {
+/// The control-plane request of a command.
+fn request(command: &IotCommand) -> anyhow::Result<Call> {
     let e = encode_segment;
     let active = |on: bool| format!("setAsActive={on}");
-    let answer = match command {
-        IotCommand::CreateKeysAndCertificate {
-            set_as_active,
-            certificate_pem_outfile,
-            public_key_outfile,
-            private_key_outfile,
-            ..
-        } => {
-            let answer = api.call(
-                "POST",
-                "/keys-and-certificate",
-                &active(*set_as_active),
-                &[],
-                None,
-            )?;
-            for (file, field) in [
-                (certificate_pem_outfile, &answer["certificatePem"]),
-                (public_key_outfile, &answer["keyPair"]["PublicKey"]),
-                (private_key_outfile, &answer["keyPair"]["PrivateKey"]),
-            ] {
-                if let Some(file) = file {
-                    std::fs::write(file, field.as_str().unwrap_or_default())
-                        .with_context(|| format!("cannot write {}", file.display()))?;
-                }
-            }
-            answer
+    let call = match command {
+        IotCommand::CreateKeysAndCertificate { set_as_active, .. } => {
+            Call::new("POST", "/keys-and-certificate").query(active(*set_as_active))
         }
         IotCommand::RegisterCertificate {
             certificate_pem,
             set_as_active,
-            ..
-        } => api.call(
-            "POST",
-            "/certificate/register",
-            &active(*set_as_active),
-            &[],
-            Some(&json!({ "certificatePem": text_or_file(certificate_pem)? })),
-        )?,
+        } => Call::new("POST", "/certificate/register")
+            .query(active(*set_as_active))
+            .body(json!({ "certificatePem": text_or_file(certificate_pem)? })),
         IotCommand::UpdateCertificate {
             certificate_id,
             new_status,
-            ..
-        } => {
-            let status = status_name((*new_status).into());
-            api.call(
-                "PUT",
-                &format!("/certificates/{}", e(certificate_id)),
-                &format!("newStatus={status}"),
-                &[],
-                None,
-            )?
+        } => Call::new("PUT", format!("/certificates/{}", e(certificate_id)))
+            .query(format!("newStatus={}", new_status.name())),
+        IotCommand::DescribeCertificate { certificate_id } => {
+            Call::new("GET", format!("/certificates/{}", e(certificate_id)))
         }
-        IotCommand::DescribeCertificate { certificate_id, .. } => api.call(
-            "GET",
-            &format!("/certificates/{}", e(certificate_id)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::ListCertificates => api.call("GET", "/certificates", "", &[], None)?,
-        IotCommand::DeleteCertificate { certificate_id, .. } => api.call(
-            "DELETE",
-            &format!("/certificates/{}", e(certificate_id)),
-            "",
-            &[],
-            None,
-        )?,
+        IotCommand::ListCertificates => Call::new("GET", "/certificates"),
+        IotCommand::DeleteCertificate { certificate_id } => {
+            Call::new("DELETE", format!("/certificates/{}", e(certificate_id)))
+        }
         IotCommand::AttachPolicy {
             policy_name,
             target,
-            ..
-        } => api.call(
-            "PUT",
-            &format!("/target-policies/{}", e(policy_name)),
-            "",
-            &[],
-            Some(&json!({ "target": target })),
-        )?,
+        } => Call::new("PUT", format!("/target-policies/{}", e(policy_name)))
+            .body(json!({ "target": target })),
         IotCommand::DetachPolicy {
             policy_name,
             target,
-            ..
-        } => api.call(
-            "POST",
-            &format!("/target-policies/{}", e(policy_name)),
-            "",
-            &[],
-            Some(&json!({ "target": target })),
-        )?,
+        } => Call::new("POST", format!("/target-policies/{}", e(policy_name)))
+            .body(json!({ "target": target })),
         IotCommand::AttachPrincipalPolicy {
             policy_name,
             principal,
-            ..
-        } => api.call(
-            "PUT",
-            &format!("/principal-policies/{}", e(policy_name)),
-            "",
-            &[("x-amzn-iot-principal", principal.as_str())],
-            None,
-        )?,
+        } => Call::new("PUT", format!("/principal-policies/{}", e(policy_name)))
+            .header("x-amzn-iot-principal", principal),
         IotCommand::DetachPrincipalPolicy {
             policy_name,
             principal,
-            ..
-        } => api.call(
-            "DELETE",
-            &format!("/principal-policies/{}", e(policy_name)),
-            "",
-            &[("x-amzn-iot-principal", principal.as_str())],
-            None,
-        )?,
+        } => Call::new("DELETE", format!("/principal-policies/{}", e(policy_name)))
+            .header("x-amzn-iot-principal", principal),
+        IotCommand::CreateAccessKey { principal } => {
+            Call::new("POST", "/access-keys").body(json!({ "principal": principal }))
+        }
         IotCommand::CreatePolicy {
             policy_name,
             policy_document,
-            ..
-        } => api.call(
-            "POST",
-            &format!("/policies/{}", e(policy_name)),
-            "",
-            &[],
-            Some(&json!({ "policyDocument": text_or_file(policy_document)? })),
-        )?,
-        IotCommand::GetPolicy { policy_name, .. } => api.call(
-            "GET",
-            &format!("/policies/{}", e(policy_name)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::ListPolicies => api.call("GET", "/policies", "", &[], None)?,
-        IotCommand::DeletePolicy { policy_name, .. } => api.call(
-            "DELETE",
-            &format!("/policies/{}", e(policy_name)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::ListAttachedPolicies { target, .. } => api.call(
-            "POST",
-            &format!("/attached-policies/{}", e(target)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::ListTargetsForPolicy { policy_name, .. } => api.call(
-            "POST",
-            &format!("/policy-targets/{}", e(policy_name)),
-            "",
-            &[],
-            None,
-        )?,
+        } => Call::new("POST", format!("/policies/{}", e(policy_name)))
+            .body(json!({ "policyDocument": text_or_file(policy_document)? })),
+        IotCommand::GetPolicy { policy_name } => {
+            Call::new("GET", format!("/policies/{}", e(policy_name)))
+        }
+        IotCommand::ListPolicies => Call::new("GET", "/policies"),
+        IotCommand::DeletePolicy { policy_name } => {
+            Call::new("DELETE", format!("/policies/{}", e(policy_name)))
+        }
+        IotCommand::ListAttachedPolicies { target } => {
+            Call::new("POST", format!("/attached-policies/{}", e(target)))
+        }
+        IotCommand::ListTargetsForPolicy { policy_name } => {
+            Call::new("POST", format!("/policy-targets/{}", e(policy_name)))
+        }
         IotCommand::CreateAuthorizer {
             authorizer_name,
             authorizer_function_arn,
@@ -715,7 +518,6 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
             token_signing_public_keys,
             status,
             signing_disabled,
-            ..
         } => {
             let mut keys = serde_json::Map::new();
             for pair in token_signing_public_keys {
@@ -724,36 +526,23 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
                 })?;
                 keys.insert(name.to_owned(), text_or_file(value)?.into());
             }
-            api.call(
-                "POST",
-                &format!("/authorizer/{}", e(authorizer_name)),
-                "",
-                &[],
-                Some(&json!({
-                    "authorizerFunctionArn": authorizer_function_arn,
-                    "tokenKeyName": token_key_name,
-                    "tokenSigningPublicKeys": keys,
-                    "status": status.clone().unwrap_or_else(|| "ACTIVE".into()),
-                    "signingDisabled": signing_disabled,
-                })),
-            )?
+            Call::new("POST", format!("/authorizer/{}", e(authorizer_name))).body(json!({
+                "authorizerFunctionArn": authorizer_function_arn,
+                "tokenKeyName": token_key_name,
+                "tokenSigningPublicKeys": keys,
+                "status": status.clone().unwrap_or_else(|| "ACTIVE".into()),
+                "signingDisabled": signing_disabled,
+            }))
         }
-        IotCommand::DescribeAuthorizer {
-            authorizer_name, ..
-        } => api.call(
-            "GET",
-            &format!("/authorizer/{}", e(authorizer_name)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::ListAuthorizers => api.call("GET", "/authorizers/", "", &[], None)?,
+        IotCommand::DescribeAuthorizer { authorizer_name } => {
+            Call::new("GET", format!("/authorizer/{}", e(authorizer_name)))
+        }
+        IotCommand::ListAuthorizers => Call::new("GET", "/authorizers/"),
         IotCommand::UpdateAuthorizer {
             authorizer_name,
             authorizer_function_arn,
             token_key_name,
             status,
-            ..
         } => {
             let mut body = serde_json::Map::new();
             if let Some(url) = authorizer_function_arn {
@@ -765,67 +554,58 @@ fn remote(api: &ApiClient, command: &IotCommand) -> anyhow::Result<Option<serde_
             if let Some(status) = status {
                 body.insert("status".into(), status.clone().into());
             }
-            api.call(
-                "PUT",
-                &format!("/authorizer/{}", e(authorizer_name)),
-                "",
-                &[],
-                Some(&serde_json::Value::Object(body)),
-            )?
+            Call::new("PUT", format!("/authorizer/{}", e(authorizer_name)))
+                .body(Value::Object(body))
         }
-        IotCommand::DeleteAuthorizer {
-            authorizer_name, ..
-        } => api.call(
-            "DELETE",
-            &format!("/authorizer/{}", e(authorizer_name)),
-            "",
-            &[],
-            None,
-        )?,
-        IotCommand::SetDefaultAuthorizer {
-            authorizer_name, ..
-        } => api.call(
-            "POST",
-            "/default-authorizer",
-            "",
-            &[],
-            Some(&json!({ "authorizerName": authorizer_name })),
-        )?,
-        IotCommand::DescribeEndpoint { endpoint_type, .. } => api.call(
-            "GET",
-            "/endpoint",
-            &endpoint_type
+        IotCommand::DeleteAuthorizer { authorizer_name } => {
+            Call::new("DELETE", format!("/authorizer/{}", e(authorizer_name)))
+        }
+        IotCommand::SetDefaultAuthorizer { authorizer_name } => {
+            Call::new("POST", "/default-authorizer")
+                .body(json!({ "authorizerName": authorizer_name }))
+        }
+        IotCommand::DescribeEndpoint { endpoint_type } => Call::new("GET", "/endpoint").query(
+            endpoint_type
                 .as_ref()
                 .map(|kind| format!("endpointType={}", e(kind)))
                 .unwrap_or_default(),
-            &[],
-            None,
-        )?,
-        IotCommand::CreateAccessKey { .. } | IotCommand::TestAuthorization { .. } => {
-            return Ok(None)
+        ),
+        IotCommand::TestAuthorization {
+            principal,
+            auth_infos,
+            action,
+            resource,
+            client_id,
+            policy_names_to_add,
+        } => {
+            let mut infos = Vec::new();
+            if let (Some(action), Some(resource)) = (action, resource) {
+                infos.push(json!({ "actionType": action, "resources": [resource] }));
+            }
+            for info in auth_infos {
+                let (action, resources) = parse_auth_info(info)?;
+                infos.push(json!({ "actionType": action, "resources": resources }));
+            }
+            if infos.is_empty() {
+                bail!("give --action and --resource, or --auth-infos actionType=…,resources=…");
+            }
+            Call::new("POST", "/test-authorization").body(json!({
+                "principal": principal,
+                "authInfos": infos,
+                "policyNamesToAdd": policy_names_to_add,
+                "clientId": client_id,
+            }))
         }
     };
-    Ok(Some(answer))
+    Ok(call)
 }
 
 /// As the AWS CLI: an empty answer prints nothing.
-fn print_answer(answer: &serde_json::Value) -> anyhow::Result<()> {
+fn print_answer(answer: &Value) -> anyhow::Result<()> {
     if answer.as_object().is_some_and(|object| object.is_empty()) {
         return Ok(());
     }
-    print_json(answer)
-}
-
-fn status(set_as_active: bool) -> CertificateStatus {
-    if set_as_active {
-        CertificateStatus::Active
-    } else {
-        CertificateStatus::Inactive
-    }
-}
-
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    println!("{}", serde_json::to_string_pretty(answer)?);
     Ok(())
 }
 
@@ -858,15 +638,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn certificate_arns_name_their_id() {
-        assert_eq!(
-            principal_of_target("arn:aws:iot:us-east-1:123456789012:cert/abc"),
-            "abc"
-        );
-        assert_eq!(principal_of_target("us-east-1:4a1b"), "us-east-1:4a1b");
-    }
-
-    #[test]
     fn auth_infos_shorthand() {
         let (action, resources) =
             parse_auth_info("actionType=PUBLISH,resources=arn:a:topic/x,arn:a:topic/y").unwrap();
@@ -874,5 +645,53 @@ mod tests {
         assert_eq!(resources, ["arn:a:topic/x", "arn:a:topic/y"]);
         assert!(parse_auth_info("resources=x").is_err());
         assert!(parse_auth_info("bogus=1").is_err());
+    }
+
+    #[test]
+    fn test_authorization_both_forms_make_one_body() {
+        let call = request(&IotCommand::TestAuthorization {
+            principal: "anonymous".into(),
+            auth_infos: vec!["actionType=PUBLISH,resources=arn:a:topic/x,arn:a:topic/y".into()],
+            action: Some("iot:Connect".into()),
+            resource: Some("arn:a:client/c".into()),
+            client_id: Some("c".into()),
+            policy_names_to_add: vec!["p".into()],
+        })
+        .unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            ("POST", "/test-authorization")
+        );
+        assert_eq!(
+            call.body.unwrap(),
+            json!({
+                "principal": "anonymous",
+                "authInfos": [
+                    {"actionType": "iot:Connect", "resources": ["arn:a:client/c"]},
+                    {"actionType": "PUBLISH", "resources": ["arn:a:topic/x", "arn:a:topic/y"]},
+                ],
+                "policyNamesToAdd": ["p"],
+                "clientId": "c",
+            })
+        );
+    }
+
+    #[test]
+    fn answers_read_as_the_api_client_reads_them() {
+        let empty = Answer {
+            status: 200,
+            error_kind: None,
+            body: String::new(),
+        };
+        assert_eq!(answer_value(empty).unwrap(), json!({}));
+        let failed = Answer {
+            status: 404,
+            error_kind: Some("ResourceNotFoundException"),
+            body: json!({"message": "policy p does not exist"}).to_string(),
+        };
+        assert_eq!(
+            answer_value(failed).unwrap_err().to_string(),
+            "ResourceNotFoundException (HTTP 404): policy p does not exist"
+        );
     }
 }
