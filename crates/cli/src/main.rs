@@ -76,13 +76,19 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     // Client commands keep stderr for their one-line failure reason: logs only with
-    // RUST_LOG. Everything else logs at info by default.
+    // RUST_LOG. `pubsub iot` answers offline through the broker's own control plane, whose
+    // request log is for a running broker: warnings only. Everything else logs at info.
     let quiet = matches!(
         cli.command,
         Command::Pub(_) | Command::Sub(_) | Command::Demo
     );
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if quiet { "off" } else { "info" }));
+    let default_level = match cli.command {
+        _ if quiet => "off",
+        Command::Iot { .. } => "warn",
+        _ => "info",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;

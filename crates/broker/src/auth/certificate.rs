@@ -105,4 +105,3 @@ impl ClientCertVerifier for RegistryVerifier {
         self.algorithms.supported_schemes()
     }
 }
-

@@ -68,4 +68,3 @@ pub(crate) fn apply_config_pools(broker: &IdentityPlane) {
         }
     }
 }
-

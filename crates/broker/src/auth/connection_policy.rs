@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use iot::{decide, evaluate, resource_arn, write_resource_arn, Action, Decision, Policy, RequestContext, ResourceKind};
+use iot::{
+    decide, evaluate, resource_arn, write_resource_arn, Action, Decision, Policy, RequestContext,
+    ResourceKind,
+};
 
 use super::policy::PolicyStore;
 
@@ -54,7 +57,11 @@ pub(super) fn with_decision(bits: u32, action: Action, allowed: bool) -> u32 {
 }
 
 impl ConnectionPolicy {
-    pub fn new(store: Arc<PolicyStore>, principal: &str, context: RequestContext) -> ConnectionPolicy {
+    pub fn new(
+        store: Arc<PolicyStore>,
+        principal: &str,
+        context: RequestContext,
+    ) -> ConnectionPolicy {
         ConnectionPolicy {
             policies: store.policies_of(principal),
             generation: store.generation(),
@@ -174,4 +181,3 @@ impl ConnectionPolicy {
             .unwrap_or(0)
     }
 }
-

@@ -123,4 +123,3 @@ pub fn test_authorization(
         }]
     }))
 }
-

@@ -299,9 +299,10 @@ impl PacketHandler {
             .policy
             .check(Action::Publish, ResourceKind::Topic, &publish.topic);
         if publish.retain && allowed.is_ok() {
-            allowed = online
-                .policy
-                .check(Action::RetainPublish, ResourceKind::Topic, &publish.topic);
+            allowed =
+                online
+                    .policy
+                    .check(Action::RetainPublish, ResourceKind::Topic, &publish.topic);
         }
         if let Err(denied) = allowed {
             log_denied(

@@ -9,11 +9,7 @@ pub(super) async fn route(
     request: &ApiRequest<'_>,
     parts: &[&str],
 ) -> ApiResult {
-    let ApiRequest {
-        method,
-        body,
-        ..
-    } = *request;
+    let ApiRequest { method, body, .. } = *request;
     match (method, parts) {
         ("POST", ["authorizer", name]) => {
             let body = json_body(body)?;

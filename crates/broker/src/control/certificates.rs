@@ -18,9 +18,8 @@ pub(super) async fn route(
     let set_as_active = query_param(query, "setAsActive").as_deref() == Some("true");
     match (method, parts) {
         ("POST", ["keys-and-certificate"]) => {
-            let issued =
-                pki::issue_device_certificate(&broker.config.data_dir, "pubsub device")
-                    .map_err(|error| ApiError::invalid(error.to_string()))?;
+            let issued = pki::issue_device_certificate(&broker.config.data_dir, "pubsub device")
+                .map_err(|error| ApiError::invalid(error.to_string()))?;
             let status = if set_as_active {
                 CertificateStatus::Active
             } else {
@@ -37,10 +36,9 @@ pub(super) async fn route(
         ("POST", ["certificates"]) => {
             let body = json_body(body)?;
             let csr = string_field(&body, "certificateSigningRequest")?;
-            let pem =
-                pki::issue_from_csr(&broker.config.data_dir, &csr).map_err(|error| {
-                    ApiError::invalid(format!("certificateSigningRequest: {error}"))
-                })?;
+            let pem = pki::issue_from_csr(&broker.config.data_dir, &csr).map_err(|error| {
+                ApiError::invalid(format!("certificateSigningRequest: {error}"))
+            })?;
             let status = if set_as_active {
                 CertificateStatus::Active
             } else {

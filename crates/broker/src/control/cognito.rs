@@ -53,7 +53,11 @@ fn describe(pool: &IdentityPoolRecord) -> Value {
 }
 
 /// Answers one Cognito Identity operation.
-pub(crate) fn answer(broker: &IdentityPlane, operation: &str, body: &Value) -> Result<Value, CognitoError> {
+pub(crate) fn answer(
+    broker: &IdentityPlane,
+    operation: &str,
+    body: &Value,
+) -> Result<Value, CognitoError> {
     let field = |name: &str| {
         body[name]
             .as_str()

@@ -42,7 +42,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             kind,
@@ -136,7 +140,6 @@ pub struct Answer {
     pub body: String,
 }
 
-
 /// One control-plane request, as received.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiRequest<'a> {
@@ -172,8 +175,9 @@ impl Plane<'_> {
     }
 
     pub(super) fn disconnect_authorizer(&self, authorizer: &str, why: &str) -> usize {
-        self.router
-            .map_or(0, |router| router.live.disconnect_authorizer(authorizer, why))
+        self.router.map_or(0, |router| {
+            router.live.disconnect_authorizer(authorizer, why)
+        })
     }
 
     /// The data plane, for operations that exist only while the broker runs.
@@ -267,7 +271,10 @@ async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
     let parts = segments(request.path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match parts.first().copied().unwrap_or_default() {
-        "keys-and-certificate" | "certificates" | "certificate" | "cacertificate"
+        "keys-and-certificate"
+        | "certificates"
+        | "certificate"
+        | "cacertificate"
         | "access-keys" => certificates::route(plane, request, &parts).await,
         "policies" | "target-policies" | "principal-policies" | "attached-policies"
         | "policy-targets" | "test-authorization" | "endpoint" => {
@@ -530,7 +537,11 @@ pub(super) fn detach(broker: &Plane<'_>, policy: &str, target: &str) -> ApiResul
     Ok(json!({}))
 }
 
-pub(super) fn set_certificate_status(broker: &Plane<'_>, id: &str, status: CertificateStatus) -> ApiResult {
+pub(super) fn set_certificate_status(
+    broker: &Plane<'_>,
+    id: &str,
+    status: CertificateStatus,
+) -> ApiResult {
     broker.registry.update_status(id, status)?;
     if status != CertificateStatus::Active {
         let closed = broker.disconnect_principal(
@@ -569,7 +580,6 @@ pub(super) fn public_keys(body: &Value) -> BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
-
 
 /// The topic in a data-plane path (everything after the prefix, percent-decoded: boto3
 /// sends `a/b` as `a%2Fb`).

@@ -103,6 +103,7 @@ where
     });
     let service = hyper_util::service::TowerToHyperService::new(app(broker.clone()));
     let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(READ_TIMEOUT)
         .serve_connection(io, service)
         .await;

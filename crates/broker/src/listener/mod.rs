@@ -186,7 +186,10 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         )));
     }
     write_listeners_file(&broker.config.data_dir, &listeners)?;
-    tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(housekeeping(
+        broker.clone(),
+        shutdown_rx.clone(),
+    )));
     let registry_watcher = watch_registry(&broker);
     Ok(RunningBroker {
         broker,

@@ -67,7 +67,8 @@ async fn upgrade<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (request, raw_head) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+    let (request, raw_head) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await
+    {
         Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
@@ -107,14 +108,15 @@ where
     let subprotocol = ["mqtt", "mqttv3.1"]
         .into_iter()
         .find(|protocol| request.header_has_token("sec-websocket-protocol", protocol));
-    let admission = match authenticate::authenticate_upgrade(&broker.auth, &request, peer, transport).await {
-        Ok(admission) => admission,
-        Err(reason) => {
-            warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
-            respond(&mut stream, 403, "Forbidden", &format!("{reason}\n")).await;
-            return None;
-        }
-    };
+    let admission =
+        match authenticate::authenticate_upgrade(&broker.auth, &request, peer, transport).await {
+            Ok(admission) => admission,
+            Err(reason) => {
+                warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
+                respond(&mut stream, 403, "Forbidden", &format!("{reason}\n")).await;
+                return None;
+            }
+        };
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         derive_accept_key(key.as_bytes())

@@ -23,8 +23,8 @@ mod verify;
 use verify::verifying_ca;
 mod x509;
 pub use records::*;
-pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};
 use x509::der_of_pem;
+pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,8 +2,8 @@
 
 use super::x509::*;
 use super::*;
-use rustls_pki_types::CertificateDer;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls_pki_types::CertificateDer;
 
 struct Ca {
     pem: String,

@@ -6,8 +6,8 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::x509::{certificate_id, check_validity, der_of_pem, identity_of, pem_of};
 use super::{
-    attach_names, status_name, unix_now, CaRecord, CertificateRecord, CertificateRefusal,
-    Registry, RegistryState, Verified,
+    attach_names, status_name, unix_now, CaRecord, CertificateRecord, CertificateRefusal, Registry,
+    RegistryState, Verified,
 };
 use crate::config::CertificateStatus;
 
@@ -86,7 +86,6 @@ impl Registry {
             policies,
         })
     }
-
 }
 
 /// The registered CA (any status) whose signature the chain verifies against.
@@ -116,4 +115,3 @@ pub(super) fn verifying_ca<'s>(
         .is_ok()
     })
 }
-

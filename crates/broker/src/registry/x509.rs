@@ -33,7 +33,6 @@ pub(super) fn pem_of(der: &CertificateDer<'_>) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
 }
 
-
 pub(super) fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(der)
         .map_err(|error| format!("unparsable certificate: {error}"))?;
@@ -58,7 +57,10 @@ pub fn identity_of_der(der: &CertificateDer<'_>) -> Result<CertificateIdentity, 
     identity_of(der, &certificate_id(der))
 }
 
-pub(super) fn identity_of(der: &CertificateDer<'_>, id: &str) -> Result<CertificateIdentity, String> {
+pub(super) fn identity_of(
+    der: &CertificateDer<'_>,
+    id: &str,
+) -> Result<CertificateIdentity, String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(der)
         .map_err(|error| format!("unparsable certificate: {error}"))?;
     Ok(CertificateIdentity {
@@ -98,7 +100,6 @@ fn name_fields(name: &x509_parser::x509::X509Name<'_>) -> BTreeMap<String, Strin
     fields
 }
 
-
 /// What a verified client certificate tells the broker about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateIdentity {
@@ -106,4 +107,3 @@ pub struct CertificateIdentity {
     pub subject: BTreeMap<String, String>,
     pub issuer: BTreeMap<String, String>,
 }
-

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(registry.disconnect_principal("alice", "policy detached"), 1);
         assert_eq!(a.reason().as_deref(), Some("policy detached"));
         assert_eq!(b.reason(), None);
-        assert_eq!(registry.disconnect_authorizer("auth", "authorizer deleted"), 1);
+        assert_eq!(
+            registry.disconnect_authorizer("auth", "authorizer deleted"),
+            1
+        );
         registry.unregister(1);
         registry.unregister(2);
         assert_eq!(registry.close_all(), 0);

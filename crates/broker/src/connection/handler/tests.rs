@@ -143,7 +143,10 @@ fn connect_is_answered_with_connack_and_session_present_on_resume() {
             code: ConnectReturnCode::Accepted
         })]
     );
-    handler.close(&admitted.online, Ending::abnormal(DisconnectReason::ConnectionLost));
+    handler.close(
+        &admitted.online,
+        Ending::abnormal(DisconnectReason::ConnectionLost),
+    );
     let mut again = PacketHandler::new(broker, peer());
     again
         .admit(connect("c", false), &Identity::Anonymous, None)
@@ -258,7 +261,10 @@ fn publish_the_policy_denies_closes_with_forbidden_access() {
         .handle_packet(&mut pub_online, publish("forbidden/x", QoS::AtLeastOnce, 1))
         .unwrap_err();
     assert_eq!(ending.reason, DisconnectReason::ForbiddenAccess);
-    assert!(written(&mut publisher).is_empty(), "no PUBACK for a denied publish");
+    assert!(
+        written(&mut publisher).is_empty(),
+        "no PUBACK for a denied publish"
+    );
     let _ = written(&mut subscriber);
     assert!(received_topics(&mut subscriber, &mut sub_online).is_empty());
 }
@@ -268,7 +274,10 @@ fn publish_breaking_iot_rules_closes_as_client_error() {
     let broker = broker();
     let (mut handler, mut online) = connected(&broker, "c", true);
     let ending = handler
-        .handle_packet(&mut online, publish("a/b/c/d/e/f/g/h/i", QoS::AtMostOnce, 0))
+        .handle_packet(
+            &mut online,
+            publish("a/b/c/d/e/f/g/h/i", QoS::AtMostOnce, 0),
+        )
         .unwrap_err();
     assert_eq!(ending.reason, DisconnectReason::ClientError);
     let ending = handler
@@ -279,7 +288,8 @@ fn publish_breaking_iot_rules_closes_as_client_error() {
 
 #[test]
 fn subscribe_answers_failure_for_a_denied_filter_and_retained_follows_the_suback() {
-    let broker = broker_with("subscribe_denied = \"suback\"\n[limits]\nconnects_per_client_id_per_sec = 0");
+    let broker =
+        broker_with("subscribe_denied = \"suback\"\n[limits]\nconnects_per_client_id_per_sec = 0");
     let (mut publisher, mut pub_online) = connected(&broker, "pub", true);
     let mut retained = publish("r/1", QoS::AtMostOnce, 0);
     if let Packet::Publish(p) = &mut retained {
@@ -322,7 +332,10 @@ fn subscribe_denied_closes_the_connection_by_default_as_iot_core_does() {
     let broker = broker();
     let (mut handler, mut online) = connected(&broker, "c", true);
     let ending = handler
-        .handle_packet(&mut online, subscribe(1, &[("forbidden/x", QoS::AtMostOnce)]))
+        .handle_packet(
+            &mut online,
+            subscribe(1, &[("forbidden/x", QoS::AtMostOnce)]),
+        )
         .unwrap_err();
     assert_eq!(ending.reason, DisconnectReason::ForbiddenAccess);
     assert!(written(&mut handler).is_empty(), "no SUBACK");
