@@ -86,6 +86,11 @@ pub struct LoadOptions {
     /// First topic level.
     #[arg(long, default_value = "bench")]
     prefix: String,
+    /// Fan-out: filters each subscriber subscribes to, all matching every published topic
+    /// (`<prefix>/#`, `<prefix>/+/+`, `<prefix>/+/#`, `<prefix>/+/+/#`; 1 to 4):
+    /// overlapping subscriptions, which the broker must deliver once per subscriber.
+    #[arg(long, default_value_t = 1)]
+    overlapping_filters: usize,
     /// Unacknowledged QoS 1 messages per publisher.
     #[arg(long, default_value_t = 100)]
     window: u64,
@@ -306,11 +311,11 @@ impl LoadResult {
     }
 }
 
-/// Subscribes one client per filter (QoS `--qos`), then runs `publishers` publishers for
-/// `--duration`, then waits for `copies` deliveries of every message sent (see below).
+/// Subscribes one client per filter list (QoS `--qos`), then runs `publishers` publishers
+/// for `--duration`, then waits for `copies` deliveries of every message sent (see below).
 async fn run_load(
     options: &LoadOptions,
-    filters: Vec<String>,
+    filters: Vec<Vec<String>>,
     publishers: usize,
     stamp: bool,
     copies: u64,
@@ -369,7 +374,7 @@ async fn run_load(
 }
 
 async fn fan_in(options: LoadOptions) -> anyhow::Result<Report> {
-    let filters = vec![format!("{}/#", options.prefix)];
+    let filters = vec![vec![format!("{}/#", options.prefix)]];
     let result = run_load(&options, filters, options.publishers, false, 1).await?;
     let (sent, received, rate) = (result.sent, result.delivered, result.delivered_per_s());
     let qos = options.qos.qos() as u8;
@@ -393,7 +398,14 @@ async fn fan_in(options: LoadOptions) -> anyhow::Result<Report> {
 
 async fn fan_out(options: LoadOptions) -> anyhow::Result<Report> {
     let subscribers = options.subscribers.unwrap_or(8).max(1);
-    let filters = vec![format!("{}/#", options.prefix); subscribers];
+    // Every one matches `<prefix>/<client id>/<n>`, the topics publishers use.
+    let overlapping: Vec<String> = ["#", "+/+", "+/#", "+/+/#"]
+        .iter()
+        .take(options.overlapping_filters.clamp(1, 4))
+        .map(|tail| format!("{}/{tail}", options.prefix))
+        .collect();
+    let filters_each = overlapping.len();
+    let filters = vec![overlapping; subscribers];
     let result = run_load(&options, filters, 1, false, subscribers as u64).await?;
     let (sent, delivered, rate) = (result.sent, result.delivered, result.delivered_per_s());
     let per_subscriber = rate / subscribers as f64;
@@ -401,12 +413,13 @@ async fn fan_out(options: LoadOptions) -> anyhow::Result<Report> {
     Ok(Report {
         value: json!({
             "scenario": "fan-out", "url": options.url, "publishers": 1,
-            "subscribers": subscribers, "qos": qos, "size": options.size,
+            "subscribers": subscribers, "filters_per_subscriber": filters_each,
+            "qos": qos, "size": options.size,
             "duration_s": result.elapsed.as_secs_f64(), "sent": sent, "delivered": delivered,
             "delivered_per_s": rate, "delivered_per_s_per_subscriber": per_subscriber,
         }),
         line: format!(
-            "fan-out 1 publisher → {subscribers} subscribers, QoS {qos}, {} B: sent {sent}, delivered {delivered} ({:.1}% of {subscribers}×), {rate:.0} msg/s delivered ({per_subscriber:.0} per subscriber)",
+            "fan-out 1 publisher → {subscribers} subscribers ({filters_each} overlapping filters each), QoS {qos}, {} B: sent {sent}, delivered {delivered} ({:.1}% of {subscribers}×), {rate:.0} msg/s delivered ({per_subscriber:.0} per subscriber)",
             options.size,
             100.0 * delivered as f64 / (sent * subscribers as u64).max(1) as f64,
         ),
@@ -418,7 +431,7 @@ async fn p2p(options: LoadOptions) -> anyhow::Result<Report> {
     let pairs = options.publishers.max(1);
     // Publisher `i` publishes under `<prefix>/<its client id>/` (see publish_for_duration).
     let filters = (0..pairs)
-        .map(|i| format!("{}/{}/#", options.prefix, publisher_id(i)))
+        .map(|i| vec![format!("{}/{}/#", options.prefix, publisher_id(i))])
         .collect();
     let result = run_load(&options, filters, pairs, false, 1).await?;
     let (sent, delivered, rate) = (result.sent, result.delivered, result.delivered_per_s());
@@ -442,7 +455,7 @@ async fn latency(mut options: LoadOptions) -> anyhow::Result<Report> {
     let rate = *options.rate.get_or_insert(1000.0);
     options.size = options.size.max(8);
     let subscribers = options.subscribers.unwrap_or(1).max(1);
-    let filters = vec![format!("{}/#", options.prefix); subscribers];
+    let filters = vec![vec![format!("{}/#", options.prefix)]; subscribers];
     let result = run_load(
         &options,
         filters,
@@ -489,7 +502,7 @@ async fn latency(mut options: LoadOptions) -> anyhow::Result<Report> {
 async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
     let address = parse_url(&options.url)?;
     let subscriber_id = format!("bench-offline-{}", std::process::id());
-    let filter = format!("{}/#", options.prefix);
+    let filter = vec![format!("{}/#", options.prefix)];
     let (reader, mut writer, _) =
         subscribe(&address, &subscriber_id, filter, QoS::AtLeastOnce, false).await?;
     send(&mut writer, &Packet::Disconnect).await?;
@@ -945,12 +958,12 @@ async fn count_messages(
     }
 }
 
-/// A clean or persistent session subscribed to `filter`; what arrived after the SUBACK
+/// A clean or persistent session subscribed to `filters`; what arrived after the SUBACK
 /// stays in the returned buffer.
 async fn subscribe(
     address: &str,
     client_id: &str,
-    filter: String,
+    filters: Vec<String>,
     qos: QoS,
     clean_session: bool,
 ) -> anyhow::Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut)> {
@@ -959,7 +972,10 @@ async fn subscribe(
         &mut writer,
         &Packet::Subscribe(Subscribe {
             pkid: 1,
-            filters: vec![SubscribeFilter { filter, qos }],
+            filters: filters
+                .into_iter()
+                .map(|filter| SubscribeFilter { filter, qos })
+                .collect(),
         }),
     )
     .await?;
