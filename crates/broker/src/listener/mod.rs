@@ -33,6 +33,7 @@ use tls::TlsConfigs;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     #[error(transparent)]
     Config(#[from] ConfigError),

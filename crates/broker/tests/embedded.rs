@@ -1,0 +1,183 @@
+//! The broker through its public surface, as a program that embeds it uses it: start on an
+//! OS-assigned loopback port, MQTT over a plain TCP socket (our codec on the client side),
+//! control-plane requests in process and offline on the same data directory, shutdown.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mqtt::{
+    Connect, ConnectReturnCode, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use broker::control::{answer_local, Answer, ApiRequest};
+use broker::Config;
+
+const POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/allowed/*"}]}"#;
+
+fn config(dir: &std::path::Path) -> Config {
+    let text = format!(
+        "data_dir = {:?}\nin_memory = false\n[listeners]\nmqtt = \"127.0.0.1:0\"\nmqtts = \"\"\ntls = \"\"\nhttp = \"\"\n[limits]\nconnects_per_client_id_per_sec = 0\n[anonymous]\npolicies = [\"dev-allow-all\"]\n",
+        dir.display().to_string()
+    );
+    Config::parse(&text).unwrap()
+}
+
+struct Client {
+    stream: TcpStream,
+    input: BytesMut,
+}
+
+impl Client {
+    async fn connect(address: std::net::SocketAddr, client_id: &str) -> Client {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let mut client = Client {
+            stream,
+            input: BytesMut::new(),
+        };
+        client
+            .send(Packet::Connect(Connect {
+                protocol: Protocol::V311,
+                keep_alive: 30,
+                client_id: client_id.into(),
+                clean_session: true,
+                will: None,
+                username: None,
+                password: None,
+            }))
+            .await;
+        match client.receive().await {
+            Some(Packet::ConnAck(ack)) => assert_eq!(ack.code, ConnectReturnCode::Accepted),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        client
+    }
+
+    async fn send(&mut self, packet: Packet) {
+        let mut buf = BytesMut::new();
+        mqtt::encode(&packet, &mut buf).unwrap();
+        self.stream.write_all(&buf).await.unwrap();
+    }
+
+    /// The next packet; `None` once the broker closed the connection.
+    async fn receive(&mut self) -> Option<Packet> {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(packet) = mqtt::decode(&mut self.input, 1 << 20).unwrap() {
+                    return Some(packet);
+                }
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .expect("the broker answered within 5 s")
+    }
+}
+
+fn request<'a>(method: &'a str, path: &'a str, body: &'a [u8]) -> ApiRequest<'a> {
+    ApiRequest {
+        method,
+        path,
+        query: "",
+        headers: &[],
+        body,
+    }
+}
+
+fn json(answer: &Answer) -> serde_json::Value {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_broker_routes_answers_its_control_plane_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = broker::start(config(dir.path())).await.unwrap();
+    let address = running.address("mqtt").expect("mqtt listener bound");
+
+    let mut subscriber = Client::connect(address, "sub").await;
+    subscriber
+        .send(Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: vec![SubscribeFilter {
+                filter: "t/+".into(),
+                qos: QoS::AtLeastOnce,
+            }],
+        }))
+        .await;
+    assert!(matches!(
+        subscriber.receive().await,
+        Some(Packet::SubAck(_))
+    ));
+    let mut publisher = Client::connect(address, "pub").await;
+    publisher
+        .send(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t/1".into(),
+            pkid: 7,
+            payload: Bytes::from_static(b"hi"),
+        }))
+        .await;
+    assert_eq!(publisher.receive().await, Some(Packet::PubAck(7)));
+    match subscriber.receive().await {
+        Some(Packet::Publish(message)) => {
+            assert_eq!(
+                (message.topic.as_str(), &message.payload[..]),
+                ("t/1", &b"hi"[..])
+            );
+        }
+        other => panic!("expected the PUBLISH, got {other:?}"),
+    }
+
+    // The control plane in process: a policy made and asked about.
+    let created = running
+        .control(&request(
+            "POST",
+            "/policies/app",
+            serde_json::json!({ "policyDocument": POLICY })
+                .to_string()
+                .as_bytes(),
+        ))
+        .await;
+    assert_eq!(json(&created)["policyName"], "app");
+    let question = serde_json::json!({
+        "principal": "someone",
+        "policyNamesToAdd": ["app"],
+        "authInfos": [{"actionType": "PUBLISH", "resources": ["arn:aws:iot:us-east-1:123456789012:topic/allowed/x"]}],
+    })
+    .to_string();
+    let asked = running
+        .control(&request("POST", "/test-authorization", question.as_bytes()))
+        .await;
+    assert_eq!(json(&asked)["authResults"][0]["authDecision"], "ALLOWED");
+
+    running.shutdown().await;
+    assert_eq!(
+        subscriber.receive().await,
+        None,
+        "shutdown closes connections"
+    );
+
+    // Offline, the same operations see the same data directory.
+    let listed = answer_local(config(dir.path()), &request("GET", "/policies", b"")).await;
+    let names: Vec<String> = json(&listed)["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|policy| policy["policyName"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"app".to_owned()), "{names:?}");
+    let publish = answer_local(
+        config(dir.path()),
+        &request("POST", "/topics/t%2F1", b"offline"),
+    )
+    .await;
+    assert_eq!(publish.status, 503, "publish needs a running broker");
+}
