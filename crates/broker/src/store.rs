@@ -115,6 +115,8 @@ pub struct Store {
     next_seq: AtomicU64,
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Commits made (tests check group commit with it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub commits: Arc<AtomicU64>,
 }
 

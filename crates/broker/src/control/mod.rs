@@ -2,14 +2,15 @@
 //! Cognito Identity) that apps and operators use, with AWS's paths, methods, JSON shapes,
 //! status codes and error shapes, so boto3 and the AWS CLI work with `--endpoint-url`.
 //!
-//! One entry point, [`answer`]: an [`ApiRequest`] in, an [`Answer`] out, whatever carried
-//! it (the `http` listener, HTTPS on the TLS port) — and [`answer_local`], the same
+//! One entry point, `answer`: an [`ApiRequest`] in, an [`Answer`] out, whatever carried
+//! it (the `http` listener, HTTPS on the TLS port, `RunningBroker::control` in process) —
+//! and [`answer_local`], the same
 //! operations on a data directory without a running broker (`pubsub iot` offline). Every
 //! request over the network must be SigV4-signed by the `[admin]` credentials.
 //!
-//! Operations are answered by resource family: [`certificates`], [`policies`] (and
-//! test-authorization), [`authorizers`], [`data`] (iot-data), [`cognito`]. They work on a
-//! [`Plane`]: the identity plane always, the data plane only while the broker runs.
+//! Operations are answered by resource family: `certificates`, `policies` (and
+//! test-authorization), `authorizers`, `data` (iot-data), `cognito`. They work on a
+//! `Plane`: the identity plane always, the data plane only while the broker runs.
 
 mod authorizers;
 mod certificates;
@@ -154,7 +155,7 @@ pub struct ApiRequest<'a> {
 
 /// What the control plane works on: the identity plane, and the data plane while the
 /// broker runs (disconnects, publish, retained messages).
-pub struct Plane<'a> {
+pub(crate) struct Plane<'a> {
     auth: &'a IdentityPlane,
     router: Option<&'a Router>,
 }
@@ -193,7 +194,7 @@ impl Plane<'_> {
 }
 
 /// Authenticates (SigV4, the `[admin]` key) and answers one request.
-pub async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
+pub(crate) async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
     let plane = Plane {
         auth: &broker.auth,
         router: Some(&broker.router),
@@ -201,7 +202,7 @@ pub async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
     answer_on(&plane, request, true).await
 }
 
-/// [`answer`] without the signature check, for the program that runs the broker.
+/// The API's answer without the signature check, for the program that runs the broker.
 pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
     let plane = Plane {
         auth: &broker.auth,
@@ -211,7 +212,7 @@ pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>)
 }
 
 /// Answers one request on a data directory, for `pubsub iot` while no broker runs: the
-/// same operations as [`answer`], with no signature to check (whoever can read the data
+/// same operations as the API, with no signature to check (whoever can read the data
 /// directory holds its secrets anyway). Operations of the data plane answer 503.
 pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
     let auth = match IdentityPlane::open(std::sync::Arc::new(config)) {

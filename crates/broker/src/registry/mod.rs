@@ -340,16 +340,6 @@ impl Registry {
         self.state.lock().0.identities.get(identity_id).cloned()
     }
 
-    pub fn list_ca_certificates(&self) -> Vec<CaRecord> {
-        self.state
-            .lock()
-            .0
-            .ca_certificates
-            .values()
-            .cloned()
-            .collect()
-    }
-
     /// Registers a CA certificate (RegisterCACertificate).
     pub fn register_ca(
         &self,
@@ -491,6 +481,7 @@ impl Registry {
             .map(|record| (record.secret_access_key.clone(), record.principal.clone()))
     }
 
+    #[cfg(test)]
     pub fn attached(&self, principal: &str) -> Vec<String> {
         self.state
             .lock()

@@ -258,6 +258,7 @@ impl Router {
         expired.len()
     }
 
+    #[cfg(test)]
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
     }
@@ -419,6 +420,7 @@ impl Router {
         messages
     }
 
+    #[cfg(test)]
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
     }

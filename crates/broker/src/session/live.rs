@@ -116,10 +116,6 @@ impl LiveConnections {
         }
         closed
     }
-
-    pub fn len(&self) -> usize {
-        self.live.lock().len()
-    }
 }
 
 #[cfg(test)]

@@ -251,6 +251,7 @@ impl SessionState {
         self.inflight.len()
     }
 
+    #[cfg(test)]
     pub fn dropped(&self) -> (u64, u64) {
         (self.dropped_qos0, self.dropped_qos1)
     }
