@@ -41,6 +41,7 @@ pub mod cognito;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub(crate) mod inflight;
 mod manager;
 mod tls;
 pub mod topic;

@@ -26,6 +26,7 @@ use crate::auth::{self, username_with_metrics};
 use crate::backoff::Backoff;
 use crate::config::ServiceConfiguration;
 use crate::error::Error;
+use crate::inflight::{InFlight, Op, OutOfStep, Request, TrackedPublish, Written};
 use crate::topic;
 use crate::{tls, QoS};
 
@@ -123,6 +124,15 @@ struct OutgoingPublish {
     qos: QoS,
     retain: bool,
     ack: Option<AckSink<PublishOutcome>>,
+}
+
+impl TrackedPublish for OutgoingPublish {
+    fn qos(&self) -> QoS {
+        self.qos
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 #[derive(Clone)]
@@ -983,29 +993,28 @@ impl futures_core::Stream for MessageStream {
 // ---------------------------------------------------------------------------------------
 // The session task.
 
-enum PendingOp {
-    Publish(OutgoingPublish),
-    Subscribe {
-        filter: String,
-        qos: QoS,
-        ack: Option<AckSink<()>>,
-    },
-    Unsubscribe {
-        filter: String,
-        ack: Option<AckSink<()>>,
-    },
+/// A subscribe handed to the client, waiting for its SUBACK.
+struct PendingSubscribe {
+    filter: String,
+    qos: QoS,
+    ack: Option<AckSink<()>>,
 }
+
+/// An unsubscribe handed to the client, waiting for its UNSUBACK.
+struct PendingUnsubscribe {
+    filter: String,
+    ack: Option<AckSink<()>>,
+}
+
+type PendingOp = Op<OutgoingPublish, PendingSubscribe, PendingUnsubscribe>;
 
 struct Conn {
     client: AsyncClient,
     events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
     poller: tokio::task::JoinHandle<()>,
     connected_at: Option<Instant>,
-    fifo: VecDeque<PendingOp>,
-    pub_inflight: HashMap<u16, VecDeque<OutgoingPublish>>,
-    sub_inflight: HashMap<u16, PendingOp>,
-    unsub_inflight: HashMap<u16, PendingOp>,
-    collision: Option<u16>,
+    /// Requests handed to `client`, matched to rumqttc's events.
+    inflight: InFlight<OutgoingPublish, PendingSubscribe, PendingUnsubscribe>,
 }
 
 impl Drop for Conn {
@@ -1260,11 +1269,7 @@ impl Session {
             events,
             poller,
             connected_at: None,
-            fifo: VecDeque::new(),
-            pub_inflight: HashMap::new(),
-            sub_inflight: HashMap::new(),
-            unsub_inflight: HashMap::new(),
-            collision: None,
+            inflight: InFlight::new(),
         };
         loop {
             tokio::select! {
@@ -1333,37 +1338,19 @@ impl Session {
     /// subscribe/unsubscribe requests not acknowledged go back to `deferred`.
     fn connection_lost(&mut self, conn: &mut Conn) {
         self.inner.lock().connected = false;
-        let mut ops: Vec<PendingOp> = Vec::new();
-        let mut pubs: Vec<OutgoingPublish> =
-            conn.pub_inflight.drain().flat_map(|(_, q)| q).collect();
-        let mut subs: Vec<(u16, PendingOp)> = conn
-            .sub_inflight
-            .drain()
-            .chain(conn.unsub_inflight.drain())
-            .collect();
-        subs.sort_by_key(|(pkid, _)| *pkid);
-        ops.extend(subs.into_iter().map(|(_, op)| op));
-        for op in conn.fifo.drain(..) {
-            match op {
-                PendingOp::Publish(p) => pubs.push(p),
-                other => ops.push(other),
-            }
+        let left = conn.inflight.drain_on_disconnect();
+        self.resend.extend(left.resend);
+        for p in left.failed {
+            complete(p.ack, Err(Error::NotConnected));
         }
-        pubs.sort_by_key(|p| p.seq);
-        for p in pubs {
-            if p.qos == QoS::AtLeastOnce {
-                self.resend.push(p);
-            } else {
-                complete(p.ack, Err(Error::NotConnected));
-            }
-        }
-        for op in ops.into_iter().rev() {
-            let c = match op {
-                PendingOp::Subscribe { filter, qos, ack } => {
+        for r in left.requests.into_iter().rev() {
+            let c = match r {
+                Request::Subscribe(PendingSubscribe { filter, qos, ack }) => {
                     Command::Subscribe { filter, qos, ack }
                 }
-                PendingOp::Unsubscribe { filter, ack } => Command::Unsubscribe { filter, ack },
-                PendingOp::Publish(p) => Command::Publish(p),
+                Request::Unsubscribe(PendingUnsubscribe { filter, ack }) => {
+                    Command::Unsubscribe { filter, ack }
+                }
             };
             self.deferred.push_front(c);
         }
@@ -1437,7 +1424,7 @@ impl Session {
             )
             .await
         {
-            Ok(()) => conn.fifo.push_back(PendingOp::Publish(p)),
+            Ok(()) => conn.inflight.push(PendingOp::Publish(p)),
             Err(_) => {
                 if p.qos == QoS::AtLeastOnce {
                     self.resend.push(p);
@@ -1453,9 +1440,11 @@ impl Session {
             Command::Publish(p) => self.send_publish(conn, p).await,
             Command::Subscribe { filter, qos, ack } => {
                 match conn.client.subscribe(filter.clone(), to_rumqttc(qos)).await {
-                    Ok(()) => conn
-                        .fifo
-                        .push_back(PendingOp::Subscribe { filter, qos, ack }),
+                    Ok(()) => conn.inflight.push(PendingOp::Subscribe(PendingSubscribe {
+                        filter,
+                        qos,
+                        ack,
+                    })),
                     Err(_) => self
                         .deferred
                         .push_back(Command::Subscribe { filter, qos, ack }),
@@ -1464,7 +1453,9 @@ impl Session {
             Command::Unsubscribe { filter, ack } => {
                 self.confirmed.remove(&filter);
                 match conn.client.unsubscribe(filter.clone()).await {
-                    Ok(()) => conn.fifo.push_back(PendingOp::Unsubscribe { filter, ack }),
+                    Ok(()) => conn
+                        .inflight
+                        .push(PendingOp::Unsubscribe(PendingUnsubscribe { filter, ack })),
                     Err(_) => self
                         .deferred
                         .push_back(Command::Unsubscribe { filter, ack }),
@@ -1477,18 +1468,10 @@ impl Session {
     fn on_event(&mut self, conn: &mut Conn, ev: Event) {
         match ev {
             Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if conn.collision == Some(pkid) {
-                    conn.collision = None;
-                    return;
-                }
-                match conn.fifo.pop_front() {
-                    Some(PendingOp::Publish(p)) if p.qos == QoS::AtMostOnce => {
-                        complete(p.ack, Ok(PublishOutcome::Sent))
-                    }
-                    Some(PendingOp::Publish(p)) => {
-                        conn.pub_inflight.entry(pkid).or_default().push_back(p)
-                    }
-                    other => tracing::error!(
+                match conn.inflight.on_outgoing_publish(pkid) {
+                    Ok(Written::Sent(p)) => complete(p.ack, Ok(PublishOutcome::Sent)),
+                    Ok(Written::AwaitingAck | Written::Retransmitted) => {}
+                    Err(OutOfStep(other)) => tracing::error!(
                         pkid,
                         ok = other.is_some(),
                         "publish bookkeeping out of step"
@@ -1496,43 +1479,28 @@ impl Session {
                 }
             }
             Event::Outgoing(Outgoing::AwaitAck(pkid)) => {
-                if let Some(PendingOp::Publish(p)) = conn.fifo.pop_front() {
-                    conn.pub_inflight.entry(pkid).or_default().push_back(p);
-                    conn.collision = Some(pkid);
+                // As before the extraction: a non-publish at the front is dropped silently.
+                let _ = conn.inflight.on_await_ack(pkid);
+            }
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => {
+                if let Err(OutOfStep(_dropped)) = conn.inflight.on_outgoing_subscribe(pkid) {
+                    tracing::error!(pkid, "subscribe bookkeeping out of step");
                 }
             }
-            Event::Outgoing(Outgoing::Subscribe(pkid)) => match conn.fifo.pop_front() {
-                Some(op @ PendingOp::Subscribe { .. }) => {
-                    conn.sub_inflight.insert(pkid, op);
+            Event::Outgoing(Outgoing::Unsubscribe(pkid)) => {
+                if let Err(OutOfStep(_dropped)) = conn.inflight.on_outgoing_unsubscribe(pkid) {
+                    tracing::error!(pkid, "unsubscribe bookkeeping out of step");
                 }
-                _ => tracing::error!(pkid, "subscribe bookkeeping out of step"),
-            },
-            Event::Outgoing(Outgoing::Unsubscribe(pkid)) => match conn.fifo.pop_front() {
-                Some(op @ PendingOp::Unsubscribe { .. }) => {
-                    conn.unsub_inflight.insert(pkid, op);
-                }
-                _ => tracing::error!(pkid, "unsubscribe bookkeeping out of step"),
-            },
+            }
             Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(p) = conn
-                    .pub_inflight
-                    .get_mut(&ack.pkid)
-                    .and_then(|q| q.pop_front())
-                {
+                if let Some(p) = conn.inflight.on_puback(ack.pkid) {
                     complete(p.ack, Ok(PublishOutcome::Acknowledged));
-                }
-                if conn
-                    .pub_inflight
-                    .get(&ack.pkid)
-                    .is_some_and(|q| q.is_empty())
-                {
-                    conn.pub_inflight.remove(&ack.pkid);
                 }
             }
             Event::Incoming(Incoming::SubAck(ack)) => {
-                if let Some(PendingOp::Subscribe {
+                if let Some(PendingSubscribe {
                     filter, ack: sink, ..
-                }) = conn.sub_inflight.remove(&ack.pkid)
+                }) = conn.inflight.on_suback(ack.pkid)
                 {
                     if ack
                         .return_codes
@@ -1548,8 +1516,8 @@ impl Session {
                 }
             }
             Event::Incoming(Incoming::UnsubAck(ack)) => {
-                if let Some(PendingOp::Unsubscribe { filter, ack: sink }) =
-                    conn.unsub_inflight.remove(&ack.pkid)
+                if let Some(PendingUnsubscribe { filter, ack: sink }) =
+                    conn.inflight.on_unsuback(ack.pkid)
                 {
                     self.confirmed.remove(&filter);
                     complete(sink, Ok(()));
@@ -1615,8 +1583,11 @@ impl Session {
             if unsubscribe {
                 // Best effort; the UNSUBACK needs no one.
                 if conn.client.try_unsubscribe(filter.clone()).is_ok() {
-                    conn.fifo
-                        .push_back(PendingOp::Unsubscribe { filter, ack: None });
+                    conn.inflight
+                        .push(PendingOp::Unsubscribe(PendingUnsubscribe {
+                            filter,
+                            ack: None,
+                        }));
                 }
             }
         }
