@@ -431,29 +431,38 @@ impl Router {
 #[derive(Default)]
 struct Targets {
     list: Vec<(Arc<Session>, QoS)>,
-    /// Position in `list` by session, built once the list outgrows a linear scan.
-    positions: HashMap<*const Session, usize>,
+    /// Position in `list` by session, made once the list outgrows a linear scan (most
+    /// publishes never need it, and never pay for it).
+    positions: Option<HashMap<*const Session, usize>>,
 }
 
 impl Targets {
     fn add(&mut self, session: &Arc<Session>, qos: QoS) {
-        let position = if self.list.len() <= LINEAR_DEDUP_LIMIT {
-            self.list
-                .iter()
-                .position(|(known, _)| Arc::ptr_eq(known, session))
-        } else {
-            if self.positions.is_empty() {
-                for (index, (known, _)) in self.list.iter().enumerate() {
-                    self.positions.insert(Arc::as_ptr(known), index);
+        let key = Arc::as_ptr(session);
+        let known = match &mut self.positions {
+            Some(positions) => positions.get(&key).copied(),
+            None => {
+                let found = self
+                    .list
+                    .iter()
+                    .position(|(known, _)| Arc::ptr_eq(known, session));
+                if found.is_none() && self.list.len() >= LINEAR_DEDUP_LIMIT {
+                    self.positions = Some(
+                        self.list
+                            .iter()
+                            .enumerate()
+                            .map(|(index, (known, _))| (Arc::as_ptr(known), index))
+                            .collect(),
+                    );
                 }
+                found
             }
-            self.positions.get(&Arc::as_ptr(session)).copied()
         };
-        match position {
+        match known {
             Some(index) => self.list[index].1 = self.list[index].1.max(qos),
             None => {
-                if !self.positions.is_empty() {
-                    self.positions.insert(Arc::as_ptr(session), self.list.len());
+                if let Some(positions) = &mut self.positions {
+                    positions.insert(key, self.list.len());
                 }
                 self.list.push((session.clone(), qos));
             }
@@ -513,6 +522,57 @@ mod tests {
         assert_eq!(routed.sessions, 100);
         for session in &sessions {
             assert_eq!(drain(session), vec![("a/b".into(), QoS::AtLeastOnce)]);
+        }
+    }
+
+    #[test]
+    fn targets_match_a_naive_deduplication_on_both_sides_of_the_linear_limit() {
+        let router = router();
+        let sessions: Vec<_> = (0..40)
+            .map(|i| {
+                router
+                    .open_session(&format!("s{i}"), true, i, live("s"))
+                    .session
+            })
+            .collect();
+        // A fixed pseudo-random sequence of (session, QoS) matches, with repeats.
+        let mut seed = 7u64;
+        let matches: Vec<(usize, QoS)> = (0..200)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let session = (seed >> 33) as usize % sessions.len();
+                let qos = if seed >> 20 & 1 == 1 {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::AtMostOnce
+                };
+                (session, qos)
+            })
+            .collect();
+        for prefix in [5, 17, 30, 200] {
+            let mut targets = Targets::default();
+            let mut naive: Vec<(usize, QoS)> = Vec::new();
+            for &(index, qos) in &matches[..prefix] {
+                targets.add(&sessions[index], qos);
+                match naive.iter_mut().find(|(known, _)| *known == index) {
+                    Some((_, granted)) => *granted = (*granted).max(qos),
+                    None => naive.push((index, qos)),
+                }
+            }
+            let got: Vec<(usize, QoS)> = targets
+                .list
+                .iter()
+                .map(|(session, qos)| {
+                    let index = sessions
+                        .iter()
+                        .position(|s| Arc::ptr_eq(s, session))
+                        .unwrap();
+                    (index, *qos)
+                })
+                .collect();
+            assert_eq!(got, naive, "after {prefix} matches");
         }
     }
 
