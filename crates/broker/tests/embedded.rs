@@ -181,3 +181,75 @@ async fn an_embedded_broker_routes_answers_its_control_plane_and_stops() {
     .await;
     assert_eq!(publish.status, 503, "publish needs a running broker");
 }
+
+/// A change another process makes to the registry (here `answer_local`, as `pubsub iot`
+/// offline does) reaches the running broker through its file watcher: the anonymous
+/// principal starts with no policy, is refused, and is admitted once a policy is attached
+/// on disk — with no API call to the running broker, and long before the periodic look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_changes_by_another_process_are_picked_up_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = {:?}\nin_memory = true\nsession_expiry = \"1h\"\n[listeners]\nmqtt = \"127.0.0.1:0\"\nmqtts = \"\"\ntls = \"\"\nhttp = \"\"\n[limits]\nconnects_per_client_id_per_sec = 0\n[anonymous]\npolicies = []\n",
+        dir.path().display().to_string()
+    );
+    let config = Config::parse(&text).unwrap();
+    let running = broker::start(config.clone()).await.unwrap();
+    let address = running.address("mqtt").unwrap();
+    let connack = |client_id: &'static str| async move {
+        let mut client = Client {
+            stream: TcpStream::connect(address).await.unwrap(),
+            input: BytesMut::new(),
+        };
+        client
+            .send(Packet::Connect(Connect {
+                protocol: Protocol::V311,
+                keep_alive: 30,
+                client_id: client_id.into(),
+                clean_session: true,
+                will: None,
+                username: None,
+                password: None,
+            }))
+            .await;
+        match client.receive().await {
+            Some(Packet::ConnAck(ack)) => ack.code,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    };
+    assert_eq!(connack("before").await, ConnectReturnCode::NotAuthorized);
+
+    let document = serde_json::json!({
+        "policyDocument": r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}"#
+    })
+    .to_string();
+    let created = answer_local(
+        config.clone(),
+        &request("POST", "/policies/open", document.as_bytes()),
+    )
+    .await;
+    json(&created);
+    let attached = answer_local(
+        config.clone(),
+        &request(
+            "PUT",
+            "/target-policies/open",
+            br#"{"target": "anonymous"}"#,
+        ),
+    )
+    .await;
+    json(&attached);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        if connack("after").await == ConnectReturnCode::Accepted {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running broker did not see the attachment within 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
+}

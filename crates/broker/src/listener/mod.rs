@@ -289,11 +289,21 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
 /// TLS certificate verifier can read it from memory inside the handshake.
 fn watch_registry(broker: &Arc<Broker>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let file = broker.auth.registry.path().to_path_buf();
+    let file = broker.auth.registry.path();
     let dir = file.parent()?.to_path_buf();
+    // Matched by name: the watcher may report the folder's path in another form (absolute,
+    // canonical) than the configured `data_dir`. A rename onto it is how the registry is
+    // written, by this process or another.
+    let name = file.file_name()?.to_owned();
     let watched = broker.clone();
     let on_event = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| event.paths.contains(&file)) {
+        let touches_registry = |event: &notify::Event| {
+            event
+                .paths
+                .iter()
+                .any(|path| path.file_name() == Some(name.as_os_str()))
+        };
+        if event.is_ok_and(|event| touches_registry(&event)) {
             watched.auth.refresh_registry();
         }
     };
