@@ -56,14 +56,25 @@ pub struct IdentityPlane {
 
 impl IdentityPlane {
     /// Opens the registry in `config.data_dir` and applies the config's certificates,
-    /// policies, authorizers and identity pools. Fails when one of them is unusable.
+    /// policies, authorizers and identity pools (what a starting broker does). Fails when
+    /// one of them is unusable.
     pub fn open(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
+        let plane = IdentityPlane::open_existing(config)?;
+        plane.registry.apply_config(&plane.config)?;
+        plane.sync_registry();
+        cognito::apply_config_pools(&plane);
+        Ok(plane)
+    }
+
+    /// Opens the registry as it is, without applying the config's `[[certificates]]` and
+    /// identity pools to it: for `pubsub iot` offline, which must change only what its
+    /// command asks (a certificate revoked offline stays revoked).
+    pub fn open_existing(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
         let policies = Arc::new(PolicyStore::from_config(&config)?);
         let registry = Arc::new(
             Registry::open(&config.data_dir)
                 .map_err(|error| ConfigError::Invalid(error.to_string()))?,
         );
-        registry.apply_config(&config)?;
         let authorizers = CustomAuthorizers::from_config(&config)?;
         let plane = IdentityPlane {
             config,
@@ -73,7 +84,6 @@ impl IdentityPlane {
             temporary_credentials: TemporaryCredentials::default(),
         };
         plane.sync_registry();
-        cognito::apply_config_pools(&plane);
         Ok(plane)
     }
 

@@ -207,7 +207,6 @@ impl PacketHandler {
         if let Some(previous) = opened.took_over {
             info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
         }
-        broker.router.live.register(self.id, live.clone());
         let online = Online {
             live,
             client_id: opened.session.client_id.clone(),
@@ -229,14 +228,23 @@ impl PacketHandler {
             }
         }
         info!(client_id = %online.client_id, principal = online.policy.principal(), peer = %self.peer, clean_session = connect.clean_session, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
-        let peer_ip = self.peer.ip().to_string();
-        self.publish_event(&online, |context| {
-            lifecycle::connected_event(context, &peer_ip)
-        });
         Some(Admitted {
             online,
             durable: opened.durable,
         })
+    }
+
+    /// Once the CONNACK may go out (its session is durable): the connection becomes
+    /// reachable by the control plane and shutdown, and its `connected` event is sent.
+    pub(crate) fn go_online(&mut self, online: &Online) {
+        self.broker
+            .router
+            .live
+            .register(self.id, online.live.clone());
+        let peer_ip = self.peer.ip().to_string();
+        self.publish_event(online, |context| {
+            lifecycle::connected_event(context, &peer_ip)
+        });
     }
 
     /// Decodes and handles every complete packet in the input buffer.

@@ -243,6 +243,7 @@ where
             )
             .await;
         }
+        self.handler.go_online(&admitted.online);
         Some(admitted.online)
     }
 

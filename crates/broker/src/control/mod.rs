@@ -215,7 +215,7 @@ pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>)
 /// same operations as the API, with no signature to check (whoever can read the data
 /// directory holds its secrets anyway). Operations of the data plane answer 503.
 pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
-    let auth = match IdentityPlane::open(std::sync::Arc::new(config)) {
+    let auth = match IdentityPlane::open_existing(std::sync::Arc::new(config)) {
         Ok(auth) => auth,
         Err(error) => {
             return ApiError::new(

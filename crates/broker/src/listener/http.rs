@@ -30,15 +30,13 @@ use crate::http_head::RequestHead;
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send a request head (or a control-plane body).
 pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest control-plane request body.
-const MAX_BODY: usize = 1 << 20;
+/// How long one control-plane request on the TLS port may take in all (a slow body, a
+/// slow custom authorizer under TestInvokeAuthorizer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The control plane as an axum app: every method and path goes to [`control::answer`].
 fn app(broker: Arc<Broker>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(broker)
+    Router::new().fallback(handle).with_state(broker)
 }
 
 /// Serves the `http` listener until shutdown.
@@ -91,10 +89,15 @@ async fn handle(
     }
 }
 
-/// Serves a control-plane request whose head was already read (HTTPS on the TLS port),
-/// with the same app as the `http` listener.
-pub(super) async fn serve_control_plane<S>(broker: &Arc<Broker>, stream: S, head: Vec<u8>)
-where
+/// Serves the control-plane request whose head was already read (HTTPS on the TLS port),
+/// with the same app as the `http` listener: one request, then the connection closes (as
+/// IoT Core's data endpoint does), within [`REQUEST_TIMEOUT`] and until shutdown.
+pub(super) async fn serve_control_plane<S>(
+    broker: &Arc<Broker>,
+    stream: S,
+    head: Vec<u8>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = hyper_util::rt::TokioIo::new(Replayed {
@@ -102,13 +105,18 @@ where
         stream,
     });
     let service = hyper_util::service::TowerToHyperService::new(app(broker.clone()));
-    let served = hyper::server::conn::http1::Builder::new()
+    let serving = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(READ_TIMEOUT)
-        .serve_connection(io, service)
-        .await;
-    if let Err(error) = served {
-        debug!(%error, "control-plane connection ended with an error");
+        .keep_alive(false)
+        .serve_connection(io, service);
+    tokio::select! {
+        served = tokio::time::timeout(REQUEST_TIMEOUT, serving) => match served {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => debug!(%error, "control-plane connection ended with an error"),
+            Err(_) => debug!("control-plane request not done within {REQUEST_TIMEOUT:?}: closed"),
+        },
+        _ = shutdown.changed() => {}
     }
 }
 

@@ -42,18 +42,23 @@ pub fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(upgrade(broker.clone(), stream, peer, transport)).then(
-        move |upgraded| match upgraded {
-            Some((ws, admission)) => Either::Left(connection::serve(
-                broker,
-                WsBytes::new(ws),
-                peer,
-                shutdown,
-                admission,
-            )),
-            None => Either::Right(std::future::ready(())),
-        },
-    )
+    Box::pin(upgrade(
+        broker.clone(),
+        stream,
+        peer,
+        transport,
+        shutdown.clone(),
+    ))
+    .then(move |upgraded| match upgraded {
+        Some((ws, admission)) => Either::Left(connection::serve(
+            broker,
+            WsBytes::new(ws),
+            peer,
+            shutdown,
+            admission,
+        )),
+        None => Either::Right(std::future::ready(())),
+    })
 }
 
 /// Answers the HTTP request: `Some` once `/mqtt` is upgraded and authenticated; `None` when
@@ -63,6 +68,7 @@ async fn upgrade<S>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
+    shutdown: watch::Receiver<bool>,
 ) -> Option<(WebSocketStream<S>, Admission)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -81,7 +87,7 @@ where
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, stream, raw_head).await;
+            serve_control_plane(&broker, stream, raw_head, shutdown).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");

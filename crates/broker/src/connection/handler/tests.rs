@@ -107,6 +107,7 @@ fn connected(broker: &Arc<Broker>, client_id: &str, clean: bool) -> (PacketHandl
     let admitted = handler
         .admit(connect(client_id, clean), &Identity::Anonymous, None)
         .expect("admitted");
+    handler.go_online(&admitted.online);
     let packets = written(&mut handler);
     assert!(matches!(
         packets[0],
@@ -476,5 +477,29 @@ fn the_will_is_published_on_abnormal_close_but_not_after_disconnect() {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed),
         1
+    );
+}
+
+#[test]
+fn the_connected_event_waits_until_the_connection_goes_online() {
+    let broker = broker();
+    let (mut watcher, mut watcher_online) = connected(&broker, "watcher", true);
+    watcher
+        .handle_packet(
+            &mut watcher_online,
+            subscribe(1, &[("$aws/events/presence/connected/+", QoS::AtMostOnce)]),
+        )
+        .unwrap();
+    let _ = written(&mut watcher);
+    let mut handler = PacketHandler::new(broker.clone(), peer());
+    let admitted = handler
+        .admit(connect("device", true), &Identity::Anonymous, None)
+        .unwrap();
+    // Admitted, CONNACK queued, but its session may not be durable yet: nothing announced.
+    assert!(received_topics(&mut watcher, &mut watcher_online).is_empty());
+    handler.go_online(&admitted.online);
+    assert_eq!(
+        received_topics(&mut watcher, &mut watcher_online),
+        vec!["$aws/events/presence/connected/device".to_owned()]
     );
 }
