@@ -66,12 +66,7 @@ impl ClientCertVerifier for RegistryVerifier {
                 // The registry changed in memory; the file is written off the handshake
                 // path (a write and two fsyncs must not stall a runtime worker).
                 self.policies.attach(&certificate_id, &policies);
-                let registry = self.registry.clone();
-                std::thread::spawn(move || {
-                    if let Err(error) = registry.save() {
-                        warn!(%error, %certificate_id, "could not save the auto-registered certificate");
-                    }
-                });
+                self.registry.save_soon();
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {

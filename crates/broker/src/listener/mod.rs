@@ -97,6 +97,8 @@ impl RunningBroker {
         {
             warn!("shutdown: some connections did not close within {SHUTDOWN_GRACE:?}");
         }
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.auth.registry.flush()).await;
         self.broker.router.close_store();
         info!("broker stopped");
     }

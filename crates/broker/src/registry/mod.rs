@@ -55,6 +55,11 @@ struct RegistryState {
 pub struct Registry {
     path: PathBuf,
     state: Mutex<(RegistryState, Option<SystemTime>)>,
+    /// Certificates registered on first use (inside a TLS handshake) and not yet saved,
+    /// with the policies their CA gave them: the saver merges them into the file.
+    auto_registered: Mutex<Vec<(CertificateRecord, Vec<String>)>>,
+    /// A save of `auto_registered` is asked for; a saver thread runs or is starting.
+    save_requested: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -64,6 +69,8 @@ impl Registry {
         let registry = Registry {
             path,
             state: Mutex::new((RegistryState::default(), None)),
+            auto_registered: Mutex::new(Vec::new()),
+            save_requested: std::sync::atomic::AtomicBool::new(false),
         };
         registry.reload_if_changed()?;
         Ok(registry)
@@ -390,10 +397,54 @@ impl Registry {
         &self.path
     }
 
-    /// Writes the registry file from memory (after a change made in memory only).
-    pub fn save(&self) -> Result<(), RegistryError> {
+    /// Saves the certificates registered on first use, on a thread of its own: the caller
+    /// is a TLS handshake. One saver at a time; a request while it runs makes it go again.
+    pub fn save_soon(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.save_requested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let registry = self.clone();
+        std::thread::spawn(move || {
+            while registry.save_requested.swap(false, Ordering::AcqRel) {
+                if let Err(error) = registry.save_auto_registered() {
+                    tracing::warn!(%error, "could not save certificates registered on first use; they stay registered in memory");
+                }
+            }
+        });
+    }
+
+    /// Writes what `save_soon` was asked to save, now (shutdown).
+    pub fn flush(&self) {
+        if let Err(error) = self.save_auto_registered() {
+            tracing::warn!(%error, "could not save certificates registered on first use");
+        }
+    }
+
+    /// Merges the certificates registered on first use into the file. If another process
+    /// changed the file since it was read, that version is read first (its change is kept)
+    /// and the next look reloads it, so the policy store sees it too.
+    fn save_auto_registered(&self) -> Result<(), RegistryError> {
+        let pending = std::mem::take(&mut *self.auto_registered.lock());
+        if pending.is_empty() {
+            return Ok(());
+        }
         let mut guard = self.state.lock();
-        self.save_locked(&mut guard)
+        let on_disk = self.read_if_changed(guard.1)?;
+        let merged = on_disk.is_some();
+        if let Some((state, _)) = on_disk {
+            guard.0 = state;
+            for (record, policies) in pending {
+                let id = record.certificate_id.clone();
+                guard.0.certificates.entry(id.clone()).or_insert(record);
+                attach_names(&mut guard.0, &id, &policies);
+            }
+        }
+        self.save_locked(&mut guard)?;
+        if merged {
+            guard.1 = None;
+        }
+        Ok(())
     }
 
     /// Registers a certificate (register-certificate, create-keys-and-certificate).
@@ -495,9 +546,25 @@ impl Registry {
     /// Rereads the file when its modification time differs from the one last read;
     /// `true` when it did.
     pub fn reload_if_changed(&self) -> Result<bool, RegistryError> {
+        let mut guard = self.state.lock();
+        match self.read_if_changed(guard.1)? {
+            Some(read) => {
+                *guard = read;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The file's contents and modification time, if it changed since `known` (`None`:
+    /// unchanged, or no file yet).
+    fn read_if_changed(
+        &self,
+        known: Option<SystemTime>,
+    ) -> Result<Option<(RegistryState, Option<SystemTime>)>, RegistryError> {
         let modified = match std::fs::metadata(&self.path) {
             Ok(metadata) => metadata.modified().ok(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(RegistryError::Io {
                     path: self.path.clone(),
@@ -505,20 +572,18 @@ impl Registry {
                 })
             }
         };
-        let mut guard = self.state.lock();
-        if modified.is_some() && guard.1 == modified {
-            return Ok(false);
+        if modified.is_some() && known == modified {
+            return Ok(None);
         }
         let text = std::fs::read_to_string(&self.path).map_err(|source| RegistryError::Io {
             path: self.path.clone(),
             source,
         })?;
-        guard.0 = serde_json::from_str(&text).map_err(|error| RegistryError::Corrupt {
+        let state = serde_json::from_str(&text).map_err(|error| RegistryError::Corrupt {
             path: self.path.clone(),
             message: error.to_string(),
         })?;
-        guard.1 = modified;
-        Ok(true)
+        Ok(Some((state, modified)))
     }
 
     fn save_locked(

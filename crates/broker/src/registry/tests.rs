@@ -173,3 +173,37 @@ fn changes_by_another_process_are_seen() {
     assert!(registry.reload_if_changed().unwrap());
     assert!(verify(&registry, &store, &der).is_err());
 }
+
+#[test]
+fn a_certificate_registered_on_first_use_is_saved_without_losing_another_process_change() {
+    let (dir, registry, store) = registry();
+    let automatic = ca("auto CA");
+    add_ca(&registry, &automatic, CertificateStatus::Active, true);
+    let other = leaf(None, -1, 30);
+    registry
+        .register(&pem_of(&other), CertificateStatus::Active)
+        .unwrap();
+    let der = leaf(Some(&automatic), -1, 30);
+    assert!(verify(&registry, &store, &der).is_ok());
+    // Before the saver runs, another process (the CLI) revokes the other certificate.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    Registry::open(dir.path())
+        .unwrap()
+        .update_status(&certificate_id(&other), CertificateStatus::Revoked)
+        .unwrap();
+    registry.flush();
+    let reopened = Registry::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened.describe(&certificate_id(&der)).unwrap().status,
+        CertificateStatus::Active,
+        "the auto-registered certificate was saved"
+    );
+    assert_eq!(
+        reopened.describe(&certificate_id(&other)).unwrap().status,
+        CertificateStatus::Revoked,
+        "the other process's change was kept"
+    );
+    assert_eq!(reopened.attached(&certificate_id(&der)), ["dev-allow-all"]);
+    // The broker's copy is told to reload, so its policy store sees the change too.
+    assert!(registry.reload_if_changed().unwrap());
+}

@@ -68,18 +68,17 @@ impl Registry {
             )));
         }
         let (ca_id, policies) = (ca.certificate_id.clone(), ca.policies.clone());
-        let pem = pem_of(end_entity);
-        state.certificates.insert(
-            id.clone(),
-            CertificateRecord {
-                certificate_id: id.clone(),
-                certificate_pem: pem,
-                status: CertificateStatus::Active,
-                ca_certificate_id: Some(ca_id.clone()),
-                creation_date: unix_now(),
-            },
-        );
+        let record = CertificateRecord {
+            certificate_id: id.clone(),
+            certificate_pem: pem_of(end_entity),
+            status: CertificateStatus::Active,
+            ca_certificate_id: Some(ca_id.clone()),
+            creation_date: unix_now(),
+        };
+        state.certificates.insert(id.clone(), record.clone());
         attach_names(state, &id, &policies);
+        // Saved by `save_soon`, off the handshake.
+        self.auto_registered.lock().push((record, policies.clone()));
         tracing::info!(certificate_id = %id, ca = %ca_id, "certificate registered ACTIVE on first use (auto_register)");
         Ok(Verified::AutoRegistered {
             certificate_id: id,
