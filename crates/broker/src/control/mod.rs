@@ -592,3 +592,6 @@ pub(super) fn data_topic(path: &str, prefix: &str) -> Result<String, ApiError> {
         .decode_utf8_lossy()
         .into_owned())
 }
+
+#[cfg(test)]
+mod tests;

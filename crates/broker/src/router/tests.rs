@@ -1,0 +1,157 @@
+//! The router against an in-memory configuration: sessions, subscriptions, routing.
+
+use super::*;
+use std::time::Duration;
+
+fn router() -> Router {
+    let config = Arc::new(Config::parse("in_memory = true").unwrap());
+    Router::new(config, None, Recovered::default())
+}
+
+fn live(name: &str) -> Arc<LiveConnection> {
+    Arc::new(LiveConnection::new(name, None))
+}
+
+fn drain(session: &Session) -> Vec<(String, QoS)> {
+    session.with_state(|state| {
+        std::iter::from_fn(|| state.next_outgoing())
+            .map(|out| (out.delivery.topic.to_string(), out.delivery.qos))
+            .collect()
+    })
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+    let router = router();
+    let opened = router.open_session("c", true, 1, live("c"));
+    router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
+    router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
+    let routed = router.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 1);
+    assert_eq!(
+        drain(&opened.session),
+        vec![("a/b".into(), QoS::AtLeastOnce)]
+    );
+}
+
+#[test]
+fn many_subscribers_on_overlapping_filters_each_get_one_copy() {
+    let router = router();
+    let sessions: Vec<_> = (0..100)
+        .map(|i| {
+            let opened = router.open_session(&format!("c{i}"), true, i, live("c"));
+            router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
+            router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
+            router.subscribe(&opened.session, "a/b", QoS::AtMostOnce);
+            opened.session
+        })
+        .collect();
+    let routed = router.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 100);
+    for session in &sessions {
+        assert_eq!(drain(session), vec![("a/b".into(), QoS::AtLeastOnce)]);
+    }
+}
+
+#[test]
+fn targets_match_a_naive_deduplication_on_both_sides_of_the_linear_limit() {
+    let router = router();
+    let sessions: Vec<_> = (0..40)
+        .map(|i| {
+            router
+                .open_session(&format!("s{i}"), true, i, live("s"))
+                .session
+        })
+        .collect();
+    // A fixed pseudo-random sequence of (session, QoS) matches, with repeats.
+    let mut seed = 7u64;
+    let matches: Vec<(usize, QoS)> = (0..200)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let session = (seed >> 33) as usize % sessions.len();
+            let qos = if seed >> 20 & 1 == 1 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            };
+            (session, qos)
+        })
+        .collect();
+    for prefix in [5, 17, 30, 200] {
+        let mut targets = Targets::default();
+        let mut naive: Vec<(usize, QoS)> = Vec::new();
+        for &(index, qos) in &matches[..prefix] {
+            targets.add(&sessions[index], qos);
+            match naive.iter_mut().find(|(known, _)| *known == index) {
+                Some((_, granted)) => *granted = (*granted).max(qos),
+                None => naive.push((index, qos)),
+            }
+        }
+        let got: Vec<(usize, QoS)> = targets
+            .list
+            .iter()
+            .map(|(session, qos)| {
+                let index = sessions
+                    .iter()
+                    .position(|s| Arc::ptr_eq(s, session))
+                    .unwrap();
+                (index, *qos)
+            })
+            .collect();
+        assert_eq!(got, naive, "after {prefix} matches");
+    }
+}
+
+#[test]
+fn persistent_session_resumes_and_clean_session_replaces() {
+    let router = router();
+    let first = router.open_session("c", false, 1, live("c"));
+    assert!(!first.session_present);
+    router.subscribe(&first.session, "t", QoS::AtLeastOnce);
+    router.close_session(&first.session, 1, Instant::now());
+    router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    let resumed = router.open_session("c", false, 2, live("c"));
+    assert!(resumed.session_present);
+    assert_eq!(drain(&resumed.session).len(), 1);
+    let replaced = router.open_session("c", true, 3, live("c"));
+    assert!(!replaced.session_present);
+    assert_eq!(replaced.took_over, Some(2));
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 0);
+}
+
+#[test]
+fn expired_sessions_are_removed() {
+    let router = router();
+    let opened = router.open_session("c", false, 1, live("c"));
+    router.subscribe(&opened.session, "t", QoS::AtLeastOnce);
+    let now = Instant::now();
+    router.close_session(&opened.session, 1, now);
+    assert_eq!(router.expire_sessions(now), 0);
+    assert_eq!(router.expire_sessions(now + Duration::from_secs(3601)), 1);
+    assert_eq!(router.session_count(), 0);
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 0);
+}
+
+#[test]
+fn retained_follows_iot_rule() {
+    let router = router();
+    router.retain("a/b", Bytes::from_static(b"1"), QoS::AtMostOnce);
+    router.retain("a/b", Bytes::from_static(b"2"), QoS::AtMostOnce);
+    assert_eq!(&router.retained_for("a/b")[0].payload[..], b"2");
+    assert!(router.retained_for("a/+").is_empty());
+    router.retain("a/b", Bytes::new(), QoS::AtMostOnce);
+    assert_eq!(router.retained_count(), 0);
+}
+
+#[test]
+fn connect_throttle_counts_per_second() {
+    let router = router();
+    assert!(router.admit_connect("c", 10));
+    assert!(!router.admit_connect("c", 10));
+    assert!(router.admit_connect("other", 10));
+    assert!(router.admit_connect("c", 11));
+}
