@@ -30,7 +30,11 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(address: std::net::SocketAddr, client_id: &str) -> Client {
+    /// A connection that sent CONNECT (clean session) and read the CONNACK's code.
+    async fn try_connect(
+        address: std::net::SocketAddr,
+        client_id: &str,
+    ) -> (Client, ConnectReturnCode) {
         let stream = TcpStream::connect(address).await.unwrap();
         let mut client = Client {
             stream,
@@ -48,9 +52,14 @@ impl Client {
             }))
             .await;
         match client.receive().await {
-            Some(Packet::ConnAck(ack)) => assert_eq!(ack.code, ConnectReturnCode::Accepted),
+            Some(Packet::ConnAck(ack)) => (client, ack.code),
             other => panic!("expected CONNACK, got {other:?}"),
         }
+    }
+
+    async fn connect(address: std::net::SocketAddr, client_id: &str) -> Client {
+        let (client, code) = Client::try_connect(address, client_id).await;
+        assert_eq!(code, ConnectReturnCode::Accepted);
         client
     }
 
@@ -196,27 +205,8 @@ async fn registry_changes_by_another_process_are_picked_up_at_once() {
     let config = Config::parse(&text).unwrap();
     let running = broker::start(config.clone()).await.unwrap();
     let address = running.address("mqtt").unwrap();
-    let connack = |client_id: &'static str| async move {
-        let mut client = Client {
-            stream: TcpStream::connect(address).await.unwrap(),
-            input: BytesMut::new(),
-        };
-        client
-            .send(Packet::Connect(Connect {
-                protocol: Protocol::V311,
-                keep_alive: 30,
-                client_id: client_id.into(),
-                clean_session: true,
-                will: None,
-                username: None,
-                password: None,
-            }))
-            .await;
-        match client.receive().await {
-            Some(Packet::ConnAck(ack)) => ack.code,
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    };
+    let connack =
+        |client_id: &'static str| async move { Client::try_connect(address, client_id).await.1 };
     assert_eq!(connack("before").await, ConnectReturnCode::NotAuthorized);
 
     let document = serde_json::json!({
