@@ -247,3 +247,129 @@ pub fn shorter(
         _ => Some(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::sync::Arc;
+
+    fn plane() -> IdentityPlane {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let text = format!(
+            "data_dir = {:?}\nin_memory = true\n[[credentials]]\naccess_key_id = \"AKIAKNOWN\"\nsecret_access_key = \"secret\"\nprincipal = \"us-east-1:someone\"\n",
+            dir.display().to_string()
+        );
+        IdentityPlane::open(Arc::new(Config::parse(&text).unwrap())).unwrap()
+    }
+
+    fn upgrade(query: &str) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            path: "/mqtt".into(),
+            query: query.into(),
+            headers: vec![("host".into(), "localhost:8443".into())],
+        }
+    }
+
+    fn presigned(access_key: &str) -> String {
+        format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={access_key}%2F20261201%2Fus-east-1%2Fiotdevicegateway%2Faws4_request&X-Amz-Date=20261201T000000Z&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+            "0".repeat(64)
+        )
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bare_upgrade_authenticates_at_connect_within_the_websocket_ttl() {
+        let plane = plane();
+        let transport = Transport::Tls {
+            server_name: Some("localhost".into()),
+        };
+        let admission = authenticate_upgrade(&plane, &upgrade(""), peer(), transport)
+            .await
+            .unwrap();
+        match admission.identity {
+            Identity::AtConnect {
+                protocols,
+                server_name,
+            } => {
+                assert_eq!(protocols, ["tls", "http", "mqtt"]);
+                assert_eq!(server_name.as_deref(), Some("localhost"));
+            }
+            other => panic!("expected AtConnect, got {other:?}"),
+        }
+        assert_eq!(
+            admission.lifetime,
+            Some((
+                plane.config.limits.websocket_ttl,
+                DisconnectReason::WebsocketTtlExpiration
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn sigv4_refusals_name_the_key_and_the_reason() {
+        let plane = plane();
+        let unknown = authenticate_upgrade(
+            &plane,
+            &upgrade(&presigned("AKIANOBODY")),
+            peer(),
+            Transport::Plain,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            unknown.contains("unknown access key AKIANOBODY"),
+            "{unknown}"
+        );
+        let forged = authenticate_upgrade(
+            &plane,
+            &upgrade(&presigned("AKIAKNOWN")),
+            peer(),
+            Transport::Plain,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            forged.starts_with("SigV4 (access key AKIAKNOWN)"),
+            "{forged}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connect_without_credentials_or_default_authorizer_is_refused() {
+        let plane = plane();
+        let connect = Connect {
+            protocol: mqtt::Protocol::V311,
+            keep_alive: 30,
+            client_id: "c".into(),
+            clean_session: true,
+            will: None,
+            username: None,
+            password: None,
+        };
+        let refused = authenticate_connect(&plane, &connect, peer(), &["tls", "mqtt"], None)
+            .await
+            .unwrap_err();
+        assert!(refused.contains("no default_authorizer"), "{refused}");
+    }
+
+    #[test]
+    fn the_earlier_forced_disconnect_wins() {
+        let ttl = (
+            Duration::from_secs(60),
+            DisconnectReason::WebsocketTtlExpiration,
+        );
+        let custom = (
+            Duration::from_secs(30),
+            DisconnectReason::CustomAuthTtlExpiration,
+        );
+        assert_eq!(shorter(Some(ttl), custom), Some(custom));
+        assert_eq!(shorter(Some(custom), ttl), Some(custom));
+        assert_eq!(shorter(None, ttl), Some(ttl));
+    }
+}

@@ -215,3 +215,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
         Pin::new(&mut self.ws).poll_close(cx).map_err(to_io)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The MQTT byte stream survives frames that split packets and frames that hold
+    /// several, and what the broker writes goes out as binary frames.
+    #[tokio::test]
+    async fn mqtt_bytes_cross_binary_frames_in_both_directions() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut bytes = WsBytes::new(server);
+        // PINGREQ split over two frames, then PINGREQ + DISCONNECT in one.
+        for frame in [&[0xC0u8][..], &[0x00], &[0xC0, 0x00, 0xE0, 0x00]] {
+            client.send(Message::binary(frame.to_vec())).await.unwrap();
+        }
+        let mut received = [0u8; 6];
+        bytes.read_exact(&mut received).await.unwrap();
+        assert_eq!(received, [0xC0, 0x00, 0xC0, 0x00, 0xE0, 0x00]);
+        bytes.write_all(&[0xD0, 0x00]).await.unwrap();
+        bytes.flush().await.unwrap();
+        match client.next().await {
+            Some(Ok(Message::Binary(data))) => assert_eq!(&data[..], &[0xD0, 0x00]),
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+        // A text frame is not MQTT: the stream fails, it does not pass the text on.
+        client.send(Message::text("hello")).await.unwrap();
+        let mut more = [0u8; 1];
+        assert!(bytes.read(&mut more).await.is_err());
+    }
+}
