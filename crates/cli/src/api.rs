@@ -110,19 +110,25 @@ impl ApiClient {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let text = response.text()?;
-        let value: Value = if text.is_empty() {
-            Value::Object(Default::default())
-        } else {
-            serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text}"))?
-        };
-        if !status.is_success() {
-            bail!(
-                "{} (HTTP {}): {}",
-                kind.unwrap_or_else(|| "error".into()),
-                status.as_u16(),
-                value["message"].as_str().unwrap_or(&text)
-            );
-        }
-        Ok(value)
+        read_answer(status.as_u16(), kind.as_deref(), &text)
     }
+}
+
+/// A control-plane answer as `aws iot` reads it, whether it came over HTTP or from
+/// `broker::control::answer_local`: the JSON (`{}` when empty), or for a non-2xx status
+/// the error `"<ErrorType> (HTTP <status>): <message>"`.
+pub fn read_answer(status: u16, kind: Option<&str>, body: &str) -> anyhow::Result<Value> {
+    let value: Value = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(body).with_context(|| format!("answer is not JSON: {body}"))?
+    };
+    if !(200..300).contains(&status) {
+        bail!(
+            "{} (HTTP {status}): {}",
+            kind.unwrap_or("error"),
+            value["message"].as_str().unwrap_or(body)
+        );
+    }
+    Ok(value)
 }

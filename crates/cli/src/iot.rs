@@ -17,7 +17,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::api::{encode_segment, ApiClient};
+use crate::api::{encode_segment, read_answer, ApiClient};
 
 /// Where the broker's state is: `--config` (its `data_dir`, region, account, endpoint)
 /// and/or `--data-dir` (overrides the config's), or the running control plane to call.
@@ -413,27 +413,9 @@ fn local(config: Config, call: &Call) -> anyhow::Result<Value> {
     answer_value(answer)
 }
 
-/// An [`Answer`] as [`ApiClient::call`] reads an HTTP answer: the JSON (`{}` when empty),
-/// or, for a non-2xx status, the error `"<kind> (HTTP <status>): <message>"`.
+/// An [`Answer`] read as [`ApiClient::call`] reads an HTTP answer.
 fn answer_value(answer: Answer) -> anyhow::Result<Value> {
-    let Answer {
-        status,
-        error_kind,
-        body,
-    } = answer;
-    let value: Value = if body.is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_str(&body).with_context(|| format!("answer is not JSON: {body}"))?
-    };
-    if !(200..300).contains(&status) {
-        bail!(
-            "{} (HTTP {status}): {}",
-            error_kind.unwrap_or("error"),
-            value["message"].as_str().unwrap_or(&body)
-        );
-    }
-    Ok(value)
+    read_answer(answer.status, answer.error_kind, &answer.body)
 }
 
 /// Text given as is, or read from `file://PATH` (as the AWS CLI does).

@@ -59,7 +59,7 @@ impl IdentityPlane {
     /// policies, authorizers and identity pools (what a starting broker does). Fails when
     /// one of them is unusable.
     pub fn open(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
-        let plane = IdentityPlane::open_existing(config)?;
+        let plane = IdentityPlane::load(config)?;
         plane.registry.apply_config(&plane.config)?;
         plane.sync_registry();
         cognito::apply_config_pools(&plane);
@@ -70,21 +70,26 @@ impl IdentityPlane {
     /// identity pools to it: for `pubsub iot` offline, which must change only what its
     /// command asks (a certificate revoked offline stays revoked).
     pub fn open_existing(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
+        let plane = IdentityPlane::load(config)?;
+        plane.sync_registry();
+        Ok(plane)
+    }
+
+    /// The registry file and the config's policies and authorizers, not yet synced.
+    fn load(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
         let policies = Arc::new(PolicyStore::from_config(&config)?);
         let registry = Arc::new(
             Registry::open(&config.data_dir)
                 .map_err(|error| ConfigError::Invalid(error.to_string()))?,
         );
         let authorizers = CustomAuthorizers::from_config(&config)?;
-        let plane = IdentityPlane {
+        Ok(IdentityPlane {
             config,
             policies,
             registry,
             authorizers,
             temporary_credentials: TemporaryCredentials::default(),
-        };
-        plane.sync_registry();
-        Ok(plane)
+        })
     }
 
     /// Picks up what `pubsub iot` (another process) changed in the registry since the last

@@ -184,8 +184,12 @@ where
         }
     }
 
-    /// Tells the handler how far the store has committed.
+    /// Tells the handler how far the store has committed, while acknowledgements wait for
+    /// it (otherwise the handler's older figure only makes a new one wait one pass).
     fn observe_committed(&mut self) {
+        if self.handler.pending_acks.is_empty() {
+            return;
+        }
         if let Some(committed) = &mut self.committed {
             self.handler.committed = *committed.borrow_and_update();
         }
@@ -255,7 +259,6 @@ where
     /// shared `LiveConnection`), which keeps an idle connection's future small.
     async fn run(&mut self, online: &mut Online) -> Ending {
         // Packets that arrived in the same read as CONNECT are already buffered.
-        self.observe_committed();
         if let Err(ending) = self.handler.handle_input(online) {
             return ending;
         }

@@ -6,10 +6,9 @@ use super::*;
 
 pub(super) async fn route(
     broker: &Plane<'_>,
-    request: &ApiRequest<'_>,
+    request @ &ApiRequest { method, body, .. }: &ApiRequest<'_>,
     parts: &[&str],
 ) -> ApiResult {
-    let ApiRequest { method, body, .. } = *request;
     match (method, parts) {
         ("POST", ["authorizer", name]) => {
             let body = json_body(body)?;

@@ -6,15 +6,14 @@ use super::*;
 
 pub(super) async fn route(
     broker: &Plane<'_>,
-    request: &ApiRequest<'_>,
-    parts: &[&str],
-) -> ApiResult {
-    let ApiRequest {
+    request @ &ApiRequest {
         method,
         query,
         body,
         ..
-    } = *request;
+    }: &ApiRequest<'_>,
+    parts: &[&str],
+) -> ApiResult {
     let set_as_active = query_param(query, "setAsActive").as_deref() == Some("true");
     match (method, parts) {
         ("POST", ["keys-and-certificate"]) => {

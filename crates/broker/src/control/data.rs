@@ -9,16 +9,15 @@ use super::*;
 
 pub(super) async fn route(
     broker: &Plane<'_>,
-    request: &ApiRequest<'_>,
-    parts: &[&str],
-) -> ApiResult {
-    let ApiRequest {
+    request @ &ApiRequest {
         method,
         path,
         query,
         body,
         ..
-    } = *request;
+    }: &ApiRequest<'_>,
+    parts: &[&str],
+) -> ApiResult {
     match (method, parts) {
         ("POST", ["topics", ..]) => {
             let topic = data_topic(path, "/topics/")?;

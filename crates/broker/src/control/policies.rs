@@ -8,16 +8,15 @@ use super::*;
 
 pub(super) async fn route(
     broker: &Plane<'_>,
-    request: &ApiRequest<'_>,
-    parts: &[&str],
-) -> ApiResult {
-    let ApiRequest {
+    request @ &ApiRequest {
         method,
         query,
         headers,
         body,
         ..
-    } = *request;
+    }: &ApiRequest<'_>,
+    parts: &[&str],
+) -> ApiResult {
     match (method, parts) {
         ("POST", ["policies", name]) => {
             let body = json_body(body)?;

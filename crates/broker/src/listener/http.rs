@@ -20,7 +20,7 @@ use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::control::{self, ApiRequest};
@@ -114,7 +114,7 @@ pub(super) async fn serve_control_plane<S>(
         served = tokio::time::timeout(REQUEST_TIMEOUT, serving) => match served {
             Ok(Ok(())) => {}
             Ok(Err(error)) => debug!(%error, "control-plane connection ended with an error"),
-            Err(_) => debug!("control-plane request not done within {REQUEST_TIMEOUT:?}: closed"),
+            Err(_) => info!("closing control-plane connection on the TLS port: request not done within {REQUEST_TIMEOUT:?}"),
         },
         _ = shutdown.changed() => {}
     }
