@@ -87,8 +87,9 @@ pub(crate) struct PacketHandler {
     /// Acknowledgements (PUBACK, SUBACK, UNSUBACK) held until the store has made what
     /// they acknowledge durable, in order (MQTT-4.6.0-2): `(packet, store sequence number)`.
     pub(crate) pending_acks: VecDeque<(Packet, u64)>,
-    /// How far the store has committed, as last told by the connection task; `u64::MAX`
-    /// in memory, where everything is as durable as it gets.
+    /// How far the store has committed, as the connection task last told it (it looks
+    /// while acknowledgements wait; an older figure only holds a new ack one pass);
+    /// `u64::MAX` in memory, where everything is as durable as it gets.
     pub(crate) committed: u64,
 }
 
