@@ -1,30 +1,38 @@
-//! Strict MQTT 3.1.1 decoder.
+//! Strict MQTT 3.1.1 and MQTT 5 decoder.
 //!
-//! Everything the spec says a receiver MUST treat as malformed is rejected here, so the
-//! broker never has to re-validate a decoded packet's syntax.
+//! Everything the specifications say a receiver MUST treat as malformed (or, in MQTT 5,
+//! as a protocol error detectable from one packet) is rejected here, so the broker never
+//! has to re-validate a decoded packet's syntax.
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{ConnectFlagsViolation, DecodeError};
 use crate::packet::*;
+use crate::properties::{read_properties, UnsubscribeProperties};
 use crate::wire::*;
 
-/// Decodes the packet at the front of `buf`.
+/// Decodes the packet at the front of `buf`, for a connection speaking `protocol` (the
+/// version its CONNECT chose; a CONNECT itself is decoded by the level it carries).
 ///
 /// Returns `Ok(None)` without touching `buf` while the packet is incomplete, and
 /// `Ok(Some(packet))` after removing exactly that packet's bytes. PUBLISH payloads, will
-/// messages and passwords are slices of the buffer, not copies.
+/// messages, passwords and binary properties are slices of the buffer, not copies.
 ///
 /// `max_packet_size` bounds the whole packet (fixed header included); a larger declared
 /// length is refused as soon as the remaining-length field is complete, before any of the
 /// body has to be buffered.
-pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packet>, DecodeError> {
+pub fn decode(
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+    protocol: Protocol,
+) -> Result<Option<Packet>, DecodeError> {
     let Some(&byte1) = buf.first() else {
         return Ok(None);
     };
+    let v5 = protocol.is_v5();
     let packet_type = byte1 >> 4;
     let flags = byte1 & 0x0F;
-    check_fixed_header_flags(packet_type, flags)?;
+    check_fixed_header_flags(packet_type, flags, v5)?;
 
     let Some((length_len, remaining)) = read_remaining_length(&buf[1..])? else {
         return Ok(None);
@@ -37,7 +45,7 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
             max: max_packet_size,
         });
     }
-    if let Some(expected) = fixed_remaining_length(packet_type) {
+    if let Some(expected) = fixed_remaining_length(packet_type, v5) {
         if remaining != expected {
             return Err(DecodeError::InvalidRemainingLength {
                 packet_type,
@@ -53,31 +61,34 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
     let mut body = buf.split_to(size).freeze();
     body.advance(header_len);
     let mut reader = Reader(body);
+    let r = &mut reader;
     let packet = match packet_type {
-        CONNECT => Packet::Connect(connect(&mut reader)?),
-        CONNACK => Packet::ConnAck(connack(&mut reader)?),
-        PUBLISH => Packet::Publish(publish(flags, &mut reader)?),
-        PUBACK => Packet::PubAck(reader.pkid()?),
-        PUBREC => Packet::PubRec(reader.pkid()?),
-        PUBREL => Packet::PubRel(reader.pkid()?),
-        PUBCOMP => Packet::PubComp(reader.pkid()?),
-        SUBSCRIBE => Packet::Subscribe(subscribe(&mut reader)?),
-        SUBACK => Packet::SubAck(suback(&mut reader)?),
-        UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(&mut reader)?),
-        UNSUBACK => Packet::UnsubAck(reader.pkid()?),
+        CONNECT => Packet::Connect(connect(r)?),
+        CONNACK => Packet::ConnAck(connack(r, v5)?),
+        PUBLISH => Packet::Publish(publish(flags, r, v5)?),
+        PUBACK => Packet::PubAck(ack(PUBACK, r, v5)?),
+        PUBREC => Packet::PubRec(ack(PUBREC, r, v5)?),
+        PUBREL => Packet::PubRel(ack(PUBREL, r, v5)?),
+        PUBCOMP => Packet::PubComp(ack(PUBCOMP, r, v5)?),
+        SUBSCRIBE => Packet::Subscribe(subscribe(r, v5)?),
+        SUBACK => Packet::SubAck(suback(r, v5)?),
+        UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(r, v5)?),
+        UNSUBACK => Packet::UnsubAck(unsuback(r, v5)?),
         PINGREQ => Packet::PingReq,
         PINGRESP => Packet::PingResp,
-        DISCONNECT => Packet::Disconnect,
+        DISCONNECT => Packet::Disconnect(disconnect(r, v5)?),
+        AUTH => Packet::Auth(auth(r)?),
         _ => unreachable!("packet type validated by check_fixed_header_flags"),
     };
     reader.finish()?;
     Ok(Some(packet))
 }
 
-fn check_fixed_header_flags(packet_type: u8, flags: u8) -> Result<(), DecodeError> {
+fn check_fixed_header_flags(packet_type: u8, flags: u8, v5: bool) -> Result<(), DecodeError> {
     let invalid = || DecodeError::InvalidFixedHeaderFlags { packet_type, flags };
     match packet_type {
-        0 | 15 => Err(DecodeError::InvalidPacketType(packet_type)),
+        0 => Err(DecodeError::InvalidPacketType(packet_type)),
+        AUTH if !v5 => Err(DecodeError::InvalidPacketType(packet_type)),
         PUBLISH => {
             let qos = (flags >> PUBLISH_QOS_SHIFT) & 0b11;
             if qos == 3 {
@@ -111,32 +122,89 @@ fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
 }
 
 /// Packets whose size the spec fixes; checking early refuses e.g. a PINGREQ that claims
-/// a body before that body is buffered.
-fn fixed_remaining_length(packet_type: u8) -> Option<usize> {
+/// a body before that body is buffered. MQTT 5 lets acknowledgements and DISCONNECT
+/// carry a reason code and properties, so only the pings stay fixed there.
+fn fixed_remaining_length(packet_type: u8, v5: bool) -> Option<usize> {
     match packet_type {
+        PINGREQ | PINGRESP => Some(0),
+        _ if v5 => None,
         CONNACK | PUBACK | PUBREC | PUBREL | PUBCOMP | UNSUBACK => Some(2),
-        PINGREQ | PINGRESP | DISCONNECT => Some(0),
+        DISCONNECT => Some(0),
         _ => None,
+    }
+}
+
+/// The reason codes each MQTT 5 packet may carry (MQTT 5 §2.4 and each packet's table).
+fn reason_allowed(packet_type: u8, code: u8) -> bool {
+    match packet_type {
+        CONNACK => matches!(
+            code,
+            0x00 | 0x80..=0x8A | 0x8C | 0x90 | 0x95 | 0x97 | 0x99..=0x9D | 0x9F
+        ),
+        PUBACK | PUBREC => matches!(
+            code,
+            0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99
+        ),
+        PUBREL | PUBCOMP => matches!(code, 0x00 | 0x92),
+        SUBACK => matches!(
+            code,
+            0x00..=0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2
+        ),
+        UNSUBACK => matches!(code, 0x00 | 0x11 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91),
+        DISCONNECT => matches!(
+            code,
+            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0xA2
+        ),
+        AUTH => matches!(code, 0x00 | 0x18 | 0x19),
+        _ => false,
     }
 }
 
 /// Cursor over one packet's body; running past its end means the declared remaining
 /// length was too short for the content.
-struct Reader(Bytes);
+pub(crate) struct Reader(Bytes);
 
 impl Reader {
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         if self.0.is_empty() {
             return Err(DecodeError::PayloadTooShort);
         }
         Ok(self.0.get_u8())
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         if self.0.len() < 2 {
             return Err(DecodeError::PayloadTooShort);
         }
         Ok(self.0.get_u16())
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        if self.0.len() < 4 {
+            return Err(DecodeError::PayloadTooShort);
+        }
+        Ok(self.0.get_u32())
+    }
+
+    /// A variable byte integer (MQTT 5 §1.5.5), at most four bytes.
+    pub(crate) fn var_int(&mut self) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for i in 0..4 {
+            let byte = self.u8()?;
+            value |= u32::from(byte & 0x7F) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::MalformedVariableInteger)
+    }
+
+    /// The next `len` bytes as a reader of their own (a property list).
+    pub(crate) fn sub_reader(&mut self, len: usize) -> Result<Reader, DecodeError> {
+        if self.0.len() < len {
+            return Err(DecodeError::PayloadTooShort);
+        }
+        Ok(Reader(self.0.split_to(len)))
     }
 
     fn pkid(&mut self) -> Result<u16, DecodeError> {
@@ -147,7 +215,7 @@ impl Reader {
     }
 
     /// Length-prefixed binary data, shared with the receive buffer.
-    fn binary(&mut self) -> Result<Bytes, DecodeError> {
+    pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16()?);
         if self.0.len() < len {
             return Err(DecodeError::PayloadTooShort);
@@ -155,7 +223,7 @@ impl Reader {
         Ok(self.0.split_to(len))
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let raw = self.binary()?;
         let s = std::str::from_utf8(&raw).map_err(|_| DecodeError::InvalidUtf8)?;
         if s.contains('\0') {
@@ -164,9 +232,11 @@ impl Reader {
         Ok(s.to_owned())
     }
 
-    fn topic_name(&mut self) -> Result<String, DecodeError> {
+    /// A topic name; MQTT 5 allows an empty one when a Topic Alias stands for it, which
+    /// the caller checks once the properties are read.
+    fn topic_name(&mut self, allow_empty: bool) -> Result<String, DecodeError> {
         let topic = self.string()?;
-        if topic.is_empty() {
+        if topic.is_empty() && !allow_empty {
             Err(DecodeError::EmptyTopic)
         } else if topic.contains(['+', '#']) {
             Err(DecodeError::WildcardInTopicName(topic))
@@ -184,7 +254,7 @@ impl Reader {
         }
     }
 
-    fn has_remaining(&self) -> bool {
+    pub(crate) fn has_remaining(&self) -> bool {
         !self.0.is_empty()
     }
 
@@ -198,25 +268,37 @@ impl Reader {
             n => Err(DecodeError::TrailingBytes(n)),
         }
     }
+
+    /// A reason code the packet type may carry.
+    fn reason(&mut self, packet_type: u8) -> Result<ReasonCode, DecodeError> {
+        let code = self.u8()?;
+        if reason_allowed(packet_type, code) {
+            Ok(ReasonCode(code))
+        } else {
+            Err(DecodeError::InvalidReasonCode { packet_type, code })
+        }
+    }
 }
 
 fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     // The name is judged before the level is read so a foreign protocol is reported as
     // such rather than as a truncated packet.
     let name = r.binary()?;
-    let (protocol, expected_level) = match &name[..] {
-        b"MQTT" => (Protocol::V311, 4),
-        b"MQIsdp" => (Protocol::V31, 3),
+    let level = match &name[..] {
+        b"MQTT" | b"MQIsdp" => r.u8()?,
         _ => {
             return Err(DecodeError::InvalidProtocolName(
                 String::from_utf8_lossy(&name).into_owned(),
             ))
         }
     };
-    let level = r.u8()?;
-    if level != expected_level {
-        return Err(DecodeError::UnsupportedProtocolLevel(level));
-    }
+    let protocol = match (&name[..], level) {
+        (b"MQTT", 5) => Protocol::V5,
+        (b"MQTT", 4) => Protocol::V311,
+        (b"MQIsdp", 3) => Protocol::V31,
+        _ => return Err(DecodeError::UnsupportedProtocolLevel(level)),
+    };
+    let v5 = protocol.is_v5();
 
     let flags = r.u8()?;
     let violation = |v| Err(DecodeError::InvalidConnectFlags(v));
@@ -237,18 +319,30 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     let Some(will_qos) = QoS::from_u8(will_qos) else {
         return violation(ConnectFlagsViolation::InvalidWillQoS);
     };
-    if has_password && !has_username {
+    // MQTT 5 allows a password without a user name (§3.1.2.9); 3.1.1 does not.
+    if has_password && !has_username && !v5 {
         return violation(ConnectFlagsViolation::PasswordWithoutUsername);
     }
 
     let keep_alive = r.u16()?;
+    let properties = if v5 {
+        read_properties(r, CONNECT)?
+    } else {
+        ConnectProperties::default()
+    };
     let client_id = r.string()?;
     let will = if will_flag {
+        let properties = if v5 {
+            read_properties(r, CONNECT)?
+        } else {
+            WillProperties::default()
+        };
         Some(LastWill {
-            topic: r.topic_name()?,
+            topic: r.topic_name(false)?,
             message: r.binary()?,
             qos: will_qos,
             retain: will_retain,
+            properties,
         })
     } else {
         None
@@ -272,37 +366,53 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
         will,
         username,
         password,
+        properties,
     })
 }
 
-fn connack(r: &mut Reader) -> Result<ConnAck, DecodeError> {
+fn connack(r: &mut Reader, v5: bool) -> Result<ConnAck, DecodeError> {
     let flags = r.u8()?;
     if flags & !0x01 != 0 {
         return Err(DecodeError::InvalidConnAckFlags(flags));
     }
+    let session_present = flags & 0x01 != 0;
+    if v5 {
+        let code = r.reason(CONNACK)?;
+        let properties = read_properties(r, CONNACK)?;
+        return Ok(ConnAck {
+            session_present,
+            code,
+            properties,
+        });
+    }
     let code = match r.u8()? {
-        0 => ConnectReturnCode::Accepted,
-        1 => ConnectReturnCode::UnacceptableProtocolVersion,
-        2 => ConnectReturnCode::IdentifierRejected,
-        3 => ConnectReturnCode::ServerUnavailable,
-        4 => ConnectReturnCode::BadUserNameOrPassword,
-        5 => ConnectReturnCode::NotAuthorized,
+        0 => ReasonCode::SUCCESS,
+        1 => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+        2 => ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        3 => ReasonCode::SERVER_UNAVAILABLE,
+        4 => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        5 => ReasonCode::NOT_AUTHORIZED,
         other => return Err(DecodeError::InvalidConnectReturnCode(other)),
     };
-    Ok(ConnAck {
-        session_present: flags & 0x01 != 0,
-        code,
-    })
+    Ok(ConnAck::new(session_present, code))
 }
 
-fn publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+fn publish(flags: u8, r: &mut Reader, v5: bool) -> Result<Publish, DecodeError> {
     let qos = QoS::from_u8((flags >> PUBLISH_QOS_SHIFT) & 0b11)
         .expect("QoS 3 rejected by check_fixed_header_flags");
-    let topic = r.topic_name()?;
+    let topic = r.topic_name(v5)?;
     let pkid = match qos {
         QoS::AtMostOnce => 0,
         QoS::AtLeastOnce | QoS::ExactlyOnce => r.pkid()?,
     };
+    let properties: PublishProperties = if v5 {
+        read_properties(r, PUBLISH)?
+    } else {
+        PublishProperties::default()
+    };
+    if topic.is_empty() && properties.topic_alias.is_none() {
+        return Err(DecodeError::EmptyTopicWithoutAlias);
+    }
     Ok(Publish {
         dup: flags & PUBLISH_DUP != 0,
         qos,
@@ -310,47 +420,100 @@ fn publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
         topic,
         pkid,
         payload: r.rest(),
+        properties,
     })
 }
 
-fn subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
+/// PUBACK, PUBREC, PUBREL, PUBCOMP. In MQTT 5 the reason code and properties may be left
+/// off (remaining length 2 means Success, 3 means no properties).
+fn ack(packet_type: u8, r: &mut Reader, v5: bool) -> Result<Ack, DecodeError> {
+    let mut ack = Ack::new(r.pkid()?);
+    if v5 && r.has_remaining() {
+        ack.reason = r.reason(packet_type)?;
+        if r.has_remaining() {
+            ack.properties = read_properties(r, packet_type)?;
+        }
+    }
+    Ok(ack)
+}
+
+fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe, DecodeError> {
     let pkid = r.pkid()?;
+    let properties = if v5 {
+        read_properties(r, SUBSCRIBE)?
+    } else {
+        SubscribeProperties::default()
+    };
     let mut filters = Vec::new();
     while r.has_remaining() {
         let filter = r.topic_filter()?;
         let options = r.u8()?;
-        if options & !0b11 != 0 {
+        // 3.1.1 uses only the QoS bits; MQTT 5 adds No Local, Retain As Published and
+        // Retain Handling (3 is reserved), and keeps bits 6 and 7 reserved.
+        let reserved = if v5 { 0b1100_0000 } else { 0b1111_1100 };
+        if options & reserved != 0 || (options >> 4) & 0b11 == 3 {
             return Err(DecodeError::InvalidSubscribeOptions(options));
         }
-        let qos = QoS::from_u8(options).ok_or(DecodeError::InvalidQoS(options))?;
-        filters.push(SubscribeFilter { filter, qos });
+        let qos = QoS::from_u8(options & 0b11).ok_or(DecodeError::InvalidQoS(options & 0b11))?;
+        filters.push(SubscribeFilter {
+            filter,
+            qos,
+            no_local: options & 0b0100 != 0,
+            retain_as_published: options & 0b1000 != 0,
+            retain_handling: match (options >> 4) & 0b11 {
+                0 => RetainHandling::OnSubscribe,
+                1 => RetainHandling::OnNewSubscribe,
+                _ => RetainHandling::Never,
+            },
+        });
     }
     if filters.is_empty() {
         return Err(DecodeError::EmptySubscribe);
     }
-    Ok(Subscribe { pkid, filters })
+    Ok(Subscribe {
+        pkid,
+        filters,
+        properties,
+    })
 }
 
-fn suback(r: &mut Reader) -> Result<SubAck, DecodeError> {
+fn suback(r: &mut Reader, v5: bool) -> Result<SubAck, DecodeError> {
     let pkid = r.pkid()?;
+    let properties = if v5 {
+        read_properties(r, SUBACK)?
+    } else {
+        AckProperties::default()
+    };
     let mut return_codes = Vec::new();
     while r.has_remaining() {
         let code = r.u8()?;
-        return_codes.push(match code {
-            SUBACK_FAILURE => SubscribeReturnCode::Failure,
-            _ => SubscribeReturnCode::Success(
-                QoS::from_u8(code).ok_or(DecodeError::InvalidSubAckReturnCode(code))?,
-            ),
-        });
+        let valid = if v5 {
+            reason_allowed(SUBACK, code)
+        } else {
+            matches!(code, 0..=2 | SUBACK_FAILURE)
+        };
+        if !valid {
+            return Err(DecodeError::InvalidSubAckReturnCode(code));
+        }
+        return_codes.push(ReasonCode(code));
     }
     if return_codes.is_empty() {
         return Err(DecodeError::EmptySubAck);
     }
-    Ok(SubAck { pkid, return_codes })
+    Ok(SubAck {
+        pkid,
+        return_codes,
+        properties,
+    })
 }
 
-fn unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
+fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe, DecodeError> {
     let pkid = r.pkid()?;
+    let user_properties = if v5 {
+        read_properties::<UnsubscribeProperties>(r, UNSUBSCRIBE)?.0
+    } else {
+        UserProperties::new()
+    };
     let mut filters = Vec::new();
     while r.has_remaining() {
         filters.push(r.topic_filter()?);
@@ -358,7 +521,61 @@ fn unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
     if filters.is_empty() {
         return Err(DecodeError::EmptyUnsubscribe);
     }
-    Ok(Unsubscribe { pkid, filters })
+    Ok(Unsubscribe {
+        pkid,
+        filters,
+        user_properties,
+    })
+}
+
+fn unsuback(r: &mut Reader, v5: bool) -> Result<UnsubAck, DecodeError> {
+    let pkid = r.pkid()?;
+    if !v5 {
+        return Ok(UnsubAck {
+            pkid,
+            reason_codes: Vec::new(),
+            properties: AckProperties::default(),
+        });
+    }
+    let properties = read_properties(r, UNSUBACK)?;
+    let mut reason_codes = Vec::new();
+    while r.has_remaining() {
+        reason_codes.push(r.reason(UNSUBACK)?);
+    }
+    if reason_codes.is_empty() {
+        return Err(DecodeError::EmptyUnsubAck);
+    }
+    Ok(UnsubAck {
+        pkid,
+        reason_codes,
+        properties,
+    })
+}
+
+/// MQTT 5 DISCONNECT: an empty body means Normal disconnection.
+fn disconnect(r: &mut Reader, v5: bool) -> Result<Disconnect, DecodeError> {
+    let mut disconnect = Disconnect::new(ReasonCode::NORMAL_DISCONNECTION);
+    if v5 && r.has_remaining() {
+        disconnect.reason = r.reason(DISCONNECT)?;
+        if r.has_remaining() {
+            disconnect.properties = read_properties(r, DISCONNECT)?;
+        }
+    }
+    Ok(disconnect)
+}
+
+fn auth(r: &mut Reader) -> Result<Auth, DecodeError> {
+    let mut auth = Auth {
+        reason: ReasonCode::SUCCESS,
+        properties: AuthProperties::default(),
+    };
+    if r.has_remaining() {
+        auth.reason = r.reason(AUTH)?;
+        if r.has_remaining() {
+            auth.properties = read_properties(r, AUTH)?;
+        }
+    }
+    Ok(auth)
 }
 
 #[cfg(test)]

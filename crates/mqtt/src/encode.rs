@@ -1,83 +1,193 @@
-//! MQTT 3.1.1 encoder: computes the exact size first, reserves once, then writes.
+//! MQTT 3.1.1 and MQTT 5 encoder: computes the exact size first, reserves once, then
+//! writes.
 //!
 //! Only what would make the bytes unframeable or ambiguous is checked (field lengths,
 //! packet identifiers, flag combinations); topic syntax is the caller's responsibility,
 //! which keeps the per-subscriber PUBLISH encode free of any scan over the topic.
+//!
+//! Toward 3.1.1 (and 3.1) the MQTT 5 parts of a packet are left out: properties, and
+//! reason codes beyond what 3.1.1 has (CONNACK's return code, SUBACK's 0x80).
 
 use bytes::{BufMut, BytesMut};
 
 use crate::error::EncodeError;
 use crate::packet::*;
+use crate::properties::{
+    longest_field, properties_wire_len, write_properties, Visit,
+};
 use crate::wire::*;
 
-/// Appends the wire form of `packet` to `buf`. On error nothing is written.
+/// Appends the wire form of `packet` to `buf`, as a connection speaking `protocol` sends
+/// it (a CONNECT is written in its own `protocol`). On error nothing is written.
 ///
 /// The packet identifier of a QoS 0 PUBLISH is not on the wire and is ignored.
-pub fn encode(packet: &Packet, buf: &mut BytesMut) -> Result<(), EncodeError> {
-    validate(packet)?;
-    let remaining = packet.remaining_len();
+pub fn encode(packet: &Packet, buf: &mut BytesMut, protocol: Protocol) -> Result<(), EncodeError> {
+    let v5 = match packet {
+        Packet::Connect(c) => c.protocol.is_v5(),
+        _ => protocol.is_v5(),
+    };
+    validate(packet, v5)?;
+    let remaining = packet.remaining_len(v5);
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge(remaining));
     }
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
-    buf.put_u8(first_byte(packet));
-    put_remaining_length(buf, remaining);
+    buf.put_u8(first_byte(packet, v5)?);
+    put_var_int(buf, remaining);
     match packet {
         Packet::Connect(c) => put_connect(buf, c),
         Packet::ConnAck(a) => {
             buf.put_u8(u8::from(a.session_present));
-            buf.put_u8(a.code as u8);
+            if v5 {
+                buf.put_u8(a.code.0);
+                write_properties(buf, &a.properties);
+            } else {
+                buf.put_u8(connect_return_code(a.code));
+            }
         }
-        Packet::Publish(p) => put_publish_body(buf, &p.borrowed()),
-        Packet::PubAck(pkid)
-        | Packet::PubRec(pkid)
-        | Packet::PubRel(pkid)
-        | Packet::PubComp(pkid)
-        | Packet::UnsubAck(pkid) => buf.put_u16(*pkid),
+        Packet::Publish(p) => put_publish_body(buf, &p.borrowed(), v5),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            buf.put_u16(a.pkid);
+            if v5 && !(a.reason == ReasonCode::SUCCESS && a.properties.is_empty()) {
+                buf.put_u8(a.reason.0);
+                if !a.properties.is_empty() {
+                    write_properties(buf, &a.properties);
+                }
+            }
+        }
         Packet::Subscribe(s) => {
             buf.put_u16(s.pkid);
+            if v5 {
+                write_properties(buf, &s.properties);
+            }
             for f in &s.filters {
                 put_string(buf, &f.filter);
-                buf.put_u8(f.qos as u8);
+                buf.put_u8(subscribe_options(f, v5));
             }
         }
         Packet::SubAck(s) => {
             buf.put_u16(s.pkid);
+            if v5 {
+                write_properties(buf, &s.properties);
+            }
             for code in &s.return_codes {
-                buf.put_u8(match code {
-                    SubscribeReturnCode::Success(qos) => *qos as u8,
-                    SubscribeReturnCode::Failure => SUBACK_FAILURE,
+                buf.put_u8(if !v5 && code.is_failure() {
+                    SUBACK_FAILURE
+                } else {
+                    code.0
                 });
             }
         }
         Packet::Unsubscribe(u) => {
             buf.put_u16(u.pkid);
+            if v5 {
+                write_properties(buf, &u.user_properties);
+            }
             for f in &u.filters {
                 put_string(buf, f);
             }
         }
-        Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
+        Packet::UnsubAck(u) => {
+            buf.put_u16(u.pkid);
+            if v5 {
+                write_properties(buf, &u.properties);
+                for code in &u.reason_codes {
+                    buf.put_u8(code.0);
+                }
+            }
+        }
+        Packet::PingReq | Packet::PingResp => {}
+        Packet::Disconnect(d) => {
+            if v5 && !(d.reason == ReasonCode::SUCCESS && is_empty(&d.properties)) {
+                buf.put_u8(d.reason.0);
+                if !is_empty(&d.properties) {
+                    write_properties(buf, &d.properties);
+                }
+            }
+        }
+        Packet::Auth(a) => {
+            if !(a.reason == ReasonCode::SUCCESS && is_empty(&a.properties)) {
+                buf.put_u8(a.reason.0);
+                if !is_empty(&a.properties) {
+                    write_properties(buf, &a.properties);
+                }
+            }
+        }
     }
     Ok(())
 }
 
 /// Appends a PUBLISH built from borrowed parts: the broker encodes one per subscriber
-/// from a topic and payload shared by all of them, without building an owned [`Publish`].
-pub fn encode_publish(publish: &PublishRef, buf: &mut BytesMut) -> Result<(), EncodeError> {
-    validate_publish(publish)?;
-    let remaining = publish_remaining_len(publish);
+/// from a topic, payload and properties shared by all of them, without building an owned
+/// [`Publish`].
+pub fn encode_publish(
+    publish: &PublishRef,
+    buf: &mut BytesMut,
+    protocol: Protocol,
+) -> Result<(), EncodeError> {
+    let v5 = protocol.is_v5();
+    validate_publish(publish, v5)?;
+    let remaining = publish_remaining_len(publish, v5);
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge(remaining));
     }
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
     buf.put_u8(publish_first_byte(publish));
-    put_remaining_length(buf, remaining);
-    put_publish_body(buf, publish);
+    put_var_int(buf, remaining);
+    put_publish_body(buf, publish, v5);
     Ok(())
 }
 
-fn validate_publish(p: &PublishRef) -> Result<(), EncodeError> {
+/// Bytes [`encode_publish`] writes for this PUBLISH (fixed header included): what the
+/// broker compares with a client's Maximum Packet Size before sending.
+pub fn publish_encoded_len(publish: &PublishRef, protocol: Protocol) -> usize {
+    let remaining = publish_remaining_len(publish, protocol.is_v5());
+    1 + remaining_length_len(remaining) + remaining
+}
+
+fn is_empty(p: &dyn Visit) -> bool {
+    crate::properties::properties_len(p) == 0
+}
+
+/// The 3.1.1 CONNACK return code nearest to an MQTT 5 reason code.
+fn connect_return_code(code: ReasonCode) -> u8 {
+    match code {
+        ReasonCode::SUCCESS => 0,
+        ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => 1,
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => 2,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::BAD_AUTHENTICATION_METHOD => 4,
+        ReasonCode::NOT_AUTHORIZED | ReasonCode::BANNED => 5,
+        _ => 3,
+    }
+}
+
+fn subscribe_options(f: &SubscribeFilter, v5: bool) -> u8 {
+    let mut options = f.qos as u8;
+    if v5 {
+        if f.no_local {
+            options |= 0b0100;
+        }
+        if f.retain_as_published {
+            options |= 0b1000;
+        }
+        options |= (f.retain_handling as u8) << 4;
+    }
+    options
+}
+
+fn publish_properties<'a>(p: &PublishRef<'a>, v5: bool) -> Option<&'a PublishProperties> {
+    if v5 {
+        p.properties
+    } else {
+        None
+    }
+}
+
+fn validate_publish(p: &PublishRef, v5: bool) -> Result<(), EncodeError> {
     check_len("topic", p.topic.len())?;
+    if let Some(properties) = publish_properties(p, v5) {
+        check_len("property", longest_field(properties))?;
+    }
     match p.qos {
         QoS::AtMostOnce if p.dup => Err(EncodeError::DupWithQoS0),
         QoS::AtMostOnce => Ok(()),
@@ -85,9 +195,17 @@ fn validate_publish(p: &PublishRef) -> Result<(), EncodeError> {
     }
 }
 
-fn publish_remaining_len(p: &PublishRef) -> usize {
+fn publish_remaining_len(p: &PublishRef, v5: bool) -> usize {
     let pkid_len = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-    2 + p.topic.len() + pkid_len + p.payload.len()
+    let properties_len = if v5 {
+        match p.properties {
+            Some(properties) => properties_wire_len(properties),
+            None => 1,
+        }
+    } else {
+        0
+    };
+    2 + p.topic.len() + pkid_len + properties_len + p.payload.len()
 }
 
 fn publish_first_byte(p: &PublishRef) -> u8 {
@@ -101,32 +219,58 @@ fn publish_first_byte(p: &PublishRef) -> u8 {
     PUBLISH << 4 | flags
 }
 
-fn put_publish_body(buf: &mut BytesMut, p: &PublishRef) {
+fn put_publish_body(buf: &mut BytesMut, p: &PublishRef, v5: bool) {
     put_string(buf, p.topic);
     if p.qos != QoS::AtMostOnce {
         buf.put_u16(p.pkid);
     }
+    if v5 {
+        match p.properties {
+            Some(properties) => write_properties(buf, properties),
+            None => buf.put_u8(0),
+        }
+    }
     buf.put_slice(p.payload);
 }
 
+/// Bytes of an acknowledgement's reason code and properties in MQTT 5 (left off when
+/// they say Success with no properties).
+fn ack_tail_len(reason: ReasonCode, properties: &dyn Visit) -> usize {
+    if is_empty(properties) {
+        usize::from(reason != ReasonCode::SUCCESS)
+    } else {
+        1 + properties_wire_len(properties)
+    }
+}
+
 impl Packet {
-    /// Bytes [`encode`] writes for this packet (fixed header included).
-    pub fn encoded_len(&self) -> usize {
-        let remaining = self.remaining_len();
+    /// Bytes [`encode`] writes for this packet toward `protocol` (fixed header included).
+    pub fn encoded_len(&self, protocol: Protocol) -> usize {
+        let v5 = match self {
+            Packet::Connect(c) => c.protocol.is_v5(),
+            _ => protocol.is_v5(),
+        };
+        let remaining = self.remaining_len(v5);
         1 + remaining_length_len(remaining) + remaining
     }
 
-    fn remaining_len(&self) -> usize {
+    fn remaining_len(&self, v5: bool) -> usize {
         match self {
             Packet::Connect(c) => {
                 let name_len = match c.protocol {
-                    Protocol::V311 => 4,
+                    Protocol::V5 | Protocol::V311 => 4,
                     Protocol::V31 => 6,
                 };
                 // name, level, flags, keep alive, client id
                 let mut len = 2 + name_len + 1 + 1 + 2 + 2 + c.client_id.len();
+                if v5 {
+                    len += properties_wire_len(&c.properties);
+                }
                 if let Some(w) = &c.will {
                     len += 2 + w.topic.len() + 2 + w.message.len();
+                    if v5 {
+                        len += properties_wire_len(&w.properties);
+                    }
                 }
                 if let Some(u) = &c.username {
                     len += 2 + u.len();
@@ -136,53 +280,105 @@ impl Packet {
                 }
                 len
             }
-            Packet::ConnAck(_)
-            | Packet::PubAck(_)
-            | Packet::PubRec(_)
-            | Packet::PubRel(_)
-            | Packet::PubComp(_)
-            | Packet::UnsubAck(_) => 2,
-            Packet::Publish(p) => publish_remaining_len(&p.borrowed()),
-            Packet::Subscribe(s) => {
-                2 + s
-                    .filters
-                    .iter()
-                    .map(|f| 2 + f.filter.len() + 1)
-                    .sum::<usize>()
+            Packet::ConnAck(a) => {
+                2 + if v5 {
+                    properties_wire_len(&a.properties)
+                } else {
+                    0
+                }
             }
-            Packet::SubAck(s) => 2 + s.return_codes.len(),
-            Packet::Unsubscribe(u) => 2 + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>(),
-            Packet::PingReq | Packet::PingResp | Packet::Disconnect => 0,
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+                2 + if v5 {
+                    ack_tail_len(a.reason, &a.properties)
+                } else {
+                    0
+                }
+            }
+            Packet::Publish(p) => publish_remaining_len(&p.borrowed(), v5),
+            Packet::Subscribe(s) => {
+                let properties = if v5 {
+                    properties_wire_len(&s.properties)
+                } else {
+                    0
+                };
+                2 + properties
+                    + s.filters
+                        .iter()
+                        .map(|f| 2 + f.filter.len() + 1)
+                        .sum::<usize>()
+            }
+            Packet::SubAck(s) => {
+                let properties = if v5 {
+                    properties_wire_len(&s.properties)
+                } else {
+                    0
+                };
+                2 + properties + s.return_codes.len()
+            }
+            Packet::Unsubscribe(u) => {
+                let properties = if v5 {
+                    properties_wire_len(&u.user_properties)
+                } else {
+                    0
+                };
+                2 + properties + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
+            }
+            Packet::UnsubAck(u) => {
+                if v5 {
+                    2 + properties_wire_len(&u.properties) + u.reason_codes.len()
+                } else {
+                    2
+                }
+            }
+            Packet::PingReq | Packet::PingResp => 0,
+            Packet::Disconnect(d) => {
+                if v5 {
+                    ack_tail_len(d.reason, &d.properties)
+                } else {
+                    0
+                }
+            }
+            Packet::Auth(a) => ack_tail_len(a.reason, &a.properties),
         }
     }
 }
 
-fn validate(packet: &Packet) -> Result<(), EncodeError> {
+fn validate(packet: &Packet, v5: bool) -> Result<(), EncodeError> {
+    let check_properties = |p: &dyn Visit| {
+        if v5 {
+            check_len("property", longest_field(p))
+        } else {
+            Ok(())
+        }
+    };
     match packet {
         Packet::Connect(c) => {
             check_len("client id", c.client_id.len())?;
+            check_properties(&c.properties)?;
             if let Some(w) = &c.will {
                 check_len("will topic", w.topic.len())?;
                 check_len("will message", w.message.len())?;
+                check_properties(&w.properties)?;
             }
             if let Some(u) = &c.username {
                 check_len("username", u.len())?;
             }
             if let Some(p) = &c.password {
                 check_len("password", p.len())?;
-                if c.username.is_none() {
+                if c.username.is_none() && !v5 {
                     return Err(EncodeError::PasswordWithoutUsername);
                 }
             }
         }
-        Packet::Publish(p) => validate_publish(&p.borrowed())?,
-        Packet::PubAck(pkid)
-        | Packet::PubRec(pkid)
-        | Packet::PubRel(pkid)
-        | Packet::PubComp(pkid)
-        | Packet::UnsubAck(pkid) => check_pkid(*pkid)?,
+        Packet::ConnAck(a) => check_properties(&a.properties)?,
+        Packet::Publish(p) => validate_publish(&p.borrowed(), v5)?,
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            check_pkid(a.pkid)?;
+            check_properties(&a.properties)?;
+        }
         Packet::Subscribe(s) => {
             check_pkid(s.pkid)?;
+            check_properties(&s.properties)?;
             if s.filters.is_empty() {
                 return Err(EncodeError::EmptySubscribe);
             }
@@ -192,12 +388,14 @@ fn validate(packet: &Packet) -> Result<(), EncodeError> {
         }
         Packet::SubAck(s) => {
             check_pkid(s.pkid)?;
+            check_properties(&s.properties)?;
             if s.return_codes.is_empty() {
                 return Err(EncodeError::EmptySubAck);
             }
         }
         Packet::Unsubscribe(u) => {
             check_pkid(u.pkid)?;
+            check_properties(&u.user_properties)?;
             if u.filters.is_empty() {
                 return Err(EncodeError::EmptyUnsubscribe);
             }
@@ -205,7 +403,21 @@ fn validate(packet: &Packet) -> Result<(), EncodeError> {
                 check_len("topic filter", f.len())?;
             }
         }
-        Packet::ConnAck(_) | Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
+        Packet::UnsubAck(u) => {
+            check_pkid(u.pkid)?;
+            check_properties(&u.properties)?;
+            if v5 && u.reason_codes.is_empty() {
+                return Err(EncodeError::EmptyUnsubAck);
+            }
+        }
+        Packet::Disconnect(d) => check_properties(&d.properties)?,
+        Packet::Auth(a) => {
+            if !v5 {
+                return Err(EncodeError::AuthInMqtt311);
+            }
+            check_properties(&a.properties)?;
+        }
+        Packet::PingReq | Packet::PingResp => {}
     }
     Ok(())
 }
@@ -226,11 +438,11 @@ fn check_pkid(pkid: u16) -> Result<(), EncodeError> {
     }
 }
 
-fn first_byte(packet: &Packet) -> u8 {
+fn first_byte(packet: &Packet, v5: bool) -> Result<u8, EncodeError> {
     let (packet_type, flags) = match packet {
         Packet::Connect(_) => (CONNECT, 0),
         Packet::ConnAck(_) => (CONNACK, 0),
-        Packet::Publish(p) => return publish_first_byte(&p.borrowed()),
+        Packet::Publish(p) => return Ok(publish_first_byte(&p.borrowed())),
         Packet::PubAck(_) => (PUBACK, 0),
         Packet::PubRec(_) => (PUBREC, 0),
         Packet::PubRel(_) => (PUBREL, 0b0010),
@@ -241,12 +453,15 @@ fn first_byte(packet: &Packet) -> u8 {
         Packet::UnsubAck(_) => (UNSUBACK, 0),
         Packet::PingReq => (PINGREQ, 0),
         Packet::PingResp => (PINGRESP, 0),
-        Packet::Disconnect => (DISCONNECT, 0),
+        Packet::Disconnect(_) => (DISCONNECT, 0),
+        Packet::Auth(_) if v5 => (AUTH, 0),
+        Packet::Auth(_) => return Err(EncodeError::AuthInMqtt311),
     };
-    packet_type << 4 | flags
+    Ok(packet_type << 4 | flags)
 }
 
-fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
+/// The remaining-length field, also MQTT 5's variable byte integer.
+pub(crate) fn put_var_int(buf: &mut BytesMut, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -261,7 +476,7 @@ fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
 }
 
 /// Caller has checked the length fits in the u16 prefix.
-fn put_binary(buf: &mut BytesMut, bytes: &[u8]) {
+pub(crate) fn put_binary(buf: &mut BytesMut, bytes: &[u8]) {
     buf.put_u16(bytes.len() as u16);
     buf.put_slice(bytes);
 }
@@ -271,12 +486,13 @@ fn put_string(buf: &mut BytesMut, s: &str) {
 }
 
 fn put_connect(buf: &mut BytesMut, c: &Connect) {
-    let (name, level): (&[u8], u8) = match c.protocol {
-        Protocol::V311 => (b"MQTT", 4),
-        Protocol::V31 => (b"MQIsdp", 3),
+    let name: &[u8] = match c.protocol {
+        Protocol::V5 | Protocol::V311 => b"MQTT",
+        Protocol::V31 => b"MQIsdp",
     };
+    let v5 = c.protocol.is_v5();
     put_binary(buf, name);
-    buf.put_u8(level);
+    buf.put_u8(c.protocol.level());
 
     let mut flags = 0;
     if c.clean_session {
@@ -296,9 +512,15 @@ fn put_connect(buf: &mut BytesMut, c: &Connect) {
     }
     buf.put_u8(flags);
     buf.put_u16(c.keep_alive);
+    if v5 {
+        write_properties(buf, &c.properties);
+    }
 
     put_string(buf, &c.client_id);
     if let Some(w) = &c.will {
+        if v5 {
+            write_properties(buf, &w.properties);
+        }
         put_string(buf, &w.topic);
         put_binary(buf, &w.message);
     }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::packet::ReasonCode;
+
 /// Name of a control packet type for error messages; the raw number is kept in the
 /// variants so callers can match on it.
 pub(crate) fn packet_type_name(packet_type: u8) -> &'static str {
@@ -21,6 +23,7 @@ pub(crate) fn packet_type_name(packet_type: u8) -> &'static str {
         12 => "PINGREQ",
         13 => "PINGRESP",
         14 => "DISCONNECT",
+        15 => "AUTH",
         _ => "reserved",
     }
 }
@@ -58,7 +61,7 @@ impl fmt::Display for ConnectFlagsViolation {
     }
 }
 
-/// Why a byte sequence is not a valid MQTT 3.1.1 packet.
+/// Why a byte sequence is not a valid MQTT 3.1.1 or MQTT 5 packet.
 ///
 /// After an error the connection must be closed: the buffer may or may not still hold
 /// the offending bytes.
@@ -119,6 +122,55 @@ pub enum DecodeError {
     PayloadTooShort,
     #[error("{0} bytes left over after the packet content")]
     TrailingBytes(usize),
+    #[error("malformed variable byte integer: continuation bit set on the 4th byte")]
+    MalformedVariableInteger,
+    #[error("unknown property identifier {0:#04x}")]
+    UnknownProperty(u32),
+    #[error(
+        "{} (property {property:#04x}) is not allowed in {}",
+        crate::properties::property_name(*.property),
+        packet_type_name(*.packet_type)
+    )]
+    PropertyNotAllowed { property: u8, packet_type: u8 },
+    #[error(
+        "{} (property {property:#04x}) appears more than once",
+        crate::properties::property_name(*.property)
+    )]
+    DuplicateProperty { property: u8 },
+    #[error(
+        "{} (property {property:#04x}) has the invalid value {value}",
+        crate::properties::property_name(*.property)
+    )]
+    InvalidPropertyValue { property: u8, value: u32 },
+    #[error("response topic {0:?} is empty or contains a wildcard")]
+    InvalidResponseTopic(String),
+    #[error("reason code {code:#04x} is not allowed in {}", packet_type_name(*.packet_type))]
+    InvalidReasonCode { packet_type: u8, code: u8 },
+    #[error("PUBLISH has an empty topic and no Topic Alias")]
+    EmptyTopicWithoutAlias,
+    #[error("UNSUBACK carries no reason code")]
+    EmptyUnsubAck,
+}
+
+impl DecodeError {
+    /// The MQTT 5 reason code a server sends in DISCONNECT (or CONNACK) for this error:
+    /// 0x95 for a packet over the maximum size, 0x82 Protocol Error for a well-formed
+    /// packet that breaks a rule, 0x81 Malformed Packet for bytes that do not parse.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
+            DecodeError::UnsupportedProtocolLevel(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            DecodeError::DuplicateProperty { .. }
+            | DecodeError::InvalidPropertyValue { .. }
+            | DecodeError::PropertyNotAllowed { .. }
+            | DecodeError::InvalidResponseTopic(_)
+            | DecodeError::EmptyTopicWithoutAlias
+            | DecodeError::ZeroPacketId
+            | DecodeError::InvalidQoS(_)
+            | DecodeError::InvalidSubscribeOptions(_) => ReasonCode::PROTOCOL_ERROR,
+            _ => ReasonCode::MALFORMED_PACKET,
+        }
+    }
 }
 
 /// Why a packet cannot be put on the wire.
@@ -140,4 +192,8 @@ pub enum EncodeError {
     EmptyUnsubscribe,
     #[error("SUBACK without return codes")]
     EmptySubAck,
+    #[error("MQTT 5 UNSUBACK without reason codes")]
+    EmptyUnsubAck,
+    #[error("AUTH exists only in MQTT 5")]
+    AuthInMqtt311,
 }

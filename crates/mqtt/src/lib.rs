@@ -1,4 +1,4 @@
-//! Strict MQTT 3.1.1 codec on `bytes`, without I/O.
+//! Strict MQTT 3.1.1 and MQTT 5 codec on `bytes`, without I/O.
 //!
 //! Written by hand rather than borrowed because the broker's hot path and its error
 //! reporting depend on it: every rejection is a typed [`DecodeError`] saying what was wrong.
@@ -7,11 +7,12 @@ mod decode;
 mod encode;
 mod error;
 mod packet;
+mod properties;
 mod topic;
 mod wire;
 
 pub use decode::decode;
-pub use encode::{encode, encode_publish};
+pub use encode::{encode, encode_publish, publish_encoded_len};
 pub use error::{ConnectFlagsViolation, DecodeError, EncodeError};
 pub use packet::*;
 pub use topic::{is_valid_topic_filter, is_valid_topic_name};

@@ -14,6 +14,7 @@ pub(crate) const UNSUBACK: u8 = 11;
 pub(crate) const PINGREQ: u8 = 12;
 pub(crate) const PINGRESP: u8 = 13;
 pub(crate) const DISCONNECT: u8 = 14;
+pub(crate) const AUTH: u8 = 15;
 
 /// Largest value four remaining-length bytes can carry.
 pub(crate) const MAX_REMAINING_LENGTH: usize = 268_435_455;
