@@ -610,12 +610,14 @@ mod tests {
     }
 
     fn decode_all(bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
-        decode(&mut BytesMut::from(bytes), MAX)
+        decode(&mut BytesMut::from(bytes), MAX, Protocol::V311)
     }
 
     fn ok(bytes: &[u8]) -> Packet {
         let mut buf = BytesMut::from(bytes);
-        let packet = decode(&mut buf, MAX).unwrap().expect("complete packet");
+        let packet = decode(&mut buf, MAX, Protocol::V311)
+            .unwrap()
+            .expect("complete packet");
         assert!(buf.is_empty(), "packet not fully consumed");
         packet
     }
@@ -687,7 +689,7 @@ mod tests {
         }
         let mut buf = BytesMut::from(&header[..]);
         assert_eq!(
-            decode(&mut buf, MAX),
+            decode(&mut buf, MAX, Protocol::V311),
             Err(E::PacketTooLarge {
                 size: 200_000_005,
                 max: MAX
@@ -698,9 +700,13 @@ mod tests {
     #[test]
     fn max_packet_size_counts_the_whole_packet() {
         let bytes = frame(0x30, &cat(&[&s(b"a/b"), b"hello"]));
-        assert!(decode(&mut BytesMut::from(&bytes[..]), bytes.len()).is_ok());
+        assert!(decode(&mut BytesMut::from(&bytes[..]), bytes.len(), Protocol::V311).is_ok());
         assert_eq!(
-            decode(&mut BytesMut::from(&bytes[..]), bytes.len() - 1),
+            decode(
+                &mut BytesMut::from(&bytes[..]),
+                bytes.len() - 1,
+                Protocol::V311
+            ),
             Err(E::PacketTooLarge {
                 size: bytes.len(),
                 max: bytes.len() - 1
@@ -748,7 +754,8 @@ mod tests {
             ))
         };
         assert_eq!(with(b"MQTT", 3), E::UnsupportedProtocolLevel(3));
-        assert_eq!(with(b"MQTT", 5), E::UnsupportedProtocolLevel(5));
+        assert_eq!(with(b"MQTT", 6), E::UnsupportedProtocolLevel(6));
+        assert_eq!(with(b"MQIsdp", 5), E::UnsupportedProtocolLevel(5));
         assert_eq!(with(b"MQIsdp", 4), E::UnsupportedProtocolLevel(4));
     }
 
@@ -965,9 +972,11 @@ mod tests {
                     message: Bytes::from_static(b"gone"),
                     qos: QoS::AtLeastOnce,
                     retain: true,
+                    properties: WillProperties::default(),
                 }),
                 username: Some("user".into()),
                 password: Some(Bytes::from_static(&[0, 1, 2, 0xFF])),
+                properties: ConnectProperties::default(),
             }
         );
     }
@@ -988,29 +997,48 @@ mod tests {
     fn decodes_simple_packets() {
         assert_eq!(ok(&[0xC0, 0]), Packet::PingReq);
         assert_eq!(ok(&[0xD0, 0]), Packet::PingResp);
-        assert_eq!(ok(&[0xE0, 0]), Packet::Disconnect);
-        assert_eq!(ok(&[0x40, 2, 0x12, 0x34]), Packet::PubAck(0x1234));
-        assert_eq!(ok(&[0x50, 2, 0, 1]), Packet::PubRec(1));
-        assert_eq!(ok(&[0x62, 2, 0, 2]), Packet::PubRel(2));
-        assert_eq!(ok(&[0x70, 2, 0, 3]), Packet::PubComp(3));
-        assert_eq!(ok(&[0xB0, 2, 0xFF, 0xFF]), Packet::UnsubAck(0xFFFF));
+        assert_eq!(ok(&[0xE0, 0]), Packet::disconnect());
+        assert_eq!(ok(&[0x40, 2, 0x12, 0x34]), Packet::PubAck(Ack::new(0x1234)));
+        assert_eq!(ok(&[0x50, 2, 0, 1]), Packet::PubRec(Ack::new(1)));
+        assert_eq!(ok(&[0x62, 2, 0, 2]), Packet::PubRel(Ack::new(2)));
+        assert_eq!(ok(&[0x70, 2, 0, 3]), Packet::PubComp(Ack::new(3)));
         assert_eq!(
-            ok(&[0x20, 2, 1, 0]),
-            Packet::ConnAck(ConnAck {
-                session_present: true,
-                code: ConnectReturnCode::Accepted
+            ok(&[0xB0, 2, 0xFF, 0xFF]),
+            Packet::UnsubAck(UnsubAck {
+                pkid: 0xFFFF,
+                reason_codes: vec![],
+                properties: AckProperties::default(),
             })
         );
+        assert_eq!(
+            ok(&[0x20, 2, 1, 0]),
+            Packet::ConnAck(ConnAck::new(true, ReasonCode::SUCCESS))
+        );
+        // Every 3.1.1 return code maps to the MQTT 5 reason code of the same meaning.
+        for (code, reason) in [
+            (0, ReasonCode::SUCCESS),
+            (1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+            (2, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+            (3, ReasonCode::SERVER_UNAVAILABLE),
+            (4, ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            (5, ReasonCode::NOT_AUTHORIZED),
+        ] {
+            assert_eq!(
+                ok(&[0x20, 2, 0, code]),
+                Packet::ConnAck(ConnAck::new(false, reason))
+            );
+        }
         assert_eq!(
             ok(&[0x90, 6, 0, 7, 0, 1, 2, 0x80]),
             Packet::SubAck(SubAck {
                 pkid: 7,
                 return_codes: vec![
-                    SubscribeReturnCode::Success(QoS::AtMostOnce),
-                    SubscribeReturnCode::Success(QoS::AtLeastOnce),
-                    SubscribeReturnCode::Success(QoS::ExactlyOnce),
-                    SubscribeReturnCode::Failure,
-                ]
+                    ReasonCode::GRANTED_QOS_0,
+                    ReasonCode::GRANTED_QOS_1,
+                    ReasonCode::GRANTED_QOS_2,
+                    ReasonCode::UNSPECIFIED_ERROR,
+                ],
+                properties: AckProperties::default(),
             })
         );
         assert_eq!(
@@ -1021,22 +1049,18 @@ mod tests {
             Packet::Subscribe(Subscribe {
                 pkid: 9,
                 filters: vec![
-                    SubscribeFilter {
-                        filter: "a/+".into(),
-                        qos: QoS::AtLeastOnce
-                    },
-                    SubscribeFilter {
-                        filter: "#".into(),
-                        qos: QoS::ExactlyOnce
-                    },
-                ]
+                    SubscribeFilter::new("a/+", QoS::AtLeastOnce),
+                    SubscribeFilter::new("#", QoS::ExactlyOnce),
+                ],
+                properties: SubscribeProperties::default(),
             })
         );
         assert_eq!(
             ok(&frame(0xA2, &cat(&[&[0, 9], &s(b"a/+"), &s(b"b")]))),
             Packet::Unsubscribe(Unsubscribe {
                 pkid: 9,
-                filters: vec!["a/+".into(), "b".into()]
+                filters: vec!["a/+".into(), "b".into()],
+                user_properties: UserProperties::new(),
             })
         );
     }
@@ -1046,7 +1070,7 @@ mod tests {
         let bytes = frame(0x3B, &cat(&[&s(b"a/b"), &[0, 5], b"payload"]));
         let mut buf = BytesMut::from(&bytes[..]);
         let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-        let Some(Packet::Publish(p)) = decode(&mut buf, MAX).unwrap() else {
+        let Some(Packet::Publish(p)) = decode(&mut buf, MAX, Protocol::V311).unwrap() else {
             panic!("not a PUBLISH")
         };
         assert_eq!(
@@ -1058,6 +1082,7 @@ mod tests {
                 topic: "a/b".into(),
                 pkid: 5,
                 payload: Bytes::from_static(b"payload"),
+                properties: PublishProperties::default(),
             }
         );
         assert!(range.contains(&(p.payload.as_ptr() as usize)));
@@ -1074,6 +1099,7 @@ mod tests {
                 topic: "t".into(),
                 pkid: 0,
                 payload: Bytes::new(),
+                properties: PublishProperties::default(),
             })
         );
     }
@@ -1095,7 +1121,11 @@ mod tests {
         for bytes in packets {
             for split in 0..bytes.len() {
                 let mut buf = BytesMut::from(&bytes[..split]);
-                assert_eq!(decode(&mut buf, MAX), Ok(None), "split at {split}");
+                assert_eq!(
+                    decode(&mut buf, MAX, Protocol::V311),
+                    Ok(None),
+                    "split at {split}"
+                );
                 assert_eq!(&buf[..], &bytes[..split]);
             }
             ok(&bytes);
@@ -1108,16 +1138,19 @@ mod tests {
             BytesMut::from(&cat(&[&frame(0x30, &cat(&[&s(b"t"), b"x"])), &[0xC0, 0]])[..]);
         buf.extend_from_slice(&[0x40, 2]); // start of a third one
         assert!(matches!(
-            decode(&mut buf, MAX),
+            decode(&mut buf, MAX, Protocol::V311),
             Ok(Some(Packet::Publish(_)))
         ));
-        assert_eq!(decode(&mut buf, MAX), Ok(Some(Packet::PingReq)));
-        assert_eq!(decode(&mut buf, MAX), Ok(None));
+        assert_eq!(
+            decode(&mut buf, MAX, Protocol::V311),
+            Ok(Some(Packet::PingReq))
+        );
+        assert_eq!(decode(&mut buf, MAX, Protocol::V311), Ok(None));
         assert_eq!(&buf[..], &[0x40, 2]);
     }
 
     #[test]
     fn empty_buffer_is_incomplete() {
-        assert_eq!(decode(&mut BytesMut::new(), MAX), Ok(None));
+        assert_eq!(decode(&mut BytesMut::new(), MAX, Protocol::V311), Ok(None));
     }
 }

@@ -12,9 +12,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::EncodeError;
 use crate::packet::*;
-use crate::properties::{
-    longest_field, properties_wire_len, write_properties, Visit,
-};
+use crate::properties::{longest_field, properties_wire_len, write_properties, Visit};
 use crate::wire::*;
 
 /// Appends the wire form of `packet` to `buf`, as a connection speaking `protocol` sends
@@ -539,8 +537,8 @@ mod tests {
 
     fn encoded(packet: &Packet) -> Vec<u8> {
         let mut buf = BytesMut::new();
-        encode(packet, &mut buf).unwrap();
-        assert_eq!(buf.len(), packet.encoded_len());
+        encode(packet, &mut buf, Protocol::V311).unwrap();
+        assert_eq!(buf.len(), packet.encoded_len(Protocol::V311));
         buf.to_vec()
     }
 
@@ -552,6 +550,7 @@ mod tests {
             topic: "t".into(),
             pkid,
             payload: Bytes::from(vec![0xAB; payload_len]),
+            properties: PublishProperties::default(),
         }
     }
 
@@ -562,7 +561,7 @@ mod tests {
             owned.retain = true;
             owned.dup = qos != QoS::AtMostOnce;
             let mut borrowed = BytesMut::new();
-            encode_publish(&owned.borrowed(), &mut borrowed).unwrap();
+            encode_publish(&owned.borrowed(), &mut borrowed, Protocol::V311).unwrap();
             assert_eq!(&borrowed[..], &encoded(&Packet::Publish(owned))[..]);
         }
     }
@@ -571,13 +570,13 @@ mod tests {
     fn known_encodings() {
         assert_eq!(encoded(&Packet::PingReq), [0xC0, 0]);
         assert_eq!(encoded(&Packet::PingResp), [0xD0, 0]);
-        assert_eq!(encoded(&Packet::Disconnect), [0xE0, 0]);
-        assert_eq!(encoded(&Packet::PubRel(0x0102)), [0x62, 2, 1, 2]);
+        assert_eq!(encoded(&Packet::disconnect()), [0xE0, 0]);
+        assert_eq!(encoded(&Packet::PubRel(Ack::new(0x0102))), [0x62, 2, 1, 2]);
         assert_eq!(
-            encoded(&Packet::ConnAck(ConnAck {
-                session_present: true,
-                code: ConnectReturnCode::NotAuthorized
-            })),
+            encoded(&Packet::ConnAck(ConnAck::new(
+                true,
+                ReasonCode::NOT_AUTHORIZED
+            ))),
             [0x20, 2, 1, 5]
         );
         let mut p = publish(QoS::AtLeastOnce, 7, 2);
@@ -590,10 +589,8 @@ mod tests {
         assert_eq!(
             encoded(&Packet::Subscribe(Subscribe {
                 pkid: 1,
-                filters: vec![SubscribeFilter {
-                    filter: "a/#".into(),
-                    qos: QoS::ExactlyOnce
-                }]
+                filters: vec![SubscribeFilter::new("a/#", QoS::ExactlyOnce)],
+                properties: SubscribeProperties::default(),
             })),
             [0x82, 8, 0, 1, 0, 3, b'a', b'/', b'#', 2]
         );
@@ -608,9 +605,11 @@ mod tests {
                     message: Bytes::from_static(b"m"),
                     qos: QoS::ExactlyOnce,
                     retain: true,
+                    properties: WillProperties::default(),
                 }),
                 username: Some("u".into()),
                 password: Some(Bytes::from_static(b"p")),
+                properties: ConnectProperties::default(),
             })),
             [
                 0x10, 27, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0xF6, 0, 10, 0, 1, b'c', 0,
@@ -659,6 +658,7 @@ mod tests {
             will: None,
             username: None,
             password: Some(Bytes::from_static(b"pw")),
+            properties: ConnectProperties::default(),
         };
         let cases = [
             (
@@ -673,12 +673,20 @@ mod tests {
                     len: 65_536,
                 },
             ),
-            (Packet::PubAck(0), EncodeError::ZeroPacketId),
-            (Packet::UnsubAck(0), EncodeError::ZeroPacketId),
+            (Packet::PubAck(Ack::new(0)), EncodeError::ZeroPacketId),
+            (
+                Packet::UnsubAck(UnsubAck {
+                    pkid: 0,
+                    reason_codes: vec![],
+                    properties: AckProperties::default(),
+                }),
+                EncodeError::ZeroPacketId,
+            ),
             (
                 Packet::Subscribe(Subscribe {
                     pkid: 1,
                     filters: vec![],
+                    properties: SubscribeProperties::default(),
                 }),
                 EncodeError::EmptySubscribe,
             ),
@@ -686,6 +694,7 @@ mod tests {
                 Packet::Unsubscribe(Unsubscribe {
                     pkid: 1,
                     filters: vec![],
+                    user_properties: UserProperties::new(),
                 }),
                 EncodeError::EmptyUnsubscribe,
             ),
@@ -693,6 +702,7 @@ mod tests {
                 Packet::Unsubscribe(Unsubscribe {
                     pkid: 1,
                     filters: vec![too_long],
+                    user_properties: UserProperties::new(),
                 }),
                 EncodeError::FieldTooLong {
                     field: "topic filter",
@@ -703,6 +713,7 @@ mod tests {
                 Packet::SubAck(SubAck {
                     pkid: 1,
                     return_codes: vec![],
+                    properties: AckProperties::default(),
                 }),
                 EncodeError::EmptySubAck,
             ),
@@ -713,7 +724,7 @@ mod tests {
         ];
         for (packet, expected) in cases {
             let mut buf = BytesMut::new();
-            assert_eq!(encode(&packet, &mut buf), Err(expected));
+            assert_eq!(encode(&packet, &mut buf, Protocol::V311), Err(expected));
             assert!(buf.is_empty());
         }
     }

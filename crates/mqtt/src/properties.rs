@@ -158,7 +158,10 @@ fn once<T>(slot: &mut Option<T>, id: u8, value: T) -> Result<bool, DecodeError> 
 }
 
 fn invalid(id: u8, value: u32) -> DecodeError {
-    DecodeError::InvalidPropertyValue { property: id, value }
+    DecodeError::InvalidPropertyValue {
+        property: id,
+        value,
+    }
 }
 
 /// The 0/1 properties; any other byte is a protocol error.
@@ -238,24 +241,16 @@ impl Accept for ConnectProperties {
                 once(&mut self.session_expiry_interval, id, u32_value(value))
             }
             RECEIVE_MAXIMUM => once(&mut self.receive_maximum, id, nonzero_u16(id, value)?),
-            MAXIMUM_PACKET_SIZE => {
-                once(&mut self.maximum_packet_size, id, nonzero_u32(id, value)?)
-            }
+            MAXIMUM_PACKET_SIZE => once(&mut self.maximum_packet_size, id, nonzero_u32(id, value)?),
             TOPIC_ALIAS_MAXIMUM => once(&mut self.topic_alias_maximum, id, u16_value(value)),
-            REQUEST_RESPONSE_INFORMATION => once(
-                &mut self.request_response_information,
-                id,
-                flag(id, value)?,
-            ),
-            REQUEST_PROBLEM_INFORMATION => once(
-                &mut self.request_problem_information,
-                id,
-                flag(id, value)?,
-            ),
-            USER_PROPERTY => push_user_property(&mut self.user_properties, value),
-            AUTHENTICATION_METHOD => {
-                once(&mut self.authentication_method, id, string_value(value))
+            REQUEST_RESPONSE_INFORMATION => {
+                once(&mut self.request_response_information, id, flag(id, value)?)
             }
+            REQUEST_PROBLEM_INFORMATION => {
+                once(&mut self.request_problem_information, id, flag(id, value)?)
+            }
+            USER_PROPERTY => push_user_property(&mut self.user_properties, value),
+            AUTHENTICATION_METHOD => once(&mut self.authentication_method, id, string_value(value)),
             AUTHENTICATION_DATA => once(&mut self.authentication_data, id, binary_value(value)),
             _ => Ok(false),
         }
@@ -298,12 +293,12 @@ impl Accept for ConnAckProperties {
                 once(&mut self.maximum_qos, id, qos)
             }
             RETAIN_AVAILABLE => once(&mut self.retain_available, id, flag(id, value)?),
-            MAXIMUM_PACKET_SIZE => {
-                once(&mut self.maximum_packet_size, id, nonzero_u32(id, value)?)
-            }
-            ASSIGNED_CLIENT_IDENTIFIER => {
-                once(&mut self.assigned_client_identifier, id, string_value(value))
-            }
+            MAXIMUM_PACKET_SIZE => once(&mut self.maximum_packet_size, id, nonzero_u32(id, value)?),
+            ASSIGNED_CLIENT_IDENTIFIER => once(
+                &mut self.assigned_client_identifier,
+                id,
+                string_value(value),
+            ),
             TOPIC_ALIAS_MAXIMUM => once(&mut self.topic_alias_maximum, id, u16_value(value)),
             REASON_STRING => once(&mut self.reason_string, id, string_value(value)),
             USER_PROPERTY => push_user_property(&mut self.user_properties, value),
@@ -323,13 +318,9 @@ impl Accept for ConnAckProperties {
                 flag(id, value)?,
             ),
             SERVER_KEEP_ALIVE => once(&mut self.server_keep_alive, id, u16_value(value)),
-            RESPONSE_INFORMATION => {
-                once(&mut self.response_information, id, string_value(value))
-            }
+            RESPONSE_INFORMATION => once(&mut self.response_information, id, string_value(value)),
             SERVER_REFERENCE => once(&mut self.server_reference, id, string_value(value)),
-            AUTHENTICATION_METHOD => {
-                once(&mut self.authentication_method, id, string_value(value))
-            }
+            AUTHENTICATION_METHOD => once(&mut self.authentication_method, id, string_value(value)),
             AUTHENTICATION_DATA => once(&mut self.authentication_data, id, binary_value(value)),
             _ => Ok(false),
         }
@@ -420,9 +411,7 @@ impl Accept for DisconnectProperties {
 impl Accept for AuthProperties {
     fn accept(&mut self, id: u8, value: Value) -> Result<bool, DecodeError> {
         match id {
-            AUTHENTICATION_METHOD => {
-                once(&mut self.authentication_method, id, string_value(value))
-            }
+            AUTHENTICATION_METHOD => once(&mut self.authentication_method, id, string_value(value)),
             AUTHENTICATION_DATA => once(&mut self.authentication_data, id, binary_value(value)),
             REASON_STRING => once(&mut self.reason_string, id, string_value(value)),
             USER_PROPERTY => push_user_property(&mut self.user_properties, value),

@@ -1,4 +1,5 @@
-//! Property: every valid packet survives encode → decode unchanged, byte-exactly framed.
+//! Property: every valid MQTT 3.1.1 (and 3.1) packet survives encode → decode unchanged,
+//! byte-exactly framed. The MQTT 5 counterpart is `roundtrip_v5.rs`.
 
 use bytes::{Bytes, BytesMut};
 use mqtt::*;
@@ -52,6 +53,7 @@ fn connect() -> impl Strategy<Value = Connect> {
             message,
             qos,
             retain,
+            properties: WillProperties::default(),
         },
     );
     let login = proptest::option::of((text(), proptest::option::of(binary(40))));
@@ -77,19 +79,21 @@ fn connect() -> impl Strategy<Value = Connect> {
                     will,
                     username,
                     password,
+                    properties: ConnectProperties::default(),
                 }
             },
         )
 }
 
-fn connect_return_code() -> impl Strategy<Value = ConnectReturnCode> {
+/// The reason codes that have a 3.1.1 CONNACK return code of their own (0 to 5).
+fn connect_return_code() -> impl Strategy<Value = ReasonCode> {
     prop_oneof![
-        Just(ConnectReturnCode::Accepted),
-        Just(ConnectReturnCode::UnacceptableProtocolVersion),
-        Just(ConnectReturnCode::IdentifierRejected),
-        Just(ConnectReturnCode::ServerUnavailable),
-        Just(ConnectReturnCode::BadUserNameOrPassword),
-        Just(ConnectReturnCode::NotAuthorized),
+        Just(ReasonCode::SUCCESS),
+        Just(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+        Just(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+        Just(ReasonCode::SERVER_UNAVAILABLE),
+        Just(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        Just(ReasonCode::NOT_AUTHORIZED),
     ]
 }
 
@@ -112,40 +116,58 @@ fn publish() -> impl Strategy<Value = Publish> {
                 topic,
                 pkid: if at_most_once { 0 } else { pkid },
                 payload,
+                properties: PublishProperties::default(),
             }
         })
 }
 
 fn packet() -> impl Strategy<Value = Packet> {
+    // 3.1.1 has one failure code, 0x80.
     let return_code = prop_oneof![
-        qos().prop_map(SubscribeReturnCode::Success),
-        Just(SubscribeReturnCode::Failure)
+        qos().prop_map(ReasonCode::granted),
+        Just(ReasonCode::UNSPECIFIED_ERROR)
     ];
     let subscribe_filter =
-        (topic_filter(), qos()).prop_map(|(filter, qos)| SubscribeFilter { filter, qos });
+        (topic_filter(), qos()).prop_map(|(f, qos)| SubscribeFilter::new(f, qos));
     prop_oneof![
         connect().prop_map(Packet::Connect),
-        (any::<bool>(), connect_return_code()).prop_map(|(session_present, code)| {
-            Packet::ConnAck(ConnAck {
-                session_present,
-                code,
+        (any::<bool>(), connect_return_code()).prop_map(|(session_present, code)| Packet::ConnAck(
+            ConnAck::new(session_present, code)
+        )),
+        publish().prop_map(Packet::Publish),
+        pkid().prop_map(|pkid| Packet::PubAck(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubRec(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubRel(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubComp(Ack::new(pkid))),
+        (pkid(), vec(subscribe_filter, 1..5)).prop_map(|(pkid, filters)| {
+            Packet::Subscribe(Subscribe {
+                pkid,
+                filters,
+                properties: SubscribeProperties::default(),
             })
         }),
-        publish().prop_map(Packet::Publish),
-        pkid().prop_map(Packet::PubAck),
-        pkid().prop_map(Packet::PubRec),
-        pkid().prop_map(Packet::PubRel),
-        pkid().prop_map(Packet::PubComp),
-        (pkid(), vec(subscribe_filter, 1..5))
-            .prop_map(|(pkid, filters)| Packet::Subscribe(Subscribe { pkid, filters })),
-        (pkid(), vec(return_code, 1..5))
-            .prop_map(|(pkid, return_codes)| Packet::SubAck(SubAck { pkid, return_codes })),
-        (pkid(), vec(topic_filter(), 1..5))
-            .prop_map(|(pkid, filters)| Packet::Unsubscribe(Unsubscribe { pkid, filters })),
-        pkid().prop_map(Packet::UnsubAck),
+        (pkid(), vec(return_code, 1..5)).prop_map(|(pkid, return_codes)| {
+            Packet::SubAck(SubAck {
+                pkid,
+                return_codes,
+                properties: AckProperties::default(),
+            })
+        }),
+        (pkid(), vec(topic_filter(), 1..5)).prop_map(|(pkid, filters)| {
+            Packet::Unsubscribe(Unsubscribe {
+                pkid,
+                filters,
+                user_properties: UserProperties::new(),
+            })
+        }),
+        pkid().prop_map(|pkid| Packet::UnsubAck(UnsubAck {
+            pkid,
+            reason_codes: vec![],
+            properties: AckProperties::default(),
+        })),
         Just(Packet::PingReq),
         Just(Packet::PingResp),
-        Just(Packet::Disconnect),
+        Just(Packet::disconnect()),
     ]
 }
 
@@ -155,9 +177,9 @@ proptest! {
     #[test]
     fn encode_then_decode_is_identity(packet in packet()) {
         let mut buf = BytesMut::new();
-        encode(&packet, &mut buf).unwrap();
-        prop_assert_eq!(buf.len(), packet.encoded_len());
-        let decoded = decode(&mut buf, MAX).unwrap();
+        encode(&packet, &mut buf, Protocol::V311).unwrap();
+        prop_assert_eq!(buf.len(), packet.encoded_len(Protocol::V311));
+        let decoded = decode(&mut buf, MAX, Protocol::V311).unwrap();
         prop_assert_eq!(decoded, Some(packet));
         prop_assert!(buf.is_empty());
     }
@@ -165,10 +187,10 @@ proptest! {
     #[test]
     fn any_strict_prefix_is_incomplete(packet in packet(), cut in any::<prop::sample::Index>()) {
         let mut full = BytesMut::new();
-        encode(&packet, &mut full).unwrap();
+        encode(&packet, &mut full, Protocol::V311).unwrap();
         let prefix = &full[..cut.index(full.len())];
         let mut buf = BytesMut::from(prefix);
-        prop_assert_eq!(decode(&mut buf, MAX), Ok(None));
+        prop_assert_eq!(decode(&mut buf, MAX, Protocol::V311), Ok(None));
         prop_assert_eq!(&buf[..], prefix);
     }
 
@@ -176,10 +198,10 @@ proptest! {
     fn a_stream_of_packets_decodes_in_order(packets in vec(packet(), 1..8)) {
         let mut buf = BytesMut::new();
         for p in &packets {
-            encode(p, &mut buf).unwrap();
+            encode(p, &mut buf, Protocol::V311).unwrap();
         }
         let mut decoded = Vec::new();
-        while let Some(p) = decode(&mut buf, MAX).unwrap() {
+        while let Some(p) = decode(&mut buf, MAX, Protocol::V311).unwrap() {
             decoded.push(p);
         }
         prop_assert_eq!(decoded, packets);

@@ -3,7 +3,9 @@
 //!
 //! Generated packets stay within what both models can express: MQTT 3.1.1 only, UTF-8
 //! non-empty passwords (rumqttc keeps them as `String`), a username whenever there is a
-//! login (rumqttc drops empty credentials), no DUP on QoS 0.
+//! login (rumqttc drops empty credentials), no DUP on QoS 0, CONNACK codes that have a
+//! 3.1.1 return code, SUBACK failure 0x80 only. The MQTT 5 counterpart is
+//! `rumqttc_crosscheck_v5.rs`.
 
 use bytes::{Bytes, BytesMut};
 use mqtt::*;
@@ -30,29 +32,26 @@ fn qos_from_r(qos: RQoS) -> QoS {
     }
 }
 
-fn code_to_r(code: ConnectReturnCode) -> r::ConnectReturnCode {
+fn code_to_r(code: ReasonCode) -> r::ConnectReturnCode {
     match code {
-        ConnectReturnCode::Accepted => r::ConnectReturnCode::Success,
-        ConnectReturnCode::UnacceptableProtocolVersion => {
-            r::ConnectReturnCode::RefusedProtocolVersion
-        }
-        ConnectReturnCode::IdentifierRejected => r::ConnectReturnCode::BadClientId,
-        ConnectReturnCode::ServerUnavailable => r::ConnectReturnCode::ServiceUnavailable,
-        ConnectReturnCode::BadUserNameOrPassword => r::ConnectReturnCode::BadUserNamePassword,
-        ConnectReturnCode::NotAuthorized => r::ConnectReturnCode::NotAuthorized,
+        ReasonCode::SUCCESS => r::ConnectReturnCode::Success,
+        ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => r::ConnectReturnCode::RefusedProtocolVersion,
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => r::ConnectReturnCode::BadClientId,
+        ReasonCode::SERVER_UNAVAILABLE => r::ConnectReturnCode::ServiceUnavailable,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD => r::ConnectReturnCode::BadUserNamePassword,
+        ReasonCode::NOT_AUTHORIZED => r::ConnectReturnCode::NotAuthorized,
+        other => panic!("no 3.1.1 return code for {other}"),
     }
 }
 
-fn code_from_r(code: r::ConnectReturnCode) -> ConnectReturnCode {
+fn code_from_r(code: r::ConnectReturnCode) -> ReasonCode {
     match code {
-        r::ConnectReturnCode::Success => ConnectReturnCode::Accepted,
-        r::ConnectReturnCode::RefusedProtocolVersion => {
-            ConnectReturnCode::UnacceptableProtocolVersion
-        }
-        r::ConnectReturnCode::BadClientId => ConnectReturnCode::IdentifierRejected,
-        r::ConnectReturnCode::ServiceUnavailable => ConnectReturnCode::ServerUnavailable,
-        r::ConnectReturnCode::BadUserNamePassword => ConnectReturnCode::BadUserNameOrPassword,
-        r::ConnectReturnCode::NotAuthorized => ConnectReturnCode::NotAuthorized,
+        r::ConnectReturnCode::Success => ReasonCode::SUCCESS,
+        r::ConnectReturnCode::RefusedProtocolVersion => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+        r::ConnectReturnCode::BadClientId => ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        r::ConnectReturnCode::ServiceUnavailable => ReasonCode::SERVER_UNAVAILABLE,
+        r::ConnectReturnCode::BadUserNamePassword => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        r::ConnectReturnCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
     }
 }
 
@@ -97,10 +96,10 @@ fn to_r(packet: &Packet) -> r::Packet {
             pkid: p.pkid,
             payload: p.payload.clone(),
         }),
-        Packet::PubAck(pkid) => r::Packet::PubAck(r::PubAck { pkid: *pkid }),
-        Packet::PubRec(pkid) => r::Packet::PubRec(r::PubRec { pkid: *pkid }),
-        Packet::PubRel(pkid) => r::Packet::PubRel(r::PubRel { pkid: *pkid }),
-        Packet::PubComp(pkid) => r::Packet::PubComp(r::PubComp { pkid: *pkid }),
+        Packet::PubAck(a) => r::Packet::PubAck(r::PubAck { pkid: a.pkid }),
+        Packet::PubRec(a) => r::Packet::PubRec(r::PubRec { pkid: a.pkid }),
+        Packet::PubRel(a) => r::Packet::PubRel(r::PubRel { pkid: a.pkid }),
+        Packet::PubComp(a) => r::Packet::PubComp(r::PubComp { pkid: a.pkid }),
         Packet::Subscribe(s) => r::Packet::Subscribe(r::Subscribe {
             pkid: s.pkid,
             filters: s
@@ -117,11 +116,9 @@ fn to_r(packet: &Packet) -> r::Packet {
             return_codes: s
                 .return_codes
                 .iter()
-                .map(|c| match c {
-                    SubscribeReturnCode::Success(qos) => {
-                        r::SubscribeReasonCode::Success(qos_to_r(*qos))
-                    }
-                    SubscribeReturnCode::Failure => r::SubscribeReasonCode::Failure,
+                .map(|c| match QoS::from_u8(c.0) {
+                    Some(qos) => r::SubscribeReasonCode::Success(qos_to_r(qos)),
+                    None => r::SubscribeReasonCode::Failure,
                 })
                 .collect(),
         }),
@@ -129,10 +126,11 @@ fn to_r(packet: &Packet) -> r::Packet {
             pkid: u.pkid,
             topics: u.filters.clone(),
         }),
-        Packet::UnsubAck(pkid) => r::Packet::UnsubAck(r::UnsubAck { pkid: *pkid }),
+        Packet::UnsubAck(u) => r::Packet::UnsubAck(r::UnsubAck { pkid: u.pkid }),
         Packet::PingReq => r::Packet::PingReq,
         Packet::PingResp => r::Packet::PingResp,
-        Packet::Disconnect => r::Packet::Disconnect,
+        Packet::Disconnect(_) => r::Packet::Disconnect,
+        Packet::Auth(_) => panic!("AUTH is MQTT 5 only"),
     }
 }
 
@@ -157,15 +155,16 @@ fn from_r(packet: r::Packet) -> Packet {
                     message: w.message,
                     qos: qos_from_r(w.qos),
                     retain: w.retain,
+                    properties: WillProperties::default(),
                 }),
                 username,
                 password,
+                properties: ConnectProperties::default(),
             })
         }
-        r::Packet::ConnAck(a) => Packet::ConnAck(ConnAck {
-            session_present: a.session_present,
-            code: code_from_r(a.code),
-        }),
+        r::Packet::ConnAck(a) => {
+            Packet::ConnAck(ConnAck::new(a.session_present, code_from_r(a.code)))
+        }
         r::Packet::Publish(p) => Packet::Publish(Publish {
             dup: p.dup,
             qos: qos_from_r(p.qos),
@@ -173,21 +172,20 @@ fn from_r(packet: r::Packet) -> Packet {
             topic: p.topic,
             pkid: p.pkid,
             payload: p.payload,
+            properties: PublishProperties::default(),
         }),
-        r::Packet::PubAck(a) => Packet::PubAck(a.pkid),
-        r::Packet::PubRec(a) => Packet::PubRec(a.pkid),
-        r::Packet::PubRel(a) => Packet::PubRel(a.pkid),
-        r::Packet::PubComp(a) => Packet::PubComp(a.pkid),
+        r::Packet::PubAck(a) => Packet::PubAck(Ack::new(a.pkid)),
+        r::Packet::PubRec(a) => Packet::PubRec(Ack::new(a.pkid)),
+        r::Packet::PubRel(a) => Packet::PubRel(Ack::new(a.pkid)),
+        r::Packet::PubComp(a) => Packet::PubComp(Ack::new(a.pkid)),
         r::Packet::Subscribe(s) => Packet::Subscribe(Subscribe {
             pkid: s.pkid,
             filters: s
                 .filters
                 .into_iter()
-                .map(|f| SubscribeFilter {
-                    filter: f.path,
-                    qos: qos_from_r(f.qos),
-                })
+                .map(|f| SubscribeFilter::new(f.path, qos_from_r(f.qos)))
                 .collect(),
+            properties: SubscribeProperties::default(),
         }),
         r::Packet::SubAck(s) => Packet::SubAck(SubAck {
             pkid: s.pkid,
@@ -195,21 +193,25 @@ fn from_r(packet: r::Packet) -> Packet {
                 .return_codes
                 .into_iter()
                 .map(|c| match c {
-                    r::SubscribeReasonCode::Success(qos) => {
-                        SubscribeReturnCode::Success(qos_from_r(qos))
-                    }
-                    r::SubscribeReasonCode::Failure => SubscribeReturnCode::Failure,
+                    r::SubscribeReasonCode::Success(qos) => ReasonCode::granted(qos_from_r(qos)),
+                    r::SubscribeReasonCode::Failure => ReasonCode::UNSPECIFIED_ERROR,
                 })
                 .collect(),
+            properties: AckProperties::default(),
         }),
         r::Packet::Unsubscribe(u) => Packet::Unsubscribe(Unsubscribe {
             pkid: u.pkid,
             filters: u.topics,
+            user_properties: UserProperties::new(),
         }),
-        r::Packet::UnsubAck(a) => Packet::UnsubAck(a.pkid),
+        r::Packet::UnsubAck(a) => Packet::UnsubAck(UnsubAck {
+            pkid: a.pkid,
+            reason_codes: vec![],
+            properties: AckProperties::default(),
+        }),
         r::Packet::PingReq => Packet::PingReq,
         r::Packet::PingResp => Packet::PingResp,
-        r::Packet::Disconnect => Packet::Disconnect,
+        r::Packet::Disconnect => Packet::disconnect(),
     }
 }
 
@@ -257,6 +259,7 @@ fn connect() -> impl Strategy<Value = Connect> {
             message,
             qos,
             retain,
+            properties: WillProperties::default(),
         },
     );
     let login = proptest::option::of((text(1), proptest::option::of(text(1))));
@@ -280,6 +283,7 @@ fn connect() -> impl Strategy<Value = Connect> {
                 will,
                 username,
                 password,
+                properties: ConnectProperties::default(),
             }
         })
 }
@@ -302,48 +306,66 @@ fn publish() -> impl Strategy<Value = Publish> {
                 topic,
                 pkid: if at_most_once { 0 } else { pkid },
                 payload,
+                properties: PublishProperties::default(),
             }
         })
 }
 
 fn packet() -> impl Strategy<Value = Packet> {
     let code = prop_oneof![
-        Just(ConnectReturnCode::Accepted),
-        Just(ConnectReturnCode::UnacceptableProtocolVersion),
-        Just(ConnectReturnCode::IdentifierRejected),
-        Just(ConnectReturnCode::ServerUnavailable),
-        Just(ConnectReturnCode::BadUserNameOrPassword),
-        Just(ConnectReturnCode::NotAuthorized),
+        Just(ReasonCode::SUCCESS),
+        Just(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+        Just(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+        Just(ReasonCode::SERVER_UNAVAILABLE),
+        Just(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        Just(ReasonCode::NOT_AUTHORIZED),
     ];
     let return_code = prop_oneof![
-        qos().prop_map(SubscribeReturnCode::Success),
-        Just(SubscribeReturnCode::Failure)
+        qos().prop_map(ReasonCode::granted),
+        Just(ReasonCode::UNSPECIFIED_ERROR)
     ];
     let subscribe_filter =
-        (topic_filter(), qos()).prop_map(|(filter, qos)| SubscribeFilter { filter, qos });
+        (topic_filter(), qos()).prop_map(|(f, qos)| SubscribeFilter::new(f, qos));
     prop_oneof![
         connect().prop_map(Packet::Connect),
-        (any::<bool>(), code).prop_map(|(session_present, code)| {
-            Packet::ConnAck(ConnAck {
-                session_present,
-                code,
+        (any::<bool>(), code).prop_map(|(session_present, code)| Packet::ConnAck(ConnAck::new(
+            session_present,
+            code
+        ))),
+        publish().prop_map(Packet::Publish),
+        pkid().prop_map(|pkid| Packet::PubAck(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubRec(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubRel(Ack::new(pkid))),
+        pkid().prop_map(|pkid| Packet::PubComp(Ack::new(pkid))),
+        (pkid(), vec(subscribe_filter, 1..5)).prop_map(|(pkid, filters)| {
+            Packet::Subscribe(Subscribe {
+                pkid,
+                filters,
+                properties: SubscribeProperties::default(),
             })
         }),
-        publish().prop_map(Packet::Publish),
-        pkid().prop_map(Packet::PubAck),
-        pkid().prop_map(Packet::PubRec),
-        pkid().prop_map(Packet::PubRel),
-        pkid().prop_map(Packet::PubComp),
-        (pkid(), vec(subscribe_filter, 1..5))
-            .prop_map(|(pkid, filters)| Packet::Subscribe(Subscribe { pkid, filters })),
-        (pkid(), vec(return_code, 1..5))
-            .prop_map(|(pkid, return_codes)| Packet::SubAck(SubAck { pkid, return_codes })),
-        (pkid(), vec(topic_filter(), 1..5))
-            .prop_map(|(pkid, filters)| Packet::Unsubscribe(Unsubscribe { pkid, filters })),
-        pkid().prop_map(Packet::UnsubAck),
+        (pkid(), vec(return_code, 1..5)).prop_map(|(pkid, return_codes)| {
+            Packet::SubAck(SubAck {
+                pkid,
+                return_codes,
+                properties: AckProperties::default(),
+            })
+        }),
+        (pkid(), vec(topic_filter(), 1..5)).prop_map(|(pkid, filters)| {
+            Packet::Unsubscribe(Unsubscribe {
+                pkid,
+                filters,
+                user_properties: UserProperties::new(),
+            })
+        }),
+        pkid().prop_map(|pkid| Packet::UnsubAck(UnsubAck {
+            pkid,
+            reason_codes: vec![],
+            properties: AckProperties::default(),
+        })),
         Just(Packet::PingReq),
         Just(Packet::PingResp),
-        Just(Packet::Disconnect),
+        Just(Packet::disconnect()),
     ]
 }
 
@@ -353,7 +375,7 @@ proptest! {
     #[test]
     fn rumqttc_reads_what_we_write(packet in packet()) {
         let mut buf = BytesMut::new();
-        encode(&packet, &mut buf).unwrap();
+        encode(&packet, &mut buf, Protocol::V311).unwrap();
         let theirs = r::Packet::read(&mut buf, MAX).unwrap();
         prop_assert!(buf.is_empty());
         prop_assert_eq!(from_r(theirs), packet);
@@ -363,7 +385,7 @@ proptest! {
     fn we_read_what_rumqttc_writes(packet in packet()) {
         let mut buf = BytesMut::new();
         to_r(&packet).write(&mut buf, MAX).unwrap();
-        let ours = decode(&mut buf, MAX).unwrap();
+        let ours = decode(&mut buf, MAX, Protocol::V311).unwrap();
         prop_assert!(buf.is_empty());
         prop_assert_eq!(ours, Some(packet));
     }
@@ -371,7 +393,7 @@ proptest! {
     #[test]
     fn both_write_the_same_bytes(packet in packet()) {
         let mut ours = BytesMut::new();
-        encode(&packet, &mut ours).unwrap();
+        encode(&packet, &mut ours, Protocol::V311).unwrap();
         let mut theirs = BytesMut::new();
         to_r(&packet).write(&mut theirs, MAX).unwrap();
         prop_assert_eq!(ours, theirs);
