@@ -27,7 +27,8 @@ pub use policy::{
     PolicyError, PrincipalFacts, RequestContext, ResourceKind,
 };
 pub use topic::{
-    filter_is_exact, is_reserved, topic_matches, validate_client_publish, validate_topic_filter,
-    validate_topic_name, TopicError, CLIENT_PUBLISHABLE_RESERVED_PREFIXES,
+    filter_is_exact, is_reserved, shared_filter, topic_matches, validate_client_publish,
+    validate_topic_filter, validate_topic_name, SharedFilter, TopicError,
+    CLIENT_PUBLISHABLE_RESERVED_PREFIXES,
 };
 pub use trie::TopicTrie;

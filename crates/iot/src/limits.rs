@@ -18,11 +18,17 @@ pub struct Limits {
     pub max_topic_slashes: usize,
     /// Largest PUBLISH payload; a larger PUBLISH (or CONNECT will) disconnects.
     pub max_payload_bytes: usize,
+    /// Largest packet a client may send (fixed header included): MQTT 5's CONNACK Maximum
+    /// Packet Size, and the decoder's bound for 3.1.1 too. IoT Core's quota "Maximum MQTT5
+    /// packet size" is read as 146 KiB (a 128 KiB payload plus topic and properties).
+    pub max_packet_bytes: usize,
+    /// MQTT 5 topic aliases a client may set per connection (CONNACK Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
     /// Most topic filters in one SUBSCRIBE.
     pub max_filters_per_subscribe: usize,
     /// Most subscriptions one connection may hold.
     pub max_subscriptions_per_connection: usize,
-    /// Unacknowledged QoS 1 messages, in each direction.
+    /// Unacknowledged QoS 1 messages, in each direction (MQTT 5 CONNACK Receive Maximum).
     pub max_inflight: usize,
     /// Offline QoS 1 queue of a persistent session; the oldest is dropped past it.
     pub max_queued_per_session: usize,
@@ -61,6 +67,8 @@ impl Default for Limits {
             max_topic_bytes: 256,
             max_topic_slashes: 7,
             max_payload_bytes: 128 * 1024,
+            max_packet_bytes: 146 * 1024,
+            topic_alias_maximum: 8,
             max_filters_per_subscribe: 8,
             max_subscriptions_per_connection: 50,
             max_inflight: 100,

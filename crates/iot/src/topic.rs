@@ -25,6 +25,29 @@ pub enum TopicError {
     NulCharacter,
     #[error("clients may not publish to the reserved topic {0:?}")]
     ReservedTopic(String),
+    #[error("invalid shared subscription: {0}")]
+    InvalidShare(&'static str),
+}
+
+/// The prefix of a shared subscription, `$share/{ShareName}/{TopicFilter}`.
+pub const SHARE_PREFIX: &str = "$share/";
+
+/// Longest ShareName IoT Core accepts, in characters.
+pub const MAX_SHARE_NAME_CHARS: usize = 128;
+
+/// A shared subscription's parts: the group's name and the filter its members share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedFilter<'a> {
+    pub share_name: &'a str,
+    pub filter: &'a str,
+}
+
+/// Splits `$share/{ShareName}/{TopicFilter}`; `None` for an ordinary filter. The parts are
+/// not validated here (see [`validate_topic_filter`]).
+pub fn shared_filter(filter: &str) -> Option<SharedFilter<'_>> {
+    let rest = filter.strip_prefix(SHARE_PREFIX)?;
+    let (share_name, filter) = rest.split_once('/').unwrap_or((rest, ""));
+    Some(SharedFilter { share_name, filter })
 }
 
 /// Prefixes under which IoT Core accepts a client's PUBLISH although they start with `$`.
@@ -72,7 +95,35 @@ pub fn validate_topic_name(topic: &str, limits: &Limits) -> Result<(), TopicErro
 
 /// Checks a SUBSCRIBE topic filter: MQTT wildcard placement plus the same length and
 /// slash limits as topic names.
+///
+/// A shared subscription `$share/{ShareName}/{TopicFilter}` is checked as IoT Core does:
+/// ShareName non-empty, at most 128 characters, without `/`, `+` or `#`; TopicFilter a
+/// valid filter of at most `max_topic_bytes`, whose slashes are counted without the two
+/// of the `$share/{ShareName}/` prefix.
 pub fn validate_topic_filter(filter: &str, limits: &Limits) -> Result<(), TopicError> {
+    if let Some(shared) = shared_filter(filter) {
+        if shared.share_name.is_empty() {
+            return Err(TopicError::InvalidShare("ShareName is empty"));
+        }
+        if shared.share_name.contains(['+', '#']) {
+            return Err(TopicError::InvalidShare(
+                "ShareName may not contain '+' or '#'",
+            ));
+        }
+        if shared.share_name.chars().count() > MAX_SHARE_NAME_CHARS {
+            return Err(TopicError::InvalidShare(
+                "ShareName is longer than 128 characters",
+            ));
+        }
+        if shared.filter.is_empty() {
+            return Err(TopicError::InvalidShare("no topic filter after the ShareName"));
+        }
+        return validate_plain_filter(shared.filter, limits);
+    }
+    validate_plain_filter(filter, limits)
+}
+
+fn validate_plain_filter(filter: &str, limits: &Limits) -> Result<(), TopicError> {
     check_common(filter, limits)?;
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {

@@ -84,6 +84,23 @@ pub fn decode(
     Ok(Some(packet))
 }
 
+/// The protocol a CONNECT at the front of `bytes` asks for, read from its first bytes
+/// without decoding it: lets a server answer a CONNECT it cannot decode in the form the
+/// client reads (an MQTT 5 CONNACK with a reason code, or a 3.1.1 return code).
+pub fn peek_connect_protocol(bytes: &[u8]) -> Option<Protocol> {
+    if bytes.first()? >> 4 != CONNECT {
+        return None;
+    }
+    let (length_len, _) = read_remaining_length(bytes.get(1..)?).ok()??;
+    let body = bytes.get(1 + length_len..)?;
+    match body {
+        [0, 4, b'M', b'Q', b'T', b'T', 5, ..] => Some(Protocol::V5),
+        [0, 4, b'M', b'Q', b'T', b'T', ..] => Some(Protocol::V311),
+        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', ..] => Some(Protocol::V31),
+        _ => None,
+    }
+}
+
 fn check_fixed_header_flags(packet_type: u8, flags: u8, v5: bool) -> Result<(), DecodeError> {
     let invalid = || DecodeError::InvalidFixedHeaderFlags { packet_type, flags };
     match packet_type {
@@ -165,6 +182,10 @@ fn reason_allowed(packet_type: u8, code: u8) -> bool {
 pub(crate) struct Reader(Bytes);
 
 impl Reader {
+    pub(crate) fn new(bytes: Bytes) -> Reader {
+        Reader(bytes)
+    }
+
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         if self.0.is_empty() {
             return Err(DecodeError::PayloadTooShort);

@@ -11,8 +11,9 @@ mod properties;
 mod topic;
 mod wire;
 
-pub use decode::decode;
+pub use decode::{decode, peek_connect_protocol};
 pub use encode::{encode, encode_publish, publish_encoded_len};
 pub use error::{ConnectFlagsViolation, DecodeError, EncodeError};
 pub use packet::*;
+pub use properties::{decode_publish_properties, encode_publish_properties};
 pub use topic::{is_valid_topic_filter, is_valid_topic_name};

@@ -684,3 +684,15 @@ impl Visit for AuthProperties {
         user(&self.user_properties, f);
     }
 }
+
+/// Writes PUBLISH properties as an MQTT 5 property list (length prefix included): the
+/// form the broker's store keeps a message's properties in.
+pub fn encode_publish_properties(properties: &PublishProperties, buf: &mut BytesMut) {
+    write_properties(buf, properties);
+}
+
+/// Reads what [`encode_publish_properties`] wrote, with the decoder's strictness.
+pub fn decode_publish_properties(bytes: Bytes) -> Result<PublishProperties, DecodeError> {
+    let mut reader = crate::decode::Reader::new(bytes);
+    read_properties(&mut reader, crate::wire::PUBLISH)
+}
