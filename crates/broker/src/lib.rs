@@ -48,6 +48,7 @@ pub(crate) mod connection;
 pub mod control;
 pub(crate) mod http_head;
 pub(crate) mod listener;
+pub(crate) mod message;
 pub mod pki;
 pub(crate) mod registry;
 pub(crate) mod router;

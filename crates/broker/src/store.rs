@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqtt::QoS;
+
+use crate::message::MessageMeta;
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -42,12 +44,19 @@ pub enum StoreError {
     Corrupt { path: PathBuf, what: String },
 }
 
-/// A persistent session as stored: its subscriptions and when it expires (Unix ms; none
-/// while connected).
+/// A persistent session as stored: its subscriptions, when it expires (Unix ms; none
+/// while connected), how long it lasts offline, and whether MQTT 5 made it (IoT Core does
+/// not resume a session across versions). Records written before MQTT 5 read as 3.1.1
+/// sessions with the configured expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub subscriptions: Vec<(String, u8)>,
     pub expires_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mqtt5: bool,
+    /// The session expiry interval, in ms; `None`: the configured `session_expiry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_ms: Option<u64>,
 }
 
 /// A queued QoS 1 message or a retained message.
@@ -56,11 +65,18 @@ pub struct StoredMessage {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: QoS,
+    pub meta: Option<Arc<MessageMeta>>,
 }
 
+/// Set in the first byte of a stored message that has MQTT 5 metadata.
+const HAS_META: u8 = 0x80;
+
 impl StoredMessage {
-    /// `qos (1) | topic length (2) | topic | payload`: messages are the bulk of the store,
-    /// so they get a compact binary form rather than JSON.
+    /// `qos (1) | topic length (2) | topic | [meta] | payload`: messages are the bulk of
+    /// the store, so they get a compact binary form rather than JSON. With MQTT 5
+    /// metadata the first byte has `HAS_META` set and `meta` is `expires at (u64 Unix ms,
+    /// 0 = never) | properties length (u32) | MQTT 5 property list`; records written
+    /// before MQTT 5 have no such bit and read unchanged.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + self.topic.len() + self.payload.len());
         self.encode_into(&mut out);
@@ -68,21 +84,44 @@ impl StoredMessage {
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(self.qos as u8);
+        let flag = if self.meta.is_some() { HAS_META } else { 0 };
+        out.push(self.qos as u8 | flag);
         out.extend_from_slice(&(self.topic.len() as u16).to_be_bytes());
         out.extend_from_slice(self.topic.as_bytes());
+        if let Some(meta) = &self.meta {
+            out.extend_from_slice(&meta.expires_at_ms.unwrap_or(0).to_be_bytes());
+            let mut properties = bytes::BytesMut::new();
+            mqtt::encode_publish_properties(&meta.properties, &mut properties);
+            out.extend_from_slice(&(properties.len() as u32).to_be_bytes());
+            out.extend_from_slice(&properties);
+        }
         out.extend_from_slice(&self.payload);
     }
 
     fn decode(bytes: &[u8]) -> Option<StoredMessage> {
-        let qos = QoS::from_u8(*bytes.first()?)?;
+        let first = *bytes.first()?;
+        let qos = QoS::from_u8(first & !HAS_META)?;
         let len = u16::from_be_bytes([*bytes.get(1)?, *bytes.get(2)?]) as usize;
         let topic: Arc<str> = std::str::from_utf8(bytes.get(3..3 + len)?).ok()?.into();
-        let payload = Bytes::copy_from_slice(bytes.get(3 + len..)?);
+        let mut rest = bytes.get(3 + len..)?;
+        let mut meta = None;
+        if first & HAS_META != 0 {
+            let expires_at_ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let properties_len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+            let properties = Bytes::copy_from_slice(rest.get(12..12 + properties_len)?);
+            let properties = mqtt::decode_publish_properties(properties).ok()?;
+            meta = Some(Arc::new(MessageMeta {
+                properties,
+                expires_at_ms: (expires_at_ms != 0).then_some(expires_at_ms),
+            }));
+            rest = &rest[12 + properties_len..];
+        }
+        let payload = Bytes::copy_from_slice(rest);
         Some(StoredMessage {
             topic,
             payload,
             qos,
+            meta,
         })
     }
 }
@@ -446,7 +485,30 @@ mod tests {
             topic: topic.into(),
             payload: Bytes::from_static(payload),
             qos: QoS::AtLeastOnce,
+            meta: None,
         }
+    }
+
+    #[test]
+    fn messages_with_mqtt5_metadata_round_trip_and_old_records_still_read() {
+        let meta = MessageMeta {
+            properties: mqtt::PublishProperties {
+                content_type: Some("application/json".into()),
+                user_properties: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+                correlation_data: Some(Bytes::from_static(b"\x00\x01")),
+                message_expiry_interval: Some(30),
+                ..Default::default()
+            },
+            expires_at_ms: Some(1_700_000_030_000),
+        };
+        let with_meta = StoredMessage {
+            meta: Some(Arc::new(meta)),
+            ..message("a/b", b"payload")
+        };
+        assert_eq!(StoredMessage::decode(&with_meta.encode()), Some(with_meta));
+        // The pre-MQTT 5 layout: qos, topic length, topic, payload.
+        let old = [1u8, 0, 1, b't', b'x'];
+        assert_eq!(StoredMessage::decode(&old), Some(message("t", b"x")));
     }
 
     async fn wait_durable(store: &Store, seq: u64) {
@@ -464,6 +526,8 @@ mod tests {
             let record = SessionRecord {
                 subscriptions: vec![("a/#".into(), 1)],
                 expires_at_ms: None,
+                mqtt5: false,
+                expiry_ms: None,
             };
             store.submit(Op::PutSession("c1".into(), record));
             store.submit(Op::PutMessage("c1".into(), 1, message("a/1", b"one")));
@@ -475,6 +539,8 @@ mod tests {
                 SessionRecord {
                     subscriptions: vec![],
                     expires_at_ms: Some(1),
+                    mqtt5: false,
+                    expiry_ms: None,
                 },
             ));
             store.submit(Op::PutMessage("gone".into(), 1, message("x", b"x")));
@@ -507,6 +573,8 @@ mod tests {
             let record = SessionRecord {
                 subscriptions: vec![],
                 expires_at_ms: None,
+                mqtt5: false,
+                expiry_ms: None,
             };
             store.submit(Op::PutSession("c".into(), record));
             let mut last = 0;
@@ -581,6 +649,8 @@ mod churn {
                 let record = SessionRecord {
                     subscriptions: vec![("sensors/#".into(), 1)],
                     expires_at_ms: Some(1),
+                    mqtt5: false,
+                    expiry_ms: None,
                 };
                 store.submit(Op::PutSession(client_id.clone(), record));
                 store.submit(Op::PutMessage(
@@ -590,6 +660,7 @@ mod churn {
                         topic: "sensors/a".into(),
                         payload: Bytes::from(vec![7u8; 200]),
                         qos: QoS::AtLeastOnce,
+                        meta: None,
                     },
                 ));
                 last = store.submit(Op::DeleteSession(client_id));

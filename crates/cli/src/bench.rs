@@ -1,4 +1,4 @@
-//! `pubsub bench`: a load generator for any MQTT 3.1.1 broker.
+//! `pubsub bench`: a load generator for any MQTT 3.1.1 or MQTT 5 broker (`--mqtt5`).
 //!
 //! Clients are minimal on purpose (our codec over a tokio socket, no client library), so
 //! the generator costs little next to the broker it measures. Every result carries the
@@ -97,6 +97,10 @@ pub struct LoadOptions {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Speak MQTT 5 instead of 3.1.1 (persistent sessions ask for a Session Expiry
+    /// Interval of one hour).
+    #[arg(long)]
+    mqtt5: bool,
 }
 
 #[derive(Args, Clone)]
@@ -116,6 +120,10 @@ pub struct ConnectionOptions {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Speak MQTT 5 instead of 3.1.1 (persistent sessions ask for a Session Expiry
+    /// Interval of one hour).
+    #[arg(long)]
+    mqtt5: bool,
 }
 
 #[derive(Args, Clone)]
@@ -147,6 +155,10 @@ pub struct ConnectRateOptions {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Speak MQTT 5 instead of 3.1.1 (persistent sessions ask for a Session Expiry
+    /// Interval of one hour).
+    #[arg(long)]
+    mqtt5: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -166,7 +178,27 @@ impl QosArg {
     }
 }
 
+/// The version every client of this run speaks (one per run: set once from `--mqtt5`).
+static PROTOCOL: OnceLock<Protocol> = OnceLock::new();
+
+fn protocol() -> Protocol {
+    PROTOCOL.get().copied().unwrap_or(Protocol::V311)
+}
+
 impl Scenario {
+    fn mqtt5(&self) -> bool {
+        match self {
+            Scenario::FanIn(o)
+            | Scenario::FanOut(o)
+            | Scenario::P2p(o)
+            | Scenario::Latency(o)
+            | Scenario::OfflineQueue(o) => o.mqtt5,
+            Scenario::Connections(o) => o.mqtt5,
+            Scenario::ConnectRate(o) => o.mqtt5,
+            Scenario::Chart(_) => false,
+        }
+    }
+
     fn json(&self) -> bool {
         match self {
             Scenario::FanIn(o)
@@ -198,6 +230,9 @@ pub fn run(scenario: Scenario, plot: Option<PathBuf>) -> anyhow::Result<()> {
         return crate::plot::draw(&crate::plot::chart_from_json(&text)?, &options.output);
     }
     let json = scenario.json();
+    if scenario.mqtt5() {
+        let _ = PROTOCOL.set(Protocol::V5);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let (wall, cpu) = (Instant::now(), cpu_time());
     let Report {
@@ -505,7 +540,7 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
     let filter = vec![format!("{}/#", options.prefix)];
     let (reader, mut writer, _) =
         subscribe(&address, &subscriber_id, filter, QoS::AtLeastOnce, false).await?;
-    send(&mut writer, &Packet::Disconnect).await?;
+    send(&mut writer, &Packet::disconnect()).await?;
     drop((reader, writer));
 
     let started = Instant::now();
@@ -525,11 +560,11 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
     let mut received: u64 = 0;
     let mut acks = BytesMut::new();
     loop {
-        while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX)? {
+        while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX, protocol())? {
             if let Packet::Publish(publish) = packet {
                 received += 1;
                 if publish.qos == QoS::AtLeastOnce {
-                    mqtt::encode(&Packet::PubAck(publish.pkid), &mut acks)?;
+                    mqtt::encode(&Packet::PubAck(mqtt::Ack::new(publish.pkid)), &mut acks, protocol())?;
                 }
             }
         }
@@ -548,7 +583,7 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
     // Leave nothing behind for the next run: a clean session replaces the persistent one.
     drop((reader, writer));
     let (_reader, mut writer, _) = connect(&address, &subscriber_id, true).await?;
-    send(&mut writer, &Packet::Disconnect).await?;
+    send(&mut writer, &Packet::disconnect()).await?;
 
     let publish_rate = sent as f64 / publish_elapsed.as_secs_f64();
     let drain_rate = received as f64 / drain_elapsed.as_secs_f64();
@@ -593,7 +628,7 @@ async fn connections(options: ConnectionOptions) -> anyhow::Result<Report> {
     let growth = before.zip(after).map(|(b, a)| a as i64 - b as i64);
     let per_connection = growth.map(|kib| kib as f64 * 1024.0 / options.count.max(1) as f64);
     for (_, mut writer, _) in held.drain(..) {
-        let _ = send(&mut writer, &Packet::Disconnect).await;
+        let _ = send(&mut writer, &Packet::disconnect()).await;
     }
     let memory = match (before, after, per_connection) {
         (Some(b), Some(a), Some(per)) => {
@@ -723,7 +758,7 @@ async fn connect_and_leave<S: AsyncRead + AsyncWrite + Unpin>(
     client_id: &str,
 ) -> anyhow::Result<()> {
     mqtt_connect(stream, client_id, true).await?;
-    send(stream, &Packet::Disconnect).await?;
+    send(stream, &Packet::disconnect()).await?;
     let mut sink = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(n) = stream.read(&mut sink).await {
@@ -900,8 +935,10 @@ async fn publish_until_stopped(
                     topic,
                     pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
                     payload: if stamp { &stamped } else { &payload },
+                    properties: None,
                 },
                 &mut batch,
+                protocol(),
             )?;
             sent += 1;
         }
@@ -914,7 +951,7 @@ async fn publish_until_stopped(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    send(&mut writer, &Packet::Disconnect).await?;
+    send(&mut writer, &Packet::disconnect()).await?;
     ack_reader.abort();
     Ok(sent)
 }
@@ -935,7 +972,7 @@ async fn count_messages(
             bail!("subscriber connection closed by the broker");
         }
         let now = now_ns();
-        while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX)? {
+        while let Some(packet) = mqtt::decode(&mut buffer, usize::MAX, protocol())? {
             if let Packet::Publish(publish) = packet {
                 received.fetch_add(1, Ordering::Relaxed);
                 if latencies.is_some() && publish.payload.len() >= 8 {
@@ -943,7 +980,7 @@ async fn count_messages(
                     measured.push(now.saturating_sub(sent));
                 }
                 if publish.qos == QoS::AtLeastOnce {
-                    mqtt::encode(&Packet::PubAck(publish.pkid), &mut acks)?;
+                    mqtt::encode(&Packet::PubAck(mqtt::Ack::new(publish.pkid)), &mut acks, protocol())?;
                 }
             }
         }
@@ -974,8 +1011,9 @@ async fn subscribe(
             pkid: 1,
             filters: filters
                 .into_iter()
-                .map(|filter| SubscribeFilter { filter, qos })
+                .map(|filter| SubscribeFilter::new(filter, qos))
                 .collect(),
+            properties: Default::default(),
         }),
     )
     .await?;
@@ -1009,27 +1047,32 @@ async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
     send(
         stream,
         &Packet::Connect(Connect {
-            protocol: Protocol::V311,
+            protocol: protocol(),
             keep_alive: 60,
             client_id: client_id.to_owned(),
             clean_session,
             will: None,
             username: None,
             password: None,
+            properties: mqtt::ConnectProperties {
+                // MQTT 5's persistent session: Clean Start 0 and an expiry above 0.
+                session_expiry_interval: (!clean_session).then_some(3600),
+                ..Default::default()
+            },
         }),
     )
     .await?;
     let mut buffer = BytesMut::new();
     match read_packet(stream, &mut buffer).await? {
-        Packet::ConnAck(ack) if ack.code == mqtt::ConnectReturnCode::Accepted => Ok(buffer),
-        Packet::ConnAck(ack) => bail!("{client_id}: CONNACK {:?}", ack.code),
+        Packet::ConnAck(ack) if ack.code == mqtt::ReasonCode::SUCCESS => Ok(buffer),
+        Packet::ConnAck(ack) => bail!("{client_id}: CONNACK {}", ack.code),
         other => bail!("{client_id}: expected CONNACK, got {}", other.name()),
     }
 }
 
 async fn send<W: AsyncWrite + Unpin>(writer: &mut W, packet: &Packet) -> anyhow::Result<()> {
     let mut buffer = BytesMut::new();
-    mqtt::encode(packet, &mut buffer)?;
+    mqtt::encode(packet, &mut buffer, protocol())?;
     writer.write_all(&buffer).await?;
     Ok(())
 }
@@ -1039,7 +1082,7 @@ async fn read_packet<R: AsyncRead + Unpin>(
     buffer: &mut BytesMut,
 ) -> anyhow::Result<Packet> {
     loop {
-        if let Some(packet) = mqtt::decode(buffer, usize::MAX)? {
+        if let Some(packet) = mqtt::decode(buffer, usize::MAX, protocol())? {
             return Ok(packet);
         }
         buffer.reserve(16 * 1024);

@@ -9,6 +9,12 @@
 //!
 //! A handler's outcome is what it leaves in `output` (packets to write, in order) and,
 //! when the connection must end, an [`Ending`].
+//!
+//! One handler serves MQTT 3.1.1 and MQTT 5: the version the CONNECT chose decides how
+//! packets are decoded and encoded, and how a refusal is answered. Under 3.1.1 IoT Core
+//! closes the connection for most errors; under MQTT 5 it answers with a reason code
+//! (PUBACK/SUBACK 0x87 for a denied action, a server DISCONNECT with a reason for what
+//! ends the connection), and so does this handler.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -21,8 +27,9 @@ use iot::client_rules::{self, Refusal};
 use iot::lifecycle::{self, DisconnectReason, EventContext};
 use iot::{Action, RequestContext, ResourceKind};
 use mqtt::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, PublishRef, QoS, SubAck,
-    Subscribe, SubscribeReturnCode, Unsubscribe,
+    Ack, AckProperties, ConnAck, ConnAckProperties, Connect, Disconnect, LastWill, Packet,
+    Protocol, Publish, PublishRef, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 use tracing::{debug, info, warn};
 
@@ -30,7 +37,8 @@ use crate::auth::{ConnectionPolicy, Denied, Identity};
 use crate::broker::Broker;
 use crate::clock::unix_millis;
 use crate::config::SubscribeDenied;
-use crate::session::{ConnectionId, Delivery, LiveConnection, Outgoing, Session};
+use crate::message::MessageMeta;
+use crate::session::{ConnectionId, Delivery, LiveConnection, Outgoing, Session, SessionKind};
 
 /// Stop encoding queued messages once a batch reaches this size; the rest waits for the
 /// next write so one slow socket does not pin unbounded memory.
@@ -50,13 +58,22 @@ pub(crate) struct Online {
     pub(crate) policy: ConnectionPolicy,
     /// When the connection must end at the latest, and why.
     pub(crate) ends_at: Option<(tokio::time::Instant, DisconnectReason)>,
+    /// MQTT 5 topic aliases the client set (index = alias - 1); empty until it sets one.
+    topic_aliases: Vec<Option<String>>,
+    /// The client's Maximum Packet Size (MQTT 5); `usize::MAX` when it set none.
+    client_max_packet: usize,
+    /// The session expiry interval was zero at CONNECT: MQTT 5 DISCONNECT may not raise it.
+    expiry_was_zero: bool,
 }
 
-/// Why a connection ended, and whether its will is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a connection ended, whether its will is due, and what an MQTT 5 client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ending {
     pub(crate) reason: DisconnectReason,
     pub(crate) publish_will: bool,
+    /// The reason code (and reason string) of the DISCONNECT the server sends an MQTT 5
+    /// client before closing; 3.1.1 has no server DISCONNECT, the socket just closes.
+    pub(crate) disconnect: Option<(ReasonCode, String)>,
 }
 
 impl Ending {
@@ -64,7 +81,14 @@ impl Ending {
         Ending {
             reason,
             publish_will: true,
+            disconnect: None,
         }
+    }
+
+    /// Ends the connection telling an MQTT 5 client `code` and why.
+    pub(crate) fn telling(mut self, code: ReasonCode, why: impl Into<String>) -> Ending {
+        self.disconnect = Some((code, why.into()));
+        self
     }
 }
 
@@ -91,6 +115,10 @@ pub(crate) struct PacketHandler {
     /// while acknowledgements wait; an older figure only holds a new ack one pass);
     /// `u64::MAX` in memory, where everything is as durable as it gets.
     pub(crate) committed: u64,
+    /// The version CONNECT chose (3.1.1 until then).
+    pub(crate) protocol: Protocol,
+    /// MQTT 5 Request Problem Information: reason strings on acknowledgements only if set.
+    problem_information: bool,
 }
 
 impl PacketHandler {
@@ -108,7 +136,13 @@ impl PacketHandler {
             output: BytesMut::new(),
             pending_acks: VecDeque::new(),
             committed,
+            protocol: Protocol::V311,
+            problem_information: true,
         }
+    }
+
+    fn v5(&self) -> bool {
+        self.protocol.is_v5()
     }
 
     pub(crate) fn max_packet_size(&self) -> usize {
@@ -116,31 +150,60 @@ impl PacketHandler {
     }
 
     /// The first packet, once it is complete. `Err` closes the connection (logged here;
-    /// a CONNACK 1 is queued for an unsupported protocol level).
+    /// a CONNACK is queued where the client can read one: 3.1.1's return code 1 for an
+    /// unsupported protocol level, an MQTT 5 reason code for an MQTT 5 CONNECT that does
+    /// not decode).
     pub(crate) fn decode_connect(&mut self) -> Result<Option<Connect>, ()> {
         let max_packet_size = self.max_packet_size();
-        match mqtt::decode(&mut self.input, max_packet_size) {
-            Ok(Some(Packet::Connect(connect))) => Ok(Some(connect)),
+        let asked = mqtt::peek_connect_protocol(&self.input);
+        match mqtt::decode(&mut self.input, max_packet_size, Protocol::V311) {
+            Ok(Some(Packet::Connect(connect))) => {
+                self.protocol = connect.protocol;
+                Ok(Some(connect))
+            }
             Ok(Some(other)) => {
                 info!(peer = %self.peer, packet = other.name(), "closing connection: first packet is not CONNECT");
                 Err(())
             }
             Ok(None) => Ok(None),
             Err(error) => {
-                if client_rules::is_unsupported_protocol_level(&error) {
-                    self.queue_connack(false, ConnectReturnCode::UnacceptableProtocolVersion);
+                if asked == Some(Protocol::V5) {
+                    self.protocol = Protocol::V5;
+                    let mut connack = ConnAck::new(false, error.reason_code());
+                    connack.properties.reason_string = Some(error.to_string());
+                    self.queue_packet(&Packet::ConnAck(connack));
+                    info!(peer = %self.peer, %error, code = %error.reason_code(), "closing connection: MQTT 5 CONNECT refused");
+                } else {
+                    if client_rules::is_unsupported_protocol_level(&error) {
+                        self.queue_connack(false, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+                    }
+                    info!(peer = %self.peer, %error, "closing connection: malformed CONNECT");
                 }
-                info!(peer = %self.peer, %error, "closing connection: malformed CONNECT");
                 Err(())
             }
         }
     }
 
-    pub(crate) fn queue_connack(&mut self, session_present: bool, code: ConnectReturnCode) {
-        self.queue_packet(&Packet::ConnAck(ConnAck {
-            session_present,
-            code,
-        }));
+    pub(crate) fn queue_connack(&mut self, session_present: bool, code: ReasonCode) {
+        self.queue_packet(&Packet::ConnAck(ConnAck::new(session_present, code)));
+    }
+
+    /// A refusing CONNACK; MQTT 5 clients also get the reason as a reason string.
+    fn queue_refusal(&mut self, code: ReasonCode, reason: &str) {
+        let mut connack = ConnAck::new(false, code);
+        if self.v5() {
+            connack.properties.reason_string = Some(reason.to_owned());
+        }
+        self.queue_packet(&Packet::ConnAck(connack));
+    }
+
+    /// Properties for an acknowledgement saying `why`: a reason string, unless an MQTT 5
+    /// client asked for none (Request Problem Information 0, MQTT-3.1.2-29).
+    fn problem(&self, why: &str) -> AckProperties {
+        AckProperties {
+            reason_string: self.problem_information.then(|| why.to_owned()),
+            user_properties: Vec::new(),
+        }
     }
 
     /// Applies IoT Core's CONNECT rules to an authenticated client, opens its session and
@@ -154,10 +217,30 @@ impl PacketHandler {
     ) -> Option<Admitted> {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
-        if connect.client_id.is_empty() && connect.clean_session {
+        let v5 = connect.protocol.is_v5();
+        self.problem_information = connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true);
+        if connect.client_id.is_empty() && connect.clean_session && !v5 {
             connect.client_id = assigned_client_id(self.id);
         }
-        let context = connect_context(&connect, self.peer, identity);
+        if let Err(refusal) = client_rules::check_connect(&connect, limits) {
+            warn!(client_id = %connect.client_id, peer = %self.peer, code = ?refusal.code, reason = %refusal.reason, "CONNECT refused");
+            if let Some(code) = refusal.code {
+                self.queue_refusal(code, &refusal.reason);
+            }
+            return None;
+        }
+        // MQTT 5: the broker names a client that sent no id (Assigned Client Identifier),
+        // as IoT Core does, with a `$GEN/` id no client may send itself.
+        let mut assigned = None;
+        if connect.client_id.is_empty() {
+            connect.client_id = format!("$GEN/{}", crate::secrets::uuid_text(rand::random()));
+            assigned = Some(connect.client_id.clone());
+        }
+        let kind = session_kind(&connect, broker.config.session_expiry);
+        let context = connect_context(&connect, &kind, self.peer, identity);
         let policies = broker.auth.policies.clone();
         let mut policy = match identity {
             Identity::Authorizer(authorized) => ConnectionPolicy::with_policies(
@@ -169,19 +252,20 @@ impl PacketHandler {
             _ => ConnectionPolicy::new(policies, identity.principal(), context),
         };
         let now_secs = unix_millis() / 1000;
-        let verdict = client_rules::check_connect(&connect, limits)
-            .and_then(|()| authorize_connect(&mut policy, &connect))
-            .and_then(|()| {
-                if broker.router.admit_connect(&connect.client_id, now_secs) {
-                    Ok(())
-                } else {
-                    Err(Refusal::throttled(limits.connects_per_client_id_per_sec))
-                }
-            });
+        let verdict = authorize_connect(&mut policy, &connect).and_then(|()| {
+            if broker.router.admit_connect(&connect.client_id, now_secs) {
+                Ok(())
+            } else {
+                Err(Refusal::throttled(
+                    &connect,
+                    limits.connects_per_client_id_per_sec,
+                ))
+            }
+        });
         if let Err(refusal) = verdict {
             warn!(client_id = %connect.client_id, principal = policy.principal(), peer = %self.peer, code = ?refusal.code, reason = %refusal.reason, "CONNECT refused");
             if let Some(code) = refusal.code {
-                self.queue_connack(false, code);
+                self.queue_refusal(code, &refusal.reason);
             }
             return None;
         }
@@ -190,7 +274,7 @@ impl PacketHandler {
         if max_connections > 0 && open > max_connections {
             broker.router.connections.fetch_sub(1, Ordering::Relaxed);
             warn!(client_id = %connect.client_id, peer = %self.peer, max_connections, "CONNECT refused: connection limit reached");
-            self.queue_connack(false, ConnectReturnCode::ServerUnavailable);
+            self.queue_refusal(ReasonCode::QUOTA_EXCEEDED, "connection limit reached");
             return None;
         }
 
@@ -202,9 +286,18 @@ impl PacketHandler {
         let opened = broker.router.open_session(
             &connect.client_id,
             connect.clean_session,
+            kind,
             self.id,
             live.clone(),
         );
+        // The client's Receive Maximum narrows the QoS 1 window toward it.
+        let window = connect
+            .properties
+            .receive_maximum
+            .map_or(limits.max_inflight, |max| usize::from(max).min(limits.max_inflight));
+        opened
+            .session
+            .with_state(|state| state.set_max_inflight(window));
         if let Some(previous) = opened.took_over {
             info!(client_id = %connect.client_id, previous_connection = previous, "client id connected again: the older connection is closed (DUPLICATE_CLIENTID)");
         }
@@ -218,17 +311,28 @@ impl PacketHandler {
             version_number: broker.router.next_version_number(),
             policy,
             ends_at: lifetime.map(|(after, reason)| (tokio::time::Instant::now() + after, reason)),
+            topic_aliases: Vec::new(),
+            client_max_packet: connect
+                .properties
+                .maximum_packet_size
+                .map_or(usize::MAX, |max| max as usize),
+            expiry_was_zero: kind.expiry.is_zero(),
         };
-        self.queue_connack(opened.session_present, ConnectReturnCode::Accepted);
+        let mut connack = ConnAck::new(opened.session_present, ReasonCode::SUCCESS);
+        if v5 {
+            connack.properties = connack_properties(&connect, &kind, limits, assigned);
+        }
+        self.queue_packet(&Packet::ConnAck(connack));
         if opened.session_present {
             let redeliveries: Vec<Outgoing> = online
                 .session
                 .with_state(|state| state.redeliveries().collect());
+            let now_ms = unix_millis();
             for outgoing in &redeliveries {
-                encode_outgoing(&mut self.output, outgoing);
+                encode_outgoing(&mut self.output, outgoing, self.protocol, now_ms);
             }
         }
-        info!(client_id = %online.client_id, principal = online.policy.principal(), peer = %self.peer, clean_session = connect.clean_session, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
+        info!(client_id = %online.client_id, principal = online.policy.principal(), peer = %self.peer, protocol = ?connect.protocol, clean_session = connect.clean_session, session_expiry = ?kind.expiry, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
         Some(Admitted {
             online,
             durable: opened.durable,
@@ -252,12 +356,13 @@ impl PacketHandler {
     pub(crate) fn handle_input(&mut self, online: &mut Online) -> Result<(), Ending> {
         loop {
             let max_packet_size = self.max_packet_size();
-            let packet = match mqtt::decode(&mut self.input, max_packet_size) {
+            let packet = match mqtt::decode(&mut self.input, max_packet_size, self.protocol) {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(()),
                 Err(error) => {
                     warn!(client_id = %online.client_id, principal = online.policy.principal(), %error, "closing connection: malformed packet");
-                    return Err(Ending::abnormal(DisconnectReason::ClientError));
+                    return Err(Ending::abnormal(DisconnectReason::ClientError)
+                        .telling(error.reason_code(), error.to_string()));
                 }
             };
             self.handle_packet(online, packet)?;
@@ -271,7 +376,8 @@ impl PacketHandler {
     ) -> Result<(), Ending> {
         match packet {
             Packet::Publish(publish) => self.handle_publish(online, publish),
-            Packet::PubAck(pkid) => {
+            Packet::PubAck(ack) => {
+                let pkid = ack.pkid;
                 if !online.session.with_state(|state| state.acknowledge(pkid)) {
                     debug!(client_id = %online.client_id, pkid, "PUBACK for an unknown packet id ignored");
                 }
@@ -283,26 +389,118 @@ impl PacketHandler {
                 self.queue_packet(&Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect => Err(Ending {
-                reason: DisconnectReason::ClientInitiatedDisconnect,
-                publish_will: false,
-            }),
+            Packet::Disconnect(disconnect) => Err(self.handle_disconnect(online, disconnect)),
             Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
                 warn!(client_id = %online.client_id, packet = packet.name(), "closing connection: QoS 2 is not supported (IoT Core)");
-                Err(Ending::abnormal(DisconnectReason::ClientError))
+                Err(Ending::abnormal(DisconnectReason::ClientError).telling(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("{} is not supported: QoS 2 is not (IoT Core)", packet.name()),
+                ))
+            }
+            Packet::Auth(_) => {
+                warn!(client_id = %online.client_id, "closing connection: AUTH (enhanced authentication) is not supported (IoT Core)");
+                Err(Ending::abnormal(DisconnectReason::ClientError).telling(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH is not supported: no authentication method was agreed",
+                ))
             }
             other => {
                 warn!(client_id = %online.client_id, packet = other.name(), "closing connection: packet not allowed from a client at this point");
-                Err(Ending::abnormal(DisconnectReason::ClientError))
+                Err(Ending::abnormal(DisconnectReason::ClientError).telling(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("{} is not allowed from a client", other.name()),
+                ))
             }
         }
     }
 
-    fn handle_publish(&mut self, online: &mut Online, publish: Publish) -> Result<(), Ending> {
+    /// A client's DISCONNECT. MQTT 5: reason 0x04 asks for the will; a Session Expiry
+    /// Interval replaces the session's (0 ends it now), but may not raise one that was 0
+    /// at CONNECT (MQTT-3.14.2-2, a protocol error).
+    fn handle_disconnect(&mut self, online: &Online, disconnect: Disconnect) -> Ending {
+        let publish_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        if let Some(secs) = disconnect.properties.session_expiry_interval {
+            if online.expiry_was_zero && secs > 0 {
+                warn!(client_id = %online.client_id, secs, "closing connection: DISCONNECT raises a session expiry interval that was 0 (protocol error)");
+                return Ending::abnormal(DisconnectReason::ClientError).telling(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "the session expiry interval was 0 at CONNECT and cannot be raised",
+                );
+            }
+            let expiry = granted_expiry(secs, self.broker.config.session_expiry);
+            online.session.set_expiry(expiry);
+            debug!(client_id = %online.client_id, ?expiry, "session expiry changed by DISCONNECT");
+        }
+        Ending {
+            reason: DisconnectReason::ClientInitiatedDisconnect,
+            publish_will,
+            disconnect: None,
+        }
+    }
+
+    /// MQTT 5 topic aliases (client to server): an alias with a topic sets it, an alias
+    /// with an empty topic uses it. 0, one above the CONNACK's Topic Alias Maximum, or an
+    /// unset one end the connection with DISCONNECT 0x94 (as IoT Core answers).
+    fn resolve_topic_alias(&self, online: &mut Online, publish: &mut Publish) -> Result<(), Ending> {
+        let Some(alias) = publish.properties.topic_alias else {
+            return Ok(());
+        };
+        let maximum = self.broker.config.limits.topic_alias_maximum;
+        let invalid = |why: String| {
+            warn!(client_id = %online.client_id, alias, %why, "closing connection: topic alias invalid");
+            Err(Ending::abnormal(DisconnectReason::ClientError)
+                .telling(ReasonCode::TOPIC_ALIAS_INVALID, why))
+        };
+        if alias == 0 || alias > maximum {
+            return invalid(format!("topic alias {alias} is outside 1..={maximum}"));
+        }
+        let index = usize::from(alias - 1);
+        if publish.topic.is_empty() {
+            match online.topic_aliases.get(index) {
+                Some(Some(topic)) => publish.topic = topic.clone(),
+                _ => return invalid(format!("topic alias {alias} was not set on this connection")),
+            }
+        } else {
+            if online.topic_aliases.len() <= index {
+                online.topic_aliases.resize(usize::from(maximum), None);
+            }
+            online.topic_aliases[index] = Some(publish.topic.clone());
+        }
+        Ok(())
+    }
+
+    fn handle_publish(&mut self, online: &mut Online, mut publish: Publish) -> Result<(), Ending> {
+        let v5 = self.v5();
+        self.resolve_topic_alias(online, &mut publish)?;
         let limits = &self.broker.config.limits;
-        if let Err(reason) = client_rules::check_publish(&publish, limits) {
-            warn!(client_id = %online.client_id, principal = online.policy.principal(), topic = %publish.topic, %reason, "closing connection: PUBLISH refused");
-            return Err(Ending::abnormal(DisconnectReason::ClientError));
+        if v5 && publish.qos == QoS::AtLeastOnce {
+            let unacknowledged = self
+                .pending_acks
+                .iter()
+                .filter(|(ack, _)| matches!(ack, Packet::PubAck(_)))
+                .count();
+            if unacknowledged >= limits.max_inflight {
+                warn!(client_id = %online.client_id, unacknowledged, "closing connection: Receive Maximum exceeded");
+                return Err(Ending::abnormal(DisconnectReason::ClientError).telling(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    format!("more than {} unacknowledged QoS 1 PUBLISH", limits.max_inflight),
+                ));
+            }
+        }
+        if let Err(rejected) = client_rules::check_publish(&publish, limits) {
+            // A bad topic is answered in the PUBACK under MQTT 5 (IoT Core's PUBACK table
+            // has 0x90); QoS 2 and oversize end the connection with their reason.
+            if v5 && rejected.code == ReasonCode::TOPIC_NAME_INVALID {
+                warn!(client_id = %online.client_id, principal = online.policy.principal(), topic = %publish.topic, reason = %rejected, "PUBLISH refused: PUBACK 0x90");
+                if publish.qos == QoS::AtLeastOnce {
+                    let ack = self.refusing_puback(publish.pkid, rejected.code, &rejected.reason);
+                    self.acknowledge_when_durable(ack, 0);
+                }
+                return Ok(());
+            }
+            warn!(client_id = %online.client_id, principal = online.policy.principal(), topic = %publish.topic, reason = %rejected, "closing connection: PUBLISH refused");
+            return Err(Ending::abnormal(DisconnectReason::ClientError)
+                .telling(rejected.code, rejected.reason));
         }
         let mut allowed = online
             .policy
@@ -314,6 +512,15 @@ impl PacketHandler {
                     .check(Action::RetainPublish, ResourceKind::Topic, &publish.topic);
         }
         if let Err(denied) = allowed {
+            if v5 {
+                log_denied(online, &denied, "PUBLISH denied: PUBACK 0x87");
+                if publish.qos == QoS::AtLeastOnce {
+                    let why = format!("{} on {} denied", denied.action, denied.resource);
+                    let ack = self.refusing_puback(publish.pkid, ReasonCode::NOT_AUTHORIZED, &why);
+                    self.acknowledge_when_durable(ack, 0);
+                }
+                return Ok(());
+            }
             log_denied(
                 online,
                 &denied,
@@ -322,21 +529,35 @@ impl PacketHandler {
             return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
         }
         let router = &self.broker.router;
+        let meta = MessageMeta::from_publish(publish.properties, unix_millis()).map(Arc::new);
         let mut durable = 0;
         // IoT Core keeps no retained messages on reserved topics.
         if publish.retain && !iot::is_reserved(&publish.topic) {
-            durable = router.retain(&publish.topic, publish.payload.clone(), publish.qos);
+            durable = router.retain_message(
+                &publish.topic,
+                publish.payload.clone(),
+                publish.qos,
+                meta.clone(),
+            );
         }
-        let routed = router.route(&publish.topic, publish.payload, publish.qos);
+        let routed = router.route_message(&publish.topic, publish.payload, publish.qos, meta);
         if publish.qos == QoS::AtLeastOnce {
             // The PUBACK promises at-least-once: it waits until every persistent session
             // that kept the message (and the retained store) has it on disk.
             self.acknowledge_when_durable(
-                Packet::PubAck(publish.pkid),
+                Packet::PubAck(Ack::new(publish.pkid)),
                 durable.max(routed.durable),
             );
         }
         Ok(())
+    }
+
+    fn refusing_puback(&self, pkid: u16, reason: ReasonCode, why: &str) -> Packet {
+        Packet::PubAck(Ack {
+            pkid,
+            reason,
+            properties: self.problem(why),
+        })
     }
 
     /// Queues an acknowledgement to be sent once the store has reached `durable`.
@@ -374,6 +595,7 @@ impl PacketHandler {
         }
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
+        let v5 = self.v5();
         let count_after = online.session.with_state(|state| {
             state.subscription_count()
                 + subscribe
@@ -382,19 +604,42 @@ impl PacketHandler {
                     .filter(|wanted| !state.is_subscribed(&wanted.filter))
                     .count()
         });
-        if let Err(reason) = client_rules::check_subscribe(&subscribe, count_after, limits) {
-            warn!(client_id = %online.client_id, principal = online.policy.principal(), %reason, "closing connection: SUBSCRIBE refused");
-            return Err(Ending::abnormal(DisconnectReason::ClientError));
+        let whole = client_rules::check_subscribe(&subscribe, count_after, limits).and_then(|()| {
+            // 3.1.1: any bad filter closes the connection before anything is subscribed.
+            if v5 {
+                return Ok(());
+            }
+            subscribe.filters.iter().try_for_each(|wanted| {
+                client_rules::check_filter(&wanted.filter, wanted.qos, false, limits)
+            })
+        });
+        if let Err(rejected) = whole {
+            warn!(client_id = %online.client_id, principal = online.policy.principal(), reason = %rejected, "closing connection: SUBSCRIBE refused");
+            return Err(Ending::abnormal(DisconnectReason::ClientError)
+                .telling(rejected.code, rejected.reason));
         }
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         let mut granted = Vec::with_capacity(subscribe.filters.len());
+        let mut problems = Vec::new();
         for wanted in &subscribe.filters {
+            if let Err(rejected) = client_rules::check_filter(&wanted.filter, wanted.qos, v5, limits) {
+                warn!(client_id = %online.client_id, principal = online.policy.principal(), reason = %rejected, "SUBSCRIBE filter refused: SUBACK 0x8F");
+                return_codes.push(rejected.code);
+                problems.push(rejected.reason);
+                continue;
+            }
             let allowed =
                 online
                     .policy
                     .check(Action::Subscribe, ResourceKind::TopicFilter, &wanted.filter);
             if let Err(denied) = allowed {
+                if v5 {
+                    log_denied(online, &denied, "SUBSCRIBE denied: SUBACK 0x87");
+                    return_codes.push(ReasonCode::NOT_AUTHORIZED);
+                    problems.push(format!("{} on {} denied", denied.action, denied.resource));
+                    continue;
+                }
                 if broker.config.subscribe_denied == SubscribeDenied::Disconnect {
                     log_denied(
                         online,
@@ -404,30 +649,48 @@ impl PacketHandler {
                     return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
                 }
                 log_denied(online, &denied, "SUBSCRIBE denied: SUBACK failure (0x80)");
-                return_codes.push(SubscribeReturnCode::Failure);
+                return_codes.push(ReasonCode::UNSPECIFIED_ERROR);
                 continue;
             }
+            // MQTT 5 asks for QoS 2 get QoS 1, the most IoT Core serves (MQTT-3.2.2-10).
+            let qos = wanted.qos.min(QoS::AtLeastOnce);
             granted.push(wanted.filter.as_str());
-            broker
-                .router
-                .subscribe(&online.session, &wanted.filter, wanted.qos);
-            return_codes.push(SubscribeReturnCode::Success(wanted.qos));
+            let existed = online
+                .session
+                .with_state(|state| state.is_subscribed(&wanted.filter));
+            broker.router.subscribe(&online.session, &wanted.filter, qos);
+            return_codes.push(ReasonCode::granted(qos));
+            let send_retained = match wanted.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !existed,
+                RetainHandling::Never => false,
+            };
+            if !send_retained {
+                continue;
+            }
             for message in broker.router.retained_for(&wanted.filter) {
                 retained.push(Delivery {
                     topic: message.topic,
                     payload: message.payload,
-                    qos: message.qos.min(wanted.qos),
+                    qos: message.qos.min(qos),
                     retain: true,
+                    meta: message.meta,
                 });
             }
         }
         // The SUBACK is queued before any retained message, so the client sees them in
         // that order; for a persistent session it waits until the subscription is durable.
         let durable = online.session.persist();
+        let properties = if problems.is_empty() {
+            AckProperties::default()
+        } else {
+            self.problem(&problems.join("; "))
+        };
         self.acknowledge_when_durable(
             Packet::SubAck(SubAck {
                 pkid: subscribe.pkid,
                 return_codes,
+                properties,
             }),
             durable,
         );
@@ -451,11 +714,23 @@ impl PacketHandler {
         if !online.session.is_owned_by(self.id) {
             return Err(Ending::abnormal(DisconnectReason::DuplicateClientId));
         }
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
-            self.broker.router.unsubscribe(&online.session, filter);
+            reason_codes.push(if self.broker.router.unsubscribe(&online.session, filter) {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
         }
         let durable = online.session.persist();
-        self.acknowledge_when_durable(Packet::UnsubAck(unsubscribe.pkid), durable);
+        self.acknowledge_when_durable(
+            Packet::UnsubAck(UnsubAck {
+                pkid: unsubscribe.pkid,
+                reason_codes,
+                properties: AckProperties::default(),
+            }),
+            durable,
+        );
         let filters: Vec<&str> = unsubscribe.filters.iter().map(String::as_str).collect();
         self.publish_event(online, |context| {
             lifecycle::subscription_event(context, false, &filters)
@@ -465,7 +740,9 @@ impl PacketHandler {
 
     /// Moves what the session has ready into the output buffer, up to one batch. Each
     /// message is checked against `iot:Receive` here, at delivery, as IoT Core does; a
-    /// refused one is dropped silently (logged once per topic).
+    /// refused one is dropped silently (logged once per topic). So is one past its MQTT 5
+    /// Message Expiry Interval, and one larger than the client's Maximum Packet Size
+    /// (MQTT-3.1.2-25: the server discards what the client could not take).
     pub(crate) fn fill_output(&mut self, online: &mut Online) {
         if self.output.len() >= WRITE_BATCH_BYTES {
             return;
@@ -481,7 +758,23 @@ impl PacketHandler {
         let id = self.id;
         let policy = &mut online.policy;
         let client_id = &online.client_id;
+        let protocol = self.protocol;
+        let client_max_packet = online.client_max_packet;
+        let stats = &self.broker.router.stats;
+        let now_ms = unix_millis();
         let mut may_receive = |delivery: &Delivery| {
+            if delivery.is_expired(now_ms) {
+                debug!(client_id = %client_id, topic = %delivery.topic, "message expired before delivery: dropped");
+                return false;
+            }
+            if client_max_packet != usize::MAX {
+                let size = mqtt::publish_encoded_len(&publish_ref(delivery, 1, false, protocol, None), protocol);
+                if size > client_max_packet {
+                    let total = stats.dropped_too_large.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn!(client_id = %client_id, topic = %delivery.topic, size, client_max_packet, dropped_total = total, "message larger than the client's Maximum Packet Size: dropped");
+                    return false;
+                }
+            }
             let (allowed, denied) =
                 policy.check_quietly(Action::Receive, ResourceKind::Topic, &delivery.topic);
             if let Some(denied) = denied {
@@ -493,7 +786,7 @@ impl PacketHandler {
         online.session.with_owned_state(id, |state| {
             while output.len() < WRITE_BATCH_BYTES {
                 match state.next_outgoing_where(&mut may_receive) {
-                    Some(outgoing) => encode_outgoing(output, &outgoing),
+                    Some(outgoing) => encode_outgoing(output, &outgoing, protocol, now_ms),
                     None => break,
                 }
             }
@@ -501,7 +794,18 @@ impl PacketHandler {
     }
 
     pub(crate) fn queue_packet(&mut self, packet: &Packet) {
-        mqtt::encode(packet, &mut self.output).expect("broker-built packets are encodable");
+        mqtt::encode(packet, &mut self.output, self.protocol)
+            .expect("broker-built packets are encodable");
+    }
+
+    /// The server DISCONNECT an MQTT 5 client gets when `ending` closes its connection.
+    pub(crate) fn queue_disconnect(&mut self, ending: &Ending) {
+        if let (true, Some((code, why))) = (self.v5(), &ending.disconnect) {
+            self.queue_packet(&Packet::Disconnect(Disconnect::with_reason_string(
+                *code,
+                why.clone(),
+            )));
+        }
     }
 
     fn publish_event(
@@ -531,11 +835,29 @@ impl PacketHandler {
         let router = &self.broker.router;
         if ending.publish_will {
             if let Some(will) = &online.will {
-                info!(client_id = %online.client_id, topic = %will.topic, "publishing last will");
-                if will.retain {
-                    router.retain(&will.topic, will.message.clone(), will.qos);
+                // MQTT 5 Will Delay Interval: the will waits, and is not sent if the client
+                // is back by then; the session's end comes first if it is sooner.
+                let delay = Duration::from_secs(u64::from(
+                    will.properties.will_delay_interval.unwrap_or(0),
+                ))
+                .min(online.session.expiry());
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) if !delay.is_zero() => {
+                        info!(client_id = %online.client_id, topic = %will.topic, ?delay, "last will delayed");
+                        let broker = self.broker.clone();
+                        let will = will.clone();
+                        let client_id = online.client_id.clone();
+                        runtime.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            if broker.router.is_client_online(&client_id) {
+                                info!(%client_id, "last will not sent: the client reconnected within its delay");
+                            } else {
+                                publish_will(&broker, &client_id, &will);
+                            }
+                        });
+                    }
+                    _ => publish_will(&self.broker, &online.client_id, will),
                 }
-                router.route(&will.topic, will.message.clone(), will.qos);
             }
         }
         router.live.unregister(self.id);
@@ -553,25 +875,128 @@ fn assigned_client_id(connection: ConnectionId) -> String {
     format!("pubsub-{connection}-{:08x}", rand::random::<u32>())
 }
 
-/// Encodes one delivery as PUBLISH. The topic and payload are borrowed from the shared
-/// message, never copied into a new allocation per subscriber.
-pub(super) fn encode_outgoing(output: &mut BytesMut, outgoing: &Outgoing) {
-    let delivery = &outgoing.delivery;
-    let publish = PublishRef {
-        dup: outgoing.dup,
+fn publish_will(broker: &Broker, client_id: &str, will: &LastWill) {
+    info!(%client_id, topic = %will.topic, "publishing last will");
+    let router = &broker.router;
+    let meta = MessageMeta::from_will(&will.properties, unix_millis()).map(Arc::new);
+    if will.retain {
+        router.retain_message(&will.topic, will.message.clone(), will.qos, meta.clone());
+    }
+    router.route_message(&will.topic, will.message.clone(), will.qos, meta);
+}
+
+/// The PUBLISH of a delivery, its topic, payload and properties borrowed from the shared
+/// message (`properties` holds them when they had to be rewritten for this send).
+fn publish_ref<'a>(
+    delivery: &'a Delivery,
+    pkid: u16,
+    dup: bool,
+    protocol: Protocol,
+    properties: Option<&'a mqtt::PublishProperties>,
+) -> PublishRef<'a> {
+    let properties = match (protocol.is_v5(), properties) {
+        (false, _) => None,
+        (true, Some(properties)) => Some(properties),
+        (true, None) => delivery.meta.as_ref().map(|meta| &meta.properties),
+    };
+    PublishRef {
+        dup,
         qos: delivery.qos,
         retain: delivery.retain,
         topic: &delivery.topic,
-        pkid: outgoing.pkid.unwrap_or(0),
+        pkid,
         payload: &delivery.payload,
+        properties,
+    }
+}
+
+/// Encodes one delivery as PUBLISH. The topic, payload and properties are borrowed from
+/// the shared message, never copied into a new allocation per subscriber (an MQTT 5
+/// message with an expiry gets its Message Expiry Interval rewritten to the time left).
+pub(super) fn encode_outgoing(
+    output: &mut BytesMut,
+    outgoing: &Outgoing,
+    protocol: Protocol,
+    now_ms: u64,
+) {
+    let delivery = &outgoing.delivery;
+    let rewritten = match (&delivery.meta, protocol.is_v5()) {
+        (Some(meta), true) if meta.expires_at_ms.is_some() => Some(meta.properties_at(now_ms)),
+        _ => None,
     };
-    mqtt::encode_publish(&publish, output).expect("routed messages are encodable");
+    let publish = publish_ref(
+        delivery,
+        outgoing.pkid.unwrap_or(0),
+        outgoing.dup,
+        protocol,
+        rewritten.as_deref(),
+    );
+    mqtt::encode_publish(&publish, output, protocol).expect("routed messages are encodable");
+}
+
+/// The session a CONNECT asks for. 3.1.1: clean session = zero expiry, otherwise the
+/// configured `session_expiry`. MQTT 5: the Session Expiry Interval (absent = 0), at most
+/// the configured one (IoT Core's account quota), 0xFFFFFFFF included.
+fn session_kind(connect: &Connect, configured: Duration) -> SessionKind {
+    let expiry = match connect.protocol {
+        Protocol::V5 => granted_expiry(
+            connect.properties.session_expiry_interval.unwrap_or(0),
+            configured,
+        ),
+        _ if connect.clean_session => Duration::ZERO,
+        _ => configured,
+    };
+    SessionKind {
+        expiry,
+        mqtt5: connect.protocol.is_v5(),
+    }
+}
+
+fn granted_expiry(requested_secs: u32, configured: Duration) -> Duration {
+    Duration::from_secs(u64::from(requested_secs)).min(configured)
+}
+
+/// The CONNACK properties of an accepted MQTT 5 CONNECT: what IoT Core advertises
+/// (facts file §1.2), and whatever the broker changed of what the client asked.
+fn connack_properties(
+    connect: &Connect,
+    kind: &SessionKind,
+    limits: &iot::Limits,
+    assigned_client_identifier: Option<String>,
+) -> ConnAckProperties {
+    let requested_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+    let granted_expiry = u32::try_from(kind.expiry.as_secs()).unwrap_or(u32::MAX);
+    let keep_alive = limits.effective_keep_alive(connect.keep_alive).as_secs();
+    let keep_alive = u16::try_from(keep_alive).unwrap_or(u16::MAX);
+    ConnAckProperties {
+        session_expiry_interval: (granted_expiry != requested_expiry).then_some(granted_expiry),
+        receive_maximum: Some(u16::try_from(limits.max_inflight.max(1)).unwrap_or(u16::MAX)),
+        maximum_qos: Some(QoS::AtLeastOnce),
+        retain_available: Some(true),
+        maximum_packet_size: Some(
+            u32::try_from(client_rules::max_packet_size(limits)).unwrap_or(u32::MAX),
+        ),
+        assigned_client_identifier,
+        topic_alias_maximum: Some(limits.topic_alias_maximum),
+        wildcard_subscription_available: Some(true),
+        subscription_identifiers_available: Some(false),
+        shared_subscription_available: Some(true),
+        server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
+        ..ConnAckProperties::default()
+    }
 }
 
 /// What a CONNECT tells the policy engine: client id, source address, connect attributes.
-fn connect_context(connect: &Connect, peer: SocketAddr, identity: &Identity) -> RequestContext {
+/// A session that outlives the connection (3.1.1 clean session 0, MQTT 5 Session Expiry
+/// Interval above 0) is a `PersistentConnect`.
+fn connect_context(
+    connect: &Connect,
+    kind: &SessionKind,
+    peer: SocketAddr,
+    identity: &Identity,
+) -> RequestContext {
     let mut connect_attributes = Vec::new();
-    if !connect.clean_session {
+    if !kind.expiry.is_zero() {
         connect_attributes.push("PersistentConnect".to_owned());
     }
     if connect.will.is_some() {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use iot::lifecycle::DisconnectReason;
-use mqtt::{Connect, ConnectReturnCode};
+use mqtt::{Connect, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -225,9 +225,9 @@ where
                     identity = authenticated;
                 }
                 Err(reason) => {
-                    warn!(client_id = %connect.client_id, %peer, code = ?ConnectReturnCode::NotAuthorized, %reason, "CONNECT refused");
+                    warn!(client_id = %connect.client_id, %peer, code = %ReasonCode::NOT_AUTHORIZED, %reason, "CONNECT refused");
                     self.handler
-                        .queue_connack(false, ConnectReturnCode::NotAuthorized);
+                        .queue_connack(false, ReasonCode::NOT_AUTHORIZED);
                     let _ = self.flush().await;
                     return None;
                 }
@@ -318,13 +318,22 @@ where
                     info!(client_id = %online.client_id, principal = online.policy.principal(), reason = %why, "closing connection (SERVER_INITIATED_DISCONNECT)");
                     // Its rights were withdrawn, or the broker is stopping: no last
                     // message in its name.
+                    let code = if why == crate::session::SHUTDOWN_REASON {
+                        ReasonCode::SERVER_SHUTTING_DOWN
+                    } else {
+                        ReasonCode::ADMINISTRATIVE_ACTION
+                    };
                     return Ending {
                         reason: DisconnectReason::ServerInitiatedDisconnect,
                         publish_will: false,
+                        disconnect: Some((code, why)),
                     };
                 }
                 if !online.session.is_owned_by(self.handler.id) {
-                    return Ending::abnormal(DisconnectReason::DuplicateClientId);
+                    return Ending::abnormal(DisconnectReason::DuplicateClientId).telling(
+                        ReasonCode::SESSION_TAKEN_OVER,
+                        "another connection with the same client id",
+                    );
                 }
             }
             let Some(event) = event else {
@@ -336,12 +345,18 @@ where
                     if let Some((at, reason)) = online.ends_at {
                         if now >= at {
                             info!(client_id = %online.client_id, %reason, "closing connection: its lifetime is over");
-                            return Ending::abnormal(reason);
+                            return Ending::abnormal(reason).telling(
+                                ReasonCode::MAXIMUM_CONNECT_TIME,
+                                "the connection's lifetime is over",
+                            );
                         }
                     }
                     if now >= last_read + online.keep_alive {
                         info!(client_id = %online.client_id, keep_alive = ?online.keep_alive, "closing connection: keep-alive expired (no packet within 1.5 x keep-alive)");
-                        return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout);
+                        return Ending::abnormal(DisconnectReason::MqttKeepAliveTimeout).telling(
+                            ReasonCode::KEEP_ALIVE_TIMEOUT,
+                            "no packet received for 1.5 times the keep-alive",
+                        );
                     }
                     timer.as_mut().reset(next_deadline(last_read, online));
                 }
@@ -384,13 +399,15 @@ where
         Ok(())
     }
 
-    /// Tears down: what is ready goes out (bounded), then the handler closes the session
-    /// (will, detach, lifecycle event), then the socket.
+    /// Tears down: what is ready goes out (bounded), with an MQTT 5 client's DISCONNECT
+    /// last, then the handler closes the session (will, detach, lifecycle event), then
+    /// the socket.
     async fn finish(mut self, mut online: Online, ending: Ending) {
         if ending.reason != DisconnectReason::DuplicateClientId {
             self.handler.fill_output(&mut online);
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         }
+        self.handler.queue_disconnect(&ending);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         self.handler.close(&online, ending);
         let _ = self.stream.shutdown().await;
     }

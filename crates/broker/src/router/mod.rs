@@ -21,9 +21,10 @@ use mqtt::QoS;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
+use crate::message::MessageMeta;
 use crate::session::{
     ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections, Owner, Session,
-    SessionState,
+    SessionKind, SessionState,
 };
 use crate::store::{Op, Recovered, Store, StoredMessage};
 
@@ -42,6 +43,13 @@ pub struct RetainedMessage {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: QoS,
+    pub meta: Option<Arc<MessageMeta>>,
+}
+
+impl RetainedMessage {
+    fn is_expired(&self, now_ms: u64) -> bool {
+        self.meta.as_ref().is_some_and(|meta| meta.is_expired(now_ms))
+    }
 }
 
 /// Subscription index entry: the granted QoS and the session to deliver to.
@@ -49,6 +57,37 @@ pub struct RetainedMessage {
 struct Subscriber {
     qos: QoS,
     session: Arc<Session>,
+}
+
+/// The members of one shared subscription group (`$share/{ShareName}/{TopicFilter}`):
+/// each message matching the filter goes to one of them, in turn.
+#[derive(Debug, Clone, Default)]
+struct ShareGroup {
+    members: Vec<Subscriber>,
+    /// Where the next turn starts; shared by the group's copies in the index.
+    next: Arc<AtomicUsize>,
+}
+
+impl ShareGroup {
+    /// The member that gets the next message: the next online one in turn; when none is
+    /// online, a QoS 1 message goes to the next persistent-session member (it waits in
+    /// that session's queue, as IoT Core queues for a group with persistent members),
+    /// and a QoS 0 one to nobody.
+    fn pick(&self, qos: QoS) -> Option<(Arc<Session>, QoS)> {
+        let count = self.members.len();
+        if count == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let in_turn = (0..count).map(|i| &self.members[(start + i) % count]);
+        if let Some(online) = in_turn.clone().find(|member| member.session.is_online()) {
+            return Some((online.session.clone(), online.qos));
+        }
+        in_turn
+            .filter(|member| qos.min(member.qos) == QoS::AtLeastOnce && !member.session.clean)
+            .map(|member| (member.session.clone(), member.qos))
+            .next()
+    }
 }
 
 /// What routing one message did.
@@ -68,6 +107,8 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     pub dropped_qos0: AtomicU64,
     pub dropped_qos1: AtomicU64,
+    /// Messages not sent because they exceeded a client's MQTT 5 Maximum Packet Size.
+    pub dropped_too_large: AtomicU64,
 }
 
 /// What opening a session found.
@@ -86,6 +127,8 @@ pub struct Router {
     store: Option<Arc<Store>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
+    /// Shared subscription groups, under their TopicFilter, keyed by ShareName.
+    shared: RwLock<TopicTrie<Arc<str>, ShareGroup>>,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
     /// Every live connection, for the control plane's disconnects and shutdown.
@@ -105,6 +148,7 @@ impl Router {
             store,
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
+            shared: RwLock::new(TopicTrie::new()),
             retained: RwLock::new(HashMap::new()),
             connect_attempts: Mutex::new(HashMap::new()),
             live: LiveConnections::default(),
@@ -165,10 +209,15 @@ impl Router {
 
     /// Attaches a connection to the session of `client_id`, creating, resuming or
     /// replacing it, and tells any connection that held it before to close.
+    ///
+    /// `clean_start` false resumes a persistent session made by the same MQTT version
+    /// (IoT Core resumes none across versions); `kind` says how long the session outlives
+    /// the connection (3.1.1 clean session: zero).
     pub fn open_session(
         &self,
         client_id: &str,
-        clean_session: bool,
+        clean_start: bool,
+        kind: SessionKind,
         connection: ConnectionId,
         live: Arc<LiveConnection>,
     ) -> OpenedSession {
@@ -177,8 +226,9 @@ impl Router {
         let existing = sessions.get(client_id).cloned();
         let mut took_over = None;
         if let Some(old) = &existing {
-            if !clean_session && !old.clean {
+            if !clean_start && !old.clean && old.mqtt5 == kind.mqtt5 {
                 took_over = old.replace_owner(Some(owner));
+                old.set_expiry(kind.expiry);
                 let durable = old.persist();
                 return OpenedSession {
                     session: old.clone(),
@@ -195,11 +245,11 @@ impl Router {
         }
         let session = Arc::new(Session::new(
             client_id.into(),
-            clean_session,
+            kind,
             self.new_session_state(),
             Some(owner),
             None,
-            if clean_session {
+            if kind.expiry.is_zero() {
                 None
             } else {
                 self.store.clone()
@@ -215,11 +265,15 @@ impl Router {
         }
     }
 
-    /// Detaches a closing connection. A clean session ends with it; a persistent one is
-    /// kept until `session_expiry`. Nothing happens if another connection took it over.
+    /// Detaches a closing connection. A clean session ends with it (so does one whose
+    /// expiry MQTT 5 DISCONNECT set to zero); a persistent one is kept for its expiry.
+    /// Nothing happens if another connection took it over.
     pub fn close_session(&self, session: &Arc<Session>, connection: ConnectionId, now: Instant) {
-        if session.detach(connection, now + self.config.session_expiry) != Detached::Ended {
+        if session.detach(connection, now) != Detached::Ended {
             return;
+        }
+        if !session.clean {
+            session.delete_stored();
         }
         let mut sessions = self.sessions.lock();
         if sessions
@@ -258,6 +312,12 @@ impl Router {
         expired.len()
     }
 
+    /// A connection holds the session of `client_id` (a delayed will is not sent then).
+    pub fn is_client_online(&self, client_id: &str) -> bool {
+        let session = self.sessions.lock().get(client_id).cloned();
+        session.is_some_and(|session| session.is_online())
+    }
+
     #[cfg(test)]
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
@@ -279,6 +339,20 @@ impl Router {
     }
 
     fn index_subscription(&self, session: &Arc<Session>, filter: &str, qos: QoS) {
+        if let Some(shared) = iot::shared_filter(filter) {
+            let mut index = self.shared.write();
+            let name: Arc<str> = shared.share_name.into();
+            let mut group = index.get(shared.filter, &name).cloned().unwrap_or_default();
+            group
+                .members
+                .retain(|member| member.session.client_id != session.client_id);
+            group.members.push(Subscriber {
+                qos,
+                session: session.clone(),
+            });
+            index.insert(shared.filter, name, group);
+            return;
+        }
         self.subscriptions.write().insert(
             filter,
             session.client_id.clone(),
@@ -290,6 +364,23 @@ impl Router {
     }
 
     fn unindex_subscription(&self, session: &Arc<Session>, filter: &str) {
+        if let Some(shared) = iot::shared_filter(filter) {
+            let mut index = self.shared.write();
+            let name: Arc<str> = shared.share_name.into();
+            let Some(mut group) = index.get(shared.filter, &name).cloned() else {
+                return;
+            };
+            // Only this session's own membership (see below).
+            group
+                .members
+                .retain(|member| !Arc::ptr_eq(&member.session, session));
+            if group.members.is_empty() {
+                index.remove(shared.filter, &name);
+            } else {
+                index.insert(shared.filter, name, group);
+            }
+            return;
+        }
         let mut index = self.subscriptions.write();
         // Only this session's own entry: a newer session under the same client id owns
         // the key now if this one was replaced.
@@ -308,11 +399,23 @@ impl Router {
         }
     }
 
-    /// Delivers a message to every matching subscription, once per session at the highest
-    /// granted QoS (capped by the message's QoS).
+    /// Delivers a message without MQTT 5 metadata (see [`Router::route_message`]).
     pub fn route(&self, topic: &str, payload: Bytes, qos: QoS) -> Routed {
+        self.route_message(topic, payload, qos, None)
+    }
+
+    /// Delivers a message to every matching subscription, once per session at the highest
+    /// granted QoS (capped by the message's QoS), and to one member of each matching
+    /// shared subscription group.
+    pub fn route_message(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        meta: Option<Arc<MessageMeta>>,
+    ) -> Routed {
         self.stats.messages_routed.fetch_add(1, Ordering::Relaxed);
-        let targets = {
+        let mut targets = {
             let index = self.subscriptions.read();
             let mut targets = Targets::default();
             index.for_each_match(topic, |_filter, _key, subscriber| {
@@ -320,6 +423,16 @@ impl Router {
             });
             targets.list
         };
+        {
+            // One copy per matching group, not merged with the member's own
+            // subscriptions: a group's copy is the group's.
+            let groups = self.shared.read();
+            if !groups.is_empty() {
+                groups.for_each_match(topic, |_filter, _name, group| {
+                    targets.extend(group.pick(qos));
+                });
+            }
+        }
         if targets.is_empty() {
             return Routed::default();
         }
@@ -333,6 +446,7 @@ impl Router {
                     payload: payload.clone(),
                     qos: qos.min(*granted),
                     retain: false,
+                    meta: meta.clone(),
                 },
             ));
         }
@@ -365,9 +479,20 @@ impl Router {
         durable
     }
 
+    /// Retains a message without MQTT 5 metadata (see [`Router::retain_message`]).
+    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) -> u64 {
+        self.retain_message(topic, payload, qos, None)
+    }
+
     /// Stores, replaces or (with an empty payload) deletes the retained message of a topic.
     /// Returns the store sequence number that makes the change durable (0 in memory).
-    pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) -> u64 {
+    pub fn retain_message(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        meta: Option<Arc<MessageMeta>>,
+    ) -> u64 {
         let mut retained = self.retained.write();
         let durable = self.store.as_ref().map_or(0, |store| {
             store.submit(if payload.is_empty() {
@@ -377,6 +502,7 @@ impl Router {
                     topic: topic.into(),
                     payload: payload.clone(),
                     qos,
+                    meta: meta.clone(),
                 })
             })
         });
@@ -390,6 +516,7 @@ impl Router {
                     topic,
                     payload,
                     qos,
+                    meta,
                 },
             );
         }
@@ -397,25 +524,46 @@ impl Router {
     }
 
     /// Retained messages a new subscription to `filter` receives: IoT Core gives them only
-    /// to a filter that names the topic exactly, unless `retained_on_wildcard` is set.
+    /// to a filter that names the topic exactly, unless `retained_on_wildcard` is set, and
+    /// never to a shared subscription. An expired one (MQTT 5 Message Expiry Interval) is
+    /// no longer given.
     pub fn retained_for(&self, filter: &str) -> Vec<RetainedMessage> {
+        if iot::shared_filter(filter).is_some() {
+            return Vec::new();
+        }
+        let now_ms = crate::clock::unix_millis();
         let retained = self.retained.read();
         if iot::filter_is_exact(filter) {
-            return retained.get(filter).cloned().into_iter().collect();
+            return retained
+                .get(filter)
+                .filter(|message| !message.is_expired(now_ms))
+                .cloned()
+                .into_iter()
+                .collect();
         }
         if !self.config.retained_on_wildcard {
             return Vec::new();
         }
         retained
             .values()
-            .filter(|message| iot::topic_matches(filter, &message.topic))
+            .filter(|message| {
+                iot::topic_matches(filter, &message.topic) && !message.is_expired(now_ms)
+            })
             .cloned()
             .collect()
     }
 
-    /// Every retained message (the data plane's ListRetainedMessages).
+    /// Every retained message that has not expired (the data plane's
+    /// ListRetainedMessages).
     pub fn retained_messages(&self) -> Vec<RetainedMessage> {
-        let mut messages: Vec<RetainedMessage> = self.retained.read().values().cloned().collect();
+        let now_ms = crate::clock::unix_millis();
+        let mut messages: Vec<RetainedMessage> = self
+            .retained
+            .read()
+            .values()
+            .filter(|message| !message.is_expired(now_ms))
+            .cloned()
+            .collect();
         messages.sort_by(|a, b| a.topic.cmp(&b.topic));
         messages
     }

@@ -7,7 +7,7 @@ use mqtt::QoS;
 
 use super::{RetainedMessage, Router};
 use crate::clock::unix_millis;
-use crate::session::{Delivery, Session};
+use crate::session::{Delivery, Session, SessionKind};
 use crate::store::{Op, Recovered};
 
 impl Router {
@@ -28,7 +28,11 @@ impl Router {
             }
             // A session that was connected when the broker stopped expires as if it had
             // just disconnected.
-            let expires_at = Instant::now() + remaining.unwrap_or(self.config.session_expiry);
+            let expiry = record
+                .expiry_ms
+                .filter(|ms| *ms > 0)
+                .map_or(self.config.session_expiry, Duration::from_millis);
+            let expires_at = Instant::now() + remaining.unwrap_or(expiry);
             let subscriptions: Vec<(String, QoS)> = record
                 .subscriptions
                 .iter()
@@ -52,12 +56,16 @@ impl Router {
                         payload: message.payload,
                         qos: message.qos,
                         retain: false,
+                        meta: message.meta,
                     },
                 )
             }));
             let session = Arc::new(Session::new(
                 client_id.as_str().into(),
-                false,
+                SessionKind {
+                    expiry,
+                    mqtt5: record.mqtt5,
+                },
                 state,
                 None,
                 Some(expires_at),
@@ -80,6 +88,7 @@ impl Router {
                     topic,
                     payload: message.payload,
                     qos: message.qos,
+                    meta: message.meta,
                 },
             );
         }

@@ -13,8 +13,9 @@ use parking_lot::Mutex;
 /// Identifies one connection for the life of the broker (never reused).
 pub type ConnectionId = u64;
 
-/// What a connection closed at shutdown logs.
-const SHUTDOWN_REASON: &str = "the broker is shutting down";
+/// What a connection closed at shutdown logs (and how it knows to tell an MQTT 5 client
+/// "server shutting down" rather than "administrative action").
+pub const SHUTDOWN_REASON: &str = "the broker is shutting down";
 
 /// One per connection, shared by the connection, its session and the live registry; a
 /// flag and a waker rather than a `Notify`, whose waiting future the connection would

@@ -2,12 +2,12 @@
 //! that routers and the owning connection lock ([`shared`]), and how a live connection is
 //! woken or asked to close ([`live`]).
 //!
-//! Imports only `store` and `clock` from the crate.
+//! Imports only `store` and the utilities `clock` and `message` from the crate.
 
 pub(crate) mod live;
 pub(crate) mod shared;
 pub(crate) mod state;
 
-pub(crate) use live::{ConnectionId, LiveConnection, LiveConnections};
-pub(crate) use shared::{Detached, Owner, Session};
+pub(crate) use live::{ConnectionId, LiveConnection, LiveConnections, SHUTDOWN_REASON};
+pub(crate) use shared::{Detached, Owner, Session, SessionKind};
 pub(crate) use state::{Delivery, Enqueued, Outgoing, SessionState};

@@ -5,7 +5,7 @@
 //! mutex per session, so publishers to different subscribers never contend on one lock.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mqtt::QoS;
 use parking_lot::Mutex;
@@ -28,12 +28,19 @@ struct SessionInner {
     owner: Option<Owner>,
     /// Set while no connection owns a persistent session.
     expires_at: Option<Instant>,
+    /// How long the session outlives its connection (MQTT 5 Session Expiry Interval, as
+    /// granted; 3.1.1: the configured `session_expiry`). Zero: it ends with it.
+    expiry: Duration,
 }
 
 /// The registry entry of one client id.
 pub struct Session {
     pub client_id: Arc<str>,
+    /// Ends with its connection and is never stored (3.1.1 clean session, MQTT 5 Session
+    /// Expiry Interval 0 at CONNECT).
     pub clean: bool,
+    /// Made by an MQTT 5 connection: IoT Core does not resume a session across versions.
+    pub mqtt5: bool,
     inner: Mutex<SessionInner>,
     /// Set for a persistent session when the broker is durable.
     store: Option<Arc<Store>>,
@@ -59,10 +66,18 @@ pub enum Detached {
     Ended,
 }
 
+/// What kind of session a connection asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKind {
+    /// How long it outlives the connection; zero for a clean session.
+    pub expiry: Duration,
+    pub mqtt5: bool,
+}
+
 impl Session {
     pub fn new(
         client_id: Arc<str>,
-        clean: bool,
+        kind: SessionKind,
         state: SessionState,
         owner: Option<Owner>,
         expires_at: Option<Instant>,
@@ -70,14 +85,32 @@ impl Session {
     ) -> Session {
         Session {
             client_id,
-            clean,
+            clean: kind.expiry.is_zero(),
+            mqtt5: kind.mqtt5,
             inner: Mutex::new(SessionInner {
                 state,
                 owner,
                 expires_at,
+                expiry: kind.expiry,
             }),
             store,
         }
+    }
+
+    /// How long the session now outlives its connection.
+    pub fn expiry(&self) -> Duration {
+        self.inner.lock().expiry
+    }
+
+    /// A new Session Expiry Interval (a resuming CONNECT, or MQTT 5 DISCONNECT); zero
+    /// ends the session when its connection closes.
+    pub fn set_expiry(&self, expiry: Duration) {
+        self.inner.lock().expiry = expiry;
+    }
+
+    /// A connection owns it now.
+    pub fn is_online(&self) -> bool {
+        self.inner.lock().owner.is_some()
     }
 
     /// Runs `f` on the session state under its lock. Keep `f` short: routers wait on it.
@@ -134,6 +167,8 @@ impl Session {
                 .map(|(filter, qos)| (filter.to_owned(), qos as u8))
                 .collect(),
             expires_at_ms: inner.expires_at.map(instant_to_unix_ms),
+            mqtt5: self.mqtt5,
+            expiry_ms: Some(u64::try_from(inner.expiry.as_millis()).unwrap_or(u64::MAX)),
         };
         store.submit(Op::PutSession(self.client_id.clone(), record))
     }
@@ -156,6 +191,7 @@ impl Session {
                 topic: delivery.topic.clone(),
                 payload: delivery.payload.clone(),
                 qos: delivery.qos,
+                meta: delivery.meta.clone(),
             });
         let outcome = inner.state.enqueue(delivery, online);
         let queued_seq = inner.state.last_seq();
@@ -190,20 +226,21 @@ impl Session {
         previous.map(|previous| previous.connection)
     }
 
-    /// Detaches a closing connection; a persistent session starts its expiry at `expires_at`
-    /// and loses the QoS 0 messages queued for the connection that is gone.
-    pub fn detach(&self, connection: ConnectionId, expires_at: Instant) -> Detached {
+    /// Detaches a closing connection; a persistent session starts its expiry (from `now`)
+    /// and loses the QoS 0 messages queued for the connection that is gone. A session
+    /// whose expiry is zero (clean, or set so by MQTT 5 DISCONNECT) ends.
+    pub fn detach(&self, connection: ConnectionId, now: Instant) -> Detached {
         let mut inner = self.inner.lock();
         match &inner.owner {
             Some(owner) if owner.connection == connection => {}
             _ => return Detached::NotOwner,
         }
         inner.owner = None;
-        if self.clean {
+        if self.clean || inner.expiry.is_zero() {
             return Detached::Ended;
         }
         inner.state.drop_queued_qos0();
-        inner.expires_at = Some(expires_at);
+        inner.expires_at = Some(now + inner.expiry);
         drop(inner);
         self.persist();
         Detached::Kept

@@ -8,14 +8,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mqtt::QoS;
 
-/// One message on its way to one subscriber. Topic and payload are shared among all the
-/// subscribers of a publish, so fan-out copies two pointers, not the message.
+use crate::message::MessageMeta;
+
+/// One message on its way to one subscriber. Topic, payload and MQTT 5 metadata are
+/// shared among all the subscribers of a publish, so fan-out copies pointers, not the
+/// message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    pub meta: Option<Arc<MessageMeta>>,
+}
+
+impl Delivery {
+    /// Past its Message Expiry Interval: no longer delivered (IoT Core drops it from
+    /// queues, in-flight windows excepted, and from retained messages).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.meta.as_ref().is_some_and(|meta| meta.is_expired(now_ms))
+    }
 }
 
 /// What happened to a message offered to a session.
@@ -84,6 +96,12 @@ impl SessionState {
             dropped_qos0: 0,
             dropped_qos1: 0,
         }
+    }
+
+    /// The client's Receive Maximum (MQTT 5) narrows the outbound QoS 1 window for the
+    /// connection that owns the session now; never wider than the configured window.
+    pub fn set_max_inflight(&mut self, max_inflight: usize) {
+        self.max_inflight = saturating_u32(max_inflight.max(1));
     }
 
     /// Records a subscription; returns the previous granted QoS if it replaced one.
@@ -300,6 +318,7 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             qos,
             retain: false,
+            meta: None,
         }
     }
 
