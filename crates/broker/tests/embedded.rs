@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt::{
-    Connect, ConnectReturnCode, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
-};
+use mqtt::{Ack, Connect, Packet, Protocol, Publish, QoS, ReasonCode, Subscribe, SubscribeFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,10 +29,7 @@ struct Client {
 
 impl Client {
     /// A connection that sent CONNECT (clean session) and read the CONNACK's code.
-    async fn try_connect(
-        address: std::net::SocketAddr,
-        client_id: &str,
-    ) -> (Client, ConnectReturnCode) {
+    async fn try_connect(address: std::net::SocketAddr, client_id: &str) -> (Client, ReasonCode) {
         let stream = TcpStream::connect(address).await.unwrap();
         let mut client = Client {
             stream,
@@ -49,6 +44,7 @@ impl Client {
                 will: None,
                 username: None,
                 password: None,
+                properties: Default::default(),
             }))
             .await;
         match client.receive().await {
@@ -59,13 +55,13 @@ impl Client {
 
     async fn connect(address: std::net::SocketAddr, client_id: &str) -> Client {
         let (client, code) = Client::try_connect(address, client_id).await;
-        assert_eq!(code, ConnectReturnCode::Accepted);
+        assert_eq!(code, ReasonCode::SUCCESS);
         client
     }
 
     async fn send(&mut self, packet: Packet) {
         let mut buf = BytesMut::new();
-        mqtt::encode(&packet, &mut buf).unwrap();
+        mqtt::encode(&packet, &mut buf, Protocol::V311).unwrap();
         self.stream.write_all(&buf).await.unwrap();
     }
 
@@ -73,7 +69,9 @@ impl Client {
     async fn receive(&mut self) -> Option<Packet> {
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                if let Some(packet) = mqtt::decode(&mut self.input, 1 << 20).unwrap() {
+                if let Some(packet) =
+                    mqtt::decode(&mut self.input, 1 << 20, Protocol::V311).unwrap()
+                {
                     return Some(packet);
                 }
                 let mut chunk = [0u8; 4096];
@@ -113,10 +111,8 @@ async fn an_embedded_broker_routes_answers_its_control_plane_and_stops() {
     subscriber
         .send(Packet::Subscribe(Subscribe {
             pkid: 1,
-            filters: vec![SubscribeFilter {
-                filter: "t/+".into(),
-                qos: QoS::AtLeastOnce,
-            }],
+            filters: vec![SubscribeFilter::new("t/+", QoS::AtLeastOnce)],
+            properties: Default::default(),
         }))
         .await;
     assert!(matches!(
@@ -132,9 +128,10 @@ async fn an_embedded_broker_routes_answers_its_control_plane_and_stops() {
             topic: "t/1".into(),
             pkid: 7,
             payload: Bytes::from_static(b"hi"),
+            properties: Default::default(),
         }))
         .await;
-    assert_eq!(publisher.receive().await, Some(Packet::PubAck(7)));
+    assert_eq!(publisher.receive().await, Some(Packet::PubAck(Ack::new(7))));
     match subscriber.receive().await {
         Some(Packet::Publish(message)) => {
             assert_eq!(
@@ -207,7 +204,7 @@ async fn registry_changes_by_another_process_are_picked_up_at_once() {
     let address = running.address("mqtt").unwrap();
     let connack =
         |client_id: &'static str| async move { Client::try_connect(address, client_id).await.1 };
-    assert_eq!(connack("before").await, ConnectReturnCode::NotAuthorized);
+    assert_eq!(connack("before").await, ReasonCode::NOT_AUTHORIZED);
 
     let document = serde_json::json!({
         "policyDocument": r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}"#
@@ -232,7 +229,7 @@ async fn registry_changes_by_another_process_are_picked_up_at_once() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        if connack("after").await == ConnectReturnCode::Accepted {
+        if connack("after").await == ReasonCode::SUCCESS {
             break;
         }
         assert!(

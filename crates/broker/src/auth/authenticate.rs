@@ -351,6 +351,7 @@ mod tests {
             will: None,
             username: None,
             password: None,
+            properties: Default::default(),
         };
         let refused = authenticate_connect(&plane, &connect, peer(), &["tls", "mqtt"], None)
             .await

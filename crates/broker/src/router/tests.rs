@@ -12,6 +12,26 @@ fn live(name: &str) -> Arc<LiveConnection> {
     Arc::new(LiveConnection::new(name, None))
 }
 
+/// A 3.1.1 session: clean, or persistent for the configured expiry (1 h by default).
+fn v311(clean: bool) -> SessionKind {
+    SessionKind {
+        expiry: if clean {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3600)
+        },
+        mqtt5: false,
+    }
+}
+
+/// An MQTT 5 session with this Session Expiry Interval.
+fn v5(expiry_secs: u64) -> SessionKind {
+    SessionKind {
+        expiry: Duration::from_secs(expiry_secs),
+        mqtt5: true,
+    }
+}
+
 fn drain(session: &Session) -> Vec<(String, QoS)> {
     session.with_state(|state| {
         std::iter::from_fn(|| state.next_outgoing())
@@ -23,7 +43,7 @@ fn drain(session: &Session) -> Vec<(String, QoS)> {
 #[test]
 fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     let router = router();
-    let opened = router.open_session("c", true, 1, live("c"));
+    let opened = router.open_session("c", true, v311(true), 1, live("c"));
     router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
     router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
     let routed = router.route("a/b", Bytes::from_static(b"m"), QoS::AtLeastOnce);
@@ -39,7 +59,7 @@ fn many_subscribers_on_overlapping_filters_each_get_one_copy() {
     let router = router();
     let sessions: Vec<_> = (0..100)
         .map(|i| {
-            let opened = router.open_session(&format!("c{i}"), true, i, live("c"));
+            let opened = router.open_session(&format!("c{i}"), true, v311(true), i, live("c"));
             router.subscribe(&opened.session, "a/+", QoS::AtMostOnce);
             router.subscribe(&opened.session, "a/#", QoS::AtLeastOnce);
             router.subscribe(&opened.session, "a/b", QoS::AtMostOnce);
@@ -59,7 +79,7 @@ fn targets_match_a_naive_deduplication_on_both_sides_of_the_linear_limit() {
     let sessions: Vec<_> = (0..40)
         .map(|i| {
             router
-                .open_session(&format!("s{i}"), true, i, live("s"))
+                .open_session(&format!("s{i}"), true, v311(true), i, live("s"))
                 .session
         })
         .collect();
@@ -107,15 +127,15 @@ fn targets_match_a_naive_deduplication_on_both_sides_of_the_linear_limit() {
 #[test]
 fn persistent_session_resumes_and_clean_session_replaces() {
     let router = router();
-    let first = router.open_session("c", false, 1, live("c"));
+    let first = router.open_session("c", false, v311(false), 1, live("c"));
     assert!(!first.session_present);
     router.subscribe(&first.session, "t", QoS::AtLeastOnce);
     router.close_session(&first.session, 1, Instant::now());
     router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
-    let resumed = router.open_session("c", false, 2, live("c"));
+    let resumed = router.open_session("c", false, v311(false), 2, live("c"));
     assert!(resumed.session_present);
     assert_eq!(drain(&resumed.session).len(), 1);
-    let replaced = router.open_session("c", true, 3, live("c"));
+    let replaced = router.open_session("c", true, v311(true), 3, live("c"));
     assert!(!replaced.session_present);
     assert_eq!(replaced.took_over, Some(2));
     let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
@@ -125,7 +145,7 @@ fn persistent_session_resumes_and_clean_session_replaces() {
 #[test]
 fn expired_sessions_are_removed() {
     let router = router();
-    let opened = router.open_session("c", false, 1, live("c"));
+    let opened = router.open_session("c", false, v311(false), 1, live("c"));
     router.subscribe(&opened.session, "t", QoS::AtLeastOnce);
     let now = Instant::now();
     router.close_session(&opened.session, 1, now);
@@ -154,4 +174,38 @@ fn connect_throttle_counts_per_second() {
     assert!(!router.admit_connect("c", 10));
     assert!(router.admit_connect("other", 10));
     assert!(router.admit_connect("c", 11));
+}
+
+#[test]
+fn a_session_is_resumed_only_by_the_mqtt_version_that_made_it() {
+    let router = router();
+    let first = router.open_session("c", false, v5(600), 1, live("c"));
+    router.subscribe(&first.session, "t", QoS::AtLeastOnce);
+    router.close_session(&first.session, 1, Instant::now());
+    let v311_again = router.open_session("c", false, v311(false), 2, live("c"));
+    assert!(!v311_again.session_present, "3.1.1 does not resume MQTT 5");
+    assert_eq!(
+        router
+            .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+            .sessions,
+        0
+    );
+    router.close_session(&v311_again.session, 2, Instant::now());
+    let v5_again = router.open_session("c", false, v5(600), 3, live("c"));
+    assert!(!v5_again.session_present, "MQTT 5 does not resume 3.1.1");
+}
+
+#[test]
+fn close_session_uses_the_sessions_own_expiry() {
+    let router = router();
+    let opened = router.open_session("c", false, v5(10), 1, live("c"));
+    let now = Instant::now();
+    router.close_session(&opened.session, 1, now);
+    assert_eq!(router.expire_sessions(now + Duration::from_secs(9)), 0);
+    assert_eq!(router.expire_sessions(now + Duration::from_secs(10)), 1);
+    // Expiry set to zero (MQTT 5 DISCONNECT) ends the session with its connection.
+    let opened = router.open_session("d", false, v5(10), 2, live("d"));
+    opened.session.set_expiry(Duration::ZERO);
+    router.close_session(&opened.session, 2, Instant::now());
+    assert_eq!(router.session_count(), 0);
 }

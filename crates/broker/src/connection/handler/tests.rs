@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use iot::lifecycle::DisconnectReason;
 use mqtt::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Protocol, Publish, QoS, SubAck,
-    Subscribe, SubscribeFilter, SubscribeReturnCode, Unsubscribe,
+    Ack, AckProperties, ConnAck, Connect, LastWill, Packet, Protocol, Publish, QoS, ReasonCode,
+    SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
 };
 
 use super::{Ending, Online, PacketHandler};
@@ -63,6 +63,7 @@ fn connect(client_id: &str, clean_session: bool) -> Connect {
         will: None,
         username: None,
         password: None,
+        properties: Default::default(),
     }
 }
 
@@ -74,6 +75,7 @@ fn publish(topic: &str, qos: QoS, pkid: u16) -> Packet {
         topic: topic.into(),
         pkid,
         payload: Bytes::from_static(b"hello"),
+        properties: Default::default(),
     })
 }
 
@@ -82,11 +84,9 @@ fn subscribe(pkid: u16, filters: &[(&str, QoS)]) -> Packet {
         pkid,
         filters: filters
             .iter()
-            .map(|(filter, qos)| SubscribeFilter {
-                filter: (*filter).into(),
-                qos: *qos,
-            })
+            .map(|(filter, qos)| SubscribeFilter::new(*filter, *qos))
             .collect(),
+        properties: Default::default(),
     })
 }
 
@@ -94,7 +94,7 @@ fn subscribe(pkid: u16, filters: &[(&str, QoS)]) -> Packet {
 fn written(handler: &mut PacketHandler) -> Vec<Packet> {
     let mut output = std::mem::take(&mut handler.output);
     let mut packets = Vec::new();
-    while let Some(packet) = mqtt::decode(&mut output, 1 << 20).unwrap() {
+    while let Some(packet) = mqtt::decode(&mut output, 1 << 20, handler.protocol).unwrap() {
         packets.push(packet);
     }
     assert!(output.is_empty(), "a partial packet was queued");
@@ -112,7 +112,7 @@ fn connected(broker: &Arc<Broker>, client_id: &str, clean: bool) -> (PacketHandl
     assert!(matches!(
         packets[0],
         Packet::ConnAck(ConnAck {
-            code: ConnectReturnCode::Accepted,
+            code: ReasonCode::SUCCESS,
             ..
         })
     ));
@@ -139,10 +139,7 @@ fn connect_is_answered_with_connack_and_session_present_on_resume() {
         .unwrap();
     assert_eq!(
         written(&mut handler),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::Accepted
-        })]
+        vec![Packet::ConnAck(ConnAck::new(false, ReasonCode::SUCCESS))]
     );
     handler.close(
         &admitted.online,
@@ -154,10 +151,7 @@ fn connect_is_answered_with_connack_and_session_present_on_resume() {
         .unwrap();
     assert_eq!(
         written(&mut again),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: true,
-            code: ConnectReturnCode::Accepted
-        })]
+        vec![Packet::ConnAck(ConnAck::new(true, ReasonCode::SUCCESS))]
     );
 }
 
@@ -171,10 +165,10 @@ fn connect_over_the_throttle_gets_server_unavailable() {
         .is_none());
     assert_eq!(
         written(&mut second),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::ServerUnavailable
-        })]
+        vec![Packet::ConnAck(ConnAck::new(
+            false,
+            ReasonCode::SERVER_UNAVAILABLE
+        ))]
     );
 }
 
@@ -188,16 +182,17 @@ fn connect_with_a_will_the_policy_forbids_is_not_authorized() {
         message: Bytes::from_static(b"bye"),
         qos: QoS::AtMostOnce,
         retain: false,
+        properties: Default::default(),
     });
     assert!(handler
         .admit(with_will, &Identity::Anonymous, None)
         .is_none());
     assert_eq!(
         written(&mut handler),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::NotAuthorized
-        })]
+        vec![Packet::ConnAck(ConnAck::new(
+            false,
+            ReasonCode::NOT_AUTHORIZED
+        ))]
     );
 }
 
@@ -225,14 +220,15 @@ fn publish_reaches_subscribers_and_qos1_is_acknowledged() {
         written(&mut subscriber),
         vec![Packet::SubAck(SubAck {
             pkid: 7,
-            return_codes: vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)]
+            return_codes: vec![ReasonCode::GRANTED_QOS_1],
+            properties: AckProperties::default(),
         })]
     );
     let (mut publisher, mut pub_online) = connected(&broker, "pub", true);
     publisher
         .handle_packet(&mut pub_online, publish("a/b", QoS::AtLeastOnce, 3))
         .unwrap();
-    assert_eq!(written(&mut publisher), vec![Packet::PubAck(3)]);
+    assert_eq!(written(&mut publisher), vec![Packet::PubAck(Ack::new(3))]);
     subscriber.fill_output(&mut sub_online);
     match &written(&mut subscriber)[..] {
         [Packet::Publish(delivered)] => {
@@ -242,7 +238,7 @@ fn publish_reaches_subscribers_and_qos1_is_acknowledged() {
             // The subscriber's PUBACK releases the in-flight slot.
             let pkid = delivered.pkid;
             subscriber
-                .handle_packet(&mut sub_online, Packet::PubAck(pkid))
+                .handle_packet(&mut sub_online, Packet::PubAck(Ack::new(pkid)))
                 .unwrap();
             assert_eq!(sub_online.session.with_state(|s| s.inflight_len()), 0);
         }
@@ -282,7 +278,7 @@ fn publish_breaking_iot_rules_closes_as_client_error() {
         .unwrap_err();
     assert_eq!(ending.reason, DisconnectReason::ClientError);
     let ending = handler
-        .handle_packet(&mut online, Packet::PubRel(1))
+        .handle_packet(&mut online, Packet::PubRel(Ack::new(1)))
         .unwrap_err();
     assert_eq!(ending.reason, DisconnectReason::ClientError);
 }
@@ -313,10 +309,8 @@ fn subscribe_answers_failure_for_a_denied_filter_and_retained_follows_the_suback
         packets[0],
         Packet::SubAck(SubAck {
             pkid: 5,
-            return_codes: vec![
-                SubscribeReturnCode::Failure,
-                SubscribeReturnCode::Success(QoS::AtLeastOnce)
-            ]
+            return_codes: vec![ReasonCode::UNSPECIFIED_ERROR, ReasonCode::GRANTED_QOS_1],
+            properties: AckProperties::default(),
         })
     );
     match &packets[1..] {
@@ -373,11 +367,19 @@ fn unsubscribe_is_acknowledged_and_stops_deliveries() {
             Packet::Unsubscribe(Unsubscribe {
                 pkid: 2,
                 filters: vec!["t".into()],
+                user_properties: Vec::new(),
             }),
         )
         .unwrap();
     let packets = written(&mut handler);
-    assert_eq!(packets.last(), Some(&Packet::UnsubAck(2)));
+    assert_eq!(
+        packets.last(),
+        Some(&Packet::UnsubAck(UnsubAck {
+            pkid: 2,
+            reason_codes: Vec::new(),
+            properties: AckProperties::default(),
+        }))
+    );
     broker
         .router
         .route("t", Bytes::from_static(b"x"), QoS::AtMostOnce);
@@ -407,7 +409,7 @@ fn qos1_puback_waits_until_a_persistent_subscriber_has_it_on_disk() {
     assert!(written(&mut publisher).is_empty());
     publisher.committed = needed;
     publisher.release_acks();
-    assert_eq!(written(&mut publisher), vec![Packet::PubAck(9)]);
+    assert_eq!(written(&mut publisher), vec![Packet::PubAck(Ack::new(9))]);
     broker.router.close_store();
 }
 
@@ -449,6 +451,7 @@ fn the_will_is_published_on_abnormal_close_but_not_after_disconnect() {
             message: Bytes::from_static(b"gone"),
             qos: QoS::AtMostOnce,
             retain: false,
+            properties: Default::default(),
         });
         let mut online = handler
             .admit(with_will, &Identity::Anonymous, None)
@@ -456,7 +459,7 @@ fn the_will_is_published_on_abnormal_close_but_not_after_disconnect() {
             .online;
         let ending = if packet_ends {
             handler
-                .handle_packet(&mut online, Packet::Disconnect)
+                .handle_packet(&mut online, Packet::disconnect())
                 .unwrap_err()
         } else {
             Ending::abnormal(DisconnectReason::ConnectionLost)
