@@ -469,9 +469,10 @@ POLICY = {
 }
 
 
-def policy_broker(broker):
+def policy_broker(broker, document: dict = POLICY):
+    """A broker whose anonymous clients have only `document`."""
     return broker(anonymous=["mqtt5-test"],
-                  extra_toml=f"[[policies]]\nname = \"mqtt5-test\"\ndocument = '''{json.dumps(POLICY)}'''\n")
+                  extra_toml=f"[[policies]]\nname = \"mqtt5-test\"\ndocument = '''{json.dumps(document)}'''\n")
 
 
 @pytest.mark.parametrize("rpi", [None, 0], ids=["default", "request-problem-info-0"])
@@ -539,17 +540,30 @@ def test_denied_connect_gets_connack_0x87(broker, c5):
 # Reason codes: SUBACK / UNSUBACK (items 8, 11)
 # ============================================================================================
 
-def test_invalid_topic_filter_gets_suback_0x8f(b5, c5):
-    """SUBACK 0x8F (Topic Filter invalid) per invalid filter, the valid one granted; the
-    connection stays open."""
+@pytest.mark.parametrize("bad", ["a/#/b", "a/b#", "a+/c"])
+def test_invalid_topic_filter_gets_suback_0x8f(b5, c5, bad):
+    """SUBACK 0x8F (Topic Filter invalid) for an invalid filter, the valid one in the same
+    SUBSCRIBE granted; the connection stays open (IoT Core's SUBACK table)."""
     r = c5.raw(b5)
     r.connect_ok(uid("badf"))
     t = f"okf/{uid('t')}"
-    ack = r.subscribe_ack([("a/#/b", Q1), ("a/b#", Q1), ("a+/c", Q1), (t, Q1)])
-    assert ack.reasons == [TOPIC_FILTER_INVALID] * 3 + [1], ack
+    ack = r.subscribe_ack([(bad, Q1), (t, Q1)])
+    assert ack.reasons == [TOPIC_FILTER_INVALID, 1], ack
     r.ping()
     r.publish(t, b"x", 1)
     assert recv(r, 1)[0].payload == b"x"
+
+
+def test_subscribe_qos2_granted_qos1(b5, c5):
+    """Item 10 (MQTT-3.2.2-10): an MQTT 5 SUBSCRIBE asking QoS 2 is granted QoS 1 (SUBACK
+    0x01), and deliveries come at QoS 1."""
+    r = c5.raw(b5)
+    r.connect_ok(uid("subq2"))
+    t = f"subq2/{uid('t')}"
+    assert r.subscribe([(t, sub_options(2))]) == [1]
+    c5.paho(b5).publish(t, b"q1", 1)
+    p = recv(r, 1)[0]
+    assert (p.payload, p.qos) == (b"q1", 1), p
 
 
 def test_unsuback_reason_codes(b5, c5):
@@ -1005,6 +1019,32 @@ def test_retained_exact_gets_retain_flag_wildcard_does_not(b5, c5):
     assert [(p.payload, p.retain) for p in m] == [(b"fence", False)] * 2 + [(b"live", False)], m
 
 
+def test_retain_handling_subscription_option(b5, c5):
+    """Item 9 (MQTT 5 §3.8.3.1): Retain Handling 0 sends the retained message on every
+    SUBSCRIBE, 1 only when the subscription is new, 2 never."""
+    t = f"rh/{uid('t')}"
+    pub = c5.paho(b5)
+    pub.publish(t, b"kept", 1, retain=True)
+    r = c5.raw(b5)
+    r.connect_ok(uid("rh"))
+
+    def retained_after(rh):
+        assert r.subscribe([(t, sub_options(1, retain_handling=rh))]) == [1]
+        fence(pub, t)
+        got = []
+        while True:
+            p = recv(r, 1)[0]
+            got.append((p.payload, p.retain))
+            if p.payload == b"fence":
+                return got
+
+    assert retained_after(2) == [(b"fence", False)], "Retain Handling 2 sent the retained message"
+    r.unsubscribe(t)
+    assert retained_after(1) == [(b"kept", True), (b"fence", False)], "new subscription, Retain Handling 1"
+    assert retained_after(1) == [(b"fence", False)], "existing subscription, Retain Handling 1"
+    assert retained_after(0) == [(b"kept", True), (b"fence", False)], "Retain Handling 0"
+
+
 # ============================================================================================
 # Shared subscriptions (item 8)
 # ============================================================================================
@@ -1078,19 +1118,29 @@ def test_shared_subscription_gets_no_retained_on_subscribe(b5, c5):
     assert m.expect(T, topic=t).payload == b"again"
 
 
-def test_shared_subscription_invalid_filters(b5, c5):
-    """Item 8: ShareName with + or #, or "$share/g" without a filter → SUBACK 0x8F (MQTT 5),
-    0x80 (MQTT 3.1.1); valid filters in the same SUBSCRIBE are granted."""
+BAD_SHARES = ["$share/g+/t", "$share/#/t", "$share/g"]
+
+
+@pytest.mark.parametrize("bad", BAD_SHARES)
+def test_shared_subscription_invalid_filter_mqtt5(b5, c5, bad):
+    """Item 8: ShareName with + or #, or "$share/g" without a filter → SUBACK 0x8F; the
+    valid filter in the same SUBSCRIBE is granted, the connection stays open."""
     ok = f"$share/ok/{uid('t')}"
-    bad = ["$share/g+/t", "$share/#/t", "$share/g"]
     r = c5.raw(b5)
     r.connect_ok(uid("shbad"))
-    ack = r.subscribe_ack([(f, Q1) for f in bad] + [(ok, Q1)])
-    assert ack.reasons == [TOPIC_FILTER_INVALID] * 3 + [1], ack
+    ack = r.subscribe_ack([(bad, Q1), (ok, Q1)])
+    assert ack.reasons == [TOPIC_FILTER_INVALID, 1], ack
     r.ping()
+
+
+@pytest.mark.parametrize("bad", BAD_SHARES)
+def test_shared_subscription_invalid_filter_mqtt311(b5, c5, bad):
+    """Item 8: the same invalid shared filters from an MQTT 3.1.1 client → SUBACK 0x80 for
+    that filter, the valid one granted."""
+    ok = f"$share/ok/{uid('t')}"
     r3 = c5.raw3(b5)
     r3.connect_ok(uid("shbad3"))
-    assert r3.subscribe([(f, 1) for f in bad] + [(ok, 1)]) == [0x80] * 3 + [1]
+    assert r3.subscribe([(bad, 1), (ok, 1)]) == [0x80, 1]
     r3.ping()
 
 
@@ -1134,6 +1184,32 @@ def test_shared_subscription_offline_persistent_member_keeps_messages(b5, c5, ve
             r.puback(p.pid)
             got.append(p.payload)
     assert sorted(got) == sorted(sent), got
+
+
+SHARE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/*"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"{ARN}:topic/sp/*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{ARN}:topicfilter/$share/grp/sp/*"},
+    ],
+}
+
+
+def test_shared_subscription_policy_resource_is_the_filter_as_written(broker, c5):
+    """Item 8: iot:Subscribe for a shared subscription is checked against
+    topicfilter/$share/<ShareName>/<filter>: only the allowed group is granted; another
+    group and the plain filter get SUBACK 0x87; the granted member receives."""
+    b = policy_broker(broker, SHARE_POLICY)
+    base = f"sp/{uid('t')}"
+    r = c5.raw(b)
+    r.connect_ok(uid("shpol"))
+    ack = r.subscribe_ack([(f"$share/grp/{base}", Q1), (f"$share/other/{base}", Q1), (base, Q1)])
+    assert ack.reasons == [1, NOT_AUTHORIZED, NOT_AUTHORIZED], ack
+    pub = c5.raw(b)
+    pub.connect_ok(uid("shpub"))
+    assert pub.publish(base, b"to-group", 1).reason in (0x00, 0x10)
+    assert recv(r, 1)[0].payload == b"to-group"
 
 
 # ============================================================================================
