@@ -506,3 +506,738 @@ fn the_connected_event_waits_until_the_connection_goes_online() {
         vec!["$aws/events/presence/connected/device".to_owned()]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// MQTT 5
+// ---------------------------------------------------------------------------------------
+
+fn connect_v5(client_id: &str, clean_start: bool, session_expiry: Option<u32>) -> Connect {
+    let mut connect = connect(client_id, clean_start);
+    connect.protocol = Protocol::V5;
+    connect.properties.session_expiry_interval = session_expiry;
+    connect
+}
+
+/// A handler that read `connect` off the wire (so it speaks the CONNECT's version) and
+/// tried to admit it.
+fn admit_from_wire(broker: &Arc<Broker>, connect: Connect) -> (PacketHandler, Option<Online>) {
+    let mut handler = PacketHandler::new(broker.clone(), peer());
+    let protocol = connect.protocol;
+    mqtt::encode(&Packet::Connect(connect), &mut handler.input, protocol).unwrap();
+    let decoded = handler
+        .decode_connect()
+        .expect("CONNECT decodes")
+        .expect("CONNECT complete");
+    assert_eq!(handler.protocol, protocol);
+    let online = handler
+        .admit(decoded, &Identity::Anonymous, None)
+        .map(|admitted| {
+            handler.go_online(&admitted.online);
+            admitted.online
+        });
+    (handler, online)
+}
+
+/// The CONNACK a handler queued (and nothing else before it).
+fn connack_of(handler: &mut PacketHandler) -> ConnAck {
+    match written(handler).into_iter().next() {
+        Some(Packet::ConnAck(connack)) => connack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// An MQTT 5 client connected with `connect`: handler, state and its CONNACK.
+fn connected_with(broker: &Arc<Broker>, connect: Connect) -> (PacketHandler, Online, ConnAck) {
+    let (mut handler, online) = admit_from_wire(broker, connect);
+    let connack = connack_of(&mut handler);
+    assert_eq!(connack.code, ReasonCode::SUCCESS, "{connack:?}");
+    (handler, online.expect("admitted"), connack)
+}
+
+fn connected_v5(broker: &Arc<Broker>, client_id: &str) -> (PacketHandler, Online) {
+    let (handler, online, _) = connected_with(broker, connect_v5(client_id, true, None));
+    (handler, online)
+}
+
+/// Sends `packet` as the client would: encoded in the connection's version, then decoded
+/// and handled by the broker.
+fn send(handler: &mut PacketHandler, online: &mut Online, packet: Packet) -> Result<(), Ending> {
+    let protocol = handler.protocol;
+    let mut input = std::mem::take(&mut handler.input);
+    mqtt::encode(&packet, &mut input, protocol).unwrap();
+    handler.input = input;
+    handler.handle_input(online)
+}
+
+fn refused_v5(broker: &Arc<Broker>, connect: Connect) -> ConnAck {
+    let (mut handler, online) = admit_from_wire(broker, connect);
+    assert!(online.is_none(), "refused");
+    let connack = connack_of(&mut handler);
+    assert!(!connack.session_present);
+    assert!(
+        connack.properties.reason_string.is_some(),
+        "MQTT 5 refusals say why"
+    );
+    connack
+}
+
+fn received(handler: &mut PacketHandler, online: &mut Online) -> Vec<Publish> {
+    handler.fill_output(online);
+    written(handler)
+        .into_iter()
+        .filter_map(|packet| match packet {
+            Packet::Publish(publish) => Some(publish),
+            _ => None,
+        })
+        .collect()
+}
+
+fn subscribe_v5(handler: &mut PacketHandler, online: &mut Online, filter: &str, qos: QoS) {
+    send(handler, online, subscribe(1, &[(filter, qos)])).unwrap();
+    match &written(handler)[..] {
+        [Packet::SubAck(suback)] => assert!(!suback.return_codes[0].is_failure(), "{suback:?}"),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn publish_with(topic: &str, qos: QoS, pkid: u16, properties: mqtt::PublishProperties) -> Packet {
+    let mut packet = publish(topic, qos, pkid);
+    if let Packet::Publish(publish) = &mut packet {
+        publish.properties = properties;
+    }
+    packet
+}
+
+fn ending_code(ending: &Ending) -> ReasonCode {
+    ending.disconnect.as_ref().expect("a server DISCONNECT").0
+}
+
+#[test]
+fn v5_connack_advertises_iot_core_limits_and_what_the_broker_changed() {
+    let broker = broker();
+    let mut asked = connect_v5("c", true, Some(u32::MAX));
+    asked.keep_alive = 10;
+    let (_handler, _online, connack) = connected_with(&broker, asked);
+    let properties = &connack.properties;
+    assert_eq!(properties.maximum_qos, Some(QoS::AtLeastOnce));
+    assert_eq!(properties.topic_alias_maximum, Some(8));
+    assert_eq!(properties.subscription_identifiers_available, Some(false));
+    assert_eq!(properties.shared_subscription_available, Some(true));
+    assert_eq!(properties.wildcard_subscription_available, Some(true));
+    assert_eq!(properties.retain_available, Some(true));
+    assert_eq!(properties.maximum_packet_size, Some(146 * 1024));
+    assert_eq!(properties.receive_maximum, Some(100));
+    assert_eq!(
+        properties.server_keep_alive,
+        Some(30),
+        "keep-alive 10 raised to 30"
+    );
+    assert_eq!(
+        properties.session_expiry_interval,
+        Some(3600),
+        "clamped to session_expiry"
+    );
+    assert_eq!(properties.assigned_client_identifier, None);
+    assert!(!connack.session_present);
+}
+
+#[test]
+fn v5_connack_repeats_nothing_the_broker_granted_as_asked() {
+    let broker = broker();
+    let mut asked = connect_v5("c", true, Some(600));
+    asked.keep_alive = 60;
+    let (_handler, online, connack) = connected_with(&broker, asked);
+    assert_eq!(connack.properties.session_expiry_interval, None);
+    assert_eq!(connack.properties.server_keep_alive, None);
+    assert_eq!(online.session.expiry(), std::time::Duration::from_secs(600));
+    assert!(!online.session.clean);
+}
+
+#[test]
+fn v5_empty_client_id_is_assigned_one() {
+    let broker = broker();
+    let (_handler, online, connack) = connected_with(&broker, connect_v5("", true, None));
+    let assigned = connack
+        .properties
+        .assigned_client_identifier
+        .expect("Assigned Client Identifier");
+    assert!(assigned.starts_with("$GEN/"), "{assigned}");
+    assert_eq!(&*online.client_id, assigned.as_str());
+}
+
+#[test]
+fn v5_connect_refusals_carry_reason_codes() {
+    let broker = broker();
+    assert_eq!(
+        refused_v5(&broker, connect_v5("$bad", true, None)).code,
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+    );
+    let mut will_qos2 = connect_v5("c", true, None);
+    will_qos2.will = Some(LastWill {
+        topic: "will/c".into(),
+        message: Bytes::from_static(b"bye"),
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    assert_eq!(
+        refused_v5(&broker, will_qos2).code,
+        ReasonCode::QOS_NOT_SUPPORTED
+    );
+    let mut enhanced = connect_v5("c", true, None);
+    enhanced.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    assert_eq!(
+        refused_v5(&broker, enhanced).code,
+        ReasonCode::BAD_AUTHENTICATION_METHOD
+    );
+}
+
+#[test]
+fn v5_denied_publish_is_answered_with_puback_0x87_and_the_connection_continues() {
+    let broker = broker();
+    let (mut subscriber, mut sub_online) = connected_v5(&broker, "sub");
+    subscribe_v5(&mut subscriber, &mut sub_online, "#", QoS::AtLeastOnce);
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish("forbidden/x", QoS::AtLeastOnce, 4),
+    )
+    .expect("the connection continues");
+    match &written(&mut publisher)[..] {
+        [Packet::PubAck(ack)] => {
+            assert_eq!(ack.pkid, 4);
+            assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+            assert!(ack.properties.reason_string.is_some());
+        }
+        other => panic!("expected PUBACK 0x87, got {other:?}"),
+    }
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish("forbidden/y", QoS::AtMostOnce, 0),
+    )
+    .expect("QoS 0: nothing to answer, still connected");
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish("a/b", QoS::AtLeastOnce, 5),
+    )
+    .unwrap();
+    assert_eq!(written(&mut publisher), vec![Packet::PubAck(Ack::new(5))]);
+    let topics: Vec<String> = received(&mut subscriber, &mut sub_online)
+        .into_iter()
+        .map(|publish| publish.topic)
+        .collect();
+    assert_eq!(topics, vec!["a/b".to_owned()]);
+}
+
+#[test]
+fn v5_subscribe_answers_per_filter_reason_codes() {
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    send(
+        &mut handler,
+        &mut online,
+        subscribe(
+            3,
+            &[
+                ("forbidden/x", QoS::AtLeastOnce),
+                ("$share/+/t", QoS::AtLeastOnce),
+                ("q2", QoS::ExactlyOnce),
+                ("$share/g/t", QoS::AtMostOnce),
+            ],
+        ),
+    )
+    .expect("a denied filter does not close an MQTT 5 connection");
+    match &written(&mut handler)[..] {
+        [Packet::SubAck(suback)] => {
+            assert_eq!(suback.pkid, 3);
+            assert_eq!(
+                suback.return_codes,
+                vec![
+                    ReasonCode::NOT_AUTHORIZED,
+                    ReasonCode::TOPIC_FILTER_INVALID,
+                    ReasonCode::GRANTED_QOS_1,
+                    ReasonCode::GRANTED_QOS_0,
+                ]
+            );
+            assert!(suback.properties.reason_string.is_some());
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    assert!(online.session.with_state(|state| state.is_subscribed("q2")
+        && state.is_subscribed("$share/g/t")
+        && !state.is_subscribed("forbidden/x")));
+}
+
+#[test]
+fn v5_subscription_identifier_ends_the_connection_with_0xa1() {
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    let mut packet = subscribe(1, &[("t", QoS::AtLeastOnce)]);
+    if let Packet::Subscribe(subscribe) = &mut packet {
+        subscribe.properties.subscription_identifier = Some(7);
+    }
+    let ending = send(&mut handler, &mut online, packet).unwrap_err();
+    assert_eq!(
+        ending_code(&ending),
+        ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED
+    );
+    assert!(written(&mut handler).is_empty(), "no SUBACK");
+    handler.queue_disconnect(&ending);
+    match &written(&mut handler)[..] {
+        [Packet::Disconnect(disconnect)] => {
+            assert_eq!(
+                disconnect.reason,
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED
+            );
+            assert!(disconnect.properties.reason_string.is_some());
+        }
+        other => panic!("expected a server DISCONNECT, got {other:?}"),
+    }
+}
+
+#[test]
+fn v5_qos2_publish_ends_the_connection_with_0x9b() {
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    let ending = send(&mut handler, &mut online, publish("t", QoS::ExactlyOnce, 1)).unwrap_err();
+    assert_eq!(ending_code(&ending), ReasonCode::QOS_NOT_SUPPORTED);
+    assert_eq!(ending.reason, DisconnectReason::ClientError);
+}
+
+#[test]
+fn v3_endings_send_no_server_disconnect() {
+    let broker = broker();
+    let (mut handler, mut online) = connected(&broker, "c", true);
+    let ending = handler
+        .handle_packet(
+            &mut online,
+            publish("a/b/c/d/e/f/g/h/i", QoS::AtMostOnce, 0),
+        )
+        .unwrap_err();
+    handler.queue_disconnect(&ending);
+    assert!(written(&mut handler).is_empty());
+}
+
+#[test]
+fn v5_topic_alias_set_then_used_routes_to_its_topic() {
+    let broker = broker();
+    let (mut subscriber, mut sub_online) = connected_v5(&broker, "sub");
+    subscribe_v5(&mut subscriber, &mut sub_online, "alias/#", QoS::AtMostOnce);
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    let aliased = |topic: &str, alias| {
+        publish_with(
+            topic,
+            QoS::AtMostOnce,
+            0,
+            mqtt::PublishProperties {
+                topic_alias: Some(alias),
+                ..Default::default()
+            },
+        )
+    };
+    send(&mut publisher, &mut pub_online, aliased("alias/one", 8)).unwrap();
+    send(&mut publisher, &mut pub_online, aliased("", 8)).unwrap();
+    send(&mut publisher, &mut pub_online, aliased("alias/two", 8)).unwrap();
+    send(&mut publisher, &mut pub_online, aliased("", 8)).unwrap();
+    let got: Vec<(String, Option<u16>)> = received(&mut subscriber, &mut sub_online)
+        .into_iter()
+        .map(|publish| (publish.topic, publish.properties.topic_alias))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("alias/one".to_owned(), None),
+            ("alias/one".to_owned(), None),
+            ("alias/two".to_owned(), None),
+            ("alias/two".to_owned(), None),
+        ],
+        "the publisher's alias is not forwarded"
+    );
+    // Unknown, zero and above the maximum (8) end the connection with 0x94.
+    for (topic, alias) in [("", 3), ("alias/x", 0), ("alias/x", 9), ("", 9)] {
+        let (mut handler, mut online) = connected_v5(&broker, "bad");
+        let ending = handler
+            .handle_packet(&mut online, aliased(topic, alias))
+            .unwrap_err();
+        assert_eq!(
+            ending_code(&ending),
+            ReasonCode::TOPIC_ALIAS_INVALID,
+            "alias {alias} topic {topic:?}"
+        );
+    }
+    // Aliases belong to one connection.
+    let (mut other, mut other_online) = connected_v5(&broker, "other");
+    let ending = send(&mut other, &mut other_online, aliased("", 8)).unwrap_err();
+    assert_eq!(ending_code(&ending), ReasonCode::TOPIC_ALIAS_INVALID);
+}
+
+#[test]
+fn v5_unsuback_says_which_filters_existed() {
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    subscribe_v5(&mut handler, &mut online, "t", QoS::AtMostOnce);
+    send(
+        &mut handler,
+        &mut online,
+        Packet::Unsubscribe(Unsubscribe {
+            pkid: 2,
+            filters: vec!["t".into(), "never".into()],
+            user_properties: Vec::new(),
+        }),
+    )
+    .unwrap();
+    match &written(&mut handler)[..] {
+        [Packet::UnsubAck(unsuback)] => {
+            assert_eq!(unsuback.pkid, 2);
+            assert_eq!(
+                unsuback.reason_codes,
+                vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]
+            );
+        }
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn v5_disconnect_may_not_raise_a_zero_session_expiry() {
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    let mut disconnect = mqtt::Disconnect::new(ReasonCode::NORMAL_DISCONNECTION);
+    disconnect.properties.session_expiry_interval = Some(60);
+    let ending = send(&mut handler, &mut online, Packet::Disconnect(disconnect)).unwrap_err();
+    assert_eq!(ending_code(&ending), ReasonCode::PROTOCOL_ERROR);
+    assert_eq!(ending.reason, DisconnectReason::ClientError);
+    assert!(ending.publish_will);
+}
+
+#[test]
+fn v5_disconnect_with_session_expiry_zero_ends_a_persistent_session() {
+    let broker = broker();
+    let (mut handler, mut online, _) = connected_with(&broker, connect_v5("c", true, Some(600)));
+    let mut disconnect = mqtt::Disconnect::new(ReasonCode::NORMAL_DISCONNECTION);
+    disconnect.properties.session_expiry_interval = Some(0);
+    let ending = send(&mut handler, &mut online, Packet::Disconnect(disconnect)).unwrap_err();
+    assert_eq!(ending.reason, DisconnectReason::ClientInitiatedDisconnect);
+    assert!(!ending.publish_will);
+    handler.close(&online, ending);
+    assert_eq!(broker.router.session_count(), 0);
+}
+
+#[test]
+fn v5_disconnect_with_will_message_publishes_the_will_with_its_properties() {
+    let broker = broker();
+    let (mut watcher, mut watcher_online) = connected_v5(&broker, "watcher");
+    subscribe_v5(&mut watcher, &mut watcher_online, "will/+", QoS::AtMostOnce);
+    for (client, reason) in [
+        ("polite", ReasonCode::NORMAL_DISCONNECTION),
+        ("leaving", ReasonCode::DISCONNECT_WITH_WILL_MESSAGE),
+    ] {
+        let mut with_will = connect_v5(client, true, None);
+        with_will.will = Some(LastWill {
+            topic: format!("will/{client}"),
+            message: Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: mqtt::WillProperties {
+                content_type: Some("text/plain".into()),
+                user_properties: vec![("who".into(), client.into())],
+                ..Default::default()
+            },
+        });
+        let (mut handler, mut online, _) = connected_with(&broker, with_will);
+        let ending = send(
+            &mut handler,
+            &mut online,
+            Packet::Disconnect(mqtt::Disconnect::new(reason)),
+        )
+        .unwrap_err();
+        assert_eq!(
+            ending.disconnect, None,
+            "a client DISCONNECT is not answered"
+        );
+        handler.close(&online, ending);
+    }
+    match &received(&mut watcher, &mut watcher_online)[..] {
+        [will] => {
+            assert_eq!(will.topic, "will/leaving");
+            assert_eq!(will.properties.content_type.as_deref(), Some("text/plain"));
+            assert_eq!(
+                will.properties.user_properties,
+                vec![("who".to_owned(), "leaving".to_owned())]
+            );
+        }
+        other => panic!("expected only the will of 'leaving', got {other:?}"),
+    }
+}
+
+fn rich_properties() -> mqtt::PublishProperties {
+    mqtt::PublishProperties {
+        payload_format_indicator: Some(true),
+        response_topic: Some("reply/here".into()),
+        correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
+        user_properties: vec![
+            ("b".into(), "2".into()),
+            ("a".into(), "1".into()),
+            ("b".into(), "3".into()),
+        ],
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn v5_message_properties_reach_v5_subscribers_only() {
+    let broker = broker();
+    let (mut v5_sub, mut v5_online) = connected_v5(&broker, "v5-sub");
+    subscribe_v5(&mut v5_sub, &mut v5_online, "p/#", QoS::AtLeastOnce);
+    let (mut v3_sub, mut v3_online) = connected(&broker, "v3-sub", true);
+    v3_sub
+        .handle_packet(&mut v3_online, subscribe(1, &[("p/#", QoS::AtLeastOnce)]))
+        .unwrap();
+    let _ = written(&mut v3_sub);
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish_with("p/1", QoS::AtLeastOnce, 1, rich_properties()),
+    )
+    .unwrap();
+    assert_eq!(written(&mut publisher), vec![Packet::PubAck(Ack::new(1))]);
+    match &received(&mut v5_sub, &mut v5_online)[..] {
+        [message] => {
+            assert_eq!(message.topic, "p/1");
+            assert_eq!(message.properties, rich_properties(), "in order, untouched");
+        }
+        other => panic!("expected one PUBLISH, got {other:?}"),
+    }
+    match &received(&mut v3_sub, &mut v3_online)[..] {
+        [message] => {
+            assert_eq!(message.topic, "p/1");
+            assert!(message.properties.is_empty());
+        }
+        other => panic!("expected one PUBLISH, got {other:?}"),
+    }
+}
+
+#[test]
+fn v5_a_message_past_its_expiry_is_not_delivered() {
+    use crate::message::MessageMeta;
+    use crate::session::Delivery;
+    let broker = broker();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    let now = crate::clock::unix_millis();
+    for (topic, expires_at_ms) in [("old", now - 1), ("fresh", now + 60_000)] {
+        let meta = MessageMeta {
+            properties: mqtt::PublishProperties {
+                message_expiry_interval: Some(60),
+                ..Default::default()
+            },
+            expires_at_ms: Some(expires_at_ms),
+        };
+        broker.router.deliver(
+            &online.session,
+            Delivery {
+                topic: topic.into(),
+                payload: Bytes::from_static(b"m"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                meta: Some(Arc::new(meta)),
+            },
+        );
+    }
+    match &received(&mut handler, &mut online)[..] {
+        [message] => {
+            assert_eq!(message.topic, "fresh");
+            let left = message.properties.message_expiry_interval.unwrap();
+            assert!((58..=60).contains(&left), "the time left, not 60: {left}");
+        }
+        other => panic!("expected only the fresh message, got {other:?}"),
+    }
+    // A publish with an expiry is forwarded with the time it has left.
+    subscribe_v5(&mut handler, &mut online, "e", QoS::AtMostOnce);
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    let expiring = mqtt::PublishProperties {
+        message_expiry_interval: Some(120),
+        ..Default::default()
+    };
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish_with("e", QoS::AtMostOnce, 0, expiring),
+    )
+    .unwrap();
+    match &received(&mut handler, &mut online)[..] {
+        [message] => {
+            let left = message.properties.message_expiry_interval.unwrap();
+            assert!((118..=120).contains(&left), "{left}");
+        }
+        other => panic!("expected the expiring message, got {other:?}"),
+    }
+}
+
+#[test]
+fn v5_the_clients_maximum_packet_size_drops_what_it_could_not_take() {
+    let broker = broker();
+    let mut small = connect_v5("small", true, None);
+    small.properties.maximum_packet_size = Some(128);
+    let (mut handler, mut online, _) = connected_with(&broker, small);
+    subscribe_v5(&mut handler, &mut online, "t/#", QoS::AtLeastOnce);
+    broker
+        .router
+        .route("t/big", Bytes::from(vec![7u8; 200]), QoS::AtLeastOnce);
+    broker
+        .router
+        .route("t/small", Bytes::from_static(b"ok"), QoS::AtLeastOnce);
+    let topics: Vec<String> = received(&mut handler, &mut online)
+        .into_iter()
+        .map(|publish| publish.topic)
+        .collect();
+    assert_eq!(topics, vec!["t/small".to_owned()]);
+    assert_eq!(
+        broker
+            .router
+            .stats
+            .dropped_too_large
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(online.session.with_state(|state| state.inflight_len()), 1);
+}
+
+#[test]
+fn v5_the_clients_receive_maximum_limits_qos1_in_flight() {
+    let broker = broker();
+    let mut narrow = connect_v5("narrow", true, None);
+    narrow.properties.receive_maximum = Some(2);
+    let (mut handler, mut online, _) = connected_with(&broker, narrow);
+    subscribe_v5(&mut handler, &mut online, "t", QoS::AtLeastOnce);
+    for _ in 0..5 {
+        broker
+            .router
+            .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    }
+    let first = received(&mut handler, &mut online);
+    assert_eq!(first.len(), 2, "only Receive Maximum in flight");
+    assert!(
+        received(&mut handler, &mut online).is_empty(),
+        "until a PUBACK"
+    );
+    send(
+        &mut handler,
+        &mut online,
+        Packet::PubAck(Ack::new(first[0].pkid)),
+    )
+    .unwrap();
+    let next = received(&mut handler, &mut online);
+    assert_eq!(next.len(), 1);
+    for publish in first[1..].iter().chain(&next) {
+        send(
+            &mut handler,
+            &mut online,
+            Packet::PubAck(Ack::new(publish.pkid)),
+        )
+        .unwrap();
+    }
+    assert_eq!(received(&mut handler, &mut online).len(), 2);
+}
+
+#[test]
+fn a_v311_reconnect_does_not_resume_an_mqtt5_session() {
+    let broker = broker();
+    let (mut handler, mut online, connack) =
+        connected_with(&broker, connect_v5("c", false, Some(600)));
+    assert!(!connack.session_present);
+    subscribe_v5(&mut handler, &mut online, "t", QoS::AtLeastOnce);
+    handler.close(&online, Ending::abnormal(DisconnectReason::ConnectionLost));
+    broker
+        .router
+        .route("t", Bytes::from_static(b"queued"), QoS::AtLeastOnce);
+    let mut v3 = PacketHandler::new(broker.clone(), peer());
+    let admitted = v3
+        .admit(connect("c", false), &Identity::Anonymous, None)
+        .unwrap();
+    assert_eq!(
+        written(&mut v3),
+        vec![Packet::ConnAck(ConnAck::new(false, ReasonCode::SUCCESS))]
+    );
+    let mut v3_online = admitted.online;
+    assert!(received_topics(&mut v3, &mut v3_online).is_empty());
+    v3.close(
+        &v3_online,
+        Ending::abnormal(DisconnectReason::ConnectionLost),
+    );
+    // The same MQTT 5 client resumes its own kind of session.
+    let (_again, _again_online, connack) =
+        connected_with(&broker, connect_v5("c", false, Some(600)));
+    assert!(!connack.session_present, "the 3.1.1 session replaced it");
+}
+
+#[test]
+fn v5_persistent_session_resumes_with_session_present() {
+    let broker = broker();
+    let (mut handler, mut online, _) = connected_with(&broker, connect_v5("c", false, Some(600)));
+    subscribe_v5(&mut handler, &mut online, "t", QoS::AtLeastOnce);
+    handler.close(&online, Ending::abnormal(DisconnectReason::ConnectionLost));
+    broker
+        .router
+        .route("t", Bytes::from_static(b"queued"), QoS::AtLeastOnce);
+    let (mut again, mut again_online, connack) =
+        connected_with(&broker, connect_v5("c", false, Some(600)));
+    assert!(connack.session_present);
+    let topics: Vec<String> = received(&mut again, &mut again_online)
+        .into_iter()
+        .map(|publish| publish.topic)
+        .collect();
+    assert_eq!(topics, vec!["t".to_owned()]);
+}
+
+#[test]
+fn v5_persistent_session_with_a_queued_message_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let open = || {
+        let text = format!(
+            "data_dir = {:?}\nin_memory = false\n{POLICY}",
+            dir.display().to_string()
+        );
+        Broker::new(Config::parse(&text).unwrap()).unwrap()
+    };
+    {
+        let broker = open();
+        let (mut handler, mut online, _) =
+            connected_with(&broker, connect_v5("dur", false, Some(600)));
+        send(
+            &mut handler,
+            &mut online,
+            subscribe(1, &[("q/#", QoS::AtLeastOnce)]),
+        )
+        .unwrap();
+        handler.committed = u64::MAX;
+        handler.release_acks();
+        let _ = written(&mut handler);
+        handler.close(&online, Ending::abnormal(DisconnectReason::ConnectionLost));
+        let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+        send(
+            &mut publisher,
+            &mut pub_online,
+            publish_with("q/1", QoS::AtLeastOnce, 1, rich_properties()),
+        )
+        .unwrap();
+        broker.router.close_store();
+    }
+    let broker = open();
+    let (mut handler, mut online, connack) =
+        connected_with(&broker, connect_v5("dur", false, Some(600)));
+    assert!(connack.session_present);
+    match &received(&mut handler, &mut online)[..] {
+        [message] => {
+            assert_eq!(message.topic, "q/1");
+            assert_eq!(message.qos, QoS::AtLeastOnce);
+            assert_eq!(message.properties, rich_properties());
+        }
+        other => panic!("expected the queued message, got {other:?}"),
+    }
+    broker.router.close_store();
+}
