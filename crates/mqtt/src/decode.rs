@@ -168,9 +168,10 @@ fn reason_allowed(packet_type: u8, code: u8) -> bool {
             0x00..=0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2
         ),
         UNSUBACK => matches!(code, 0x00 | 0x11 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91),
+        // 0x91 and 0x92 (packet identifier in use / not found) are not DISCONNECT codes.
         DISCONNECT => matches!(
             code,
-            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0xA2
+            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0x90 | 0x93..=0xA2
         ),
         AUTH => matches!(code, 0x00 | 0x18 | 0x19),
         _ => false,
@@ -346,11 +347,15 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     }
 
     let keep_alive = r.u16()?;
-    let properties = if v5 {
+    let properties: ConnectProperties = if v5 {
         read_properties(r, CONNECT)?
     } else {
         ConnectProperties::default()
     };
+    // MQTT 5 §3.1.2.11.10: Authentication Data without Authentication Method.
+    if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+        return Err(DecodeError::AuthenticationDataWithoutMethod);
+    }
     let client_id = r.string()?;
     let will = if will_flag {
         let properties = if v5 {
@@ -471,8 +476,10 @@ fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe, DecodeError> {
         let options = r.u8()?;
         // 3.1.1 uses only the QoS bits; MQTT 5 adds No Local, Retain As Published and
         // Retain Handling (3 is reserved), and keeps bits 6 and 7 reserved.
+        // In MQTT 5 a Maximum QoS of 3 is a protocol error like Retain Handling 3 (§3.8.3.1),
+        // told apart from reserved bits (malformed) by `DecodeError::reason_code`.
         let reserved = if v5 { 0b1100_0000 } else { 0b1111_1100 };
-        if options & reserved != 0 || (options >> 4) & 0b11 == 3 {
+        if options & reserved != 0 || (options >> 4) & 0b11 == 3 || (v5 && options & 0b11 == 3) {
             return Err(DecodeError::InvalidSubscribeOptions(options));
         }
         let qos = QoS::from_u8(options & 0b11).ok_or(DecodeError::InvalidQoS(options & 0b11))?;
@@ -598,6 +605,9 @@ fn auth(r: &mut Reader) -> Result<Auth, DecodeError> {
     }
     Ok(auth)
 }
+
+#[cfg(test)]
+mod v5_tests;
 
 #[cfg(test)]
 mod tests {

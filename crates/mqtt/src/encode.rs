@@ -185,6 +185,9 @@ fn validate_publish(p: &PublishRef, v5: bool) -> Result<(), EncodeError> {
     check_len("topic", p.topic.len())?;
     if let Some(properties) = publish_properties(p, v5) {
         check_len("property", longest_field(properties))?;
+        for id in &properties.subscription_identifiers {
+            check_subscription_identifier(*id)?;
+        }
     }
     match p.qos {
         QoS::AtMostOnce if p.dup => Err(EncodeError::DupWithQoS0),
@@ -377,6 +380,9 @@ fn validate(packet: &Packet, v5: bool) -> Result<(), EncodeError> {
         Packet::Subscribe(s) => {
             check_pkid(s.pkid)?;
             check_properties(&s.properties)?;
+            if let (true, Some(id)) = (v5, s.properties.subscription_identifier) {
+                check_subscription_identifier(id)?;
+            }
             if s.filters.is_empty() {
                 return Err(EncodeError::EmptySubscribe);
             }
@@ -423,6 +429,16 @@ fn validate(packet: &Packet, v5: bool) -> Result<(), EncodeError> {
 fn check_len(field: &'static str, len: usize) -> Result<(), EncodeError> {
     if len > MAX_FIELD_LEN {
         Err(EncodeError::FieldTooLong { field, len })
+    } else {
+        Ok(())
+    }
+}
+
+/// A variable byte integer holds at most 268,435,455 (four bytes); a larger identifier
+/// would need a fifth byte no receiver accepts, and would not match the computed length.
+fn check_subscription_identifier(id: u32) -> Result<(), EncodeError> {
+    if id as usize > MAX_REMAINING_LENGTH {
+        Err(EncodeError::SubscriptionIdentifierTooLarge(id))
     } else {
         Ok(())
     }
@@ -529,6 +545,9 @@ fn put_connect(buf: &mut BytesMut, c: &Connect) {
         put_binary(buf, p);
     }
 }
+
+#[cfg(test)]
+mod v5_tests;
 
 #[cfg(test)]
 mod tests {

@@ -150,23 +150,35 @@ pub enum DecodeError {
     EmptyTopicWithoutAlias,
     #[error("UNSUBACK carries no reason code")]
     EmptyUnsubAck,
+    #[error("CONNECT carries Authentication Data without an Authentication Method")]
+    AuthenticationDataWithoutMethod,
 }
 
 impl DecodeError {
     /// The MQTT 5 reason code a server sends in DISCONNECT (or CONNACK) for this error:
     /// 0x95 for a packet over the maximum size, 0x82 Protocol Error for a well-formed
     /// packet that breaks a rule, 0x81 Malformed Packet for bytes that do not parse.
+    ///
+    /// Where MQTT 5 names the kind, this follows it: PUBLISH QoS 3 is malformed
+    /// (§3.3.1.2), a SUBSCRIBE or UNSUBSCRIBE without payload is a protocol error (§3.8.3,
+    /// §3.10.3), and subscription options are malformed for reserved bits 6-7
+    /// (MQTT-3.8.3-5) but a protocol error for Maximum QoS 3 or Retain Handling 3.
     pub fn reason_code(&self) -> ReasonCode {
         match self {
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             DecodeError::UnsupportedProtocolLevel(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            DecodeError::InvalidSubscribeOptions(options) if options & 0b1100_0000 != 0 => {
+                ReasonCode::MALFORMED_PACKET
+            }
             DecodeError::DuplicateProperty { .. }
             | DecodeError::InvalidPropertyValue { .. }
             | DecodeError::PropertyNotAllowed { .. }
             | DecodeError::InvalidResponseTopic(_)
             | DecodeError::EmptyTopicWithoutAlias
             | DecodeError::ZeroPacketId
-            | DecodeError::InvalidQoS(_)
+            | DecodeError::EmptySubscribe
+            | DecodeError::EmptyUnsubscribe
+            | DecodeError::AuthenticationDataWithoutMethod
             | DecodeError::InvalidSubscribeOptions(_) => ReasonCode::PROTOCOL_ERROR,
             _ => ReasonCode::MALFORMED_PACKET,
         }
@@ -196,4 +208,6 @@ pub enum EncodeError {
     EmptyUnsubAck,
     #[error("AUTH exists only in MQTT 5")]
     AuthInMqtt311,
+    #[error("subscription identifier {0} exceeds the maximum of 268435455")]
+    SubscriptionIdentifierTooLarge(u32),
 }
