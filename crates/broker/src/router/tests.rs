@@ -209,3 +209,164 @@ fn close_session_uses_the_sessions_own_expiry() {
     router.close_session(&opened.session, 2, Instant::now());
     assert_eq!(router.session_count(), 0);
 }
+
+fn route_n(router: &Router, topic: &str, n: usize, qos: QoS) {
+    for _ in 0..n {
+        router.route(topic, Bytes::from_static(b"m"), qos);
+    }
+}
+
+#[test]
+fn a_shared_group_spreads_messages_over_its_members() {
+    let router = router();
+    let a = router.open_session("a", true, v5(0), 1, live("a")).session;
+    let b = router.open_session("b", true, v5(0), 2, live("b")).session;
+    router.subscribe(&a, "$share/g/t/#", QoS::AtLeastOnce);
+    router.subscribe(&b, "$share/g/t/#", QoS::AtLeastOnce);
+    for i in 0..10 {
+        let routed = router.route(
+            &format!("t/{i}"),
+            Bytes::from_static(b"m"),
+            QoS::AtLeastOnce,
+        );
+        assert_eq!(routed.sessions, 1, "one member per message");
+    }
+    let (got_a, got_b) = (drain(&a), drain(&b));
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "{got_a:?} {got_b:?}"
+    );
+    assert_eq!(got_a.len() + got_b.len(), 10);
+    assert!(got_a
+        .iter()
+        .chain(&got_b)
+        .all(|(_, qos)| *qos == QoS::AtLeastOnce));
+    // Not matching the group's filter reaches nobody.
+    assert_eq!(
+        router
+            .route("u/1", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+            .sessions,
+        0
+    );
+}
+
+#[test]
+fn each_group_and_each_plain_subscriber_get_their_own_copy() {
+    let router = router();
+    let g1 = router
+        .open_session("g1", true, v5(0), 1, live("g1"))
+        .session;
+    let g2 = router
+        .open_session("g2", true, v5(0), 2, live("g2"))
+        .session;
+    let plain = router
+        .open_session("plain", true, v5(0), 3, live("p"))
+        .session;
+    router.subscribe(&g1, "$share/one/t", QoS::AtLeastOnce);
+    router.subscribe(&g2, "$share/two/t", QoS::AtLeastOnce);
+    router.subscribe(&plain, "t", QoS::AtLeastOnce);
+    // A member's own plain subscription is a copy of its own, not merged with the group's.
+    router.subscribe(&g1, "t", QoS::AtMostOnce);
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 4);
+    assert_eq!(drain(&g2), vec![("t".into(), QoS::AtLeastOnce)]);
+    assert_eq!(drain(&plain), vec![("t".into(), QoS::AtLeastOnce)]);
+    let mut got_g1 = drain(&g1);
+    got_g1.sort_by_key(|(_, qos)| *qos);
+    assert_eq!(
+        got_g1,
+        vec![
+            ("t".into(), QoS::AtMostOnce),
+            ("t".into(), QoS::AtLeastOnce)
+        ]
+    );
+}
+
+#[test]
+fn an_offline_persistent_member_gets_qos1_when_no_member_is_online() {
+    let router = router();
+    let persistent = router.open_session("p", false, v5(600), 1, live("p"));
+    router.subscribe(&persistent.session, "$share/g/t", QoS::AtLeastOnce);
+    let clean = router.open_session("c", true, v5(0), 2, live("c")).session;
+    router.subscribe(&clean, "$share/g/t", QoS::AtLeastOnce);
+    router.close_session(&persistent.session, 1, Instant::now());
+    assert!(!persistent.session.is_online());
+    // Online member first.
+    route_n(&router, "t", 3, QoS::AtLeastOnce);
+    assert_eq!(drain(&clean).len(), 3);
+    assert_eq!(persistent.session.with_state(|s| s.queued_len()), 0);
+    // The clean member leaves (its session ends): only the offline persistent one is left.
+    router.close_session(&clean, 2, Instant::now());
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 1);
+    let resumed = router.open_session("p", false, v5(600), 3, live("p"));
+    assert!(resumed.session_present);
+    assert_eq!(
+        drain(&resumed.session),
+        vec![("t".into(), QoS::AtLeastOnce)]
+    );
+}
+
+#[test]
+fn qos0_to_a_group_with_no_member_online_is_dropped() {
+    let router = router();
+    let persistent = router.open_session("p", false, v5(600), 1, live("p"));
+    router.subscribe(&persistent.session, "$share/g/t", QoS::AtLeastOnce);
+    router.close_session(&persistent.session, 1, Instant::now());
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtMostOnce);
+    assert_eq!(routed.sessions, 0);
+    // A member subscribed at QoS 0 gets no QoS 1 message offline either.
+    let zero = router.open_session("z", false, v5(600), 2, live("z"));
+    router.subscribe(&zero.session, "$share/h/t", QoS::AtMostOnce);
+    router.close_session(&zero.session, 2, Instant::now());
+    let routed = router.route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 1, "only the QoS 1 member of group g");
+    assert_eq!(zero.session.with_state(|s| s.queued_len()), 0);
+}
+
+#[test]
+fn unsubscribing_leaves_the_group() {
+    let router = router();
+    let a = router.open_session("a", true, v5(0), 1, live("a")).session;
+    let b = router.open_session("b", true, v5(0), 2, live("b")).session;
+    router.subscribe(&a, "$share/g/t", QoS::AtLeastOnce);
+    router.subscribe(&b, "$share/g/t", QoS::AtLeastOnce);
+    assert!(router.unsubscribe(&a, "$share/g/t"));
+    assert!(!router.unsubscribe(&a, "$share/g/t"), "already gone");
+    route_n(&router, "t", 4, QoS::AtLeastOnce);
+    assert!(drain(&a).is_empty());
+    assert_eq!(drain(&b).len(), 4);
+    assert!(router.unsubscribe(&b, "$share/g/t"));
+    assert_eq!(
+        router
+            .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+            .sessions,
+        0
+    );
+}
+
+#[test]
+fn a_replaced_session_leaves_its_groups() {
+    let router = router();
+    let old = router
+        .open_session("a", false, v5(600), 1, live("a"))
+        .session;
+    router.subscribe(&old, "$share/g/t", QoS::AtLeastOnce);
+    let new = router.open_session("a", true, v5(0), 2, live("a")).session;
+    assert_eq!(
+        router
+            .route("t", Bytes::from_static(b"m"), QoS::AtLeastOnce)
+            .sessions,
+        0
+    );
+    assert!(drain(&old).is_empty() && drain(&new).is_empty());
+}
+
+#[test]
+fn shared_subscriptions_get_no_retained_messages() {
+    let router = router();
+    router.retain("g/t", Bytes::from_static(b"r"), QoS::AtMostOnce);
+    router.retain("t", Bytes::from_static(b"r"), QoS::AtMostOnce);
+    assert!(router.retained_for("$share/g/t").is_empty());
+    assert_eq!(router.retained_for("t").len(), 1);
+}
