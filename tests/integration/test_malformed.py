@@ -27,7 +27,10 @@ CASES = {
     "subscribe_without_filters": (True, packet(0x82, struct.pack("!H", 1)), ()),
     "reserved_packet_type_15": (True, b"\xf0\x00", ()),
     "connect_reserved_flag_set": (False, connect_packet("rsv", reserved_flag=True), (1, 2)),
-    "connect_protocol_level_5": (False, connect_packet("v5", protocol_level=5), (1, 0x84)),
+    # A 3.1.1-shaped CONNECT claiming level 5 lacks MQTT 5's property length: a malformed
+    # MQTT 5 CONNECT, answered in MQTT 5's form (CONNACK 0x81 Malformed Packet).
+    "connect_protocol_level_5_without_properties": (False, connect_packet("v5", protocol_level=5), (0x81,)),
+    "connect_protocol_level_6": (False, connect_packet("v6", protocol_level=6), (1,)),
     "connect_protocol_name_MQTX": (False, connect_packet("mqtx", protocol_name=b"MQTX"), ()),
 }
 
