@@ -267,9 +267,12 @@ impl Reader {
         }
     }
 
-    fn topic_filter(&mut self) -> Result<String, DecodeError> {
+    /// A topic filter. MQTT 5 answers a bad filter per filter (SUBACK / UNSUBACK 0x8F
+    /// Topic Filter invalid, as IoT Core lists), so its syntax is left to the receiver
+    /// there; 3.1.1 has no such answer and a bad filter is a malformed packet.
+    fn topic_filter(&mut self, v5: bool) -> Result<String, DecodeError> {
         let filter = self.string()?;
-        if crate::topic::is_valid_topic_filter(&filter) {
+        if v5 || crate::topic::is_valid_topic_filter(&filter) {
             Ok(filter)
         } else {
             Err(DecodeError::InvalidTopicFilter(filter))
@@ -472,7 +475,7 @@ fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe, DecodeError> {
     };
     let mut filters = Vec::new();
     while r.has_remaining() {
-        let filter = r.topic_filter()?;
+        let filter = r.topic_filter(v5)?;
         let options = r.u8()?;
         // 3.1.1 uses only the QoS bits; MQTT 5 adds No Local, Retain As Published and
         // Retain Handling (3 is reserved), and keeps bits 6 and 7 reserved.
@@ -544,7 +547,7 @@ fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe, DecodeError> {
     };
     let mut filters = Vec::new();
     while r.has_remaining() {
-        filters.push(r.topic_filter()?);
+        filters.push(r.topic_filter(v5)?);
     }
     if filters.is_empty() {
         return Err(DecodeError::EmptyUnsubscribe);

@@ -282,7 +282,10 @@ impl PacketHandler {
             Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
             _ => None,
         };
-        let live = Arc::new(LiveConnection::new(policy.principal(), authorizer_name));
+        let live = Arc::new(
+            LiveConnection::new(policy.principal(), authorizer_name)
+                .with_client_id(&connect.client_id),
+        );
         let opened = broker.router.open_session(
             &connect.client_id,
             connect.clean_session,
@@ -716,6 +719,11 @@ impl PacketHandler {
         }
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            // Only MQTT 5 lets a bad filter this far (the 3.1.1 decoder refuses it).
+            if iot::validate_topic_filter(filter, &self.broker.config.limits).is_err() {
+                reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             reason_codes.push(if self.broker.router.unsubscribe(&online.session, filter) {
                 ReasonCode::SUCCESS
             } else {

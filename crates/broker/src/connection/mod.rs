@@ -323,6 +323,18 @@ where
                     } else {
                         ReasonCode::ADMINISTRATIVE_ACTION
                     };
+                    // DeleteConnection: IoT Core publishes the will unless asked not to,
+                    // and ends the session with `cleanSession=true`.
+                    if let Some(kick) = online.live.api_kick() {
+                        if kick.clean_session {
+                            online.session.set_expiry(Duration::ZERO);
+                        }
+                        return Ending {
+                            reason: DisconnectReason::ApiInitiatedDisconnect,
+                            publish_will: !kick.prevent_will,
+                            disconnect: Some((code, why)),
+                        };
+                    }
                     return Ending {
                         reason: DisconnectReason::ServerInitiatedDisconnect,
                         publish_will: false,

@@ -1,4 +1,5 @@
-//! The iot-data plane: publish over HTTPS, and retained messages (get, list). Needs the running broker.
+//! The iot-data plane: publish over HTTPS, retained messages (get, list), and
+//! DeleteConnection. Needs the running broker.
 
 use base64::Engine;
 use mqtt::QoS;
@@ -73,6 +74,32 @@ pub(super) async fn route(
                 .map(|m| json!({"topic": &*m.topic, "payloadSize": m.payload.len(), "qos": m.qos as u8, "lastModifiedTime": unix_millis()}))
                 .collect();
             Ok(json!({ "retainedTopics": topics }))
+        }
+        // DeleteConnection: the connection gets DISCONNECT 0x98 (MQTT 5) and closes, with
+        // a lifecycle event saying API_INITIATED_DISCONNECT; `cleanSession=true` ends its
+        // session, `preventWillMessage=true` keeps its will from being sent.
+        ("DELETE", ["connections", ..]) if path.len() > "/connections/".len() => {
+            let client_id = data_topic(path, "/connections/")?;
+            if client_id.starts_with('$') {
+                return Err(ApiError::invalid(format!(
+                    "client id {client_id:?}: ids starting with '$' cannot be disconnected"
+                )));
+            }
+            let kick = crate::session::ApiKick {
+                clean_session: query_param(query, "cleanSession").as_deref() == Some("true"),
+                prevent_will: query_param(query, "preventWillMessage").as_deref()
+                    == Some("true"),
+            };
+            let router = broker.data_plane()?;
+            let closed = router.live.disconnect_client(&client_id, kick);
+            let ended = kick.clean_session && closed == 0 && router.end_offline_session(&client_id);
+            if closed == 0 && !ended {
+                return Err(ApiError::not_found(format!(
+                    "no connection with client id {client_id}"
+                )));
+            }
+            tracing::info!(%client_id, closed, clean_session = kick.clean_session, prevent_will = kick.prevent_will, "DeleteConnection");
+            Ok(json!({}))
         }
         _ => Err(unknown_operation(request)),
     }

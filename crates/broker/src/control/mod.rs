@@ -284,7 +284,7 @@ async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
         "authorizer" | "authorizers" | "default-authorizer" => {
             authorizers::route(plane, request, &parts).await
         }
-        "topics" | "retainedMessage" => data::route(plane, request, &parts).await,
+        "topics" | "retainedMessage" | "connections" => data::route(plane, request, &parts).await,
         _ => Err(unknown_operation(request)),
     }
 }

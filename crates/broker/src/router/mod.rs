@@ -226,7 +226,9 @@ impl Router {
         let existing = sessions.get(client_id).cloned();
         let mut took_over = None;
         if let Some(old) = &existing {
-            if !clean_start && !old.clean && old.mqtt5 == kind.mqtt5 {
+            // A session past its expiry that housekeeping has not swept yet is gone.
+            let expired = old.is_expired(Instant::now());
+            if !clean_start && !old.clean && old.mqtt5 == kind.mqtt5 && !expired {
                 took_over = old.replace_owner(Some(owner));
                 old.set_expiry(kind.expiry);
                 let durable = old.persist();
@@ -310,6 +312,25 @@ impl Router {
         }
         self.connect_attempts.lock().clear();
         expired.len()
+    }
+
+    /// Ends the persistent session of `client_id` if no connection holds it (the data
+    /// plane's DeleteConnection with `cleanSession=true`); `false` if there is none.
+    pub fn end_offline_session(&self, client_id: &str) -> bool {
+        let session = {
+            let mut sessions = self.sessions.lock();
+            match sessions.get(client_id) {
+                Some(session) if !session.is_online() => {
+                    let session = session.clone();
+                    sessions.remove(client_id);
+                    session.delete_stored();
+                    session
+                }
+                _ => return false,
+            }
+        };
+        self.remove_subscriptions(&session);
+        true
     }
 
     /// A connection holds the session of `client_id` (a delayed will is not sent then).

@@ -23,9 +23,13 @@ pub const SHUTDOWN_REASON: &str = "the broker is shutting down";
 #[derive(Debug)]
 pub struct LiveConnection {
     principal: Box<str>,
+    /// The client id it serves (empty until admitted).
+    client_id: Box<str>,
     /// The custom authorizer that admitted it, if one did.
     authorizer: Option<Box<str>>,
     reason: Mutex<Option<String>>,
+    /// Set when the close was asked through the data plane's DeleteConnection.
+    api_kick: Mutex<Option<ApiKick>>,
     woken: AtomicBool,
     waker: AtomicWaker,
 }
@@ -34,11 +38,24 @@ impl LiveConnection {
     pub fn new(principal: &str, authorizer: Option<&str>) -> LiveConnection {
         LiveConnection {
             principal: principal.into(),
+            client_id: Box::default(),
             authorizer: authorizer.map(Into::into),
             reason: Mutex::new(None),
+            api_kick: Mutex::new(None),
             woken: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         }
+    }
+
+    /// Names the client id it serves, for DeleteConnection.
+    pub fn with_client_id(mut self, client_id: &str) -> LiveConnection {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// The DeleteConnection options, when that is why it must close.
+    pub fn api_kick(&self) -> Option<ApiKick> {
+        *self.api_kick.lock()
     }
 
     /// Why the connection must close, once asked to.
@@ -67,6 +84,15 @@ impl LiveConnection {
         *self.reason.lock() = Some(why.to_owned());
         self.wake();
     }
+}
+
+/// The options of a DeleteConnection (`DELETE /connections/{clientId}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApiKick {
+    /// End the session too (`cleanSession=true`).
+    pub clean_session: bool,
+    /// Do not publish the will (`preventWillMessage=true`).
+    pub prevent_will: bool,
 }
 
 /// Every live connection, so the control plane and shutdown can close them.
@@ -101,6 +127,18 @@ impl LiveConnections {
     /// Closes every connection of a principal (SERVER_INITIATED_DISCONNECT); returns how many.
     pub fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
         self.disconnect_where(|live| &*live.principal == principal, why)
+    }
+
+    /// Closes the connections of a client id as DeleteConnection asks; returns how many.
+    pub fn disconnect_client(&self, client_id: &str, kick: ApiKick) -> usize {
+        let live = self.live.lock();
+        let mut closed = 0;
+        for connection in live.values().filter(|live| &*live.client_id == client_id) {
+            *connection.api_kick.lock() = Some(kick);
+            connection.kick("DeleteConnection (API_INITIATED_DISCONNECT)");
+            closed += 1;
+        }
+        closed
     }
 
     /// Closes every connection a custom authorizer admitted; returns how many.

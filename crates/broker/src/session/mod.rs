@@ -8,6 +8,6 @@ pub(crate) mod live;
 pub(crate) mod shared;
 pub(crate) mod state;
 
-pub(crate) use live::{ConnectionId, LiveConnection, LiveConnections, SHUTDOWN_REASON};
+pub(crate) use live::{ApiKick, ConnectionId, LiveConnection, LiveConnections, SHUTDOWN_REASON};
 pub(crate) use shared::{Detached, Owner, Session, SessionKind};
 pub(crate) use state::{Delivery, Enqueued, Outgoing, SessionState};

@@ -1241,3 +1241,66 @@ fn v5_persistent_session_with_a_queued_message_survives_reopening() {
     }
     broker.router.close_store();
 }
+
+#[test]
+fn v5_request_problem_information_0_leaves_reason_strings_out() {
+    let broker = broker();
+    let mut quiet = connect_v5("quiet", true, None);
+    quiet.properties.request_problem_information = Some(false);
+    let (mut handler, mut online, _) = connected_with(&broker, quiet);
+    send(
+        &mut handler,
+        &mut online,
+        publish("forbidden/x", QoS::AtLeastOnce, 2),
+    )
+    .unwrap();
+    match &written(&mut handler)[..] {
+        [Packet::PubAck(ack)] => {
+            assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+            assert_eq!(ack.properties, AckProperties::default());
+        }
+        other => panic!("expected PUBACK 0x87, got {other:?}"),
+    }
+}
+
+#[test]
+fn v5_retained_messages_keep_their_properties_and_follow_retain_handling() {
+    let broker = broker();
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    let mut retained = publish_with("r/1", QoS::AtLeastOnce, 1, rich_properties());
+    if let Packet::Publish(publish) = &mut retained {
+        publish.retain = true;
+    }
+    send(&mut publisher, &mut pub_online, retained).unwrap();
+    let (mut handler, mut online) = connected_v5(&broker, "c");
+    send(
+        &mut handler,
+        &mut online,
+        subscribe(1, &[("r/1", QoS::AtLeastOnce)]),
+    )
+    .unwrap();
+    handler.fill_output(&mut online);
+    match &written(&mut handler)[..] {
+        [Packet::SubAck(_), Packet::Publish(message)] => {
+            assert!(message.retain);
+            assert_eq!(message.properties, rich_properties());
+        }
+        other => panic!("expected SUBACK then the retained message, got {other:?}"),
+    }
+    // Retain Handling 1 (only for a new subscription) and 2 (never): nothing more.
+    for handling in [
+        mqtt::RetainHandling::OnNewSubscribe,
+        mqtt::RetainHandling::Never,
+    ] {
+        let mut again = subscribe(2, &[("r/1", QoS::AtLeastOnce)]);
+        if let Packet::Subscribe(subscribe) = &mut again {
+            subscribe.filters[0].retain_handling = handling;
+        }
+        send(&mut handler, &mut online, again).unwrap();
+        handler.fill_output(&mut online);
+        assert!(
+            matches!(&written(&mut handler)[..], [Packet::SubAck(_)]),
+            "{handling:?}"
+        );
+    }
+}
