@@ -2,7 +2,8 @@
 //!
 //! The SDK uses this to hand each incoming PUBLISH to every subscription whose filter
 //! matches its topic. It follows standard MQTT: `a/#` also matches `a`, and `+`/`#` in
-//! the first level never match a topic starting with `$`.
+//! the first level never match a topic starting with `$`; a shared subscription matches
+//! what its filter after `$share/{ShareName}/` matches.
 
 /// True when `topic` is a valid topic name to publish to: not empty, no wildcard, no NUL.
 pub fn is_valid_topic(topic: &str) -> bool {
@@ -37,7 +38,23 @@ pub fn is_valid_filter(filter: &str) -> bool {
 /// assert!(!matches("sensors/+", "sensors/kitchen/temp"));
 /// assert!(!matches("#", "$aws/things"));
 /// ```
+///
+/// A shared subscription `$share/{ShareName}/{filter}` matches what its `{filter}` matches:
+/// the broker delivers the group's messages with their own topic.
+///
+/// ```
+/// use pubsub::topic::matches;
+/// assert!(matches("$share/workers/orders/#", "orders/42"));
+/// assert!(!matches("$share/workers/orders/#", "$share/workers/orders/42"));
+/// ```
 pub fn matches(filter: &str, topic: &str) -> bool {
+    let filter = match filter.strip_prefix("$share/") {
+        Some(rest) => rest.split_once('/').map_or("", |(_, inner)| inner),
+        None => filter,
+    };
+    if filter.is_empty() {
+        return false;
+    }
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
