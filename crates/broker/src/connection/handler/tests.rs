@@ -1304,3 +1304,44 @@ fn v5_retained_messages_keep_their_properties_and_follow_retain_handling() {
         );
     }
 }
+
+#[test]
+fn v5_shared_membership_of_a_persistent_session_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let open = || {
+        let text = format!(
+            "data_dir = {:?}\nin_memory = false\n{POLICY}",
+            dir.display().to_string()
+        );
+        Broker::new(Config::parse(&text).unwrap()).unwrap()
+    };
+    {
+        let broker = open();
+        let (mut handler, mut online, _) =
+            connected_with(&broker, connect_v5("member", false, Some(600)));
+        send(
+            &mut handler,
+            &mut online,
+            subscribe(1, &[("$share/g/s/#", QoS::AtLeastOnce)]),
+        )
+        .unwrap();
+        handler.committed = u64::MAX;
+        handler.release_acks();
+        handler.close(&online, Ending::abnormal(DisconnectReason::ConnectionLost));
+        broker.router.close_store();
+    }
+    let broker = open();
+    let routed = broker
+        .router
+        .route("s/1", Bytes::from_static(b"m"), QoS::AtLeastOnce);
+    assert_eq!(routed.sessions, 1, "the recovered member is in the group");
+    let (mut handler, mut online, connack) =
+        connected_with(&broker, connect_v5("member", false, Some(600)));
+    assert!(connack.session_present);
+    let topics: Vec<String> = received(&mut handler, &mut online)
+        .into_iter()
+        .map(|publish| publish.topic)
+        .collect();
+    assert_eq!(topics, vec!["s/1".to_owned()]);
+    broker.router.close_store();
+}
