@@ -564,7 +564,11 @@ async fn offline_queue(options: LoadOptions) -> anyhow::Result<Report> {
             if let Packet::Publish(publish) = packet {
                 received += 1;
                 if publish.qos == QoS::AtLeastOnce {
-                    mqtt::encode(&Packet::PubAck(mqtt::Ack::new(publish.pkid)), &mut acks, protocol())?;
+                    mqtt::encode(
+                        &Packet::PubAck(mqtt::Ack::new(publish.pkid)),
+                        &mut acks,
+                        protocol(),
+                    )?;
                 }
             }
         }
@@ -980,7 +984,11 @@ async fn count_messages(
                     measured.push(now.saturating_sub(sent));
                 }
                 if publish.qos == QoS::AtLeastOnce {
-                    mqtt::encode(&Packet::PubAck(mqtt::Ack::new(publish.pkid)), &mut acks, protocol())?;
+                    mqtt::encode(
+                        &Packet::PubAck(mqtt::Ack::new(publish.pkid)),
+                        &mut acks,
+                        protocol(),
+                    )?;
                 }
             }
         }

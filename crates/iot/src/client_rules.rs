@@ -213,7 +213,10 @@ pub fn check_subscribe(
         if wanted.no_local && crate::shared_filter(&wanted.filter).is_some() {
             return Err(Rejected::new(
                 ReasonCode::PROTOCOL_ERROR,
-                format!("No Local set on the shared subscription {:?}", wanted.filter),
+                format!(
+                    "No Local set on the shared subscription {:?}",
+                    wanted.filter
+                ),
             ));
         }
     }
@@ -274,7 +277,10 @@ mod tests {
         assert_eq!(refused.code, Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
         let mut v5 = connect("");
         v5.protocol = Protocol::V5;
-        assert!(check_connect(&v5, &limits).is_ok(), "MQTT 5 gets an assigned id");
+        assert!(
+            check_connect(&v5, &limits).is_ok(),
+            "MQTT 5 gets an assigned id"
+        );
         v5.client_id = "$GEN/abc".into();
         assert!(check_connect(&v5, &limits).is_err());
         let long = "x".repeat(129);
@@ -344,9 +350,18 @@ mod tests {
     fn shared_subscription_filters() {
         let limits = Limits::default();
         for good in ["$share/g/t/#", "$share/g/a/b/c/d/e/f/g/h", "$share/g/+"] {
-            assert!(check_filter(good, QoS::AtLeastOnce, true, &limits).is_ok(), "{good}");
+            assert!(
+                check_filter(good, QoS::AtLeastOnce, true, &limits).is_ok(),
+                "{good}"
+            );
         }
-        for bad in ["$share/+/t", "$share/g", "$share//t", "$share/g/", "$share/g/a/b/c/d/e/f/g/h/i"] {
+        for bad in [
+            "$share/+/t",
+            "$share/g",
+            "$share//t",
+            "$share/g/",
+            "$share/g/a/b/c/d/e/f/g/h/i",
+        ] {
             let refused = check_filter(bad, QoS::AtLeastOnce, true, &limits).unwrap_err();
             assert_eq!(refused.code, ReasonCode::TOPIC_FILTER_INVALID, "{bad}");
         }

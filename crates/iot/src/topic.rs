@@ -116,7 +116,9 @@ pub fn validate_topic_filter(filter: &str, limits: &Limits) -> Result<(), TopicE
             ));
         }
         if shared.filter.is_empty() {
-            return Err(TopicError::InvalidShare("no topic filter after the ShareName"));
+            return Err(TopicError::InvalidShare(
+                "no topic filter after the ShareName",
+            ));
         }
         return validate_plain_filter(shared.filter, limits);
     }

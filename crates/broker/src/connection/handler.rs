@@ -297,7 +297,9 @@ impl PacketHandler {
         let window = connect
             .properties
             .receive_maximum
-            .map_or(limits.max_inflight, |max| usize::from(max).min(limits.max_inflight));
+            .map_or(limits.max_inflight, |max| {
+                usize::from(max).min(limits.max_inflight)
+            });
         opened
             .session
             .with_state(|state| state.set_max_inflight(window));
@@ -397,7 +399,10 @@ impl PacketHandler {
                 warn!(client_id = %online.client_id, packet = packet.name(), "closing connection: QoS 2 is not supported (IoT Core)");
                 Err(Ending::abnormal(DisconnectReason::ClientError).telling(
                     ReasonCode::PROTOCOL_ERROR,
-                    format!("{} is not supported: QoS 2 is not (IoT Core)", packet.name()),
+                    format!(
+                        "{} is not supported: QoS 2 is not (IoT Core)",
+                        packet.name()
+                    ),
                 ))
             }
             Packet::Auth(_) => {
@@ -444,7 +449,11 @@ impl PacketHandler {
     /// MQTT 5 topic aliases (client to server): an alias with a topic sets it, an alias
     /// with an empty topic uses it. 0, one above the CONNACK's Topic Alias Maximum, or an
     /// unset one end the connection with DISCONNECT 0x94 (as IoT Core answers).
-    fn resolve_topic_alias(&self, online: &mut Online, publish: &mut Publish) -> Result<(), Ending> {
+    fn resolve_topic_alias(
+        &self,
+        online: &mut Online,
+        publish: &mut Publish,
+    ) -> Result<(), Ending> {
         let Some(alias) = publish.properties.topic_alias else {
             return Ok(());
         };
@@ -461,7 +470,11 @@ impl PacketHandler {
         if publish.topic.is_empty() {
             match online.topic_aliases.get(index) {
                 Some(Some(topic)) => publish.topic = topic.clone(),
-                _ => return invalid(format!("topic alias {alias} was not set on this connection")),
+                _ => {
+                    return invalid(format!(
+                        "topic alias {alias} was not set on this connection"
+                    ))
+                }
             }
         } else {
             if online.topic_aliases.len() <= index {
@@ -486,7 +499,10 @@ impl PacketHandler {
                 warn!(client_id = %online.client_id, unacknowledged, "closing connection: Receive Maximum exceeded");
                 return Err(Ending::abnormal(DisconnectReason::ClientError).telling(
                     ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    format!("more than {} unacknowledged QoS 1 PUBLISH", limits.max_inflight),
+                    format!(
+                        "more than {} unacknowledged QoS 1 PUBLISH",
+                        limits.max_inflight
+                    ),
                 ));
             }
         }
@@ -626,7 +642,9 @@ impl PacketHandler {
         let mut granted = Vec::with_capacity(subscribe.filters.len());
         let mut problems = Vec::new();
         for wanted in &subscribe.filters {
-            if let Err(rejected) = client_rules::check_filter(&wanted.filter, wanted.qos, v5, limits) {
+            if let Err(rejected) =
+                client_rules::check_filter(&wanted.filter, wanted.qos, v5, limits)
+            {
                 warn!(client_id = %online.client_id, principal = online.policy.principal(), reason = %rejected, "SUBSCRIBE filter refused: SUBACK 0x8F");
                 return_codes.push(rejected.code);
                 problems.push(rejected.reason);
@@ -661,7 +679,9 @@ impl PacketHandler {
             let existed = online
                 .session
                 .with_state(|state| state.is_subscribed(&wanted.filter));
-            broker.router.subscribe(&online.session, &wanted.filter, qos);
+            broker
+                .router
+                .subscribe(&online.session, &wanted.filter, qos);
             return_codes.push(ReasonCode::granted(qos));
             let send_retained = match wanted.retain_handling {
                 RetainHandling::OnSubscribe => true,
@@ -776,7 +796,10 @@ impl PacketHandler {
                 return false;
             }
             if client_max_packet != usize::MAX {
-                let size = mqtt::publish_encoded_len(&publish_ref(delivery, 1, false, protocol, None), protocol);
+                let size = mqtt::publish_encoded_len(
+                    &publish_ref(delivery, 1, false, protocol, None),
+                    protocol,
+                );
                 if size > client_max_packet {
                     let total = stats.dropped_too_large.fetch_add(1, Ordering::Relaxed) + 1;
                     warn!(client_id = %client_id, topic = %delivery.topic, size, client_max_packet, dropped_total = total, "message larger than the client's Maximum Packet Size: dropped");

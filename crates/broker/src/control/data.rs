@@ -87,8 +87,7 @@ pub(super) async fn route(
             }
             let kick = crate::session::ApiKick {
                 clean_session: query_param(query, "cleanSession").as_deref() == Some("true"),
-                prevent_will: query_param(query, "preventWillMessage").as_deref()
-                    == Some("true"),
+                prevent_will: query_param(query, "preventWillMessage").as_deref() == Some("true"),
             };
             let router = broker.data_plane()?;
             let closed = router.live.disconnect_client(&client_id, kick);

@@ -26,7 +26,9 @@ impl Delivery {
     /// Past its Message Expiry Interval: no longer delivered (IoT Core drops it from
     /// queues, in-flight windows excepted, and from retained messages).
     pub fn is_expired(&self, now_ms: u64) -> bool {
-        self.meta.as_ref().is_some_and(|meta| meta.is_expired(now_ms))
+        self.meta
+            .as_ref()
+            .is_some_and(|meta| meta.is_expired(now_ms))
     }
 }
 
