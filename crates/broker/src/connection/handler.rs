@@ -218,6 +218,7 @@ impl PacketHandler {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
         let v5 = connect.protocol.is_v5();
+        self.protocol = connect.protocol;
         self.problem_information = connect
             .properties
             .request_problem_information
