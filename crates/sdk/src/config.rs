@@ -17,6 +17,7 @@ use crate::auth::MetricsMode;
 use crate::backoff::BackoffConfig;
 use crate::error::Error;
 use crate::identity::IdentityStore;
+use crate::mqtt5::ProtocolVersion;
 use crate::QoS;
 
 /// The broker's address: a host (IoT Core: `xxxx-ats.iot.<region>.amazonaws.com`), an
@@ -174,6 +175,23 @@ pub struct MqttConfiguration {
     pub connect_timeout: Duration,
     /// Messages buffered per `subscribe_stream` before new ones are dropped (default 1024).
     pub stream_buffer: usize,
+    /// MQTT 3.1.1 (default, as the iOS SDK) or MQTT 5 (properties, reason codes,
+    /// request/response; see [`crate::mqtt5`]).
+    pub protocol: ProtocolVersion,
+    /// MQTT 5 with `clean_session = false`: the Session Expiry Interval asked for in CONNECT
+    /// (default 1 h, IoT Core's default; the broker may clamp it). MQTT 3.1.1 has no such
+    /// field, and MQTT 5 with `clean_session = true` asks for 0 (the session ends with the
+    /// connection), so both keep 3.1.1's meaning of the flag.
+    pub session_expiry: Duration,
+}
+
+impl MqttConfiguration {
+    /// The same configuration with another protocol version:
+    /// `MqttConfiguration::default().protocol(ProtocolVersion::V5)`.
+    pub fn protocol(mut self, version: ProtocolVersion) -> Self {
+        self.protocol = version;
+        self
+    }
 }
 
 impl Default for MqttConfiguration {
@@ -188,6 +206,8 @@ impl Default for MqttConfiguration {
             max_packet_size: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
             stream_buffer: 1024,
+            protocol: ProtocolVersion::V311,
+            session_expiry: Duration::from_secs(3600),
         }
     }
 }

@@ -1,5 +1,17 @@
 //! Errors returned by the SDK.
 
+use std::time::Duration;
+
+use crate::mqtt5::ReasonCode;
+
+/// ` (<reason string>)` when the broker sent one.
+fn detail(reason_string: &Option<String>) -> String {
+    match reason_string {
+        Some(s) if !s.is_empty() => format!(" ({s})"),
+        _ => String::new(),
+    }
+}
+
 /// Everything that can go wrong in a call to the SDK.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,6 +40,42 @@ pub enum Error {
     /// The broker refused a subscription (SUBACK failure code).
     #[error("subscription to {0:?} refused by the broker")]
     SubscriptionRefused(String),
+    /// The broker refused a QoS 1 publish: MQTT 5 PUBACK with a reason code of 0x80 or
+    /// above (e.g. `0x87 Not authorized` for a topic outside the policy).
+    #[error("publish refused by the broker: {reason}{}", detail(.reason_string))]
+    PublishRefused {
+        /// The PUBACK's reason code.
+        reason: ReasonCode,
+        /// The PUBACK's Reason String, if the broker sent one.
+        reason_string: Option<String>,
+    },
+    /// The broker refused a subscription on an MQTT 5 connection (SUBACK reason code of
+    /// 0x80 or above). MQTT 3.1.1 refusals carry no reason: [`Error::SubscriptionRefused`].
+    #[error("subscription to {filter:?} refused by the broker: {reason}{}", detail(.reason_string))]
+    SubscribeRefused {
+        /// The filter.
+        filter: String,
+        /// The SUBACK's reason code.
+        reason: ReasonCode,
+        /// The SUBACK's Reason String, if the broker sent one.
+        reason_string: Option<String>,
+    },
+    /// The broker refused an unsubscribe (MQTT 5 UNSUBACK reason code of 0x80 or above).
+    #[error("unsubscribe from {filter:?} refused by the broker: {reason}{}", detail(.reason_string))]
+    UnsubscribeRefused {
+        /// The filter.
+        filter: String,
+        /// The UNSUBACK's reason code.
+        reason: ReasonCode,
+        /// The UNSUBACK's Reason String, if the broker sent one.
+        reason_string: Option<String>,
+    },
+    /// The operation uses MQTT 5 features on a manager configured for MQTT 3.1.1.
+    #[error("{0} needs MQTT 5 (MqttConfiguration::protocol(ProtocolVersion::V5))")]
+    NeedsMqtt5(&'static str),
+    /// [`crate::DataManager::request`] got no matching response in time.
+    #[error("no response within {0:?}")]
+    RequestTimedOut(Duration),
     /// A message was dropped from the offline queue to make room.
     #[error("dropped from the full offline queue")]
     DroppedFromQueue,

@@ -37,12 +37,14 @@
 
 pub mod auth;
 pub mod backoff;
+mod client;
 pub mod cognito;
 pub mod config;
 pub mod error;
 pub mod identity;
 pub(crate) mod inflight;
 mod manager;
+pub mod mqtt5;
 mod tls;
 pub mod topic;
 
@@ -59,6 +61,10 @@ pub use identity::IdentityStore;
 pub use manager::{
     CustomAuth, DataManager, Message, MessageStream, MqttConnectOptions, PublishOutcome,
     RejectReason, Status,
+};
+pub use mqtt5::{
+    ConnackProperties, PayloadFormat, ProtocolVersion, PublishOptions, PublishProperties,
+    ReasonCode,
 };
 
 /// MQTT quality of service. IoT Core supports QoS 0 and 1 only, and so does this SDK.

@@ -1,32 +1,32 @@
 //! [`DataManager`]: connect, subscribe, publish — the Rust AWSIoTDataManager.
 //!
-//! Each `connect*` call starts one session task. The task owns the MQTT client (rumqttc),
-//! reconnects with back-off, re-subscribes and re-sends, and dispatches incoming messages
-//! to the subscriptions whose filter matches. The public methods only record intent in a
-//! shared table and hand commands to that task, so they never block.
+//! Each `connect*` call starts one session task. The task owns the MQTT client (rumqttc's
+//! MQTT 3.1.1 or MQTT 5 client, behind the seam in client.rs), reconnects with back-off,
+//! re-subscribes and re-sends, and dispatches incoming messages to the subscriptions whose
+//! filter matches. The public methods only record intent in a shared table and hand
+//! commands to that task, so they never block.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
-    Outgoing, StateError, SubscribeReasonCode, TlsConfiguration, Transport,
-};
+use rumqttc::{TlsConfiguration, Transport};
 use rustls::ClientConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::auth::{self, username_with_metrics};
 use crate::backoff::Backoff;
+use crate::client::{self, Client, Failure, PublishError, SessionEvent};
 use crate::config::ServiceConfiguration;
 use crate::error::Error;
 use crate::inflight::{InFlight, Op, OutOfStep, Request, TrackedPublish, Written};
+use crate::mqtt5::{ConnackProperties, ProtocolVersion, PublishOptions, PublishProperties};
 use crate::topic;
 use crate::{tls, QoS};
 
@@ -61,6 +61,9 @@ pub struct Message {
     pub qos: QoS,
     /// Retain flag (a retained message delivered on subscribe).
     pub retain: bool,
+    /// MQTT 5 properties (user properties, content type, response topic, correlation
+    /// data, ...); empty on MQTT 3.1.1 connections.
+    pub properties: PublishProperties,
 }
 
 /// What happened to a publish.
@@ -123,6 +126,7 @@ struct OutgoingPublish {
     payload: Bytes,
     qos: QoS,
     retain: bool,
+    properties: PublishProperties,
     ack: Option<AckSink<PublishOutcome>>,
 }
 
@@ -170,6 +174,8 @@ struct Shared {
     subscriptions: Vec<Subscription>,
     queue: VecDeque<OutgoingPublish>,
     next_id: u64,
+    /// The CONNACK of the current connection.
+    connack: Option<ConnackProperties>,
 }
 
 struct Inner {
@@ -354,6 +360,13 @@ impl DataManager {
     /// The configuration.
     pub fn configuration(&self) -> &ServiceConfiguration {
         &self.inner.config
+    }
+
+    /// What the broker said in the CONNACK of the current connection (MQTT 5: its
+    /// properties, e.g. the Assigned Client Identifier or Receive Maximum); `None` while
+    /// not connected.
+    pub fn connack(&self) -> Option<ConnackProperties> {
+        self.inner.lock().connack.clone()
     }
 
     /// The latest status; `changed().await` on it to follow changes.
@@ -714,7 +727,124 @@ impl DataManager {
             payload,
             qos,
             retain: false,
+            properties: PublishProperties::default(),
             ack,
+        }
+    }
+
+    fn require_v5(&self, what: &'static str) -> Result<(), Error> {
+        if self.inner.config.mqtt.protocol == ProtocolVersion::V5 {
+            Ok(())
+        } else {
+            Err(Error::NeedsMqtt5(what))
+        }
+    }
+
+    /// [`DataManager::publish`] with options: the retain flag and MQTT 5 properties (user
+    /// properties, content type, payload format, response topic, correlation data,
+    /// message expiry). A QoS 1 publish the broker refuses (MQTT 5 PUBACK 0x80 or above)
+    /// fails with [`Error::PublishRefused`], which names the reason code. Properties on an
+    /// MQTT 3.1.1 manager are an error ([`Error::NeedsMqtt5`]), not silently dropped.
+    ///
+    /// ```no_run
+    /// # async fn f(iot: pubsub::DataManager) -> Result<(), pubsub::Error> {
+    /// use pubsub::{PublishOptions, PublishProperties, QoS};
+    /// let props = PublishProperties::new()
+    ///     .user_property("source", "sensor-7")
+    ///     .content_type("application/json");
+    /// iot.publish_with("telemetry/7", r#"{"t":21.5}"#, QoS::AtLeastOnce,
+    ///     PublishOptions::new().properties(props)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        options: PublishOptions,
+    ) -> Result<PublishOutcome, Error> {
+        if !options.properties.is_empty() {
+            self.require_v5("publish properties")?;
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut p = self.outgoing(topic, payload.into(), qos, Some(AckSink::Channel(tx)));
+        p.retain = options.retain;
+        p.properties = options.properties;
+        match self.submit(p)? {
+            Some(outcome) => Ok(outcome),
+            None => rx.await.unwrap_or(Err(Error::Disconnected)),
+        }
+    }
+
+    /// MQTT 5 request/response: subscribe to `response_topic`, publish `payload` to `topic`
+    /// (QoS 1) with that Response Topic and fresh Correlation Data, and resolve with the
+    /// first message on `response_topic` that carries the same Correlation Data (the
+    /// responder copies it, as the MQTT 5 specification asks). Other messages on the
+    /// response topic are left to other listeners. [`Error::RequestTimedOut`] after
+    /// `timeout` (counted from the call, subscription included); the subscription is
+    /// removed when the call ends unless something else listens on the same filter.
+    ///
+    /// ```no_run
+    /// # async fn f(iot: pubsub::DataManager) -> Result<(), pubsub::Error> {
+    /// use std::time::Duration;
+    /// let reply = iot
+    ///     .request("svc/time", "now?", "svc/time/reply/client-1", Duration::from_secs(5))
+    ///     .await?;
+    /// println!("{}", String::from_utf8_lossy(&reply.payload));
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        response_topic: &str,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        self.require_v5("request/response")?;
+        if !topic::is_valid_topic(response_topic) {
+            return Err(Error::InvalidTopic(response_topic.to_owned()));
+        }
+        let deadline = Instant::now() + timeout;
+        let timed_out = |_| Error::RequestTimedOut(timeout);
+        let mut responses = tokio::time::timeout_at(
+            deadline,
+            self.subscribe_stream(response_topic, QoS::AtLeastOnce),
+        )
+        .await
+        .map_err(timed_out)??;
+        // 128 random bits: unique among this client's outstanding requests, and not
+        // guessable by other clients that share the response topic.
+        let correlation = Bytes::from(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ));
+        let properties = PublishProperties::new()
+            .response_topic(response_topic)
+            .correlation_data(correlation.clone());
+        let published = tokio::time::timeout_at(
+            deadline,
+            self.publish_with(
+                topic,
+                payload,
+                QoS::AtLeastOnce,
+                PublishOptions::new().properties(properties),
+            ),
+        )
+        .await
+        .map_err(timed_out)??;
+        if let PublishOutcome::Rejected(_) = published {
+            return Err(Error::NotConnected);
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, responses.recv()).await {
+                Err(_) => return Err(Error::RequestTimedOut(timeout)),
+                Ok(None) => return Err(Error::Disconnected),
+                Ok(Some(m)) if m.properties.correlation_data.as_ref() == Some(&correlation) => {
+                    return Ok(m)
+                }
+                Ok(Some(_)) => {}
+            }
         }
     }
 
@@ -811,7 +941,7 @@ impl DataManager {
         qos: QoS,
         handler: Handler,
         ack: Option<AckSink<()>>,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         if !topic::is_valid_filter(filter) {
             return Err(Error::InvalidTopic(filter.to_owned()));
         }
@@ -837,7 +967,8 @@ impl DataManager {
             qos,
             ack,
         })
-        .map_err(|_| Error::NotConnected)
+        .map_err(|_| Error::NotConnected)?;
+        Ok(id)
     }
 
     /// Subscribe; `callback(payload)` runs for every message whose topic matches `topic`
@@ -898,14 +1029,24 @@ impl DataManager {
     pub async fn subscribe_stream(&self, filter: &str, qos: QoS) -> Result<MessageStream, Error> {
         let (tx, rx) = mpsc::channel(self.inner.config.mqtt.stream_buffer.max(1));
         let (ack_tx, ack_rx) = oneshot::channel();
-        self.add_subscription(
+        let id = self.add_subscription(
             filter,
             qos,
             Handler::Stream(tx),
             Some(AckSink::Channel(ack_tx)),
         )?;
-        ack_rx.await.unwrap_or(Err(Error::Disconnected))?;
-        Ok(MessageStream { rx })
+        let stream = MessageStream {
+            rx,
+            id,
+            filter: filter.to_owned(),
+            manager: Arc::downgrade(&self.inner),
+        };
+        if let Err(e) = ack_rx.await.unwrap_or(Err(Error::Disconnected)) {
+            // Refused: forget the handler without an UNSUBSCRIBE for a filter never held.
+            remove_stream(&self.inner, id, &stream.filter, false);
+            return Err(e);
+        }
+        Ok(stream)
     }
 
     /// Unsubscribe `topic` (exactly as subscribed) and drop its callbacks and streams.
@@ -970,10 +1111,49 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-/// Messages from [`DataManager::subscribe_stream`].
+/// Messages from [`DataManager::subscribe_stream`]. Dropping it removes its subscription
+/// (and sends UNSUBSCRIBE when nothing else listens on the filter).
 #[derive(Debug)]
 pub struct MessageStream {
     rx: mpsc::Receiver<Message>,
+    id: u64,
+    filter: String,
+    manager: Weak<Inner>,
+}
+
+impl Drop for MessageStream {
+    fn drop(&mut self) {
+        if let Some(inner) = self.manager.upgrade() {
+            remove_stream(&inner, self.id, &self.filter, true);
+        }
+    }
+}
+
+/// Remove the stream subscription `id` (if the session still has it) and, with
+/// `unsubscribe`, tell the broker when it was the filter's last listener. Done under the
+/// lock that orders commands, so a later subscribe to the same filter is not undone.
+fn remove_stream(inner: &Inner, id: u64, filter: &str, unsubscribe: bool) {
+    let mut sh = inner.lock();
+    let before = sh.subscriptions.len();
+    sh.subscriptions.retain(|s| s.id != id);
+    if !unsubscribe
+        || sh.subscriptions.len() == before
+        || sh.subscriptions.iter().any(|s| s.filter == filter)
+    {
+        return;
+    }
+    if let Some(tx) = &sh.session {
+        let _ = tx.send(Command::Unsubscribe {
+            filter: filter.to_owned(),
+            ack: None,
+        });
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").finish_non_exhaustive()
+    }
 }
 
 impl MessageStream {
@@ -1009,11 +1189,11 @@ struct PendingUnsubscribe {
 type PendingOp = Op<OutgoingPublish, PendingSubscribe, PendingUnsubscribe>;
 
 struct Conn {
-    client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
+    client: Client,
+    events: client::Events,
     poller: tokio::task::JoinHandle<()>,
     connected_at: Option<Instant>,
-    /// Requests handed to `client`, matched to rumqttc's events.
+    /// Requests handed to `client`, matched to its events.
     inflight: InFlight<OutgoingPublish, PendingSubscribe, PendingUnsubscribe>,
 }
 
@@ -1042,50 +1222,27 @@ struct Session {
     confirmed: HashSet<String>,
 }
 
-fn to_rumqttc(q: QoS) -> rumqttc::QoS {
-    match q {
-        QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
-        QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-    }
+/// Where to connect, by transport: the host (or WebSocket URL) and the rumqttc transport,
+/// plus the request modifier adding custom-auth headers to the WebSocket upgrade. Shared
+/// by both protocol versions, which take the same transports.
+struct Target {
+    address: String,
+    transport: Option<Transport>,
+    headers: Option<Arc<Vec<(String, String)>>>,
 }
 
-/// Map a rumqttc error to the status it reports.
-fn status_for(e: &ConnectionError) -> Status {
-    match e {
-        ConnectionError::ConnectionRefused(_) => Status::ConnectionRefused,
-        ConnectionError::NotConnAck(_) | ConnectionError::ResponseValidation(_) => {
-            Status::ProtocolError
-        }
-        ConnectionError::MqttState(
-            StateError::Io(_)
-            | StateError::ConnectionAborted
-            | StateError::Deserialization(rumqttc::mqttbytes::Error::Io(_)),
-        ) => Status::ConnectionError,
-        ConnectionError::MqttState(_) => Status::ProtocolError,
-        ConnectionError::Websocket(w) => {
-            let s = w.to_string();
-            if s.contains("401") || s.contains("403") {
-                Status::ConnectionRefused
-            } else {
-                Status::ConnectionError
-            }
-        }
-        _ => Status::ConnectionError,
-    }
-}
-
-async fn build_options(
-    params: &ConnectParams,
-    config: &ServiceConfiguration,
-) -> Result<MqttOptions, Error> {
-    let mqtt = &config.mqtt;
-    let mut o = match &params.transport {
-        TransportSpec::Tcp => MqttOptions::new(&params.client_id, &params.host, params.port),
-        TransportSpec::Tls(tls) => {
-            let mut o = MqttOptions::new(&params.client_id, &params.host, params.port);
-            o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
-            o
-        }
+async fn target(params: &ConnectParams, config: &ServiceConfiguration) -> Result<Target, Error> {
+    Ok(match &params.transport {
+        TransportSpec::Tcp => Target {
+            address: params.host.clone(),
+            transport: None,
+            headers: None,
+        },
+        TransportSpec::Tls(tls) => Target {
+            address: params.host.clone(),
+            transport: Some(Transport::Tls(TlsConfiguration::Rustls(tls.clone()))),
+            headers: None,
+        },
         TransportSpec::WssSigV4 {
             authority,
             tls,
@@ -1103,54 +1260,113 @@ async fn build_options(
                 std::time::SystemTime::now(),
                 auth::PRESIGN_EXPIRES,
             )?;
-            let mut o = MqttOptions::new(&params.client_id, url, params.port);
-            o.set_transport(Transport::Wss(TlsConfiguration::Rustls(tls.clone())));
-            o
+            Target {
+                address: url,
+                transport: Some(Transport::Wss(TlsConfiguration::Rustls(tls.clone()))),
+                headers: None,
+            }
         }
-        TransportSpec::WssCustom { url, tls, headers } => {
-            let mut o = MqttOptions::new(&params.client_id, url, params.port);
-            o.set_transport(Transport::Wss(TlsConfiguration::Rustls(tls.clone())));
-            let headers = Arc::new(headers.clone());
-            o.set_request_modifier(move |mut req: http::Request<()>| {
-                let headers = headers.clone();
-                async move {
-                    for (k, v) in headers.iter() {
-                        match (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str())) {
-                            (Ok(k), Ok(v)) => {
-                                req.headers_mut().insert(k, v);
-                            }
-                            _ => tracing::warn!(header = %k, "custom-auth header not valid HTTP; left out"),
-                        }
-                    }
-                    req
+        TransportSpec::WssCustom { url, tls, headers } => Target {
+            address: url.clone(),
+            transport: Some(Transport::Wss(TlsConfiguration::Rustls(tls.clone()))),
+            headers: Some(Arc::new(headers.clone())),
+        },
+    })
+}
+
+/// The WebSocket upgrade request with the custom-auth headers added.
+fn with_headers(
+    headers: Arc<Vec<(String, String)>>,
+) -> impl Fn(http::Request<()>) -> std::future::Ready<http::Request<()>> + Send + Sync + 'static {
+    move |mut req: http::Request<()>| {
+        for (k, v) in headers.iter() {
+            match (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => {
+                    req.headers_mut().insert(k, v);
                 }
-            });
-            o
+                _ => tracing::warn!(header = %k, "custom-auth header not valid HTTP; left out"),
+            }
         }
-    };
-    let ka = if mqtt.keep_alive.is_zero() {
+        std::future::ready(req)
+    }
+}
+
+async fn build_options(
+    params: &ConnectParams,
+    config: &ServiceConfiguration,
+) -> Result<client::Options, Error> {
+    let mqtt = &config.mqtt;
+    let t = target(params, config).await?;
+    let keep_alive = if mqtt.keep_alive.is_zero() {
         Duration::ZERO
     } else {
         mqtt.keep_alive.max(Duration::from_secs(1))
     };
-    o.set_keep_alive(ka);
-    o.set_clean_session(params.clean_session);
-    o.set_max_packet_size(mqtt.max_packet_size, mqtt.max_packet_size);
-    o.set_inflight(100);
-    if let Some(u) = &params.username {
-        o.set_credentials(u.clone(), params.password.clone().unwrap_or_default());
-    } else if let Some(p) = &params.password {
-        o.set_credentials("", p.clone());
-    }
-    if let Some(w) = &mqtt.last_will {
-        o.set_last_will(rumqttc::LastWill::new(
-            &w.topic,
-            w.message.to_vec(),
-            to_rumqttc(w.qos),
-            w.retain,
-        ));
-    }
-    Ok(o)
+    let credentials = match (&params.username, &params.password) {
+        (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
+        (None, Some(p)) => Some((String::new(), p.clone())),
+        (None, None) => None,
+    };
+    Ok(match mqtt.protocol {
+        ProtocolVersion::V311 => {
+            let mut o = rumqttc::MqttOptions::new(&params.client_id, t.address, params.port);
+            if let Some(tr) = t.transport {
+                o.set_transport(tr);
+            }
+            if let Some(h) = t.headers {
+                o.set_request_modifier(with_headers(h));
+            }
+            o.set_keep_alive(keep_alive);
+            o.set_clean_session(params.clean_session);
+            o.set_max_packet_size(mqtt.max_packet_size, mqtt.max_packet_size);
+            o.set_inflight(100);
+            if let Some((u, p)) = credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(w) = &mqtt.last_will {
+                o.set_last_will(rumqttc::LastWill::new(
+                    &w.topic,
+                    w.message.to_vec(),
+                    client::v3_qos(w.qos),
+                    w.retain,
+                ));
+            }
+            client::Options::V3(o)
+        }
+        ProtocolVersion::V5 => {
+            let mut o = rumqttc::v5::MqttOptions::new(&params.client_id, t.address, params.port);
+            if let Some(tr) = t.transport {
+                o.set_transport(tr);
+            }
+            if let Some(h) = t.headers {
+                o.set_request_modifier(with_headers(h));
+            }
+            // rumqttc v5 refuses (panics on) keep-alives under 5 s, "off" included.
+            o.set_keep_alive(keep_alive.max(Duration::from_secs(5)));
+            o.set_clean_start(params.clean_session);
+            // 3.1.1's clean_session = false means "keep the session after the connection";
+            // MQTT 5 says so with a non-zero Session Expiry Interval.
+            if !params.clean_session {
+                let secs = u32::try_from(mqtt.session_expiry.as_secs()).unwrap_or(u32::MAX);
+                o.set_session_expiry_interval(Some(secs));
+            }
+            // Also the largest packet rumqttc accepts (its default is 10 KiB).
+            o.set_max_packet_size(Some(
+                u32::try_from(mqtt.max_packet_size).unwrap_or(u32::MAX),
+            ));
+            o.set_outgoing_inflight_upper_limit(100);
+            if let Some((u, p)) = credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(w) = &mqtt.last_will {
+                o.set_last_will(client::v5_last_will(w));
+            }
+            client::Options::V5(o)
+        }
+    })
 }
 
 impl Session {
@@ -1250,20 +1466,10 @@ impl Session {
                 };
             }
         };
-        let (client, mut el): (AsyncClient, EventLoop) = AsyncClient::new(opts, 64);
-        let mut no = NetworkOptions::new();
-        no.set_connection_timeout(self.inner.config.mqtt.connect_timeout.as_secs().max(1));
-        el.set_network_options(no);
-        let (ev_tx, events) = mpsc::unbounded_channel();
-        let poller = tokio::spawn(async move {
-            loop {
-                let r = el.poll().await;
-                let end = r.is_err();
-                if ev_tx.send(r).is_err() || end {
-                    break;
-                }
-            }
-        });
+        let (client, events, poller) = client::start(
+            opts,
+            self.inner.config.mqtt.connect_timeout.as_secs().max(1),
+        );
         let mut conn = Conn {
             client,
             events,
@@ -1275,13 +1481,13 @@ impl Session {
             tokio::select! {
                 biased;
                 ev = conn.events.recv() => match ev {
-                    Some(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
-                        self.on_connack(&mut conn, ack.session_present).await;
+                    Some(Ok(SessionEvent::Connected(connack))) => {
+                        self.on_connack(&mut conn, connack).await;
                     }
                     Some(Ok(ev)) => self.on_event(&mut conn, ev),
-                    Some(Err(e)) => {
-                        let status = status_for(&e);
-                        tracing::warn!(error = %e, ?status, "connection ended");
+                    Some(Err(Failure { status, error, reason })) => {
+                        let reason = reason.map(|r| r.to_string());
+                        tracing::warn!(%error, ?status, reason, "connection ended");
                         let lasted = conn.connected_at.map(|t| t.elapsed());
                         self.connection_lost(&mut conn);
                         return ConnEnd::Failed { status, lasted };
@@ -1325,7 +1531,7 @@ impl Session {
                 tokio::select! {
                     _ = &mut deadline => break,
                     ev = conn.events.recv() => match ev {
-                        Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => break,
+                        Some(Ok(SessionEvent::OutgoingDisconnect)) | Some(Err(_)) | None => break,
                         Some(Ok(ev)) => self.on_event(conn, ev),
                     }
                 }
@@ -1337,7 +1543,11 @@ impl Session {
     /// The connection is gone: QoS 1 publishes not acknowledged go to `resend`,
     /// subscribe/unsubscribe requests not acknowledged go back to `deferred`.
     fn connection_lost(&mut self, conn: &mut Conn) {
-        self.inner.lock().connected = false;
+        {
+            let mut sh = self.inner.lock();
+            sh.connected = false;
+            sh.connack = None;
+        }
         let left = conn.inflight.drain_on_disconnect();
         self.resend.extend(left.resend);
         for p in left.failed {
@@ -1357,11 +1567,13 @@ impl Session {
         self.resend.sort_by_key(|p| p.seq);
     }
 
-    async fn on_connack(&mut self, conn: &mut Conn, session_present: bool) {
+    async fn on_connack(&mut self, conn: &mut Conn, connack: ConnackProperties) {
         conn.connected_at = Some(Instant::now());
+        let session_present = connack.session_present;
         let queued: Vec<OutgoingPublish> = {
             let mut sh = self.inner.lock();
             sh.connected = true;
+            sh.connack = Some(connack);
             sh.queue.drain(..).collect()
         };
         self.set_status(Status::Connected);
@@ -1416,16 +1628,16 @@ impl Session {
     async fn send_publish(&mut self, conn: &mut Conn, p: OutgoingPublish) {
         match conn
             .client
-            .publish_bytes(
-                p.topic.clone(),
-                to_rumqttc(p.qos),
-                p.retain,
-                p.payload.clone(),
-            )
+            .publish(&p.topic, p.qos, p.retain, p.payload.clone(), &p.properties)
             .await
         {
             Ok(()) => conn.inflight.push(PendingOp::Publish(p)),
-            Err(_) => {
+            Err(PublishError::TooLarge) => {
+                tracing::warn!(topic = %p.topic, "publish larger than the broker's Maximum Packet Size");
+                let len = p.payload.len();
+                complete(p.ack, Err(Error::PayloadTooLarge(len)));
+            }
+            Err(PublishError::Closed) => {
                 if p.qos == QoS::AtLeastOnce {
                     self.resend.push(p);
                 } else {
@@ -1439,7 +1651,7 @@ impl Session {
         match c {
             Command::Publish(p) => self.send_publish(conn, p).await,
             Command::Subscribe { filter, qos, ack } => {
-                match conn.client.subscribe(filter.clone(), to_rumqttc(qos)).await {
+                match conn.client.subscribe(&filter, qos).await {
                     Ok(()) => conn.inflight.push(PendingOp::Subscribe(PendingSubscribe {
                         filter,
                         qos,
@@ -1452,7 +1664,7 @@ impl Session {
             }
             Command::Unsubscribe { filter, ack } => {
                 self.confirmed.remove(&filter);
-                match conn.client.unsubscribe(filter.clone()).await {
+                match conn.client.unsubscribe(&filter).await {
                     Ok(()) => conn
                         .inflight
                         .push(PendingOp::Unsubscribe(PendingUnsubscribe { filter, ack })),
@@ -1465,110 +1677,137 @@ impl Session {
         }
     }
 
-    fn on_event(&mut self, conn: &mut Conn, ev: Event) {
+    fn on_event(&mut self, conn: &mut Conn, ev: SessionEvent) {
         match ev {
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                match conn.inflight.on_outgoing_publish(pkid) {
-                    Ok(Written::Sent(p)) => complete(p.ack, Ok(PublishOutcome::Sent)),
-                    Ok(Written::AwaitingAck | Written::Retransmitted) => {}
-                    Err(OutOfStep(other)) => tracing::error!(
-                        pkid,
-                        ok = other.is_some(),
-                        "publish bookkeeping out of step"
-                    ),
-                }
-            }
-            Event::Outgoing(Outgoing::AwaitAck(pkid)) => {
+            SessionEvent::OutgoingPublish(pkid) => match conn.inflight.on_outgoing_publish(pkid) {
+                Ok(Written::Sent(p)) => complete(p.ack, Ok(PublishOutcome::Sent)),
+                Ok(Written::AwaitingAck | Written::Retransmitted) => {}
+                Err(OutOfStep(other)) => tracing::error!(
+                    pkid,
+                    ok = other.is_some(),
+                    "publish bookkeeping out of step"
+                ),
+            },
+            SessionEvent::AwaitAck(pkid) => {
                 // As before the extraction: a non-publish at the front is dropped silently.
                 let _ = conn.inflight.on_await_ack(pkid);
             }
-            Event::Outgoing(Outgoing::Subscribe(pkid)) => {
+            SessionEvent::OutgoingSubscribe(pkid) => {
                 if let Err(OutOfStep(_dropped)) = conn.inflight.on_outgoing_subscribe(pkid) {
                     tracing::error!(pkid, "subscribe bookkeeping out of step");
                 }
             }
-            Event::Outgoing(Outgoing::Unsubscribe(pkid)) => {
+            SessionEvent::OutgoingUnsubscribe(pkid) => {
                 if let Err(OutOfStep(_dropped)) = conn.inflight.on_outgoing_unsubscribe(pkid) {
                     tracing::error!(pkid, "unsubscribe bookkeeping out of step");
                 }
             }
-            Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(p) = conn.inflight.on_puback(ack.pkid) {
-                    complete(p.ack, Ok(PublishOutcome::Acknowledged));
-                }
-            }
-            Event::Incoming(Incoming::SubAck(ack)) => {
-                if let Some(PendingSubscribe {
-                    filter, ack: sink, ..
-                }) = conn.inflight.on_suback(ack.pkid)
-                {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                    {
-                        tracing::warn!(%filter, "subscription refused by the broker");
-                        complete(sink, Err(Error::SubscriptionRefused(filter)));
+            SessionEvent::PubAck {
+                pkid,
+                reason,
+                reason_string,
+            } => {
+                if let Some(p) = conn.inflight.on_puback(pkid) {
+                    if reason.is_success() {
+                        complete(p.ack, Ok(PublishOutcome::Acknowledged));
                     } else {
-                        self.confirmed.insert(filter);
-                        complete(sink, Ok(()));
+                        // MQTT 5: the broker kept the connection and said no; the publish
+                        // is done (not re-sent) and the caller learns why.
+                        tracing::warn!(topic = %p.topic, %reason, reason_string, "publish refused by the broker");
+                        complete(
+                            p.ack,
+                            Err(Error::PublishRefused {
+                                reason,
+                                reason_string,
+                            }),
+                        );
                     }
                 }
             }
-            Event::Incoming(Incoming::UnsubAck(ack)) => {
-                if let Some(PendingUnsubscribe { filter, ack: sink }) =
-                    conn.inflight.on_unsuback(ack.pkid)
+            SessionEvent::SubAck {
+                pkid,
+                reasons,
+                reason_string,
+            } => {
+                if let Some(PendingSubscribe {
+                    filter, ack: sink, ..
+                }) = conn.inflight.on_suback(pkid)
                 {
-                    self.confirmed.remove(&filter);
-                    complete(sink, Ok(()));
+                    match reasons.iter().find(|r| !r.is_success()) {
+                        Some(&reason) => {
+                            tracing::warn!(%filter, %reason, reason_string, "subscription refused by the broker");
+                            let e = match self.inner.config.mqtt.protocol {
+                                ProtocolVersion::V311 => Error::SubscriptionRefused(filter),
+                                ProtocolVersion::V5 => Error::SubscribeRefused {
+                                    filter,
+                                    reason,
+                                    reason_string,
+                                },
+                            };
+                            complete(sink, Err(e));
+                        }
+                        None => {
+                            self.confirmed.insert(filter);
+                            complete(sink, Ok(()));
+                        }
+                    }
                 }
             }
-            Event::Incoming(Incoming::Publish(p)) => self.dispatch(conn, p),
-            _ => {}
+            SessionEvent::UnsubAck {
+                pkid,
+                reasons,
+                reason_string,
+            } => {
+                if let Some(PendingUnsubscribe { filter, ack: sink }) =
+                    conn.inflight.on_unsuback(pkid)
+                {
+                    self.confirmed.remove(&filter);
+                    // 0x11 No subscription existed is a success: the filter is not held.
+                    match reasons.iter().find(|r| !r.is_success()) {
+                        Some(&reason) => complete(
+                            sink,
+                            Err(Error::UnsubscribeRefused {
+                                filter,
+                                reason,
+                                reason_string,
+                            }),
+                        ),
+                        None => complete(sink, Ok(())),
+                    }
+                }
+            }
+            SessionEvent::Message(m) => self.dispatch(conn, m),
+            SessionEvent::Connected(_) | SessionEvent::OutgoingDisconnect | SessionEvent::Other => {
+            }
         }
     }
 
-    fn dispatch(&mut self, conn: &mut Conn, p: rumqttc::Publish) {
-        let topic = p.topic;
+    fn dispatch(&mut self, conn: &mut Conn, m: Message) {
+        let topic = m.topic.as_str();
         let handlers: Vec<(u64, String, Handler)> = self
             .inner
             .lock()
             .subscriptions
             .iter()
-            .filter(|s| topic::matches(&s.filter, &topic))
+            .filter(|s| topic::matches(&s.filter, topic))
             .map(|s| (s.id, s.filter.clone(), s.handler.clone()))
             .collect();
         if handlers.is_empty() {
             tracing::debug!(%topic, "message matches no subscription");
             return;
         }
-        let qos = if p.qos == rumqttc::QoS::AtMostOnce {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
         let mut closed = Vec::new();
         for (id, filter, h) in handlers {
             let r = catch_unwind(AssertUnwindSafe(|| match &h {
-                Handler::Payload(cb) => cb(&p.payload),
-                Handler::Extended(cb) => cb(&topic, &p.payload),
-                Handler::Stream(tx) => {
-                    let m = Message {
-                        topic: topic.clone(),
-                        payload: p.payload.clone(),
-                        qos,
-                        retain: p.retain,
-                    };
-                    match tx.try_send(m) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(%topic, "subscription stream full: message dropped")
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            closed.push((id, filter.clone()))
-                        }
+                Handler::Payload(cb) => cb(&m.payload),
+                Handler::Extended(cb) => cb(topic, &m.payload),
+                Handler::Stream(tx) => match tx.try_send(m.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(%topic, "subscription stream full: message dropped")
                     }
-                }
+                    Err(mpsc::error::TrySendError::Closed(_)) => closed.push((id, filter.clone())),
+                },
             }));
             if r.is_err() {
                 tracing::error!(%topic, "message callback panicked");
@@ -1577,12 +1816,15 @@ impl Session {
         for (id, filter) in closed {
             let unsubscribe = {
                 let mut sh = self.inner.lock();
+                let before = sh.subscriptions.len();
                 sh.subscriptions.retain(|s| s.id != id);
-                !sh.subscriptions.iter().any(|s| s.filter == filter)
+                // Not when the stream's own drop already removed it (and unsubscribed).
+                sh.subscriptions.len() < before
+                    && !sh.subscriptions.iter().any(|s| s.filter == filter)
             };
             if unsubscribe {
                 // Best effort; the UNSUBACK needs no one.
-                if conn.client.try_unsubscribe(filter.clone()).is_ok() {
+                if conn.client.try_unsubscribe(&filter).is_ok() {
                     conn.inflight
                         .push(PendingOp::Unsubscribe(PendingUnsubscribe {
                             filter,
