@@ -20,9 +20,12 @@ pub struct MessageMeta {
 }
 
 impl MessageMeta {
-    /// The metadata of a publish received at `now_ms`; `None` when there is nothing to
-    /// carry (3.1.1, or MQTT 5 without properties).
-    pub fn from_publish(mut properties: PublishProperties, now_ms: u64) -> Option<MessageMeta> {
+    /// The metadata of a publish received now; `None` when there is nothing to carry
+    /// (3.1.1, or MQTT 5 without properties). `now_ms` is asked only for an expiry.
+    pub fn from_publish(
+        mut properties: PublishProperties,
+        now_ms: impl FnOnce() -> u64,
+    ) -> Option<MessageMeta> {
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         if properties.is_empty() {
@@ -31,7 +34,7 @@ impl MessageMeta {
         let expires_at_ms = properties.message_expiry_interval.map(|secs| {
             let secs = secs.clamp(MIN_MESSAGE_EXPIRY_SECS, MAX_MESSAGE_EXPIRY_SECS);
             properties.message_expiry_interval = Some(secs);
-            now_ms + u64::from(secs) * 1000
+            now_ms() + u64::from(secs) * 1000
         });
         Some(MessageMeta {
             properties,
@@ -51,7 +54,7 @@ impl MessageMeta {
             subscription_identifiers: Vec::new(),
             content_type: will.content_type.clone(),
         };
-        MessageMeta::from_publish(properties, now_ms)
+        MessageMeta::from_publish(properties, || now_ms)
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -83,11 +86,11 @@ mod tests {
             message_expiry_interval: Some(mei),
             ..PublishProperties::default()
         };
-        let zero = MessageMeta::from_publish(properties(0), 1_000).unwrap();
+        let zero = MessageMeta::from_publish(properties(0), || 1_000).unwrap();
         assert_eq!(zero.expires_at_ms, Some(2_000), "0 counts as 1 s");
-        let huge = MessageMeta::from_publish(properties(u32::MAX), 0).unwrap();
+        let huge = MessageMeta::from_publish(properties(u32::MAX), || 0).unwrap();
         assert_eq!(huge.properties.message_expiry_interval, Some(604_800));
-        let thirty = MessageMeta::from_publish(properties(30), 0).unwrap();
+        let thirty = MessageMeta::from_publish(properties(30), || 0).unwrap();
         assert_eq!(
             thirty.properties_at(20_500).message_expiry_interval,
             Some(9),
@@ -104,6 +107,6 @@ mod tests {
             subscription_identifiers: vec![1],
             ..PublishProperties::default()
         };
-        assert_eq!(MessageMeta::from_publish(alias_only, 0), None);
+        assert_eq!(MessageMeta::from_publish(alias_only, || 0), None);
     }
 }

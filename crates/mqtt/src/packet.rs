@@ -235,8 +235,17 @@ pub struct PublishProperties {
 }
 
 impl PublishProperties {
+    /// No property at all (every 3.1.1 PUBLISH): checked per message, so field by field
+    /// rather than against a freshly built default.
     pub fn is_empty(&self) -> bool {
-        *self == PublishProperties::default()
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
     }
 }
 

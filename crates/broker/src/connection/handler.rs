@@ -333,9 +333,8 @@ impl PacketHandler {
             let redeliveries: Vec<Outgoing> = online
                 .session
                 .with_state(|state| state.redeliveries().collect());
-            let now_ms = unix_millis();
             for outgoing in &redeliveries {
-                encode_outgoing(&mut self.output, outgoing, self.protocol, now_ms);
+                encode_outgoing(&mut self.output, outgoing, self.protocol, unix_millis);
             }
         }
         info!(client_id = %online.client_id, principal = online.policy.principal(), peer = %self.peer, protocol = ?connect.protocol, clean_session = connect.clean_session, session_expiry = ?kind.expiry, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
@@ -549,7 +548,7 @@ impl PacketHandler {
             return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
         }
         let router = &self.broker.router;
-        let meta = MessageMeta::from_publish(publish.properties, unix_millis()).map(Arc::new);
+        let meta = MessageMeta::from_publish(publish.properties, unix_millis).map(Arc::new);
         let mut durable = 0;
         // IoT Core keeps no retained messages on reserved topics.
         if publish.retain && !iot::is_reserved(&publish.topic) {
@@ -790,9 +789,11 @@ impl PacketHandler {
         let protocol = self.protocol;
         let client_max_packet = online.client_max_packet;
         let stats = &self.broker.router.stats;
-        let now_ms = unix_millis();
+        // Read the clock only if a message has an expiry (most have none).
+        let now = std::cell::OnceCell::new();
+        let now_ms = || *now.get_or_init(unix_millis);
         let mut may_receive = |delivery: &Delivery| {
-            if delivery.is_expired(now_ms) {
+            if delivery.is_expired_at(now_ms) {
                 debug!(client_id = %client_id, topic = %delivery.topic, "message expired before delivery: dropped");
                 return false;
             }
@@ -949,11 +950,11 @@ pub(super) fn encode_outgoing(
     output: &mut BytesMut,
     outgoing: &Outgoing,
     protocol: Protocol,
-    now_ms: u64,
+    now_ms: impl Fn() -> u64,
 ) {
     let delivery = &outgoing.delivery;
     let rewritten = match (&delivery.meta, protocol.is_v5()) {
-        (Some(meta), true) if meta.expires_at_ms.is_some() => Some(meta.properties_at(now_ms)),
+        (Some(meta), true) if meta.expires_at_ms.is_some() => Some(meta.properties_at(now_ms())),
         _ => None,
     };
     let publish = publish_ref(

@@ -131,6 +131,9 @@ pub struct Router {
     subscriptions: RwLock<TopicTrie<Arc<str>, Subscriber>>,
     /// Shared subscription groups, under their TopicFilter, keyed by ShareName.
     shared: RwLock<TopicTrie<Arc<str>, ShareGroup>>,
+    /// How many groups `shared` holds: while none, routing does not touch its lock (a
+    /// second lock per publish showed as contention between publishers).
+    shared_groups: AtomicUsize,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
     /// Every live connection, for the control plane's disconnects and shutdown.
@@ -151,6 +154,7 @@ impl Router {
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
             shared: RwLock::new(TopicTrie::new()),
+            shared_groups: AtomicUsize::new(0),
             retained: RwLock::new(HashMap::new()),
             connect_attempts: Mutex::new(HashMap::new()),
             live: LiveConnections::default(),
@@ -373,7 +377,9 @@ impl Router {
                 qos,
                 session: session.clone(),
             });
-            index.insert(shared.filter, name, group);
+            if index.insert(shared.filter, name, group).is_none() {
+                self.shared_groups.fetch_add(1, Ordering::Release);
+            }
             return;
         }
         self.subscriptions.write().insert(
@@ -399,6 +405,7 @@ impl Router {
                 .retain(|member| !Arc::ptr_eq(&member.session, session));
             if group.members.is_empty() {
                 index.remove(shared.filter, &name);
+                self.shared_groups.fetch_sub(1, Ordering::Release);
             } else {
                 index.insert(shared.filter, name, group);
             }
@@ -446,15 +453,14 @@ impl Router {
             });
             targets.list
         };
-        {
+        if self.shared_groups.load(Ordering::Acquire) > 0 {
             // One copy per matching group, not merged with the member's own
             // subscriptions: a group's copy is the group's.
-            let groups = self.shared.read();
-            if !groups.is_empty() {
-                groups.for_each_match(topic, |_filter, _name, group| {
+            self.shared
+                .read()
+                .for_each_match(topic, |_filter, _name, group| {
                     targets.extend(group.pick(qos));
                 });
-            }
         }
         if targets.is_empty() {
             return Routed::default();

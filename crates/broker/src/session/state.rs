@@ -25,10 +25,11 @@ pub struct Delivery {
 impl Delivery {
     /// Past its Message Expiry Interval: no longer delivered (IoT Core drops it from
     /// queues, in-flight windows excepted, and from retained messages).
-    pub fn is_expired(&self, now_ms: u64) -> bool {
+    /// `now_ms` is asked only for a message with an expiry (most have none).
+    pub fn is_expired_at(&self, now_ms: impl FnOnce() -> u64) -> bool {
         self.meta
             .as_ref()
-            .is_some_and(|meta| meta.is_expired(now_ms))
+            .is_some_and(|meta| meta.expires_at_ms.is_some() && meta.is_expired(now_ms()))
     }
 }
 
