@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{ArgAction, Args, ValueEnum};
 use pubsub_sdk::{
-    CustomAuth, DataManager, Endpoint, IdentityStore, MqttConfiguration, MqttConnectOptions, Ports,
-    PublishOutcome, QoS, ServiceConfiguration, Status,
+    CustomAuth, DataManager, Endpoint, IdentityStore, Message, MqttConfiguration,
+    MqttConnectOptions, PayloadFormat, Ports, ProtocolVersion, PublishOptions, PublishOutcome,
+    PublishProperties, QoS, ServiceConfiguration, Status,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -101,9 +102,12 @@ pub struct ConnectionOptions {
     /// Clean session.
     #[arg(long, value_name = "true|false", default_value_t = true, action = ArgAction::Set)]
     clean_session: bool,
-    /// Keep-alive interval in seconds (0 = off; default 300).
+    /// Keep-alive interval in seconds (0 = off; default 300; MQTT 5: at least 5).
     #[arg(long, value_name = "SECS")]
     keepalive: Option<u64>,
+    /// Speak MQTT 5 instead of MQTT 3.1.1 (message properties, reason codes).
+    #[arg(long)]
+    mqtt5: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -138,8 +142,82 @@ pub struct PubArgs {
     /// Retain flag.
     #[arg(short = 'r', long = "retain")]
     retain: bool,
+    /// MQTT 5 user property KEY=VALUE (repeatable; order kept).
+    #[arg(long = "user-property", value_name = "K=V", requires = "mqtt5", value_parser = parse_user_property, help_heading = "MQTT 5 properties (with --mqtt5)")]
+    user_properties: Vec<(String, String)>,
+    /// MQTT 5 Content Type.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        requires = "mqtt5",
+        help_heading = "MQTT 5 properties (with --mqtt5)"
+    )]
+    content_type: Option<String>,
+    /// MQTT 5 Response Topic.
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        requires = "mqtt5",
+        help_heading = "MQTT 5 properties (with --mqtt5)"
+    )]
+    response_topic: Option<String>,
+    /// MQTT 5 Correlation Data (the UTF-8 bytes of the text given).
+    #[arg(
+        long,
+        value_name = "DATA",
+        requires = "mqtt5",
+        help_heading = "MQTT 5 properties (with --mqtt5)"
+    )]
+    correlation_data: Option<String>,
+    /// MQTT 5 Message Expiry Interval in seconds.
+    #[arg(
+        long = "message-expiry",
+        value_name = "SECS",
+        requires = "mqtt5",
+        help_heading = "MQTT 5 properties (with --mqtt5)"
+    )]
+    message_expiry: Option<u32>,
+    /// MQTT 5 Payload Format Indicator 1 (the message is UTF-8 text).
+    #[arg(
+        long,
+        requires = "mqtt5",
+        help_heading = "MQTT 5 properties (with --mqtt5)"
+    )]
+    payload_format_utf8: bool,
     #[command(flatten)]
     connection: ConnectionOptions,
+}
+
+fn parse_user_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+impl PubArgs {
+    fn properties(&self) -> PublishProperties {
+        let mut p = PublishProperties::new();
+        for (k, v) in &self.user_properties {
+            p = p.user_property(k, v);
+        }
+        if let Some(c) = &self.content_type {
+            p = p.content_type(c);
+        }
+        if let Some(r) = &self.response_topic {
+            p = p.response_topic(r);
+        }
+        if let Some(c) = &self.correlation_data {
+            p = p.correlation_data(c.clone().into_bytes());
+        }
+        if let Some(e) = self.message_expiry {
+            p = p.message_expiry_interval(e);
+        }
+        if self.payload_format_utf8 {
+            p = p.payload_format(PayloadFormat::Utf8);
+        }
+        p
+    }
 }
 
 /// `pubsub sub`: print messages.
@@ -154,7 +232,8 @@ pub struct SubArgs {
     /// Exit after this many messages.
     #[arg(short = 'C', long = "count")]
     count: Option<u64>,
-    /// Print `topic payload` instead of the payload alone.
+    /// Print `topic payload` instead of the payload alone; with --mqtt5 followed by
+    /// ` | ` and the message's properties when it has any.
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
     #[command(flatten)]
@@ -280,6 +359,9 @@ impl ConnectionOptions {
             auto_reconnect: false,
             ..MqttConfiguration::default()
         };
+        if self.mqtt5 {
+            mqtt.protocol = ProtocolVersion::V5;
+        }
         if let Some(k) = self.keepalive {
             mqtt.keep_alive = Duration::from_secs(k);
         }
@@ -432,9 +514,13 @@ pub fn run_pub(args: PubArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (iot, _scratch) = args.connection.connect().await?;
         let qos = args.qos.qos();
+        let options = PublishOptions::new()
+            .retain(args.retain)
+            .properties(args.properties());
         let outcome = iot
-            .publish_with_retain(&args.topic, args.message.clone().into_bytes(), qos, args.retain)
+            .publish_with(&args.topic, args.message.clone().into_bytes(), qos, options)
             .await;
+        // MQTT 5 refusals of QoS 1 come back as PUBACK reason codes (publish failed: ...).
         let denied_hint = format!(
             " after PUBLISH to {:?} (the broker closes the connection when a publish is not allowed)",
             args.topic
@@ -495,7 +581,7 @@ pub fn run_sub(args: SubArgs) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 while let Some(m) = stream.recv().await {
                     let line = if verbose {
-                        format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload))
+                        verbose_line(&m)
                     } else {
                         String::from_utf8_lossy(&m.payload).into_owned()
                     };
@@ -541,6 +627,63 @@ pub fn run_sub(args: SubArgs) -> anyhow::Result<()> {
         iot.disconnect_and_wait().await;
         Ok(())
     })
+}
+
+/// `topic payload`, then ` | ` and the MQTT 5 properties when there are any, in a fixed
+/// order: content-type, correlation-data, message-expiry, payload-format, response-topic,
+/// then `user-property:KEY=VALUE` for each user property in the order received. Values
+/// with spaces, quotes, `|` or control characters are quoted (Rust string syntax);
+/// correlation data that is not printable UTF-8 is shown as `0x<hex>`.
+fn verbose_line(m: &Message) -> String {
+    let mut line = format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload));
+    let p = &m.properties;
+    let mut fields: Vec<String> = Vec::new();
+    if let Some(c) = &p.content_type {
+        fields.push(format!("content-type={}", quoted(c)));
+    }
+    if let Some(c) = &p.correlation_data {
+        let shown = match std::str::from_utf8(c) {
+            Ok(t) if !t.is_empty() && !t.chars().any(char::is_control) => quoted(t),
+            _ => format!(
+                "0x{}",
+                c.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+        };
+        fields.push(format!("correlation-data={shown}"));
+    }
+    if let Some(e) = p.message_expiry_interval {
+        fields.push(format!("message-expiry={e}"));
+    }
+    if let Some(f) = p.payload_format {
+        let f = match f {
+            PayloadFormat::Utf8 => "utf8",
+            PayloadFormat::Unspecified => "bytes",
+        };
+        fields.push(format!("payload-format={f}"));
+    }
+    if let Some(r) = &p.response_topic {
+        fields.push(format!("response-topic={}", quoted(r)));
+    }
+    for (k, v) in &p.user_properties {
+        fields.push(format!("user-property:{}={}", quoted(k), quoted(v)));
+    }
+    if !fields.is_empty() {
+        line.push_str(" | ");
+        line.push_str(&fields.join(" "));
+    }
+    line
+}
+
+fn quoted(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '|' | '='));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("{s:?}")
+    }
 }
 
 /// Where the crate's default reason capture sits in main's tracing setup.

@@ -21,10 +21,11 @@ use crate::manager::{Message, Status};
 use crate::mqtt5::{ConnackProperties, PayloadFormat, PublishProperties, ReasonCode};
 use crate::QoS;
 
-/// rumqttc's options for one connection, per protocol version.
+/// rumqttc's options for one connection, per protocol version (boxed: hundreds of bytes,
+/// of different sizes, built once per connection attempt).
 pub(crate) enum Options {
-    V3(rumqttc::MqttOptions),
-    V5(r5::MqttOptions),
+    V3(Box<rumqttc::MqttOptions>),
+    V5(Box<r5::MqttOptions>),
 }
 
 /// What the session learns from the connection, the same for both versions.
@@ -110,7 +111,7 @@ pub(crate) fn start(
     network.set_connection_timeout(connect_timeout_secs);
     match options {
         Options::V3(o) => {
-            let (client, mut el) = rumqttc::AsyncClient::new(o, 64);
+            let (client, mut el) = rumqttc::AsyncClient::new(*o, 64);
             el.set_network_options(network);
             let poller = tokio::spawn(async move {
                 loop {
@@ -129,7 +130,7 @@ pub(crate) fn start(
             // options' timeout and the socket connect with the network options'.
             o.set_connection_timeout(connect_timeout_secs);
             o.set_network_options(network);
-            let (client, mut el) = r5::AsyncClient::new(o, 64);
+            let (client, mut el) = r5::AsyncClient::new(*o, 64);
             let max_packet = Arc::new(AtomicU32::new(u32::MAX));
             let max = max_packet.clone();
             let poller = tokio::spawn(async move {

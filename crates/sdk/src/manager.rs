@@ -1334,7 +1334,7 @@ async fn build_options(
                     w.retain,
                 ));
             }
-            client::Options::V3(o)
+            client::Options::V3(Box::new(o))
         }
         ProtocolVersion::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(&params.client_id, t.address, params.port);
@@ -1364,7 +1364,7 @@ async fn build_options(
             if let Some(w) = &mqtt.last_will {
                 o.set_last_will(client::v5_last_will(w));
             }
-            client::Options::V5(o)
+            client::Options::V5(Box::new(o))
         }
     })
 }
