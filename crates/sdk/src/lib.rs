@@ -1,7 +1,7 @@
 //! # pubsub — the client SDK of PubSub
 //!
 //! A Rust counterpart of the iOS SDK's `AWSIoTDataManager`, for AWS IoT Core, the PubSub
-//! broker, and (in plain MQTT mode) any MQTT 3.1.1 broker.
+//! broker, and (in plain MQTT mode) any MQTT 3.1.1 or MQTT 5 broker.
 //!
 //! ```no_run
 //! use pubsub::{DataManager, Endpoint, QoS, ServiceConfiguration};
@@ -33,6 +33,12 @@
 //! The SDK reconnects with exponential back-off ([`backoff`]), re-subscribes when the broker
 //! did not keep the session, re-sends unacknowledged QoS 1 publishes, and keeps a bounded
 //! offline queue ([`OfflineQueuePolicy`]). Certificates live in an [`IdentityStore`].
+//!
+//! MQTT 3.1.1 is the default; `MqttConfiguration::default().protocol(ProtocolVersion::V5)`
+//! connects with MQTT 5 on every method, for message properties ([`PublishProperties`],
+//! [`DataManager::publish_with`], [`Message::properties`]), reason codes on refusals
+//! ([`Error::PublishRefused`], [`Error::SubscribeRefused`]) and request/response
+//! ([`DataManager::request`]). See [`mqtt5`].
 #![warn(missing_docs)]
 
 pub mod auth;
