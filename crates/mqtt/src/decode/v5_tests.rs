@@ -748,6 +748,44 @@ fn subscribe_options_rules() {
 }
 
 #[test]
+fn v5_leaves_filter_syntax_to_the_receiver() {
+    // MQTT 5 answers a bad filter with 0x8F in SUBACK / UNSUBACK, so the codec passes it
+    // on; 3.1.1 has no such answer and refuses the packet. (Found by fuzzing: the first
+    // input below, written toward 3.1.1, no longer decodes there.)
+    let unsubscribe = frame(
+        0xA2,
+        &cat(&[&[0, 4], &props(&[user("z", "1")]), &s(b"a?+"), &s(b"#")]),
+    );
+    let Packet::Unsubscribe(u) = canonical(&unsubscribe) else {
+        panic!("not an UNSUBSCRIBE")
+    };
+    assert_eq!(u.filters, ["a?+", "#"]);
+    let mut toward_311 = BytesMut::new();
+    encode(&Packet::Unsubscribe(u), &mut toward_311, Protocol::V311).unwrap();
+    assert_eq!(
+        decode(&mut toward_311, MAX, Protocol::V311),
+        Err(E::InvalidTopicFilter("a?+".into()))
+    );
+    for bad in [&b"a/#/b"[..], b"a+", b"", b"#/"] {
+        let Packet::Subscribe(sub) = canonical(&frame(0x82, &cat(&[&[0, 1, 0], &s(bad), &[1]])))
+        else {
+            panic!("not a SUBSCRIBE")
+        };
+        assert_eq!(sub.filters[0].filter.as_bytes(), bad);
+        let v311 = frame(0x82, &cat(&[&[0, 1], &s(bad), &[1]]));
+        assert!(matches!(
+            decode(&mut BytesMut::from(&v311[..]), MAX, Protocol::V311),
+            Err(E::InvalidTopicFilter(_))
+        ));
+    }
+    // Strings are still strings: UTF-8 without U+0000.
+    assert_eq!(
+        err(&frame(0x82, &cat(&[&[0, 1, 0], &s(b"a\0"), &[1]]))),
+        E::NullCharacter
+    );
+}
+
+#[test]
 fn subscribe_property_rules() {
     let with = |list: &[Vec<u8>]| err(&frame(0x82, &cat(&[&[0, 1], &props(list), &s(b"a"), &[0]])));
     assert_eq!(with(&[var(0x0B, 0)]), bad_value(0x0B, 0));
