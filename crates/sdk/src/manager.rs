@@ -590,9 +590,9 @@ impl DataManager {
         )
     }
 
-    /// Plain MQTT (3.1.1, or 5 as configured) to any broker: TCP (port 1883) or TLS with server authentication
-    /// only (port 8883), optional username/password. Metrics are added to the username
-    /// only for AWS endpoints or when configured.
+    /// Plain MQTT (3.1.1, or 5 as configured) to any broker: TCP (port 1883) or TLS with
+    /// server authentication only (port 8883), optional username/password. Metrics are
+    /// added to the username only for AWS endpoints or when configured.
     pub fn connect_mqtt(
         &self,
         client_id: &str,

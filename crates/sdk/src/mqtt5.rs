@@ -20,6 +20,11 @@
 //!   accepts them but they only save bytes).
 //! - Enhanced authentication (AUTH packets) is not supported by rumqttc; IoT Core does not
 //!   support it either.
+//! - rumqttc v5 skips its packet-id collision handling when a PUBACK carries a failure
+//!   code: a publish it held back because its packet id was still in flight stays held,
+//!   and rumqttc ends the connection two pings later (`CollisionTimeout`). The SDK then
+//!   reconnects and re-sends it. A collision needs a packet id still unacknowledged when
+//!   rumqttc's ids wrap around (after 100), so this is rare; it is rumqttc's to fix.
 
 use std::fmt;
 
