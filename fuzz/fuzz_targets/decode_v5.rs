@@ -3,12 +3,14 @@
 //! bytes written. The same packet written toward 3.1.1 must be readable there too.
 //!
 //! The input is read twice: its first packet as the broker reads a connection's first
-//! packet (before CONNECT says the version, so any CONNECT level), then the whole input
-//! as an MQTT 5 stream.
+//! packet (before CONNECT says the version, so any CONNECT level; `peek_connect_protocol`
+//! must agree with a CONNECT that decodes), then the whole input as an MQTT 5 stream.
+//! It is also read as a stored PUBLISH property list (`decode_publish_properties`), which
+//! must survive `encode_publish_properties` → decode unchanged.
 
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use mqtt::{DecodeError, EncodeError, Packet, Protocol};
 
@@ -87,16 +89,32 @@ fn check_toward_311(packet: &Packet) {
 
 fuzz_target!(|data: &[u8]| {
     // The first packet as a connection's first packet.
+    let peeked = mqtt::peek_connect_protocol(data);
     match mqtt::decode(&mut BytesMut::from(data), MAX_PACKET_SIZE, Protocol::V311) {
         Ok(Some(packet)) => {
             let protocol = match &packet {
-                Packet::Connect(c) => c.protocol,
-                _ => Protocol::V311,
+                Packet::Connect(c) => {
+                    assert_eq!(peeked, Some(c.protocol));
+                    c.protocol
+                }
+                _ => {
+                    assert_eq!(peeked, None);
+                    Protocol::V311
+                }
             };
             check_round_trip(&packet, protocol);
         }
         Ok(None) => {}
         Err(error) => check_error(&error),
+    }
+
+    // The whole input as a stored property list.
+    if let Ok(properties) = mqtt::decode_publish_properties(Bytes::copy_from_slice(data)) {
+        let mut encoded = BytesMut::new();
+        mqtt::encode_publish_properties(&properties, &mut encoded);
+        let again = mqtt::decode_publish_properties(encoded.freeze())
+            .expect("encoded properties must decode");
+        assert_eq!(again, properties);
     }
 
     // The whole input as an MQTT 5 stream (a CONNECT of any level still decodes by the
