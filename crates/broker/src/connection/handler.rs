@@ -58,12 +58,9 @@ pub(crate) struct Online {
     pub(crate) policy: ConnectionPolicy,
     /// When the connection must end at the latest, and why.
     pub(crate) ends_at: Option<(tokio::time::Instant, DisconnectReason)>,
-    /// MQTT 5 topic aliases the client set (index = alias - 1); empty until it sets one.
-    topic_aliases: Vec<Option<String>>,
-    /// The client's Maximum Packet Size (MQTT 5); `usize::MAX` when it set none.
-    client_max_packet: usize,
-    /// The session expiry interval was zero at CONNECT: MQTT 5 DISCONNECT may not raise it.
-    expiry_was_zero: bool,
+    /// MQTT 5 topic aliases the client set (index = alias - 1); allocated when it sets
+    /// one, so a connection that never does carries one null pointer.
+    topic_aliases: Option<Box<[Option<String>]>>,
 }
 
 /// Why a connection ended, whether its will is due, and what an MQTT 5 client is told.
@@ -119,6 +116,11 @@ pub(crate) struct PacketHandler {
     pub(crate) protocol: Protocol,
     /// MQTT 5 Request Problem Information: reason strings on acknowledgements only if set.
     problem_information: bool,
+    /// The session expiry interval was zero at CONNECT: MQTT 5 DISCONNECT may not raise it.
+    expiry_was_zero: bool,
+    /// The client's Maximum Packet Size (MQTT 5); `u32::MAX` when it set none. Kept here
+    /// rather than in `Online`: it fits in this struct's padding.
+    client_max_packet: u32,
 }
 
 impl PacketHandler {
@@ -138,6 +140,8 @@ impl PacketHandler {
             committed,
             protocol: Protocol::V311,
             problem_information: true,
+            expiry_was_zero: false,
+            client_max_packet: u32::MAX,
         }
     }
 
@@ -283,10 +287,7 @@ impl PacketHandler {
             Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
             _ => None,
         };
-        let live = Arc::new(
-            LiveConnection::new(policy.principal(), authorizer_name)
-                .with_client_id(&connect.client_id),
-        );
+        let live = Arc::new(LiveConnection::new(policy.principal(), authorizer_name));
         let opened = broker.router.open_session(
             &connect.client_id,
             connect.clean_session,
@@ -317,13 +318,10 @@ impl PacketHandler {
             version_number: broker.router.next_version_number(),
             policy,
             ends_at: lifetime.map(|(after, reason)| (tokio::time::Instant::now() + after, reason)),
-            topic_aliases: Vec::new(),
-            client_max_packet: connect
-                .properties
-                .maximum_packet_size
-                .map_or(usize::MAX, |max| max as usize),
-            expiry_was_zero: kind.expiry.is_zero(),
+            topic_aliases: None,
         };
+        self.client_max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        self.expiry_was_zero = kind.expiry.is_zero();
         let mut connack = ConnAck::new(opened.session_present, ReasonCode::SUCCESS);
         if v5 {
             connack.properties = connack_properties(&connect, &kind, limits, assigned);
@@ -428,7 +426,7 @@ impl PacketHandler {
     fn handle_disconnect(&mut self, online: &Online, disconnect: Disconnect) -> Ending {
         let publish_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
         if let Some(secs) = disconnect.properties.session_expiry_interval {
-            if online.expiry_was_zero && secs > 0 {
+            if self.expiry_was_zero && secs > 0 {
                 warn!(client_id = %online.client_id, secs, "closing connection: DISCONNECT raises a session expiry interval that was 0 (protocol error)");
                 return Ending::abnormal(DisconnectReason::ClientError).telling(
                     ReasonCode::PROTOCOL_ERROR,
@@ -468,7 +466,11 @@ impl PacketHandler {
         }
         let index = usize::from(alias - 1);
         if publish.topic.is_empty() {
-            match online.topic_aliases.get(index) {
+            match online
+                .topic_aliases
+                .as_ref()
+                .and_then(|aliases| aliases.get(index))
+            {
                 Some(Some(topic)) => publish.topic = topic.clone(),
                 _ => {
                     return invalid(format!(
@@ -477,10 +479,10 @@ impl PacketHandler {
                 }
             }
         } else {
-            if online.topic_aliases.len() <= index {
-                online.topic_aliases.resize(usize::from(maximum), None);
-            }
-            online.topic_aliases[index] = Some(publish.topic.clone());
+            let aliases = online
+                .topic_aliases
+                .get_or_insert_with(|| vec![None; usize::from(maximum)].into_boxed_slice());
+            aliases[index] = Some(publish.topic.clone());
         }
         Ok(())
     }
@@ -787,7 +789,7 @@ impl PacketHandler {
         let policy = &mut online.policy;
         let client_id = &online.client_id;
         let protocol = self.protocol;
-        let client_max_packet = online.client_max_packet;
+        let client_max_packet = self.client_max_packet;
         let stats = &self.broker.router.stats;
         // Read the clock only if a message has an expiry (most have none).
         let now = std::cell::OnceCell::new();
@@ -797,12 +799,12 @@ impl PacketHandler {
                 debug!(client_id = %client_id, topic = %delivery.topic, "message expired before delivery: dropped");
                 return false;
             }
-            if client_max_packet != usize::MAX {
+            if client_max_packet != u32::MAX {
                 let size = mqtt::publish_encoded_len(
                     &publish_ref(delivery, 1, false, protocol, None),
                     protocol,
                 );
-                if size > client_max_packet {
+                if size > client_max_packet as usize {
                     let total = stats.dropped_too_large.fetch_add(1, Ordering::Relaxed) + 1;
                     warn!(client_id = %client_id, topic = %delivery.topic, size, client_max_packet, dropped_total = total, "message larger than the client's Maximum Packet Size: dropped");
                     return false;

@@ -90,9 +90,9 @@ pub(super) async fn route(
                 prevent_will: query_param(query, "preventWillMessage").as_deref() == Some("true"),
             };
             let router = broker.data_plane()?;
-            let closed = router.live.disconnect_client(&client_id, kick);
-            let ended = kick.clean_session && closed == 0 && router.end_offline_session(&client_id);
-            if closed == 0 && !ended {
+            let closed = router.disconnect_client(&client_id, kick);
+            let ended = kick.clean_session && !closed && router.end_offline_session(&client_id);
+            if !closed && !ended {
                 return Err(ApiError::not_found(format!(
                     "no connection with client id {client_id}"
                 )));

@@ -23,8 +23,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::Config;
 use crate::message::MessageMeta;
 use crate::session::{
-    ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections, Owner, Session,
-    SessionKind, SessionState,
+    ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections, Owner,
+    Session, SessionKind, SessionState,
 };
 use crate::store::{Op, Recovered, Store, StoredMessage};
 
@@ -318,6 +318,13 @@ impl Router {
         }
         self.connect_attempts.lock().clear();
         expired.len()
+    }
+
+    /// Closes the connection that holds the session of `client_id` as DeleteConnection
+    /// asks; `false` if no connection holds it.
+    pub fn disconnect_client(&self, client_id: &str, kick: ApiKick) -> bool {
+        let session = self.sessions.lock().get(client_id).cloned();
+        session.is_some_and(|session| session.kick_owner(kick))
     }
 
     /// Ends the persistent session of `client_id` if no connection holds it (the data

@@ -3,7 +3,7 @@
 //! shutdown), plus the registry of every live connection that those requests walk.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,13 +23,12 @@ pub const SHUTDOWN_REASON: &str = "the broker is shutting down";
 #[derive(Debug)]
 pub struct LiveConnection {
     principal: Box<str>,
-    /// The client id it serves (empty until admitted).
-    client_id: Box<str>,
     /// The custom authorizer that admitted it, if one did.
     authorizer: Option<Box<str>>,
     reason: Mutex<Option<String>>,
-    /// Set when the close was asked through the data plane's DeleteConnection.
-    api_kick: Mutex<Option<ApiKick>>,
+    /// DeleteConnection's options when that is why it must close (`ApiKick` bits; one
+    /// byte beside `woken`, as every connection carries it).
+    api_kick: AtomicU8,
     woken: AtomicBool,
     waker: AtomicWaker,
 }
@@ -38,24 +37,23 @@ impl LiveConnection {
     pub fn new(principal: &str, authorizer: Option<&str>) -> LiveConnection {
         LiveConnection {
             principal: principal.into(),
-            client_id: Box::default(),
             authorizer: authorizer.map(Into::into),
             reason: Mutex::new(None),
-            api_kick: Mutex::new(None),
+            api_kick: AtomicU8::new(0),
             woken: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         }
     }
 
-    /// Names the client id it serves, for DeleteConnection.
-    pub fn with_client_id(mut self, client_id: &str) -> LiveConnection {
-        self.client_id = client_id.into();
-        self
-    }
-
     /// The DeleteConnection options, when that is why it must close.
     pub fn api_kick(&self) -> Option<ApiKick> {
-        *self.api_kick.lock()
+        ApiKick::from_bits(self.api_kick.load(Ordering::Acquire))
+    }
+
+    /// Asks the connection to close as DeleteConnection does.
+    pub fn kick_by_api(&self, kick: ApiKick) {
+        self.api_kick.store(kick.bits(), Ordering::Release);
+        self.kick("DeleteConnection (API_INITIATED_DISCONNECT)");
     }
 
     /// Why the connection must close, once asked to.
@@ -95,6 +93,30 @@ pub struct ApiKick {
     pub prevent_will: bool,
 }
 
+impl ApiKick {
+    const SET: u8 = 1;
+    const CLEAN_SESSION: u8 = 2;
+    const PREVENT_WILL: u8 = 4;
+
+    fn bits(self) -> u8 {
+        let mut bits = ApiKick::SET;
+        if self.clean_session {
+            bits |= ApiKick::CLEAN_SESSION;
+        }
+        if self.prevent_will {
+            bits |= ApiKick::PREVENT_WILL;
+        }
+        bits
+    }
+
+    fn from_bits(bits: u8) -> Option<ApiKick> {
+        (bits & ApiKick::SET != 0).then_some(ApiKick {
+            clean_session: bits & ApiKick::CLEAN_SESSION != 0,
+            prevent_will: bits & ApiKick::PREVENT_WILL != 0,
+        })
+    }
+}
+
 /// Every live connection, so the control plane and shutdown can close them.
 #[derive(Debug, Default)]
 pub struct LiveConnections {
@@ -127,18 +149,6 @@ impl LiveConnections {
     /// Closes every connection of a principal (SERVER_INITIATED_DISCONNECT); returns how many.
     pub fn disconnect_principal(&self, principal: &str, why: &str) -> usize {
         self.disconnect_where(|live| &*live.principal == principal, why)
-    }
-
-    /// Closes the connections of a client id as DeleteConnection asks; returns how many.
-    pub fn disconnect_client(&self, client_id: &str, kick: ApiKick) -> usize {
-        let live = self.live.lock();
-        let mut closed = 0;
-        for connection in live.values().filter(|live| &*live.client_id == client_id) {
-            *connection.api_kick.lock() = Some(kick);
-            connection.kick("DeleteConnection (API_INITIATED_DISCONNECT)");
-            closed += 1;
-        }
-        closed
     }
 
     /// Closes every connection a custom authorizer admitted; returns how many.
