@@ -206,3 +206,41 @@ def test_acknowledged_messages_are_fsynced_in_groups(broker, tmp_path):
     assert syncs, "no fsync/fdatasync while acknowledging durable QoS 1 messages"
     assert len(syncs) < total / 4, f"{len(syncs)} syncs for {total} messages: not grouped"
     assert drain_session(b, client_id) == set(range(1, total + 1))
+
+
+def test_mqtt5_session_and_message_properties_survive_sigkill(broker):
+    """An MQTT 5 persistent session (Session Expiry Interval 600) and a QoS 1 message
+    queued for it with properties survive SIGKILL: after the restart the session resumes
+    (session_present 1) and the message arrives with its user properties in order, its
+    content type and correlation data, and a Message Expiry Interval counted down. A 3.1.1
+    reconnect would not resume it (IoT Core resumes no session across versions)."""
+    import mqtt5raw as m5
+
+    b = broker(**DURABLE)
+    client_id = uid("v5-durable")
+    sub = m5.Raw5Client(b.port)
+    sub.connect_ok(client_id, clean_start=False, props={m5.SESSION_EXPIRY_INTERVAL: 600})
+    assert sub.subscribe("v5d/#", qos=1) == [1]
+    sub.disconnect()
+    sub.close()
+    pub = m5.Raw5Client(b.port)
+    pub.connect_ok(uid("v5-pub"))
+    props = [(m5.USER_PROPERTY, ("b", "2")), (m5.USER_PROPERTY, ("a", "1")),
+             (m5.CONTENT_TYPE, "application/json"), (m5.CORRELATION_DATA, b"\x00req-7"),
+             (m5.MESSAGE_EXPIRY_INTERVAL, 600)]
+    ack = pub.publish("v5d/x", b'{"n": 7}', qos=1, props=props)
+    assert ack.reason == 0, ack
+    pub.close()
+    kill_and_restart(b)
+    again = m5.Raw5Client(b.port)
+    connack = again.connect_ok(client_id, clean_start=False,
+                               props={m5.SESSION_EXPIRY_INTERVAL: 600})
+    assert connack.session_present, connack
+    message = again.next_publish()
+    assert (message.topic, message.payload, message.qos) == ("v5d/x", b'{"n": 7}', 1)
+    assert message.props.user_properties == [("b", "2"), ("a", "1")], message
+    assert message.props.get(m5.CONTENT_TYPE) == "application/json"
+    assert message.props.get(m5.CORRELATION_DATA) == b"\x00req-7"
+    assert 0 < message.props.get(m5.MESSAGE_EXPIRY_INTERVAL) <= 600
+    again.puback(message.pid)
+    again.close()
