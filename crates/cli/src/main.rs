@@ -67,7 +67,8 @@ enum Command {
     },
     /// Publish one message (exit 1 with the reason when the broker refuses it).
     Pub(client::PubArgs),
-    /// Subscribe and print messages (payload per line; -v: `topic payload`).
+    /// Subscribe and print messages (payload per line; -v: `topic payload`, then any MQTT 5
+    /// properties).
     Sub(client::SubArgs),
     /// End to end on an embedded broker: every connection method of the SDK, live.
     Demo,
