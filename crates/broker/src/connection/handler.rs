@@ -425,7 +425,13 @@ impl PacketHandler {
     /// at CONNECT (MQTT-3.14.2-2, a protocol error).
     fn handle_disconnect(&mut self, online: &Online, disconnect: Disconnect) -> Ending {
         let publish_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
-        if let Some(secs) = disconnect.properties.session_expiry_interval {
+        // A DISCONNECT still buffered when another connection took the session over must
+        // not change the session that now belongs to that connection.
+        let expiry = disconnect
+            .properties
+            .session_expiry_interval
+            .filter(|_| online.session.is_owned_by(self.id));
+        if let Some(secs) = expiry {
             if self.expiry_was_zero && secs > 0 {
                 warn!(client_id = %online.client_id, secs, "closing connection: DISCONNECT raises a session expiry interval that was 0 (protocol error)");
                 return Ending::abnormal(DisconnectReason::ClientError).telling(
