@@ -84,9 +84,26 @@ impl Ending {
 
     /// Ends the connection telling an MQTT 5 client `code` and why.
     pub(crate) fn telling(mut self, code: ReasonCode, why: impl Into<String>) -> Ending {
-        self.disconnect = Some((code, why.into()));
+        self.disconnect = Some((code, reason_text(why.into())));
         self
     }
+}
+
+/// The longest reason string the broker sends. Reasons quote what the client sent (a
+/// topic, a filter), which may be up to a packet long; a property holds at most 65535
+/// bytes, and a reason is for a human reading a log, so it is cut here, in one place.
+const MAX_REASON_STRING_BYTES: usize = 256;
+
+fn reason_text(mut why: String) -> String {
+    if why.len() > MAX_REASON_STRING_BYTES {
+        let mut cut = MAX_REASON_STRING_BYTES - 3;
+        while !why.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        why.truncate(cut);
+        why.push_str("...");
+    }
+    why
 }
 
 /// A CONNECT that was accepted: the connection's state, and the store sequence number the
@@ -174,7 +191,7 @@ impl PacketHandler {
                 if asked == Some(Protocol::V5) {
                     self.protocol = Protocol::V5;
                     let mut connack = ConnAck::new(false, error.reason_code());
-                    connack.properties.reason_string = Some(error.to_string());
+                    connack.properties.reason_string = Some(reason_text(error.to_string()));
                     self.queue_packet(&Packet::ConnAck(connack));
                     info!(peer = %self.peer, %error, code = %error.reason_code(), "closing connection: MQTT 5 CONNECT refused");
                 } else {
@@ -196,7 +213,7 @@ impl PacketHandler {
     fn queue_refusal(&mut self, code: ReasonCode, reason: &str) {
         let mut connack = ConnAck::new(false, code);
         if self.v5() {
-            connack.properties.reason_string = Some(reason.to_owned());
+            connack.properties.reason_string = Some(reason_text(reason.to_owned()));
         }
         self.queue_packet(&Packet::ConnAck(connack));
     }
@@ -205,7 +222,9 @@ impl PacketHandler {
     /// client asked for none (Request Problem Information 0, MQTT-3.1.2-29).
     fn problem(&self, why: &str) -> AckProperties {
         AckProperties {
-            reason_string: self.problem_information.then(|| why.to_owned()),
+            reason_string: self
+                .problem_information
+                .then(|| reason_text(why.to_owned())),
             user_properties: Vec::new(),
         }
     }
@@ -424,7 +443,9 @@ impl PacketHandler {
     /// Interval replaces the session's (0 ends it now), but may not raise one that was 0
     /// at CONNECT (MQTT-3.14.2-2, a protocol error).
     fn handle_disconnect(&mut self, online: &Online, disconnect: Disconnect) -> Ending {
-        let publish_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        // MQTT-3.14.4-3: only a Normal disconnection (0x00) discards the will; 0x04 asks
+        // for it, and so does any error code a client closes with.
+        let publish_will = disconnect.reason != ReasonCode::NORMAL_DISCONNECTION;
         // A DISCONNECT still buffered when another connection took the session over must
         // not change the session that now belongs to that connection.
         let expiry = disconnect
@@ -835,8 +856,11 @@ impl PacketHandler {
     }
 
     pub(crate) fn queue_packet(&mut self, packet: &Packet) {
-        mqtt::encode(packet, &mut self.output, self.protocol)
-            .expect("broker-built packets are encodable");
+        // Every packet the broker builds is encodable (reason strings are capped); should
+        // one not be, the connection must not panic: it is logged and not sent.
+        if let Err(error) = mqtt::encode(packet, &mut self.output, self.protocol) {
+            warn!(peer = %self.peer, packet = packet.name(), %error, "broker-built packet not encodable: not sent");
+        }
     }
 
     /// The server DISCONNECT an MQTT 5 client gets when `ending` closes its connection.
@@ -885,19 +909,19 @@ impl PacketHandler {
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) if !delay.is_zero() => {
                         info!(client_id = %online.client_id, topic = %will.topic, ?delay, "last will delayed");
+                        // Held by the router: a reconnect that resumes the session cancels
+                        // it, one that ends the session sends it at once.
+                        let token = router.hold_will(&online.client_id, will.clone());
                         let broker = self.broker.clone();
-                        let will = will.clone();
                         let client_id = online.client_id.clone();
                         runtime.spawn(async move {
                             tokio::time::sleep(delay).await;
-                            if broker.router.is_client_online(&client_id) {
-                                info!(%client_id, "last will not sent: the client reconnected within its delay");
-                            } else {
-                                publish_will(&broker, &client_id, &will);
+                            if let Some(will) = broker.router.take_will(&client_id, Some(token)) {
+                                broker.router.publish_will(&client_id, &will);
                             }
                         });
                     }
-                    _ => publish_will(&self.broker, &online.client_id, will),
+                    _ => router.publish_will(&online.client_id, will),
                 }
             }
         }
@@ -914,16 +938,6 @@ impl PacketHandler {
 /// A client id for a client that sent an empty one (MQTT-3.1.3-6): unique per connection.
 fn assigned_client_id(connection: ConnectionId) -> String {
     format!("pubsub-{connection}-{:08x}", rand::random::<u32>())
-}
-
-fn publish_will(broker: &Broker, client_id: &str, will: &LastWill) {
-    info!(%client_id, topic = %will.topic, "publishing last will");
-    let router = &broker.router;
-    let meta = MessageMeta::from_will(&will.properties, unix_millis()).map(Arc::new);
-    if will.retain {
-        router.retain_message(&will.topic, will.message.clone(), will.qos, meta.clone());
-    }
-    router.route_message(&will.topic, will.message.clone(), will.qos, meta);
 }
 
 /// The PUBLISH of a delivery, its topic, payload and properties borrowed from the shared

@@ -326,7 +326,7 @@ where
                     // DeleteConnection: IoT Core publishes the will unless asked not to,
                     // and ends the session with `cleanSession=true`.
                     if let Some(kick) = online.live.api_kick() {
-                        if kick.clean_session {
+                        if kick.clean_session && online.session.is_owned_by(self.handler.id) {
                             online.session.set_expiry(Duration::ZERO);
                         }
                         return Ending {

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use iot::TopicTrie;
-use mqtt::QoS;
+use mqtt::{LastWill, QoS};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
@@ -60,6 +60,9 @@ struct Subscriber {
     qos: QoS,
     session: Arc<Session>,
 }
+
+/// A will waiting out its delay, with the token of the timer that sends it.
+type HeldWill = (u64, Box<LastWill>);
 
 /// The members of one shared subscription group (`$share/{ShareName}/{TopicFilter}`):
 /// each message matching the filter goes to one of them, in turn.
@@ -136,6 +139,9 @@ pub struct Router {
     shared_groups: AtomicUsize,
     retained: RwLock<HashMap<Arc<str>, RetainedMessage>>,
     connect_attempts: Mutex<HashMap<String, (u64, u32)>>,
+    /// MQTT 5 wills waiting out their Will Delay Interval, by client id, with the token of
+    /// the timer that will send them.
+    pending_wills: Mutex<HashMap<Arc<str>, HeldWill>>,
     /// Every live connection, for the control plane's disconnects and shutdown.
     pub live: LiveConnections,
     /// Connections past CONNECT (`limits.max_connections` counts these).
@@ -157,6 +163,7 @@ impl Router {
             shared_groups: AtomicUsize::new(0),
             retained: RwLock::new(HashMap::new()),
             connect_attempts: Mutex::new(HashMap::new()),
+            pending_wills: Mutex::new(HashMap::new()),
             live: LiveConnections::default(),
             connections: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
@@ -228,6 +235,28 @@ impl Router {
         live: Arc<LiveConnection>,
     ) -> OpenedSession {
         let owner = Owner { connection, live };
+        let pending_will = self.pending_wills.lock().remove(client_id);
+        let opened = self.open_session_locked(client_id, clean_start, kind, owner);
+        // A will waiting out its delay: the client is back. Resuming the session cancels
+        // it (MQTT-3.1.3-9); a new session means the old one ended, and a session's end
+        // sends its will.
+        if let Some((_, will)) = pending_will {
+            if opened.session_present {
+                tracing::info!(%client_id, "delayed last will cancelled: the client resumed its session");
+            } else {
+                self.publish_will(client_id, &will);
+            }
+        }
+        opened
+    }
+
+    fn open_session_locked(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        kind: SessionKind,
+        owner: Owner,
+    ) -> OpenedSession {
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).cloned();
         let mut took_over = None;
@@ -327,8 +356,42 @@ impl Router {
         session.is_some_and(|session| session.kick_owner(kick))
     }
 
+    /// Keeps a will until its delay is over; returns the token that sends it
+    /// ([`Router::take_will`]).
+    pub fn hold_will(&self, client_id: &str, will: Box<LastWill>) -> u64 {
+        let token = rand::random();
+        self.pending_wills
+            .lock()
+            .insert(client_id.into(), (token, will));
+        token
+    }
+
+    /// The held will of `client_id`, if it is still due: with `Some(token)` only the one
+    /// that timer holds (a later disconnect may have replaced it), with `None` any.
+    pub fn take_will(&self, client_id: &str, token: Option<u64>) -> Option<Box<LastWill>> {
+        let mut pending = self.pending_wills.lock();
+        match pending.get(client_id) {
+            Some((held, _)) if token.is_none_or(|token| token == *held) => {
+                pending.remove(client_id).map(|(_, will)| will)
+            }
+            _ => None,
+        }
+    }
+
+    /// Publishes a client's will (with its MQTT 5 properties; its expiry starts now).
+    pub fn publish_will(&self, client_id: &str, will: &LastWill) {
+        tracing::info!(%client_id, topic = %will.topic, "publishing last will");
+        let meta =
+            MessageMeta::from_will(&will.properties, crate::clock::unix_millis()).map(Arc::new);
+        if will.retain {
+            self.retain_message(&will.topic, will.message.clone(), will.qos, meta.clone());
+        }
+        self.route_message(&will.topic, will.message.clone(), will.qos, meta);
+    }
+
     /// Ends the persistent session of `client_id` if no connection holds it (the data
-    /// plane's DeleteConnection with `cleanSession=true`); `false` if there is none.
+    /// plane's DeleteConnection with `cleanSession=true`), sending a will that waits for
+    /// its delay; `false` if there is none.
     pub fn end_offline_session(&self, client_id: &str) -> bool {
         let session = {
             let mut sessions = self.sessions.lock();
@@ -343,13 +406,10 @@ impl Router {
             }
         };
         self.remove_subscriptions(&session);
+        if let Some(will) = self.take_will(client_id, None) {
+            self.publish_will(client_id, &will);
+        }
         true
-    }
-
-    /// A connection holds the session of `client_id` (a delayed will is not sent then).
-    pub fn is_client_online(&self, client_id: &str) -> bool {
-        let session = self.sessions.lock().get(client_id).cloned();
-        session.is_some_and(|session| session.is_online())
     }
 
     #[cfg(test)]

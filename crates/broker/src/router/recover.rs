@@ -20,7 +20,9 @@ impl Router {
             let remaining = record
                 .expires_at_ms
                 .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
-            if remaining == Some(Duration::ZERO) {
+            // Expired while the broker was down, or one whose expiry was 0 when it stopped
+            // (an MQTT 5 session resumed with expiry 0 ends with its connection).
+            if remaining == Some(Duration::ZERO) || record.expiry_ms == Some(0) {
                 if let Some(store) = &self.store {
                     store.submit(Op::DeleteSession(client_id.into()));
                 }
