@@ -1337,3 +1337,43 @@ def test_will_delay_limited_by_session_expiry(b5, c5):
     dt = time.monotonic() - t0
     assert m.payload == b"session-ended", m
     assert dt <= 3.5, f"will published {dt:.2f}s after the close; session expiry was 1 s"
+
+
+def test_huge_invalid_topic_is_answered_with_a_short_reason_and_the_connection_lives(b5, c5):
+    """A 65,000-byte topic (within the packet limit, over the 256-byte topic limit) gets
+    PUBACK 0x90 whose reason string is cut short (a property holds at most 65535 bytes;
+    quoting the whole topic back once crashed the connection task), and the connection
+    goes on; SUBSCRIBE with such a filter gets SUBACK 0x8F the same way."""
+    import mqtt5raw as m5
+
+    r = c5.raw(b5)
+    r.connect_ok(uid("huge"))
+    ack = r.publish("a" * 65000, b"x", qos=1)
+    assert ack.reason == m5.TOPIC_NAME_INVALID, ack
+    assert len(ack.props.get(m5.REASON_STRING, "")) <= 256, ack
+    suback = r.subscribe_ack([("b" * 65000, m5.sub_options(1))])
+    assert suback.reasons == [m5.TOPIC_FILTER_INVALID], suback
+    r.ping()
+
+
+def test_delayed_will_is_cancelled_by_a_resume_even_if_the_client_leaves_again(b5, c5):
+    """MQTT-3.1.3-9: a connection that resumes the session within the Will Delay Interval
+    cancels the will, also when that connection then ends with a normal DISCONNECT before
+    the delay would have run out."""
+    import mqtt5raw as m5
+
+    cid = uid("wdr")
+    topic = f"will/{cid}"
+    watcher = c5.raw(b5)
+    watcher.connect_ok(uid("wdr-watch"))
+    assert watcher.subscribe(topic) == [1]
+    first = c5.raw(b5)
+    will = m5.Will5(topic, b"bye", 1, props=[(m5.WILL_DELAY_INTERVAL, 2)])
+    first.connect_ok(cid, clean_start=False, props={m5.SESSION_EXPIRY_INTERVAL: 60}, will=will)
+    first.abort()
+    time.sleep(0.3)
+    again = c5.raw(b5)
+    ack = again.connect_ok(cid, clean_start=False, props={m5.SESSION_EXPIRY_INTERVAL: 60})
+    assert ack.session_present, ack
+    again.disconnect()
+    assert watcher.publishes_within(3.0) == [], "the will was sent although the session resumed"
