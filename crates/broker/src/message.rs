@@ -61,6 +61,12 @@ impl MessageMeta {
         self.expires_at_ms.is_some_and(|at| now_ms >= at)
     }
 
+    /// Whether a message with this metadata (if any) has expired; `now_ms` is asked only
+    /// for one with an expiry, so messages without any never read the clock.
+    pub fn has_expired(meta: Option<&MessageMeta>, now_ms: impl FnOnce() -> u64) -> bool {
+        meta.is_some_and(|meta| meta.expires_at_ms.is_some() && meta.is_expired(now_ms()))
+    }
+
     /// The properties to send at `now_ms`: the Message Expiry Interval becomes the time
     /// left, in whole seconds (MQTT-3.3.2-6). Borrowed unless it has to change.
     pub fn properties_at(&self, now_ms: u64) -> std::borrow::Cow<'_, PublishProperties> {

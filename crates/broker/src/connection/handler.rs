@@ -518,12 +518,11 @@ impl PacketHandler {
         let v5 = self.v5();
         self.resolve_topic_alias(online, &mut publish)?;
         let limits = &self.broker.config.limits;
+        // The acknowledgements held for the store are what the client still waits for; the
+        // shell stops reading at this same bound, so only an already buffered PUBLISH can
+        // exceed it.
         if v5 && publish.qos == QoS::AtLeastOnce {
-            let unacknowledged = self
-                .pending_acks
-                .iter()
-                .filter(|(ack, _)| matches!(ack, Packet::PubAck(_)))
-                .count();
+            let unacknowledged = self.pending_acks.len();
             if unacknowledged >= limits.max_inflight {
                 warn!(client_id = %online.client_id, unacknowledged, "closing connection: Receive Maximum exceeded");
                 return Err(Ending::abnormal(DisconnectReason::ClientError).telling(

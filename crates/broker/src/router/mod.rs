@@ -48,9 +48,7 @@ pub struct RetainedMessage {
 
 impl RetainedMessage {
     fn is_expired(&self, now_ms: u64) -> bool {
-        self.meta
-            .as_ref()
-            .is_some_and(|meta| meta.is_expired(now_ms))
+        MessageMeta::has_expired(self.meta.as_deref(), || now_ms)
     }
 }
 

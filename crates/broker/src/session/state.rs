@@ -27,9 +27,7 @@ impl Delivery {
     /// queues, in-flight windows excepted, and from retained messages).
     /// `now_ms` is asked only for a message with an expiry (most have none).
     pub fn is_expired_at(&self, now_ms: impl FnOnce() -> u64) -> bool {
-        self.meta
-            .as_ref()
-            .is_some_and(|meta| meta.expires_at_ms.is_some() && meta.is_expired(now_ms()))
+        MessageMeta::has_expired(self.meta.as_deref(), now_ms)
     }
 }
 
