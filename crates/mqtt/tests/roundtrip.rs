@@ -1,49 +1,20 @@
 //! Property: every valid MQTT 3.1.1 (and 3.1) packet survives encode → decode unchanged,
 //! byte-exactly framed. The MQTT 5 counterpart is `roundtrip_v5.rs`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use mqtt::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 const MAX: usize = 1 << 20;
 
-fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
-}
+mod common;
 
-fn pkid() -> impl Strategy<Value = u16> {
-    1..=u16::MAX
-}
+use common::{binary, pkid, qos, topic_filter, topic_name};
 
 /// Any string the codec accepts: arbitrary Unicode without U+0000.
 fn text() -> impl Strategy<Value = String> {
-    "[^\u{0}]{0,24}"
-}
-
-fn binary(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(any::<u8>(), 0..max).prop_map(Bytes::from)
-}
-
-fn topic_name() -> impl Strategy<Value = String> {
-    "[^\u{0}+#]{1,24}"
-}
-
-fn topic_filter() -> impl Strategy<Value = String> {
-    let level = prop_oneof![Just("+".to_owned()), "[^\u{0}+#/]{0,6}"];
-    (vec(level, 1..5), any::<bool>())
-        .prop_map(|(levels, multi)| {
-            let mut filter = levels.join("/");
-            if multi {
-                filter.push_str("/#");
-            }
-            filter
-        })
-        .prop_filter("valid filter", |f| is_valid_topic_filter(f))
+    common::text_of(24)
 }
 
 fn connect() -> impl Strategy<Value = Connect> {

@@ -42,42 +42,13 @@ fn reason(codes: &'static [u8]) -> impl Strategy<Value = ReasonCode> {
     ]
 }
 
-fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
-}
+mod common;
 
-fn pkid() -> impl Strategy<Value = u16> {
-    1..=u16::MAX
-}
+use common::{binary, pkid, qos, topic_filter, topic_name};
 
 /// Any string the codec accepts: arbitrary Unicode without U+0000.
 fn text() -> impl Strategy<Value = String> {
-    "[^\u{0}]{0,16}"
-}
-
-fn binary(max: usize) -> impl Strategy<Value = Bytes> {
-    vec(any::<u8>(), 0..max).prop_map(Bytes::from)
-}
-
-fn topic_name() -> impl Strategy<Value = String> {
-    "[^\u{0}+#]{1,24}"
-}
-
-fn topic_filter() -> impl Strategy<Value = String> {
-    let level = prop_oneof![Just("+".to_owned()), "[^\u{0}+#/]{0,6}"];
-    (vec(level, 1..5), any::<bool>())
-        .prop_map(|(levels, multi)| {
-            let mut filter = levels.join("/");
-            if multi {
-                filter.push_str("/#");
-            }
-            filter
-        })
-        .prop_filter("valid filter", |f| is_valid_topic_filter(f))
+    common::text_of(16)
 }
 
 fn users() -> impl Strategy<Value = UserProperties> {
