@@ -31,7 +31,58 @@ class Msg:
         return json.loads(self.payload)
 
 
-class Paho:
+class Inbox:
+    """Time-bounded reads of a client's received-message queue (`self.messages`), shared
+    by the 3.1.1 and the MQTT 5 paho wrappers."""
+
+    messages: "queue.Queue"
+    client_id: str
+
+    def expect(self, timeout: float = DEFAULT_TIMEOUT, topic: str | None = None):
+        """The next message (if `topic` is given, skips others until that topic arrives)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                m = self.messages.get(timeout=max(0.0, left))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.client_id}: no message{' on ' + topic if topic else ''} within {timeout}s"
+                ) from None
+            if topic is None or m.topic == topic:
+                return m
+
+    def collect_until(self, topic: str, timeout: float = DEFAULT_TIMEOUT) -> list:
+        """All messages received up to and including the first one on `topic` (a fence)."""
+        deadline = time.monotonic() + timeout
+        got = []
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                m = self.messages.get(timeout=max(0.0, left))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.client_id}: fence {topic!r} not received within {timeout}s; got {got}"
+                ) from None
+            got.append(m)
+            if m.topic == topic:
+                return got
+
+    def drain(self, seconds: float) -> list:
+        """Everything that arrives within `seconds`."""
+        deadline = time.monotonic() + seconds
+        got = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            try:
+                got.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                return got
+
+
+class Paho(Inbox):
     """A paho client run by its own network thread; every call waits (bounded) for its ack."""
 
     def __init__(self, port: int, client_id: str | None = None, clean_session: bool = True,
@@ -127,49 +178,6 @@ class Paho:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(timeout)
         assert info.is_published(), f"{self.client_id}: publish to {topic!r} not completed in {timeout}s"
-
-    def expect(self, timeout: float = DEFAULT_TIMEOUT, topic: str | None = None) -> Msg:
-        """The next message (if `topic` is given, skips others until that topic arrives)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                m = self.messages.get(timeout=max(0.0, left))
-            except queue.Empty:
-                raise AssertionError(
-                    f"{self.client_id}: no message{' on ' + topic if topic else ''} within {timeout}s"
-                ) from None
-            if topic is None or m.topic == topic:
-                return m
-
-    def collect_until(self, topic: str, timeout: float = DEFAULT_TIMEOUT) -> list[Msg]:
-        """All messages received up to and including the first one on `topic` (a fence)."""
-        deadline = time.monotonic() + timeout
-        got = []
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                m = self.messages.get(timeout=max(0.0, left))
-            except queue.Empty:
-                raise AssertionError(
-                    f"{self.client_id}: fence {topic!r} not received within {timeout}s; got {got}"
-                ) from None
-            got.append(m)
-            if m.topic == topic:
-                return got
-
-    def drain(self, seconds: float) -> list[Msg]:
-        """Everything that arrives within `seconds`."""
-        deadline = time.monotonic() + seconds
-        got = []
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return got
-            try:
-                got.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                return got
 
     def roundtrip(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Proves the connection and the broker work: subscribe, publish QoS 1, receive."""

@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from helpers import uid
+from helpers import Inbox, uid
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -56,7 +56,7 @@ class Msg5:
                 f"retain={self.retain}, props={self.properties})")
 
 
-class Paho5:
+class Paho5(Inbox):
     """A paho MQTT 5 client run by its own network thread; every call waits (bounded)."""
 
     def __init__(self, port: int, client_id: str | None = None, host: str = "127.0.0.1",
@@ -189,47 +189,6 @@ class Paho5:
         code, _ = self.publish_ack(topic, payload, qos, retain, properties, timeout)
         if qos == 1:
             assert code in (0x00, 0x10), f"{self.client_id}: PUBACK reason {code:#x} for {topic!r}"
-
-    def expect(self, timeout: float = DEFAULT_TIMEOUT, topic: str | None = None) -> Msg5:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                m = self.messages.get(timeout=max(0.0, left))
-            except queue.Empty:
-                raise AssertionError(
-                    f"{self.client_id}: no message{' on ' + topic if topic else ''} within {timeout}s"
-                ) from None
-            if topic is None or m.topic == topic:
-                return m
-
-    def collect_until(self, topic: str, timeout: float = DEFAULT_TIMEOUT) -> list[Msg5]:
-        """All messages up to and including the first one on `topic` (a fence)."""
-        deadline = time.monotonic() + timeout
-        got = []
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                m = self.messages.get(timeout=max(0.0, left))
-            except queue.Empty:
-                raise AssertionError(
-                    f"{self.client_id}: fence {topic!r} not received within {timeout}s; got {got}"
-                ) from None
-            got.append(m)
-            if m.topic == topic:
-                return got
-
-    def drain(self, seconds: float) -> list[Msg5]:
-        deadline = time.monotonic() + seconds
-        got = []
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return got
-            try:
-                got.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                return got
 
     def roundtrip(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         t = f"alive/{uid('t')}"
