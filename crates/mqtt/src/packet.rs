@@ -115,15 +115,72 @@ impl ReasonCode {
         self.0 >= 0x80
     }
 
-    /// The granted QoS of a SUBACK code, `None` for a failure.
+    /// Codes below 0x80 are successes.
+    pub fn is_success(self) -> bool {
+        !self.is_failure()
+    }
+
+    /// The specification's name of the code (success codes by their most common meaning;
+    /// 0x00 is "Success" for every packet).
+    pub fn description(self) -> &'static str {
+        match self.0 {
+            0x00 => "Success",
+            0x01 => "Granted QoS 1",
+            0x02 => "Granted QoS 2",
+            0x04 => "Disconnect with Will Message",
+            0x10 => "No matching subscribers",
+            0x11 => "No subscription existed",
+            0x18 => "Continue authentication",
+            0x19 => "Re-authenticate",
+            0x80 => "Unspecified error",
+            0x81 => "Malformed Packet",
+            0x82 => "Protocol Error",
+            0x83 => "Implementation specific error",
+            0x84 => "Unsupported Protocol Version",
+            0x85 => "Client Identifier not valid",
+            0x86 => "Bad User Name or Password",
+            0x87 => "Not authorized",
+            0x88 => "Server unavailable",
+            0x89 => "Server busy",
+            0x8A => "Banned",
+            0x8B => "Server shutting down",
+            0x8C => "Bad authentication method",
+            0x8D => "Keep Alive timeout",
+            0x8E => "Session taken over",
+            0x8F => "Topic Filter invalid",
+            0x90 => "Topic Name invalid",
+            0x91 => "Packet Identifier in use",
+            0x92 => "Packet Identifier not found",
+            0x93 => "Receive Maximum exceeded",
+            0x94 => "Topic Alias invalid",
+            0x95 => "Packet too large",
+            0x96 => "Message rate too high",
+            0x97 => "Quota exceeded",
+            0x98 => "Administrative action",
+            0x99 => "Payload format invalid",
+            0x9A => "Retain not supported",
+            0x9B => "QoS not supported",
+            0x9C => "Use another server",
+            0x9D => "Server moved",
+            0x9E => "Shared Subscriptions not supported",
+            0x9F => "Connection rate exceeded",
+            0xA0 => "Maximum connect time",
+            0xA1 => "Subscription Identifiers not supported",
+            0xA2 => "Wildcard Subscriptions not supported",
+            _ => "Unknown reason code",
+        }
+    }
+
+    /// The SUBACK code that grants `qos`.
     pub fn granted(qos: QoS) -> ReasonCode {
         ReasonCode(qos as u8)
     }
 }
 
+/// `0x87 Not authorized`: the number, then the specification's name.
 impl std::fmt::Display for ReasonCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#04x}", self.0)
+        write!(f, "0x{:02X} {}", self.0, self.description())
     }
 }
 
