@@ -27,6 +27,7 @@ impl Broker {
             let (store, recovered) = Store::open(
                 &config.data_dir.join("store.redb"),
                 config.limits.group_commit_max_delay,
+                config.store_cache_bytes(),
             )
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
             (Some(store), recovered)

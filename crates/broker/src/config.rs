@@ -381,12 +381,35 @@ impl Config {
             require_file(&tls.cert, "[tls] cert")?;
             require_file(&tls.key, "[tls] key")?;
         }
+        if self.limits.memory_budget < 1 << 20 {
+            return Err(ConfigError::Invalid(format!(
+                "limits.memory_budget = {} bytes is too small: at least 1MiB",
+                self.limits.memory_budget
+            )));
+        }
         if self.limits.max_inflight == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_inflight must be at least 1".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The durable store's page cache: a quarter of the memory budget, between 1 MiB and
+    /// 64 MiB (redb's own default is far larger and not counted anywhere).
+    pub fn store_cache_bytes(&self) -> usize {
+        let budget = usize::try_from(self.limits.memory_budget).unwrap_or(usize::MAX);
+        (budget / 4).clamp(1 << 20, 64 << 20)
+    }
+
+    /// What queued messages may hold in memory: the budget less the store's cache.
+    pub fn queue_memory_budget(&self) -> usize {
+        let budget = usize::try_from(self.limits.memory_budget).unwrap_or(usize::MAX);
+        if self.in_memory {
+            budget
+        } else {
+            budget.saturating_sub(self.store_cache_bytes())
+        }
     }
 
     /// Configured features whose implementation has not landed yet: logged at start so

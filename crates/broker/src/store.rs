@@ -8,7 +8,17 @@
 //! every operation waiting when a commit starts rides in it, one fsync for all — and
 //! publishes the sequence number it has made durable, so a publisher can hold its PUBACK
 //! until its message is on disk.
+//!
+//! A message is stored once, however many offline sessions queue it: each session's queue
+//! holds 16-byte references (its sequence number, the message id), and a message row is
+//! deleted when the last reference to it goes. The writer keeps the reference counts in
+//! memory and rebuilds them at start from the references alone.
+//!
+//! When a write fails (a full disk, an I/O error) nothing later is reported durable, so
+//! no PUBACK that needs the store goes out; the writer reopens the file and retries the
+//! same changes until they commit, then acknowledgements resume by themselves.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -19,22 +29,44 @@ use bytes::Bytes;
 use mqtt::QoS;
 
 use crate::message::MessageMeta;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-/// Queued messages in rows: each row holds the messages one commit group added to one
-/// session, keyed by the first one's sequence number. One B-tree insert per session per
-/// group instead of one per message is what keeps a durable broker close to an in-memory
-/// one; a row is deleted once every message in it is acknowledged or dropped.
-const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("message_rows");
+/// Messages, each once, in rows: a row holds consecutive messages of one commit group,
+/// keyed by the first one's id (the store sequence number it was submitted under). Rows
+/// rather than one entry per message keep a durable broker close to an in-memory one (one
+/// B-tree insert per group, not per message); capped in size so that reading one message
+/// back reads little else.
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// The last message id of each row of `MESSAGES`: lets the writer rebuild its reference
+/// counts at start without reading the messages.
+const MESSAGE_SPANS: TableDefinition<u64, u64> = TableDefinition::new("message_spans");
+/// Each session's queue: rows of `(sequence number, message id)` references, keyed by
+/// (client id, first sequence number). A reference is removed when its message is
+/// acknowledged, dropped or expired.
+const QUEUES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_refs");
+/// The layout before messages were stored once: whole messages per session. Moved into
+/// the tables above when such a store is opened.
+const LEGACY_QUEUES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("message_rows");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+/// Small facts about the store: [`NEXT_MESSAGE_ID`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Message ids never repeat, even after every message row is gone.
+const NEXT_MESSAGE_ID: &str = "next_message_id";
 
 /// A group small enough to mean "traffic is light" waits this share of
 /// `group_commit_max_delay` for company before committing.
 const SMALL_GROUP: usize = 16;
+/// A message row is closed once it holds this many bytes (a larger message gets a row
+/// of its own).
+const MESSAGE_ROW_BYTES: usize = 64 << 10;
+/// References per queue row: deleting one rewrites its row, so rows stay small.
+const QUEUE_ROW_REFS: usize = 256;
+/// Longest wait between two attempts to write after a failure.
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +75,11 @@ pub enum StoreError {
     #[error("the store {path} has an unreadable record ({what}). Move it aside (mv {path} {path}.broken) to start with an empty one")]
     Corrupt { path: PathBuf, what: String },
 }
+
+/// The store cannot be read now (a write failed and the file is being reopened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store cannot be read now")]
+pub struct Unavailable;
 
 /// A persistent session as stored: its subscriptions, when it expires (Unix ms; none
 /// while connected), how long it lasts offline, and whether MQTT 5 made it (IoT Core does
@@ -130,16 +167,25 @@ impl StoredMessage {
 #[derive(Debug)]
 pub enum Op {
     PutSession(Arc<str>, SessionRecord),
-    /// The session and all its queued messages.
+    /// The session and all its queue references.
     DeleteSession(Arc<str>),
-    PutMessage(Arc<str>, u64, StoredMessage),
-    DeleteMessage(Arc<str>, u64),
+    /// A message, stored once; its id is the sequence number [`Store::submit`] returns.
+    /// It lives while its submitter holds it (until [`Op::ReleaseMessage`]: a router
+    /// fanning it out) or a queue references it.
+    PutMessage(StoredMessage),
+    /// The submitter of a message no longer needs it kept.
+    ReleaseMessage(u64),
+    /// `(client id, sequence number, message id)`: the message is in that session's queue.
+    PutRef(Arc<str>, u64, u64),
+    /// The session no longer holds the message.
+    DeleteRef(Arc<str>, u64, u64),
     PutRetained(StoredMessage),
     DeleteRetained(Arc<str>),
 }
 
-/// A persistent session read back: client id, record, queued messages by sequence number.
-pub type RecoveredSession = (String, SessionRecord, Vec<(u64, StoredMessage)>);
+/// A persistent session read back: client id, record, and its queue as
+/// `(sequence number, message id)` in order (the messages are read when sent).
+pub type RecoveredSession = (String, SessionRecord, Vec<(u64, u64)>);
 
 /// What the store held at start-up.
 #[derive(Debug, Default)]
@@ -148,20 +194,41 @@ pub struct Recovered {
     pub retained: Vec<StoredMessage>,
 }
 
+/// What the writer thread and readers share.
+struct Shared {
+    /// The open file; `None` while the writer reopens it after a failed write.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Messages submitted and not committed yet, by id: what [`Store::load`] reads before
+    /// the file has them (and, while writes fail, instead of it).
+    unflushed: Mutex<HashMap<u64, StoredMessage>>,
+}
+
 pub struct Store {
     path: PathBuf,
     sender: Mutex<Option<mpsc::Sender<(u64, Op)>>>,
     next_seq: AtomicU64,
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
     /// Commits made (tests check group commit with it).
     #[cfg_attr(not(test), allow(dead_code))]
     pub commits: Arc<AtomicU64>,
 }
 
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, redb::Error> {
+    Ok(Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)?)
+}
+
 impl Store {
-    /// Opens (or creates) the store and reads everything back.
-    pub fn open(path: &Path, max_delay: Duration) -> Result<(Arc<Store>, Recovered), StoreError> {
+    /// Opens (or creates) the store and reads back the sessions, their queues (as
+    /// references) and the retained messages. `cache_bytes` bounds redb's page cache.
+    pub fn open(
+        path: &Path,
+        max_delay: Duration,
+        cache_bytes: usize,
+    ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let unreadable = |source: redb::Error| StoreError::Unreadable {
             path: path.to_path_buf(),
             source,
@@ -169,26 +236,39 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|error| unreadable(redb::Error::Io(error)))?;
         }
-        let db = Database::create(path).map_err(|error| unreadable(error.into()))?;
-        let recovered = recover(&db, path)?;
+        let db = open_database(path, cache_bytes).map_err(unreadable)?;
+        let (recovered, index) = recover(&db, path)?;
+        let first_seq = index.next_message_id();
         let (sender, receiver) = mpsc::channel();
-        let (committed_tx, committed) = watch::channel(0);
+        let (committed_tx, committed) = watch::channel(first_seq - 1);
         let commits = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            unflushed: Mutex::new(HashMap::new()),
+        });
         let writer = {
-            let commits = commits.clone();
-            let path = path.to_path_buf();
+            let writer = Writer {
+                shared: shared.clone(),
+                index,
+                committed: committed_tx,
+                max_delay,
+                commits: commits.clone(),
+                path: path.to_path_buf(),
+                cache_bytes,
+            };
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || write_loop(db, receiver, committed_tx, max_delay, commits, path))
+                .spawn(move || writer.run(receiver))
                 .expect("spawn the store writer")
         };
         Ok((
             Arc::new(Store {
                 path: path.to_path_buf(),
                 sender: Mutex::new(Some(sender)),
-                next_seq: AtomicU64::new(1),
+                next_seq: AtomicU64::new(first_seq),
                 committed,
                 writer: Mutex::new(Some(writer)),
+                shared,
                 commits,
             }),
             recovered,
@@ -196,10 +276,15 @@ impl Store {
     }
 
     /// Queues a change; returns its sequence number, durable once [`Store::committed`]
-    /// reaches it.
+    /// reaches it (for [`Op::PutMessage`], also the message's id).
     pub fn submit(&self, op: Op) -> u64 {
+        // Numbered and sent under one lock: the writer sees changes in number order, so
+        // a commit covers every number up to its last.
         let sender = self.sender.lock();
         let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        if let Op::PutMessage(message) = &op {
+            self.shared.unflushed.lock().insert(seq, message.clone());
+        }
         match sender.as_ref() {
             Some(sender) if sender.send((seq, op)).is_ok() => seq,
             _ => {
@@ -214,6 +299,45 @@ impl Store {
         self.committed.clone()
     }
 
+    /// Reads messages back by id, in the order asked: `None` for an id the store does not
+    /// have. Messages not committed yet are served from memory.
+    pub fn load(&self, ids: &[u64]) -> Result<Vec<Option<StoredMessage>>, Unavailable> {
+        let mut found: Vec<Option<StoredMessage>> = {
+            let unflushed = self.shared.unflushed.lock();
+            ids.iter().map(|id| unflushed.get(id).cloned()).collect()
+        };
+        if found.iter().all(Option::is_some) {
+            return Ok(found);
+        }
+        // Opened after looking in `unflushed`: the writer forgets a message there only
+        // after its commit, so this read sees whatever was no longer there.
+        let db = self.shared.db.read().clone().ok_or(Unavailable)?;
+        let txn = db.begin_read().map_err(|_| Unavailable)?;
+        let table = txn.open_table(MESSAGES).map_err(|_| Unavailable)?;
+        let mut row: Vec<(u64, StoredMessage)> = Vec::new();
+        for (slot, id) in found.iter_mut().zip(ids) {
+            if slot.is_some() {
+                continue;
+            }
+            let covered = row.first().is_some_and(|(first, _)| first <= id)
+                && row.last().is_some_and(|(last, _)| id <= last);
+            if !covered {
+                row = match table.range(..=*id).map_err(|_| Unavailable)?.next_back() {
+                    Some(entry) => {
+                        let (_, value) = entry.map_err(|_| Unavailable)?;
+                        decode_row(value.value()).unwrap_or_default()
+                    }
+                    None => Vec::new(),
+                };
+            }
+            *slot = row
+                .binary_search_by_key(id, |(id, _)| *id)
+                .ok()
+                .map(|index| row[index].1.clone());
+        }
+        Ok(found)
+    }
+
     /// Commits what is queued and stops the writer.
     pub fn close(&self) {
         self.sender.lock().take();
@@ -223,7 +347,7 @@ impl Store {
     }
 }
 
-fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
+fn recover(db: &Database, path: &Path) -> Result<(Recovered, Index), StoreError> {
     let unreadable = |source: redb::Error| StoreError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -232,18 +356,96 @@ fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
         path: path.to_path_buf(),
         what,
     };
-    // Create the tables on a fresh store so reads below find them.
+    // Create the tables on a fresh store so reads below find them, and move a store of
+    // the layout before messages were stored once into the current one.
     let txn = db.begin_write().map_err(|e| unreadable(e.into()))?;
     {
         txn.open_table(SESSIONS).map_err(|e| unreadable(e.into()))?;
-        txn.open_table(MESSAGES).map_err(|e| unreadable(e.into()))?;
         txn.open_table(RETAINED).map_err(|e| unreadable(e.into()))?;
+        let mut messages = txn.open_table(MESSAGES).map_err(|e| unreadable(e.into()))?;
+        let mut spans = txn
+            .open_table(MESSAGE_SPANS)
+            .map_err(|e| unreadable(e.into()))?;
+        let mut queues = txn.open_table(QUEUES).map_err(|e| unreadable(e.into()))?;
+        let legacy = txn
+            .open_table(LEGACY_QUEUES)
+            .map_err(|e| unreadable(e.into()))?;
+        let mut meta = txn.open_table(META).map_err(|e| unreadable(e.into()))?;
+        let mut next_id = meta
+            .get(NEXT_MESSAGE_ID)
+            .map_err(|e| unreadable(e.into()))?
+            .map_or(1, |next| next.value());
+        let mut moved = 0;
+        for entry in legacy.iter().map_err(|e| unreadable(e.into()))? {
+            let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
+            let (client_id, first) = key.value();
+            let row = decode_row(value.value())
+                .ok_or_else(|| corrupt(format!("message row {first} of session {client_id:?}")))?;
+            let (mut bytes, mut refs) = (Vec::new(), Vec::new());
+            let first_id = next_id;
+            for (seq, message) in row {
+                append_to_row(&mut bytes, next_id, &message);
+                refs.push((seq, next_id));
+                next_id += 1;
+            }
+            if refs.is_empty() {
+                continue;
+            }
+            moved += refs.len();
+            messages
+                .insert(first_id, bytes.as_slice())
+                .map_err(|e| unreadable(e.into()))?;
+            spans
+                .insert(first_id, next_id - 1)
+                .map_err(|e| unreadable(e.into()))?;
+            for chunk in refs.chunks(QUEUE_ROW_REFS) {
+                queues
+                    .insert((client_id, chunk[0].0), encode_refs(chunk).as_slice())
+                    .map_err(|e| unreadable(e.into()))?;
+            }
+        }
+        drop(legacy);
+        meta.insert(NEXT_MESSAGE_ID, next_id)
+            .map_err(|e| unreadable(e.into()))?;
+        if moved > 0 {
+            tracing::info!(
+                messages = moved,
+                "store: queued messages moved to the stored-once layout"
+            );
+        }
     }
+    txn.delete_table(LEGACY_QUEUES)
+        .map_err(|e| unreadable(e.into()))?;
     txn.commit().map_err(|e| unreadable(e.into()))?;
+
+    let mut index = Index::load(db).map_err(unreadable)?;
+    // Rows nothing references: a crash came between their last reference's removal and
+    // the commit that would have freed them. Free them now.
+    let orphans: Vec<u64> = index
+        .messages
+        .iter()
+        .filter(|(_, row)| row.refs == 0)
+        .map(|(first, _)| *first)
+        .collect();
+    if !orphans.is_empty() {
+        let txn = db.begin_write().map_err(|e| unreadable(e.into()))?;
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(|e| unreadable(e.into()))?;
+            let mut spans = txn
+                .open_table(MESSAGE_SPANS)
+                .map_err(|e| unreadable(e.into()))?;
+            for first in &orphans {
+                messages.remove(first).map_err(|e| unreadable(e.into()))?;
+                spans.remove(first).map_err(|e| unreadable(e.into()))?;
+                index.messages.remove(first);
+            }
+        }
+        txn.commit().map_err(|e| unreadable(e.into()))?;
+    }
 
     let txn = db.begin_read().map_err(|e| unreadable(e.into()))?;
     let sessions = txn.open_table(SESSIONS).map_err(|e| unreadable(e.into()))?;
-    let messages = txn.open_table(MESSAGES).map_err(|e| unreadable(e.into()))?;
+    let queues = txn.open_table(QUEUES).map_err(|e| unreadable(e.into()))?;
     let retained_table = txn.open_table(RETAINED).map_err(|e| unreadable(e.into()))?;
     let mut recovered = Recovered::default();
     for entry in sessions.iter().map_err(|e| unreadable(e.into()))? {
@@ -252,15 +454,18 @@ fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
         let record: SessionRecord = serde_json::from_slice(value.value())
             .map_err(|error| corrupt(format!("session {client_id:?}: {error}")))?;
         let mut queued = Vec::new();
-        for entry in messages
+        for entry in queues
             .range((client_id.as_str(), 0)..=(client_id.as_str(), u64::MAX))
             .map_err(|e| unreadable(e.into()))?
         {
             let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
-            let first = key.value().1;
-            let row = decode_row(value.value())
-                .ok_or_else(|| corrupt(format!("message row {first} of session {client_id:?}")))?;
-            queued.extend(row);
+            let refs = decode_refs(value.value()).ok_or_else(|| {
+                corrupt(format!(
+                    "queue row {} of session {client_id:?}",
+                    key.value().1
+                ))
+            })?;
+            queued.extend(refs);
         }
         recovered.sessions.push((client_id, record, queued));
     }
@@ -270,67 +475,134 @@ fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
             .ok_or_else(|| corrupt(format!("retained message on {:?}", key.value())))?;
         recovered.retained.push(message);
     }
-    Ok(recovered)
+    Ok((recovered, index))
 }
 
-fn write_loop(
-    db: Database,
-    receiver: mpsc::Receiver<(u64, Op)>,
+/// The writer thread: commits groups of changes, and rides out failed writes.
+struct Writer {
+    shared: Arc<Shared>,
+    index: Index,
     committed: watch::Sender<u64>,
     max_delay: Duration,
     commits: Arc<AtomicU64>,
     path: PathBuf,
-) {
-    let mut rows = match RowIndex::load(&db) {
-        Ok(rows) => rows,
-        Err(error) => {
-            tracing::error!(path = %path.display(), %error, "store writer cannot index message rows; nothing will be made durable");
-            return;
-        }
-    };
-    let mut group = Vec::new();
-    // After a failed commit nothing later may be reported durable: the failed group's
-    // changes are gone, and a later sequence number would cover them.
-    let mut failed = false;
-    while let Ok(first) = receiver.recv() {
-        group.push(first);
-        group.extend(receiver.try_iter());
-        if group.len() < SMALL_GROUP && !max_delay.is_zero() {
-            let deadline = Instant::now() + max_delay;
-            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                match receiver.recv_timeout(left) {
-                    Ok(op) => group.push(op),
-                    Err(_) => break,
+    cache_bytes: usize,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<(u64, Op)>) {
+        let mut group: Vec<(u64, Op)> = Vec::new();
+        // The error of the last failed attempt while writes fail.
+        let mut failing: Option<String> = None;
+        let mut retry = Duration::from_millis(50);
+        let mut closed = false;
+        loop {
+            if group.is_empty() {
+                match receiver.recv() {
+                    Ok(first) => group.push(first),
+                    Err(_) => return,
                 }
             }
-            group.extend(receiver.try_iter());
-        }
-        let last = group.last().map(|(seq, _)| *seq).unwrap_or_default();
-        match rows.apply(&db, group.drain(..).map(|(_, op)| op)) {
-            Ok(()) if !failed => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                committed.send_replace(last);
+            loop {
+                match receiver.try_recv() {
+                    Ok(op) => group.push(op),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
             }
-            Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
+            if failing.is_none() && group.len() < SMALL_GROUP && !self.max_delay.is_zero() {
+                let deadline = Instant::now() + self.max_delay;
+                while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                    match receiver.recv_timeout(left) {
+                        Ok(op) => group.push(op),
+                        Err(_) => break,
+                    }
+                }
+                group.extend(receiver.try_iter());
+            }
+            let last = group.last().map(|(seq, _)| *seq).unwrap_or_default();
+            let db = self.shared.db.read().clone();
+            let result = match &db {
+                Some(db) => self.index.apply(db, &group).map_err(|e| e.to_string()),
+                None => Err("the store file is not open".to_owned()),
+            };
+            drop(db);
+            match result {
+                Ok(()) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut unflushed = self.shared.unflushed.lock();
+                        for (seq, op) in &group {
+                            if matches!(op, Op::PutMessage(_)) {
+                                unflushed.remove(seq);
+                            }
+                        }
+                    }
+                    self.committed.send_replace(last);
+                    if failing.take().is_some() {
+                        tracing::warn!(path = %self.path.display(), "store: writes succeed again; QoS 1 acknowledgements resumed");
+                    }
+                    group.clear();
+                    retry = Duration::from_millis(50);
+                }
+                Err(error) => {
+                    // The failed group is kept and retried whole: nothing after it may be
+                    // reported durable before it is, and publishers wait for their PUBACK.
+                    if failing.is_none() {
+                        tracing::error!(path = %self.path.display(), "store: write failed ({error}); QoS 1 acknowledgements paused");
+                    }
+                    failing = Some(error);
+                    if closed && retry >= RETRY_MAX {
+                        tracing::error!(path = %self.path.display(), changes = group.len(), "store: closed while writes fail; the last changes were not written");
+                        return;
+                    }
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(RETRY_MAX);
+                    self.reopen();
+                }
+            }
+        }
+    }
+
+    /// redb fails every operation after an I/O error until the file is closed: close it,
+    /// open it again (it comes back at its last commit) and rebuild the index from it.
+    fn reopen(&mut self) {
+        let old = self.shared.db.write().take();
+        if let Some(mut old) = old {
+            // Readers hold it only for one read.
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let reopened = open_database(&self.path, self.cache_bytes)
+            .and_then(|db| Index::load(&db).map(|index| (db, index)));
+        match reopened {
+            Ok((db, index)) => {
+                self.index = index;
+                *self.shared.db.write() = Some(Arc::new(db));
             }
             Err(error) => {
-                // Not acknowledging is the safe failure: publishers keep waiting for their
-                // PUBACK and clients will resend. The index may now disagree with the file;
-                // rebuild it from the file.
-                tracing::error!(path = %path.display(), %error, "store commit failed; no acknowledgement that needs the store will be sent again until the broker restarts");
-                failed = true;
-                if let Ok(reloaded) = RowIndex::load(&db) {
-                    rows = reloaded;
-                }
+                tracing::debug!(path = %self.path.display(), %error, "store: reopening failed; trying again");
             }
         }
     }
 }
 
-/// Appends one message to a row: `(seq u64, length u32, message)…`.
-fn append_to_row(row: &mut Vec<u8>, seq: u64, message: &StoredMessage) {
-    row.extend_from_slice(&seq.to_be_bytes());
+/// Appends one message to a row: `(id u64, length u32, message)…`.
+fn append_to_row(row: &mut Vec<u8>, id: u64, message: &StoredMessage) {
+    row.extend_from_slice(&id.to_be_bytes());
     let length_at = row.len();
     row.extend_from_slice(&[0; 4]);
     message.encode_into(row);
@@ -341,134 +613,315 @@ fn append_to_row(row: &mut Vec<u8>, seq: u64, message: &StoredMessage) {
 fn decode_row(mut bytes: &[u8]) -> Option<Vec<(u64, StoredMessage)>> {
     let mut messages = Vec::new();
     while !bytes.is_empty() {
-        let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let id = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
         let len = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
         let message = StoredMessage::decode(bytes.get(12..12 + len)?)?;
-        messages.push((seq, message));
+        messages.push((id, message));
         bytes = &bytes[12 + len..];
     }
     Some(messages)
 }
 
-/// A stored row: its last sequence number and how many of its messages are still wanted.
-#[derive(Debug, Clone, Copy)]
-struct RowState {
-    last: u64,
-    live: u32,
+/// A queue row: `(sequence number u64, message id u64)…`.
+fn encode_refs(refs: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(refs.len() * 16);
+    for (seq, id) in refs {
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out
 }
 
-/// A row being filled by the current group.
-struct OpenRow {
+fn decode_refs(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    if bytes.len() % 16 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(16)
+            .map(|pair| {
+                let seq = u64::from_be_bytes(pair[..8].try_into().expect("8 bytes"));
+                let id = u64::from_be_bytes(pair[8..].try_into().expect("8 bytes"));
+                (seq, id)
+            })
+            .collect(),
+    )
+}
+
+/// A stored message row: its last id and how many references it still has.
+#[derive(Debug, Clone, Copy)]
+struct MessageRow {
+    last: u64,
+    refs: u32,
+}
+
+/// A message row being filled by the current group.
+struct NewMessageRow {
     first: u64,
     last: u64,
-    live: u32,
+    refs: i64,
     bytes: Vec<u8>,
 }
 
-/// The writer's knowledge of which rows exist, so that deleting one message is a counter
-/// decrement, and deleting a row happens only when its last message goes.
+/// The writer's knowledge of the file: which message rows exist and how many references
+/// each has, and which queue rows each session has, so that a reference change needs no
+/// read except of the one queue row it touches.
 #[derive(Default)]
-struct RowIndex {
-    sessions: std::collections::HashMap<Arc<str>, std::collections::BTreeMap<u64, RowState>>,
+struct Index {
+    /// By first message id.
+    messages: BTreeMap<u64, MessageRow>,
+    /// Per session, by first sequence number: the row's last sequence number.
+    queues: HashMap<Arc<str>, BTreeMap<u64, u64>>,
+    /// Above every message id ever stored (ids never repeat).
+    next_id: u64,
 }
 
-impl RowIndex {
-    fn load(db: &Database) -> Result<RowIndex, redb::Error> {
-        let mut index = RowIndex::default();
+impl Index {
+    fn load(db: &Database) -> Result<Index, redb::Error> {
+        let mut index = Index::default();
         let txn = db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (client_id, first) = key.value();
-            let messages = decode_row(value.value()).unwrap_or_default();
-            let last = messages.last().map_or(first, |(seq, _)| *seq);
-            index.sessions.entry(client_id.into()).or_default().insert(
-                first,
-                RowState {
-                    last,
-                    live: messages.len() as u32,
+        if let Some(next) = txn.open_table(META)?.get(NEXT_MESSAGE_ID)? {
+            index.next_id = next.value();
+        }
+        for entry in txn.open_table(MESSAGE_SPANS)?.iter()? {
+            let (first, last) = entry?;
+            index.next_id = index.next_id.max(last.value() + 1);
+            index.messages.insert(
+                first.value(),
+                MessageRow {
+                    last: last.value(),
+                    refs: 0,
                 },
             );
+        }
+        for entry in txn.open_table(QUEUES)?.iter()? {
+            let (key, value) = entry?;
+            let (client_id, first) = key.value();
+            let refs = decode_refs(value.value()).unwrap_or_default();
+            let last = refs.last().map_or(first, |(seq, _)| *seq);
+            index
+                .queues
+                .entry(client_id.into())
+                .or_default()
+                .insert(first, last);
+            for (_, id) in refs {
+                if let Some((_, row)) = index.messages.range_mut(..=id).next_back() {
+                    if id <= row.last {
+                        row.refs += 1;
+                    }
+                }
+            }
         }
         Ok(index)
     }
 
-    fn apply(&mut self, db: &Database, ops: impl Iterator<Item = Op>) -> Result<(), redb::Error> {
+    fn next_message_id(&self) -> u64 {
+        self.next_id.max(1)
+    }
+
+    /// Counts a reference to message `id` more (`delta` 1) or less (-1).
+    fn count_ref(
+        &self,
+        new_rows: &mut [NewMessageRow],
+        changed: &mut HashMap<u64, i64>,
+        id: u64,
+        delta: i64,
+    ) {
+        let at = new_rows.partition_point(|row| row.first <= id);
+        if let Some(row) = at.checked_sub(1).map(|at| &mut new_rows[at]) {
+            if id <= row.last {
+                row.refs += delta;
+                return;
+            }
+        }
+        if let Some((first, row)) = self.messages.range(..=id).next_back() {
+            if id <= row.last {
+                *changed.entry(*first).or_default() += delta;
+            }
+        }
+    }
+
+    fn apply(&mut self, db: &Database, group: &[(u64, Op)]) -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut messages = txn.open_table(MESSAGES)?;
+            let mut spans = txn.open_table(MESSAGE_SPANS)?;
+            let mut queues = txn.open_table(QUEUES)?;
             let mut retained = txn.open_table(RETAINED)?;
-            let mut open: std::collections::HashMap<Arc<str>, OpenRow> =
-                std::collections::HashMap::new();
-            for op in ops {
+            let mut meta = txn.open_table(META)?;
+            let mut new_rows: Vec<NewMessageRow> = Vec::new();
+            // Reference count changes of rows already stored.
+            let mut changed: HashMap<u64, i64> = HashMap::new();
+            // This group's references per session, in sequence order; a reference deleted
+            // within the group gets message id 0.
+            let mut new_refs: HashMap<Arc<str>, Vec<(u64, u64)>> = HashMap::new();
+            // References deleted from stored queue rows: session → row → sequence numbers.
+            let mut deleted: HashMap<Arc<str>, BTreeMap<u64, BTreeSet<u64>>> = HashMap::new();
+            for (seq, op) in group {
                 match op {
                     Op::PutSession(client_id, record) => {
-                        let json = serde_json::to_vec(&record).expect("session records serialize");
-                        sessions.insert(&*client_id, json.as_slice())?;
+                        let json = serde_json::to_vec(record).expect("session records serialize");
+                        sessions.insert(&**client_id, json.as_slice())?;
+                    }
+                    Op::PutMessage(message) => {
+                        let open = new_rows
+                            .last()
+                            .is_some_and(|row| row.bytes.len() < MESSAGE_ROW_BYTES);
+                        if !open {
+                            new_rows.push(NewMessageRow {
+                                first: *seq,
+                                last: *seq,
+                                refs: 0,
+                                bytes: Vec::new(),
+                            });
+                        }
+                        let row = new_rows.last_mut().expect("pushed above");
+                        row.last = *seq;
+                        // The submitter's hold, until ReleaseMessage.
+                        row.refs += 1;
+                        append_to_row(&mut row.bytes, *seq, message);
+                    }
+                    Op::ReleaseMessage(id) => {
+                        self.count_ref(&mut new_rows, &mut changed, *id, -1);
+                    }
+                    Op::PutRef(client_id, queue_seq, id) => {
+                        self.count_ref(&mut new_rows, &mut changed, *id, 1);
+                        new_refs
+                            .entry(client_id.clone())
+                            .or_default()
+                            .push((*queue_seq, *id));
+                    }
+                    Op::DeleteRef(client_id, queue_seq, id) => {
+                        if let Some(refs) = new_refs.get_mut(client_id) {
+                            if let Ok(at) = refs.binary_search_by_key(queue_seq, |(s, _)| *s) {
+                                if refs[at].1 != 0 {
+                                    refs[at].1 = 0;
+                                    self.count_ref(&mut new_rows, &mut changed, *id, -1);
+                                }
+                                continue;
+                            }
+                        }
+                        let Some((first, last)) = self
+                            .queues
+                            .get(client_id)
+                            .and_then(|rows| rows.range(..=*queue_seq).next_back())
+                        else {
+                            continue;
+                        };
+                        if queue_seq > last {
+                            continue;
+                        }
+                        let fresh = deleted
+                            .entry(client_id.clone())
+                            .or_default()
+                            .entry(*first)
+                            .or_default()
+                            .insert(*queue_seq);
+                        if fresh {
+                            self.count_ref(&mut new_rows, &mut changed, *id, -1);
+                        }
                     }
                     Op::DeleteSession(client_id) => {
-                        open.remove(&client_id);
-                        self.sessions.remove(&client_id);
-                        sessions.remove(&*client_id)?;
-                        messages
-                            .retain_in((&*client_id, 0)..=(&*client_id, u64::MAX), |_, _| false)?;
-                    }
-                    Op::PutMessage(client_id, seq, message) => {
-                        let row = open.entry(client_id).or_insert_with(|| OpenRow {
-                            first: seq,
-                            last: seq,
-                            live: 0,
-                            bytes: Vec::with_capacity(4096),
-                        });
-                        row.last = seq;
-                        row.live += 1;
-                        append_to_row(&mut row.bytes, seq, &message);
-                    }
-                    Op::DeleteMessage(client_id, seq) => {
-                        if let Some(row) = open
-                            .get_mut(&client_id)
-                            .filter(|row| row.first <= seq && seq <= row.last)
-                        {
-                            row.live = row.live.saturating_sub(1);
-                            continue;
+                        sessions.remove(&**client_id)?;
+                        for (_, id) in new_refs.remove(client_id).unwrap_or_default() {
+                            if id != 0 {
+                                self.count_ref(&mut new_rows, &mut changed, id, -1);
+                            }
                         }
-                        let Some(rows) = self.sessions.get_mut(&client_id) else {
-                            continue;
-                        };
-                        let Some((&first, state)) = rows.range_mut(..=seq).next_back() else {
-                            continue;
-                        };
-                        if seq > state.last {
-                            continue;
+                        let gone = deleted.remove(client_id).unwrap_or_default();
+                        self.queues.remove(client_id);
+                        let range = (&**client_id, 0)..=(&**client_id, u64::MAX);
+                        let mut rows = Vec::new();
+                        for entry in queues.range(range)? {
+                            let (key, value) = entry?;
+                            rows.push((
+                                key.value().1,
+                                decode_refs(value.value()).unwrap_or_default(),
+                            ));
                         }
-                        state.live = state.live.saturating_sub(1);
-                        if state.live == 0 {
-                            rows.remove(&first);
-                            messages.remove((&*client_id, first))?;
+                        for (first, refs) in rows {
+                            queues.remove((&**client_id, first))?;
+                            let gone = gone.get(&first);
+                            for (queue_seq, id) in refs {
+                                if !gone.is_some_and(|gone| gone.contains(&queue_seq)) {
+                                    self.count_ref(&mut new_rows, &mut changed, id, -1);
+                                }
+                            }
                         }
                     }
                     Op::PutRetained(message) => {
                         retained.insert(&*message.topic, message.encode().as_slice())?;
                     }
                     Op::DeleteRetained(topic) => {
-                        retained.remove(&*topic)?;
+                        retained.remove(&**topic)?;
                     }
                 }
             }
-            for (client_id, row) in open {
-                if row.live == 0 {
+            // Stored queue rows that lost references: rewritten without them, or deleted.
+            for (client_id, rows) in deleted {
+                for (first, gone) in rows {
+                    let kept: Vec<(u64, u64)> = match queues.get((&*client_id, first))? {
+                        Some(row) => decode_refs(row.value())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|(queue_seq, _)| !gone.contains(queue_seq))
+                            .collect(),
+                        None => continue,
+                    };
+                    if kept.is_empty() {
+                        queues.remove((&*client_id, first))?;
+                        if let Some(index) = self.queues.get_mut(&client_id) {
+                            index.remove(&first);
+                        }
+                    } else {
+                        queues.insert((&*client_id, first), encode_refs(&kept).as_slice())?;
+                    }
+                }
+            }
+            for (client_id, refs) in new_refs {
+                let refs: Vec<(u64, u64)> = refs.into_iter().filter(|(_, id)| *id != 0).collect();
+                for chunk in refs.chunks(QUEUE_ROW_REFS) {
+                    let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
+                    queues.insert((&*client_id, first), encode_refs(chunk).as_slice())?;
+                    self.queues
+                        .entry(client_id.clone())
+                        .or_default()
+                        .insert(first, last);
+                }
+            }
+            if let Some(row) = new_rows.last() {
+                self.next_id = self.next_id.max(row.last + 1);
+                meta.insert(NEXT_MESSAGE_ID, self.next_id)?;
+            }
+            for row in new_rows {
+                // A row whose messages were all delivered and acknowledged (or dropped)
+                // within the group is never written.
+                if row.refs <= 0 {
                     continue;
                 }
-                messages.insert((&*client_id, row.first), row.bytes.as_slice())?;
-                self.sessions.entry(client_id).or_default().insert(
+                messages.insert(row.first, row.bytes.as_slice())?;
+                spans.insert(row.first, row.last)?;
+                self.messages.insert(
                     row.first,
-                    RowState {
+                    MessageRow {
                         last: row.last,
-                        live: row.live,
+                        refs: row.refs as u32,
                     },
                 );
+            }
+            for (first, delta) in changed {
+                let Some(row) = self.messages.get_mut(&first) else {
+                    continue;
+                };
+                let refs = (i64::from(row.refs) + delta).max(0);
+                row.refs = refs as u32;
+                if refs == 0 {
+                    messages.remove(first)?;
+                    spans.remove(first)?;
+                    self.messages.remove(&first);
+                }
             }
         }
         txn.commit()?;
@@ -479,6 +932,9 @@ impl RowIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableTableMetadata;
+
+    const CACHE: usize = 1 << 20;
 
     fn message(topic: &str, payload: &'static [u8]) -> StoredMessage {
         StoredMessage {
@@ -487,6 +943,33 @@ mod tests {
             qos: QoS::AtLeastOnce,
             meta: None,
         }
+    }
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            subscriptions: vec![("a/#".into(), 1)],
+            expires_at_ms: None,
+            mqtt5: false,
+            expiry_ms: None,
+        }
+    }
+
+    /// Stores a message queued by `sessions` as the router does: put, one reference per
+    /// session (sequence number `seq`), release. Returns its id and the last change.
+    fn queue(store: &Store, sessions: &[&str], seq: u64, message: StoredMessage) -> (u64, u64) {
+        let id = store.submit(Op::PutMessage(message));
+        for client_id in sessions {
+            store.submit(Op::PutRef((*client_id).into(), seq, id));
+        }
+        (id, store.submit(Op::ReleaseMessage(id)))
+    }
+
+    fn rows(path: &Path) -> (usize, usize) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let messages = txn.open_table(MESSAGES).unwrap().len().unwrap() as usize;
+        let queues = txn.open_table(QUEUES).unwrap().len().unwrap() as usize;
+        (messages, queues)
     }
 
     #[test]
@@ -520,89 +1003,185 @@ mod tests {
     async fn everything_committed_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        {
-            let (store, recovered) = Store::open(&path, Duration::from_millis(1)).unwrap();
+        let ids = {
+            let (store, recovered) = Store::open(&path, Duration::from_millis(1), CACHE).unwrap();
             assert!(recovered.sessions.is_empty());
-            let record = SessionRecord {
-                subscriptions: vec![("a/#".into(), 1)],
-                expires_at_ms: None,
-                mqtt5: false,
-                expiry_ms: None,
-            };
-            store.submit(Op::PutSession("c1".into(), record));
-            store.submit(Op::PutMessage("c1".into(), 1, message("a/1", b"one")));
-            store.submit(Op::PutMessage("c1".into(), 2, message("a/2", b"two")));
-            store.submit(Op::PutMessage("c1".into(), 3, message("a/3", b"three")));
-            store.submit(Op::DeleteMessage("c1".into(), 2));
-            store.submit(Op::PutSession(
-                "gone".into(),
-                SessionRecord {
-                    subscriptions: vec![],
-                    expires_at_ms: Some(1),
-                    mqtt5: false,
-                    expiry_ms: None,
-                },
-            ));
-            store.submit(Op::PutMessage("gone".into(), 1, message("x", b"x")));
+            store.submit(Op::PutSession("c1".into(), record()));
+            let (one, _) = queue(&store, &["c1"], 1, message("a/1", b"one"));
+            let (two, _) = queue(&store, &["c1"], 2, message("a/2", b"two"));
+            let (three, _) = queue(&store, &["c1"], 3, message("a/3", b"three"));
+            store.submit(Op::DeleteRef("c1".into(), 2, two));
+            store.submit(Op::PutSession("gone".into(), record()));
+            queue(&store, &["gone"], 1, message("x", b"x"));
             store.submit(Op::DeleteSession("gone".into()));
             store.submit(Op::PutRetained(message("r/1", b"kept")));
             store.submit(Op::PutRetained(message("r/2", b"deleted")));
             let last = store.submit(Op::DeleteRetained("r/2".into()));
             wait_durable(&store, last).await;
             store.close();
-        }
-        let (_store, recovered) = Store::open(&path, Duration::ZERO).unwrap();
+            [one, two, three]
+        };
+        let (store, recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
         assert_eq!(recovered.sessions.len(), 1);
         let (client_id, record, queued) = &recovered.sessions[0];
         assert_eq!(client_id, "c1");
         assert_eq!(record.subscriptions, vec![("a/#".to_owned(), 1)]);
-        // Message 2 shared a row with live messages, so it may come back (a duplicate is
-        // allowed, a loss is not); 1 and 3 must.
-        let seqs: Vec<u64> = queued.iter().map(|(seq, _)| *seq).collect();
-        assert!(seqs.starts_with(&[1]) && seqs.ends_with(&[3]), "{seqs:?}");
-        assert_eq!(&queued.last().unwrap().1.payload[..], b"three");
+        assert_eq!(
+            queued,
+            &vec![(1, ids[0]), (3, ids[2])],
+            "exactly what is still queued"
+        );
+        // (Message two shares its row with live ones: its bytes stay until they go.)
+        let loaded = store.load(&[ids[0], ids[2]]).unwrap();
+        let payloads: Vec<_> = loaded
+            .iter()
+            .map(|m| m.as_ref().map(|m| &m.payload[..]))
+            .collect();
+        assert_eq!(payloads, [Some(&b"one"[..]), Some(&b"three"[..])]);
         assert_eq!(recovered.retained, vec![message("r/1", b"kept")]);
     }
 
     #[tokio::test]
-    async fn a_fully_acknowledged_row_is_deleted() {
+    async fn a_message_queued_by_many_sessions_is_stored_once_and_freed_by_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let sessions: Vec<String> = (0..10).map(|n| format!("s{n}")).collect();
+        let names: Vec<&str> = sessions.iter().map(String::as_str).collect();
+        let big = StoredMessage {
+            payload: Bytes::from(vec![7u8; 100_000]),
+            ..message("big/t", b"")
+        };
+        let id = {
+            let (store, _) = Store::open(&path, Duration::from_millis(1), CACHE).unwrap();
+            let (id, last) = queue(&store, &names, 1, big.clone());
+            wait_durable(&store, last).await;
+            for name in &names[..9] {
+                store.submit(Op::DeleteSession((*name).into()));
+            }
+            let last = store.submit(Op::PutSession("s9".into(), record()));
+            wait_durable(&store, last).await;
+            assert_eq!(store.load(&[id]).unwrap(), vec![Some(big.clone())]);
+            store.close();
+            id
+        };
+        assert_eq!(rows(&path), (1, 1), "one message row, one queue row left");
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 2_000_000,
+            "stored once, not ten times"
+        );
+        {
+            let (store, recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
+            assert_eq!(recovered.sessions[0].2, vec![(1, id)]);
+            assert_eq!(store.load(&[id]).unwrap(), vec![Some(big)]);
+            let last = store.submit(Op::DeleteRef("s9".into(), 1, id));
+            wait_durable(&store, last).await;
+            assert_eq!(store.load(&[id]).unwrap(), vec![None]);
+            store.close();
+        }
+        assert_eq!(rows(&path), (0, 0), "the last reference freed the message");
+    }
+
+    #[tokio::test]
+    async fn message_ids_never_repeat_and_uncommitted_messages_are_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let first = {
+            let (store, _) = Store::open(&path, Duration::from_millis(50), CACHE).unwrap();
+            let (id, last) = queue(&store, &[], 1, message("t", b"gone at once"));
+            wait_durable(&store, last).await;
+            store.close();
+            id
+        };
+        let (store, _) = Store::open(&path, Duration::from_millis(50), CACHE).unwrap();
+        let id = store.submit(Op::PutMessage(message("t", b"fresh")));
+        assert!(id > first, "{id} after {first}");
+        // Within the 50 ms group delay: read from memory, then from the file.
+        assert_eq!(
+            store.load(&[id]).unwrap()[0].as_ref().unwrap().payload,
+            "fresh"
+        );
+        store.submit(Op::PutRef("c".into(), 1, id));
+        let last = store.submit(Op::ReleaseMessage(id));
+        wait_durable(&store, last).await;
+        assert!(store.shared.unflushed.lock().is_empty());
+        assert_eq!(
+            store.load(&[id]).unwrap()[0].as_ref().unwrap().payload,
+            "fresh"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_per_session_layout_is_moved_to_the_stored_once_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
         {
-            let (store, _) = Store::open(&path, Duration::from_millis(5)).unwrap();
-            let record = SessionRecord {
-                subscriptions: vec![],
-                expires_at_ms: None,
-                mqtt5: false,
-                expiry_ms: None,
-            };
-            store.submit(Op::PutSession("c".into(), record));
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut sessions = txn.open_table(SESSIONS).unwrap();
+                let json = serde_json::to_vec(&record()).unwrap();
+                sessions.insert("old", json.as_slice()).unwrap();
+                let mut legacy = txn.open_table(LEGACY_QUEUES).unwrap();
+                let mut row = Vec::new();
+                append_to_row(&mut row, 4, &message("a/1", b"one"));
+                append_to_row(&mut row, 5, &message("a/2", b"two"));
+                legacy.insert(("old", 4), row.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (store, recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
+        let (_, _, queued) = &recovered.sessions[0];
+        let seqs: Vec<u64> = queued.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [4, 5]);
+        let ids: Vec<u64> = queued.iter().map(|(_, id)| *id).collect();
+        let loaded = store.load(&ids).unwrap();
+        assert_eq!(loaded[1].as_ref().unwrap().payload, "two");
+        let next = store.submit(Op::PutMessage(message("t", b"new")));
+        assert!(next > ids[1]);
+    }
+
+    #[tokio::test]
+    async fn a_fully_acknowledged_queue_leaves_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        {
+            let (store, _) = Store::open(&path, Duration::from_millis(5), CACHE).unwrap();
+            store.submit(Op::PutSession("c".into(), record()));
+            let mut ids = Vec::new();
             let mut last = 0;
-            for seq in 1..=100 {
-                last = store.submit(Op::PutMessage("c".into(), seq, message("t", b"p")));
+            for seq in 1..=1000 {
+                let (id, done) = queue(&store, &["c"], seq, message("t", b"p"));
+                ids.push(id);
+                last = done;
             }
             wait_durable(&store, last).await;
-            for seq in 1..=100 {
-                last = store.submit(Op::DeleteMessage("c".into(), seq));
+            // Acknowledged one by one, in many groups.
+            for (seq, id) in (1..=1000).zip(&ids) {
+                last = store.submit(Op::DeleteRef("c".into(), seq, *id));
+                if seq % 100 == 0 {
+                    wait_durable(&store, last).await;
+                }
             }
             wait_durable(&store, last).await;
             store.close();
         }
-        let (_store, recovered) = Store::open(&path, Duration::ZERO).unwrap();
+        assert_eq!(rows(&path), (0, 0));
+        let (_store, recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
         assert!(recovered.sessions[0].2.is_empty());
     }
 
     #[tokio::test]
     async fn many_changes_share_few_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(&dir.path().join("s.redb"), Duration::from_millis(2)).unwrap();
+        let (store, _) =
+            Store::open(&dir.path().join("s.redb"), Duration::from_millis(2), CACHE).unwrap();
         let mut last = 0;
         for seq in 0..2000u64 {
-            last = store.submit(Op::PutMessage("c".into(), seq, message("t", b"p")));
+            last = queue(&store, &["c"], seq, message("t", b"p")).1;
         }
         wait_durable(&store, last).await;
         let commits = store.commits.load(Ordering::Relaxed);
-        assert!(commits < 200, "{commits} commits for 2000 changes");
+        assert!(commits < 200, "{commits} commits for 2000 messages");
     }
 
     #[test]
@@ -614,7 +1193,7 @@ mod tests {
             b"this is not a redb file, it is garbage from a bad disk",
         )
         .unwrap();
-        let error = Store::open(&path, Duration::ZERO)
+        let error = Store::open(&path, Duration::ZERO, CACHE)
             .err()
             .unwrap()
             .to_string();
@@ -627,6 +1206,9 @@ mod tests {
         let original = message("a/b/c", b"\x00\x01binary");
         assert_eq!(StoredMessage::decode(&original.encode()), Some(original));
         assert_eq!(StoredMessage::decode(&[1, 0]), None);
+        let refs = [(1, 7), (2, 9), (u64::MAX, 1)];
+        assert_eq!(decode_refs(&encode_refs(&refs)).unwrap(), refs);
+        assert_eq!(decode_refs(&[0; 15]), None);
     }
 }
 
@@ -634,13 +1216,13 @@ mod tests {
 mod churn {
     use super::*;
 
-    /// 10,000 persistent sessions that each queue a message and then expire, twice: the
-    /// file must not keep growing, because redb reuses the pages freed by deletions.
+    /// 10,000 persistent sessions that each queue a message and then expire, three times:
+    /// the file must not keep growing, because redb reuses the pages freed by deletions.
     #[tokio::test(flavor = "multi_thread")]
     async fn disk_size_stays_bounded_under_session_churn() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let (store, _) = Store::open(&path, Duration::ZERO).unwrap();
+        let (store, _) = Store::open(&path, Duration::ZERO, 1 << 20).unwrap();
         let mut sizes = Vec::new();
         for round in 0..3 {
             let mut last = 0;
@@ -653,16 +1235,14 @@ mod churn {
                     expiry_ms: None,
                 };
                 store.submit(Op::PutSession(client_id.clone(), record));
-                store.submit(Op::PutMessage(
-                    client_id.clone(),
-                    1,
-                    StoredMessage {
-                        topic: "sensors/a".into(),
-                        payload: Bytes::from(vec![7u8; 200]),
-                        qos: QoS::AtLeastOnce,
-                        meta: None,
-                    },
-                ));
+                let id = store.submit(Op::PutMessage(StoredMessage {
+                    topic: "sensors/a".into(),
+                    payload: Bytes::from(vec![7u8; 200]),
+                    qos: QoS::AtLeastOnce,
+                    meta: None,
+                }));
+                store.submit(Op::PutRef(client_id.clone(), 1, id));
+                store.submit(Op::ReleaseMessage(id));
                 last = store.submit(Op::DeleteSession(client_id));
             }
             store

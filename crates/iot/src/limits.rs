@@ -58,6 +58,40 @@ pub struct Limits {
     /// Durable store: longest a PUBACK waits for its fsync group.
     #[serde(with = "humantime_serde")]
     pub group_commit_max_delay: Duration,
+    /// Bytes of messages queued sessions may hold in memory, the durable store's page
+    /// cache included (`"256MiB"`, `"1GiB"` or a number of bytes). Past it, queued QoS 1
+    /// messages live only in the store (durable) or the oldest are dropped (`in_memory`).
+    #[serde(with = "byte_size")]
+    pub memory_budget: u64,
+}
+
+/// A byte count written with a unit (`"64MiB"`, `"500 MB"`) or as a plain number.
+mod byte_size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(*bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(bytes) => Ok(bytes),
+            Written::Text(text) => text
+                .parse::<bytesize::ByteSize>()
+                .map(|size| size.as_u64())
+                .map_err(|error| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a size in bytes (e.g. \"256MiB\"): {error}"
+                    ))
+                }),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -83,6 +117,7 @@ impl Default for Limits {
             authorizer_timeout: Duration::from_secs(5),
             authorizer_ttl_min: Duration::from_secs(300),
             group_commit_max_delay: Duration::from_millis(2),
+            memory_budget: 256 << 20,
         }
     }
 }

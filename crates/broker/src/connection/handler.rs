@@ -347,9 +347,7 @@ impl PacketHandler {
         }
         self.queue_packet(&Packet::ConnAck(connack));
         if opened.session_present {
-            let redeliveries: Vec<Outgoing> = online
-                .session
-                .with_state(|state| state.redeliveries().collect());
+            let redeliveries: Vec<Outgoing> = online.session.redeliveries();
             for outgoing in &redeliveries {
                 encode_outgoing(&mut self.output, outgoing, self.protocol, unix_millis);
             }
@@ -844,9 +842,9 @@ impl PacketHandler {
             allowed
         };
         let output = &mut self.output;
-        online.session.with_owned_state(id, |state| {
+        online.session.with_owned_state(id, |state, load| {
             while output.len() < WRITE_BATCH_BYTES {
-                match state.next_outgoing_where(&mut may_receive) {
+                match state.next_outgoing_where(&mut may_receive, load) {
                     Some(outgoing) => encode_outgoing(output, &outgoing, protocol, now_ms),
                     None => break,
                 }

@@ -23,8 +23,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::Config;
 use crate::message::MessageMeta;
 use crate::session::{
-    ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections, Owner,
-    Session, SessionKind, SessionState,
+    ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections,
+    MemoryBudget, Owner, Session, SessionKind, SessionState,
 };
 use crate::store::{Op, Recovered, Store, StoredMessage};
 
@@ -112,6 +112,11 @@ pub struct Stats {
     pub dropped_qos1: AtomicU64,
     /// Messages not sent because they exceeded a client's MQTT 5 Maximum Packet Size.
     pub dropped_too_large: AtomicU64,
+    /// Queued QoS 1 messages dropped to keep within the memory budget (only memory held
+    /// them: `in_memory = true`, or a session the store does not keep).
+    pub dropped_for_memory: AtomicU64,
+    /// Message bytes evicted from memory to the store (read back when sent).
+    pub evicted_bytes: AtomicU64,
 }
 
 /// What opening a session found.
@@ -144,6 +149,10 @@ pub struct Router {
     pub live: LiveConnections,
     /// Connections past CONNECT (`limits.max_connections` counts these).
     pub connections: AtomicUsize,
+    /// What all queues may hold in memory, and hold now.
+    pub budget: Arc<MemoryBudget>,
+    /// One delivery at a time brings the queues back within the budget; the others go on.
+    reclaiming: Mutex<()>,
     next_connection: AtomicU64,
     next_version: AtomicU64,
     pub stats: Stats,
@@ -152,8 +161,11 @@ pub struct Router {
 impl Router {
     /// A router over what the store recovered (nothing in memory).
     pub fn new(config: Arc<Config>, store: Option<Arc<Store>>, recovered: Recovered) -> Router {
+        let budget = Arc::new(MemoryBudget::new(config.queue_memory_budget()));
         let router = Router {
             config,
+            budget,
+            reclaiming: Mutex::new(()),
             store,
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(TopicTrie::new()),
@@ -289,6 +301,7 @@ impl Router {
             } else {
                 self.store.clone()
             },
+            self.budget.clone(),
         ));
         let durable = session.persist();
         sessions.insert(session.client_id.clone(), session.clone());
@@ -532,29 +545,67 @@ impl Router {
         }
         let topic: Arc<str> = topic.into();
         let mut durable = 0;
+        // Stored once, by the first session that keeps it in the store; the others
+        // reference it.
+        let mut stored = 0;
         for (session, granted) in &targets {
-            durable = durable.max(self.deliver(
-                session,
-                Delivery {
-                    topic: topic.clone(),
-                    payload: payload.clone(),
-                    qos: qos.min(*granted),
-                    retain: false,
-                    meta: meta.clone(),
-                },
-            ));
+            let delivery = Delivery {
+                topic: topic.clone(),
+                payload: payload.clone(),
+                qos: qos.min(*granted),
+                retain: false,
+                meta: meta.clone(),
+            };
+            if stored == 0 {
+                stored = self.store_for(session, &delivery);
+            }
+            durable = durable.max(self.enqueue(session, delivery, stored));
         }
+        self.release_stored(stored);
+        self.keep_within_budget();
         Routed {
             sessions: targets.len(),
             durable,
         }
     }
 
-    /// Queues one delivery for one session, counting and logging what had to be dropped.
+    /// Queues one delivery for one session (a retained message for a new subscription).
     /// Returns the store sequence number that makes it durable (0: nothing to wait for).
     pub fn deliver(&self, session: &Session, delivery: Delivery) -> u64 {
+        let stored = self.store_for(session, &delivery);
+        let durable = self.enqueue(session, delivery, stored);
+        self.release_stored(stored);
+        self.keep_within_budget();
+        durable
+    }
+
+    /// Writes the message to the store if this session keeps it there: returns its id
+    /// (0: not stored). The router holds it until [`Router::release_stored`], so that a
+    /// session acknowledging it early cannot free it before the others reference it.
+    fn store_for(&self, session: &Session, delivery: &Delivery) -> u64 {
+        match &self.store {
+            Some(store) if session.is_stored() && delivery.qos == QoS::AtLeastOnce => {
+                store.submit(Op::PutMessage(StoredMessage {
+                    topic: delivery.topic.clone(),
+                    payload: delivery.payload.clone(),
+                    qos: delivery.qos,
+                    meta: delivery.meta.clone(),
+                }))
+            }
+            _ => 0,
+        }
+    }
+
+    fn release_stored(&self, stored: u64) {
+        if let (Some(store), true) = (&self.store, stored != 0) {
+            store.submit(Op::ReleaseMessage(stored));
+        }
+    }
+
+    /// Offers one delivery to one session, counting and logging what had to be dropped.
+    fn enqueue(&self, session: &Session, delivery: Delivery, stored: u64) -> u64 {
         self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-        let (outcome, durable) = session.deliver(delivery);
+        let (outcome, durable) = session.deliver(delivery, stored);
         match outcome {
             Enqueued::Queued(_) => {}
             Enqueued::DroppedQos0 => {
@@ -565,12 +616,62 @@ impl Router {
                     tracing::warn!(client_id = %session.client_id, dropped_total = total, "QoS 0 message dropped: subscriber offline or its queue is full");
                 }
             }
-            Enqueued::DroppedOldestQos1(dropped) => {
+            Enqueued::DroppedOldestQos1(topic) => {
                 let total = self.stats.dropped_qos1.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(client_id = %session.client_id, topic = %dropped.topic, dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
+                tracing::warn!(client_id = %session.client_id, topic = topic.as_deref().unwrap_or("(in the store)"), dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
             }
         }
         durable
+    }
+
+    /// Brings the messages queued in memory back within the memory budget, if a delivery
+    /// pushed them over: first by evicting messages the store also has (no loss; read
+    /// back when sent), largest holders first and a little past the limit so that the
+    /// next deliveries do not each pay for a pass; then, if only memory holds what is
+    /// left, by dropping the oldest QoS 1 messages of the largest queues.
+    fn keep_within_budget(&self) {
+        if self.budget.excess() == 0 {
+            return;
+        }
+        let Some(_one_at_a_time) = self.reclaiming.try_lock() else {
+            return;
+        };
+        let mut sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        sessions.sort_by_key(|session| std::cmp::Reverse(session.evictable_bytes()));
+        let mut want = self.budget.excess() + self.budget.limit() / 8;
+        for session in &sessions {
+            if want == 0 || session.evictable_bytes() == 0 {
+                break;
+            }
+            let freed = session.evict(want);
+            self.stats
+                .evicted_bytes
+                .fetch_add(freed as u64, Ordering::Relaxed);
+            want = want.saturating_sub(freed);
+        }
+        if self.budget.excess() == 0 {
+            return;
+        }
+        sessions.sort_by_key(|session| std::cmp::Reverse(session.memory_bytes()));
+        for session in &sessions {
+            let excess = self.budget.excess();
+            if excess == 0 || session.memory_bytes() == 0 {
+                break;
+            }
+            let (_, dropped) = session.drop_oldest(excess);
+            if dropped == 0 {
+                continue;
+            }
+            let before = self
+                .stats
+                .dropped_for_memory
+                .fetch_add(dropped, Ordering::Relaxed);
+            // Under sustained pressure this runs for every delivery: log the first drop
+            // and then once per thousand.
+            if before == 0 || before / 1000 != (before + dropped) / 1000 {
+                tracing::warn!(client_id = %session.client_id, dropped, dropped_total = before + dropped, memory_budget = self.budget.limit(), "memory budget reached: oldest queued QoS 1 messages dropped");
+            }
+        }
     }
 
     /// Retains a message without MQTT 5 metadata (see [`Router::retain_message`]).

@@ -7,7 +7,7 @@ use mqtt::QoS;
 
 use super::{RetainedMessage, Router};
 use crate::clock::unix_millis;
-use crate::session::{Delivery, Session, SessionKind};
+use crate::session::{Session, SessionKind};
 use crate::store::{Op, Recovered};
 
 impl Router {
@@ -50,18 +50,7 @@ impl Router {
                 state.subscribe(filter, *qos);
             }
             messages += queued.len();
-            state.restore(queued.into_iter().map(|(seq, message)| {
-                (
-                    seq,
-                    Delivery {
-                        topic: message.topic,
-                        payload: message.payload,
-                        qos: message.qos,
-                        retain: false,
-                        meta: message.meta,
-                    },
-                )
-            }));
+            state.restore(queued);
             let session = Arc::new(Session::new(
                 client_id.as_str().into(),
                 SessionKind {
@@ -72,6 +61,7 @@ impl Router {
                 None,
                 Some(expires_at),
                 self.store.clone(),
+                self.budget.clone(),
             ));
             for (filter, qos) in &subscriptions {
                 self.index_subscription(&session, filter, *qos);

@@ -4,14 +4,16 @@
 //! Routers and the owning connection both reach the state through here, under one small
 //! mutex per session, so publishers to different subscribers never contend on one lock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mqtt::QoS;
 use parking_lot::Mutex;
 
+use super::budget::MemoryBudget;
 use super::live::{ApiKick, ConnectionId, LiveConnection};
-use super::state::{Delivery, Enqueued, SessionState};
+use super::state::{Delivery, Enqueued, Loader, Outgoing, SessionState};
 use crate::clock::instant_to_unix_ms;
 use crate::store::{Op, SessionRecord, Store, StoredMessage};
 
@@ -46,6 +48,28 @@ pub struct Session {
     inner: Mutex<SessionInner>,
     /// Set for a persistent session when the broker is durable.
     store: Option<Arc<Store>>,
+    budget: Arc<MemoryBudget>,
+    /// Message bytes the state holds in memory, and how many of them the store also has,
+    /// as of its last change: read without the lock by the router choosing what to evict.
+    memory: AtomicUsize,
+    evictable: AtomicUsize,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.budget.changed(*self.memory.get_mut(), 0);
+    }
+}
+
+/// A message read back from the store, as the queue delivers it.
+fn from_stored(message: StoredMessage) -> Delivery {
+    Delivery {
+        topic: message.topic,
+        payload: message.payload,
+        qos: message.qos,
+        retain: false,
+        meta: message.meta,
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -84,6 +108,7 @@ impl Session {
         owner: Option<Owner>,
         expires_at: Option<Instant>,
         store: Option<Arc<Store>>,
+        budget: Arc<MemoryBudget>,
     ) -> Session {
         Session {
             client_id,
@@ -96,7 +121,26 @@ impl Session {
                 expiry_ms: duration_ms(kind.expiry),
             }),
             store,
+            budget,
+            memory: AtomicUsize::new(0),
+            evictable: AtomicUsize::new(0),
         }
+    }
+
+    /// Kept in the durable store (persistent, and the broker is durable): its QoS 1
+    /// messages are stored, and can be evicted from memory.
+    pub fn is_stored(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Message bytes it holds in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Of those, what eviction could free at no loss.
+    pub fn evictable_bytes(&self) -> usize {
+        self.evictable.load(Ordering::Relaxed)
     }
 
     /// How long the session now outlives its connection.
@@ -131,26 +175,77 @@ impl Session {
     pub fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
         let mut inner = self.inner.lock();
         let result = f(&mut inner.state);
-        self.forget_removed(&mut inner.state);
+        self.settle(&mut inner.state);
         result
     }
 
     /// Like [`Session::with_state`], but only while `connection` still owns the session:
-    /// a connection being taken over must not take messages meant for its successor.
+    /// a connection being taken over must not take messages meant for its successor. `f`
+    /// gets the loader that reads evicted messages back from the store.
     pub fn with_owned_state<R>(
         &self,
         connection: ConnectionId,
-        f: impl FnOnce(&mut SessionState) -> R,
+        f: impl FnOnce(&mut SessionState, &mut Loader<'_>) -> R,
     ) -> Option<R> {
         let mut inner = self.inner.lock();
         match &inner.owner {
             Some(owner) if owner.connection == connection => {
-                let result = f(&mut inner.state);
-                self.forget_removed(&mut inner.state);
+                let result = f(&mut inner.state, &mut |ids| self.load(ids));
+                self.settle(&mut inner.state);
                 Some(result)
             }
             _ => None,
         }
+    }
+
+    /// The unacknowledged QoS 1 messages a resumed session sends again (evicted ones read
+    /// back from the store).
+    pub fn redeliveries(&self) -> Vec<Outgoing> {
+        let mut inner = self.inner.lock();
+        let outgoing = inner.state.redeliveries(&mut |ids| self.load(ids));
+        self.settle(&mut inner.state);
+        outgoing
+    }
+
+    /// Frees at least `want` bytes, if it can, by evicting messages the store also has;
+    /// returns the bytes freed.
+    pub fn evict(&self, want: usize) -> usize {
+        let mut inner = self.inner.lock();
+        let freed = inner.state.evict(want);
+        self.settle(&mut inner.state);
+        freed
+    }
+
+    /// Frees at least `want` bytes, if it can, by dropping the oldest queued messages only
+    /// memory holds; returns the bytes freed and the QoS 1 messages dropped.
+    pub fn drop_oldest(&self, want: usize) -> (usize, u64) {
+        let mut inner = self.inner.lock();
+        let dropped = inner.state.drop_oldest(want);
+        self.settle(&mut inner.state);
+        dropped
+    }
+
+    fn load(&self, ids: &[u64]) -> Result<Vec<Option<Delivery>>, ()> {
+        let store = self.store.as_ref().ok_or(())?;
+        match store.load(ids) {
+            Ok(found) => Ok(found.into_iter().map(|m| m.map(from_stored)).collect()),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// After every change to the state: the store forgets what the state dropped, and the
+    /// budget learns what it holds now.
+    fn settle(&self, state: &mut SessionState) {
+        self.forget_removed(state);
+        let lost = state.take_lost_in_store();
+        if lost > 0 {
+            tracing::error!(client_id = %self.client_id, lost, "queued messages missing from the store: not delivered");
+        }
+        let now = state.memory_bytes();
+        let before = self.memory.swap(now, Ordering::Relaxed);
+        self.budget.changed(before, now);
+        self.evictable
+            .store(state.evictable_bytes(), Ordering::Relaxed);
     }
 
     pub fn is_owned_by(&self, connection: ConnectionId) -> bool {
@@ -161,8 +256,8 @@ impl Session {
     fn forget_removed(&self, state: &mut SessionState) {
         let removed = state.take_removed();
         if let Some(store) = &self.store {
-            for seq in removed {
-                store.submit(Op::DeleteMessage(self.client_id.clone(), seq));
+            for (seq, id) in removed {
+                store.submit(Op::DeleteRef(self.client_id.clone(), seq, id));
             }
         }
     }
@@ -194,28 +289,26 @@ impl Session {
         }
     }
 
-    /// Offers a delivery and wakes the owning connection. Returns the queue's verdict and,
-    /// for a QoS 1 message kept by a durable persistent session, the store sequence number
-    /// that makes it durable.
-    pub fn deliver(&self, delivery: Delivery) -> (Enqueued, u64) {
+    /// Offers a delivery and wakes the owning connection. `stored` is the message's id in
+    /// the durable store (0: not stored; a stored session's QoS 1 messages always are).
+    /// Returns the queue's verdict and, for a message this session keeps in the store,
+    /// the store sequence number that makes its place in the queue durable.
+    pub fn deliver(&self, delivery: Delivery, stored: u64) -> (Enqueued, u64) {
         let mut inner = self.inner.lock();
         let online = inner.owner.is_some();
-        let message =
-            (self.store.is_some() && delivery.qos == QoS::AtLeastOnce).then(|| StoredMessage {
-                topic: delivery.topic.clone(),
-                payload: delivery.payload.clone(),
-                qos: delivery.qos,
-                meta: delivery.meta.clone(),
-            });
-        let outcome = inner.state.enqueue(delivery, online);
-        let queued_seq = inner.state.last_seq();
+        let stored = match &self.store {
+            Some(_) if delivery.qos == QoS::AtLeastOnce => stored,
+            _ => 0,
+        };
+        let outcome = inner.state.enqueue(delivery, stored, online);
         let mut durable = 0;
-        if let (Some(store), Some(message)) = (&self.store, message) {
+        if let (Some(store), true) = (&self.store, stored != 0) {
             if outcome != Enqueued::DroppedQos0 {
-                durable = store.submit(Op::PutMessage(self.client_id.clone(), queued_seq, message));
+                let seq = inner.state.last_seq();
+                durable = store.submit(Op::PutRef(self.client_id.clone(), seq, stored));
             }
         }
-        self.forget_removed(&mut inner.state);
+        self.settle(&mut inner.state);
         if outcome != Enqueued::DroppedQos0 {
             if let Some(owner) = &inner.owner {
                 owner.live.wake();
@@ -254,6 +347,7 @@ impl Session {
             return Detached::Ended;
         }
         inner.state.drop_queued_qos0();
+        self.settle(&mut inner.state);
         inner.expires_at = Some(now + Duration::from_millis(inner.expiry_ms));
         drop(inner);
         self.persist();

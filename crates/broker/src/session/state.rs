@@ -1,6 +1,11 @@
 //! The MQTT session state of one client id, as a pure state machine: subscriptions, the
 //! queue of messages waiting to be sent, and the outbound QoS 1 window. No I/O, no locks,
 //! no clock: the connection task and the router drive it and perform what it decides.
+//!
+//! A queued QoS 1 message of a durable persistent session is also in the store, under a
+//! message id. Past the memory budget its bytes are evicted from here ([`SessionState::evict`])
+//! and read back through a [`Loader`] just before it is sent: the queue keeps its order and
+//! its packet ids whether a message is in memory or not.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -29,18 +34,35 @@ impl Delivery {
     pub fn is_expired_at(&self, now_ms: impl FnOnce() -> u64) -> bool {
         MessageMeta::has_expired(self.meta.as_deref(), now_ms)
     }
+
+    /// Bytes this delivery holds in memory, as the memory budget counts them.
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+}
+
+/// Reads evicted messages back from the store by message id: for each id its delivery,
+/// `None` for one the store no longer has; `Err` when the store cannot be read now (the
+/// messages stay queued and are tried again later).
+pub type Loader<'a> = dyn FnMut(&[u64]) -> Result<Vec<Option<Delivery>>, ()> + 'a;
+
+/// For states that hold nothing evicted (no store): every read fails.
+#[cfg(test)]
+pub fn no_store(_: &[u64]) -> Result<Vec<Option<Delivery>>, ()> {
+    Err(())
 }
 
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
-    /// Queued under this session-local sequence number (what the durable store keys it by).
+    /// Queued under this session-local sequence number.
     Queued(u64),
     /// QoS 0 is not kept for an offline session (IoT Core stores only QoS 1), nor past the
     /// bound of a slow subscriber's queue.
     DroppedQos0,
-    /// The queue was at its bound: the oldest queued QoS 1 message made room.
-    DroppedOldestQos1(Delivery),
+    /// The queue was at its bound: the oldest queued QoS 1 message (on this topic, if it
+    /// was in memory) made room.
+    DroppedOldestQos1(Option<Arc<str>>),
 }
 
 /// The next packet a connection should write for this session.
@@ -52,30 +74,74 @@ pub struct Outgoing {
     pub delivery: Delivery,
 }
 
+/// A queued or in-flight message.
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    /// Its id in the durable store; 0: it is only in memory.
+    stored: u64,
+    /// `None`: evicted; read back from the store before it is sent (always QoS 1).
+    delivery: Option<Delivery>,
+}
+
+impl Queued {
+    fn qos(&self) -> QoS {
+        self.delivery.as_ref().map_or(QoS::AtLeastOnce, |d| d.qos)
+    }
+
+    /// Bytes held in memory.
+    fn held(&self) -> usize {
+        self.delivery.as_ref().map_or(0, Delivery::size)
+    }
+
+    /// Bytes held in memory that the store also has (eviction frees them at no loss).
+    fn evictable(&self) -> usize {
+        if self.stored == 0 {
+            0
+        } else {
+            self.held()
+        }
+    }
+}
+
+/// What the store must forget: the session-local sequence number and the message id.
+pub type StoredRef = (u64, u64);
+
+/// Messages read back from the store per read, when the head of the queue was evicted.
+const READ_AHEAD: usize = 64;
+
 #[derive(Debug)]
 pub struct SessionState {
     subscriptions: BTreeMap<String, QoS>,
-    /// Waiting to be sent, with their sequence numbers.
-    pending: VecDeque<(u64, Delivery)>,
+    /// Waiting to be sent, oldest first.
+    pending: VecDeque<Queued>,
     /// Sent QoS 1 messages awaiting PUBACK, oldest first (resent in this order on resume).
-    inflight: VecDeque<(u16, u64, Delivery)>,
+    inflight: VecDeque<(u16, Queued)>,
     next_pkid: u16,
     next_seq: u64,
-    /// Sequence numbers of messages the session no longer holds (acknowledged, dropped,
-    /// refused), for the caller to forget in the durable store. Drained by `take_removed`.
-    removed: Vec<u64>,
+    /// Stored messages the session no longer holds (acknowledged, dropped, refused), for
+    /// the caller to forget in the durable store. Drained by `take_removed`.
+    removed: Vec<StoredRef>,
     // u32: kept small, as every session carries them.
     max_inflight: u32,
     max_queued: u32,
     max_queued_qos0_bytes: u32,
-    /// Topic and payload bytes held in `pending`: what a slow subscriber costs in memory.
+    /// QoS 1 messages in `pending`: what `max_queued` bounds (QoS 0 has its own bound).
+    pending_qos1: u32,
+    /// Topic and payload bytes held in memory by `pending`: what a slow subscriber costs.
     pending_bytes: usize,
+    /// The same for `inflight`.
+    inflight_bytes: usize,
+    /// Of those, bytes the store also has.
+    evictable_bytes: usize,
     dropped_qos0: u64,
     dropped_qos1: u64,
+    /// Evicted messages the store no longer had when they were read back.
+    lost_in_store: u64,
 }
 
 impl SessionState {
-    /// `max_queued` bounds queued messages (the session's QoS 1 backlog);
+    /// `max_queued` bounds queued QoS 1 messages (the session's backlog);
     /// `max_queued_qos0_bytes` bounds the memory a slow subscriber may hold before it starts
     /// losing QoS 0.
     pub fn new(
@@ -93,9 +159,13 @@ impl SessionState {
             max_inflight: saturating_u32(max_inflight.max(1)),
             max_queued: saturating_u32(max_queued.max(1)),
             max_queued_qos0_bytes: saturating_u32(max_queued_qos0_bytes),
+            pending_qos1: 0,
             pending_bytes: 0,
+            inflight_bytes: 0,
+            evictable_bytes: 0,
             dropped_qos0: 0,
             dropped_qos1: 0,
+            lost_in_store: 0,
         }
     }
 
@@ -128,83 +198,106 @@ impl SessionState {
         self.subscriptions.len()
     }
 
-    /// Offers a message to the session. `online` says whether a connection will drain it.
-    pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
+    /// Offers a message to the session. `stored` is its id in the durable store (0: not
+    /// stored); `online` says whether a connection will drain it.
+    pub fn enqueue(&mut self, delivery: Delivery, stored: u64, online: bool) -> Enqueued {
         if delivery.qos == QoS::AtMostOnce {
-            let full = self.pending.len() >= self.max_queued as usize
-                || self.pending_bytes + queued_size(&delivery)
-                    > self.max_queued_qos0_bytes as usize;
+            // Only bytes bound QoS 0: the QoS 1 count must not cut an online subscriber's
+            // QoS 0 stream.
+            let full = self.pending_bytes + delivery.size() > self.max_queued_qos0_bytes as usize;
             if !online || full {
                 self.dropped_qos0 += 1;
                 return Enqueued::DroppedQos0;
             }
-            return Enqueued::Queued(self.push_pending(delivery));
+            return Enqueued::Queued(self.push_pending(delivery, 0));
         }
-        let mut dropped_oldest = None;
-        if self.pending.len() >= self.max_queued as usize {
+        let mut dropped = None;
+        if self.pending_qos1 >= self.max_queued {
             // Make room by dropping the oldest QoS 1; QoS 0 entries ahead of it are kept
             // because they are about to be written by an online connection anyway.
-            if let Some(index) = self
+            let index = self
                 .pending
                 .iter()
-                .position(|(_, queued)| queued.qos != QoS::AtMostOnce)
-            {
-                let (seq, dropped) = self.pending.remove(index).expect("index from position");
-                self.pending_bytes -= queued_size(&dropped);
-                self.removed.push(seq);
-                self.dropped_qos1 += 1;
-                dropped_oldest = Some(dropped);
-            } else {
-                self.pop_pending();
-                self.dropped_qos0 += 1;
-            }
+                .position(|queued| queued.qos() == QoS::AtLeastOnce)
+                .expect("pending_qos1 counts pending QoS 1 entries");
+            let queued = self.remove_pending(index);
+            self.dropped_qos1 += 1;
+            dropped = Some(queued.delivery.map(|d| d.topic));
         }
-        let seq = self.push_pending(delivery);
-        match dropped_oldest {
-            Some(dropped) => Enqueued::DroppedOldestQos1(dropped),
+        let seq = self.push_pending(delivery, stored);
+        match dropped {
+            Some(topic) => Enqueued::DroppedOldestQos1(topic),
             None => Enqueued::Queued(seq),
         }
     }
 
-    /// The sequence number the last queued message got (what the store keys it by).
+    /// The sequence number the last queued message got.
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
     }
 
-    /// Puts messages recovered from the durable store back in the queue, in order; they
-    /// keep their sequence numbers.
-    pub fn restore(&mut self, queued: impl IntoIterator<Item = (u64, Delivery)>) {
-        for (seq, delivery) in queued {
+    /// Puts messages recovered from the durable store back in the queue, in order, as
+    /// evicted entries (read back when sent): `(sequence number, message id)`.
+    pub fn restore(&mut self, queued: impl IntoIterator<Item = StoredRef>) {
+        for (seq, stored) in queued {
             self.next_seq = self.next_seq.max(seq + 1);
-            self.pending_bytes += queued_size(&delivery);
-            self.pending.push_back((seq, delivery));
+            self.pending_qos1 += 1;
+            self.pending.push_back(Queued {
+                seq,
+                stored,
+                delivery: None,
+            });
         }
     }
 
-    /// Sequence numbers dropped since the last call (see `removed`).
-    pub fn take_removed(&mut self) -> Vec<u64> {
+    /// Stored messages dropped since the last call (see `removed`).
+    pub fn take_removed(&mut self) -> Vec<StoredRef> {
         std::mem::take(&mut self.removed)
     }
 
-    /// Takes the next message to write, assigning a packet id to QoS 1. `None` when the
-    /// queue is empty or the head is QoS 1 and the in-flight window is full (order is kept:
-    /// later QoS 0 messages wait behind it).
-    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
-        let (_, head) = self.pending.front()?;
-        if head.qos == QoS::AtMostOnce {
-            let (_, delivery) = self.pop_pending()?;
+    /// Takes the next message to write, assigning a packet id to QoS 1, after discarding
+    /// queued messages the subscriber may not receive (`allowed` says no: IoT Core drops
+    /// them silently). Evicted messages at the head are read back through `load` first.
+    /// `None` when the queue is empty, the store cannot be read now, or the head is QoS 1
+    /// and the in-flight window is full (order is kept: later QoS 0 messages wait behind it).
+    pub fn next_outgoing_where(
+        &mut self,
+        mut allowed: impl FnMut(&Delivery) -> bool,
+        load: &mut Loader<'_>,
+    ) -> Option<Outgoing> {
+        loop {
+            let head = self.pending.front()?;
+            let Some(delivery) = &head.delivery else {
+                if !self.read_ahead(load) {
+                    return None;
+                }
+                continue;
+            };
+            if allowed(delivery) {
+                break;
+            }
+            self.remove_pending(0);
+        }
+        let head = self.pending.front()?;
+        if head.qos() == QoS::AtMostOnce {
+            let queued = self.remove_pending(0);
             return Some(Outgoing {
                 pkid: None,
                 dup: false,
-                delivery,
+                delivery: queued.delivery.expect("checked above"),
             });
         }
         if self.inflight.len() >= self.max_inflight as usize {
             return None;
         }
-        let (seq, delivery) = self.pop_pending()?;
+        // Moved, not removed: the store keeps it until it is acknowledged.
+        let queued = self.pending.pop_front().expect("checked above");
+        self.pending_qos1 -= 1;
+        self.pending_bytes -= queued.held();
+        self.inflight_bytes += queued.held();
+        let delivery = queued.delivery.clone().expect("checked above");
         let pkid = self.allocate_pkid();
-        self.inflight.push_back((pkid, seq, delivery.clone()));
+        self.inflight.push_back((pkid, queued));
         Some(Outgoing {
             pkid: Some(pkid),
             dup: false,
@@ -212,26 +305,46 @@ impl SessionState {
         })
     }
 
-    /// Like [`SessionState::next_outgoing`], but first discards queued messages the
-    /// subscriber may not receive (`allowed` says no): IoT Core drops them silently.
-    pub fn next_outgoing_where(
-        &mut self,
-        mut allowed: impl FnMut(&Delivery) -> bool,
-    ) -> Option<Outgoing> {
-        while !allowed(&self.pending.front()?.1) {
-            if let Some((seq, _)) = self.pop_pending() {
-                self.removed.push(seq);
+    /// Reads the evicted messages at the head of the queue back from the store. `false`
+    /// when the store cannot be read now.
+    fn read_ahead(&mut self, load: &mut Loader<'_>) -> bool {
+        let ids: Vec<u64> = self
+            .pending
+            .iter()
+            .take(READ_AHEAD)
+            .take_while(|queued| queued.delivery.is_none())
+            .map(|queued| queued.stored)
+            .collect();
+        let Ok(loaded) = load(&ids) else {
+            return false;
+        };
+        let mut index = 0;
+        for delivery in loaded.into_iter().take(ids.len()) {
+            match delivery {
+                Some(delivery) => {
+                    self.pending_bytes += delivery.size();
+                    self.evictable_bytes += delivery.size();
+                    self.pending[index].delivery = Some(delivery);
+                    index += 1;
+                }
+                None => {
+                    self.lost_in_store += 1;
+                    self.remove_pending(index);
+                }
             }
         }
-        self.next_outgoing()
+        true
     }
 
     /// The client acknowledged a QoS 1 delivery. `false` for an unknown packet id.
     pub fn acknowledge(&mut self, pkid: u16) -> bool {
-        match self.inflight.iter().position(|(id, _, _)| *id == pkid) {
+        match self.inflight.iter().position(|(id, _)| *id == pkid) {
             Some(index) => {
-                if let Some((_, seq, _)) = self.inflight.remove(index) {
-                    self.removed.push(seq);
+                let (_, queued) = self.inflight.remove(index).expect("index from position");
+                self.inflight_bytes -= queued.held();
+                self.evictable_bytes -= queued.evictable();
+                if queued.stored != 0 {
+                    self.removed.push((queued.seq, queued.stored));
                 }
                 true
             }
@@ -240,26 +353,113 @@ impl SessionState {
     }
 
     /// On resuming a session, unacknowledged QoS 1 messages are sent again with DUP set
-    /// and their original packet ids (MQTT-4.4.0-1).
-    pub fn redeliveries(&self) -> impl Iterator<Item = Outgoing> + '_ {
-        self.inflight.iter().map(|(pkid, _, delivery)| Outgoing {
-            pkid: Some(*pkid),
-            dup: true,
-            delivery: delivery.clone(),
-        })
+    /// and their original packet ids (MQTT-4.4.0-1); evicted ones are read back first (an
+    /// in-flight message the store cannot be read for now is sent on a later resume).
+    pub fn redeliveries(&mut self, load: &mut Loader<'_>) -> Vec<Outgoing> {
+        let ids: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, queued)| queued.delivery.is_none())
+            .map(|(_, queued)| queued.stored)
+            .collect();
+        if !ids.is_empty() {
+            if let Ok(loaded) = load(&ids) {
+                let mut loaded = loaded.into_iter();
+                let mut lost = Vec::new();
+                for (pkid, queued) in self.inflight.iter_mut() {
+                    if queued.delivery.is_some() {
+                        continue;
+                    }
+                    match loaded.next().flatten() {
+                        Some(delivery) => {
+                            self.inflight_bytes += delivery.size();
+                            self.evictable_bytes += delivery.size();
+                            queued.delivery = Some(delivery);
+                        }
+                        None => lost.push(*pkid),
+                    }
+                }
+                for pkid in lost {
+                    self.lost_in_store += 1;
+                    self.acknowledge(pkid);
+                }
+            }
+        }
+        self.inflight
+            .iter()
+            .filter_map(|(pkid, queued)| {
+                Some(Outgoing {
+                    pkid: Some(*pkid),
+                    dup: true,
+                    delivery: queued.delivery.clone()?,
+                })
+            })
+            .collect()
     }
 
     /// QoS 0 messages queued for a connection that is gone are not kept for the next one.
     pub fn drop_queued_qos0(&mut self) {
         let before = self.pending.len();
         self.pending
-            .retain(|(_, queued)| queued.qos != QoS::AtMostOnce);
+            .retain(|queued| queued.qos() != QoS::AtMostOnce);
         self.dropped_qos0 += (before - self.pending.len()) as u64;
-        self.pending_bytes = self
-            .pending
-            .iter()
-            .map(|(_, queued)| queued_size(queued))
-            .sum();
+        self.pending_bytes = self.pending.iter().map(Queued::held).sum();
+    }
+
+    /// Frees at least `want` bytes (or all it can) by evicting messages the store also
+    /// has, newest first (the head is what is sent next); returns the bytes freed.
+    pub fn evict(&mut self, want: usize) -> usize {
+        let mut freed = 0;
+        for queued in self.pending.iter_mut().rev() {
+            if freed >= want {
+                break;
+            }
+            if queued.stored != 0 {
+                if let Some(delivery) = queued.delivery.take() {
+                    freed += delivery.size();
+                    self.pending_bytes -= delivery.size();
+                }
+            }
+        }
+        for (_, queued) in self.inflight.iter_mut().rev() {
+            if freed >= want {
+                break;
+            }
+            if queued.stored != 0 {
+                if let Some(delivery) = queued.delivery.take() {
+                    freed += delivery.size();
+                    self.inflight_bytes -= delivery.size();
+                }
+            }
+        }
+        self.evictable_bytes -= freed;
+        freed
+    }
+
+    /// Frees at least `want` bytes (or all it can) by dropping queued messages that only
+    /// memory holds: the oldest QoS 1 first, then the oldest QoS 0. Returns the bytes freed
+    /// and how many QoS 1 messages were dropped.
+    pub fn drop_oldest(&mut self, want: usize) -> (usize, u64) {
+        let (mut freed, mut dropped_qos1) = (0, 0);
+        for qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+            let mut index = 0;
+            while freed < want && index < self.pending.len() {
+                let queued = &self.pending[index];
+                if queued.stored != 0 || queued.delivery.is_none() || queued.qos() != qos {
+                    index += 1;
+                    continue;
+                }
+                freed += self.remove_pending(index).held();
+                match qos {
+                    QoS::AtMostOnce => self.dropped_qos0 += 1,
+                    _ => {
+                        self.dropped_qos1 += 1;
+                        dropped_qos1 += 1;
+                    }
+                }
+            }
+        }
+        (freed, dropped_qos1)
     }
 
     pub fn queued_len(&self) -> usize {
@@ -270,23 +470,62 @@ impl SessionState {
         self.inflight.len()
     }
 
+    /// Message bytes held in memory (queued and in flight): what the memory budget counts.
+    pub fn memory_bytes(&self) -> usize {
+        self.pending_bytes + self.inflight_bytes
+    }
+
+    /// Of [`SessionState::memory_bytes`], what eviction could free without loss.
+    pub fn evictable_bytes(&self) -> usize {
+        self.evictable_bytes
+    }
+
+    /// Evicted messages that were missing from the store when read back (0 unless the
+    /// store lost data); the caller reports them.
+    pub fn take_lost_in_store(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_in_store)
+    }
+
+    /// The next message, for a state with nothing evicted (tests).
+    #[cfg(test)]
+    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
+        self.next_outgoing_where(|_| true, &mut no_store)
+    }
+
     #[cfg(test)]
     pub fn dropped(&self) -> (u64, u64) {
         (self.dropped_qos0, self.dropped_qos1)
     }
 
-    fn push_pending(&mut self, delivery: Delivery) -> u64 {
+    fn push_pending(&mut self, delivery: Delivery, stored: u64) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending_bytes += queued_size(&delivery);
-        self.pending.push_back((seq, delivery));
+        let queued = Queued {
+            seq,
+            stored,
+            delivery: Some(delivery),
+        };
+        self.pending_bytes += queued.held();
+        self.evictable_bytes += queued.evictable();
+        if queued.qos() == QoS::AtLeastOnce {
+            self.pending_qos1 += 1;
+        }
+        self.pending.push_back(queued);
         seq
     }
 
-    fn pop_pending(&mut self) -> Option<(u64, Delivery)> {
-        let (seq, delivery) = self.pending.pop_front()?;
-        self.pending_bytes -= queued_size(&delivery);
-        Some((seq, delivery))
+    /// Removes a queued message for good (dropped or refused), telling the store.
+    fn remove_pending(&mut self, index: usize) -> Queued {
+        let queued = self.pending.remove(index).expect("index within pending");
+        self.pending_bytes -= queued.held();
+        self.evictable_bytes -= queued.evictable();
+        if queued.qos() == QoS::AtLeastOnce {
+            self.pending_qos1 -= 1;
+        }
+        if queued.stored != 0 {
+            self.removed.push((queued.seq, queued.stored));
+        }
+        queued
     }
 
     fn allocate_pkid(&mut self) -> u16 {
@@ -294,15 +533,11 @@ impl SessionState {
         loop {
             let candidate = self.next_pkid;
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            if !self.inflight.iter().any(|(id, _, _)| *id == candidate) {
+            if !self.inflight.iter().any(|(id, _)| *id == candidate) {
                 return candidate;
             }
         }
     }
-}
-
-fn queued_size(delivery: &Delivery) -> usize {
-    delivery.topic.len() + delivery.payload.len()
 }
 
 fn saturating_u32(value: usize) -> u32 {
@@ -310,162 +545,4 @@ fn saturating_u32(value: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(topic: &str, qos: QoS) -> Delivery {
-        Delivery {
-            topic: topic.into(),
-            payload: Bytes::from_static(b"x"),
-            qos,
-            retain: false,
-            meta: None,
-        }
-    }
-
-    #[test]
-    fn qos0_is_not_kept_for_offline_sessions() {
-        let mut session = SessionState::new(10, 100, 1 << 20);
-        assert_eq!(
-            session.enqueue(message("a", QoS::AtMostOnce), false),
-            Enqueued::DroppedQos0
-        );
-        assert_eq!(
-            session.enqueue(message("a", QoS::AtLeastOnce), false),
-            Enqueued::Queued(1)
-        );
-        assert_eq!(session.queued_len(), 1);
-    }
-
-    #[test]
-    fn inflight_window_holds_back_qos1_and_keeps_order() {
-        let mut session = SessionState::new(2, 100, 1 << 20);
-        for topic in ["1", "2", "3"] {
-            session.enqueue(message(topic, QoS::AtLeastOnce), true);
-        }
-        session.enqueue(message("4", QoS::AtMostOnce), true);
-        let first = session.next_outgoing().unwrap();
-        let second = session.next_outgoing().unwrap();
-        assert_eq!((first.pkid, second.pkid), (Some(1), Some(2)));
-        assert_eq!(session.next_outgoing(), None, "window of 2 is full");
-        assert!(session.acknowledge(1));
-        let third = session.next_outgoing().unwrap();
-        assert_eq!(&*third.delivery.topic, "3");
-        assert_eq!(&*session.next_outgoing().unwrap().delivery.topic, "4");
-        assert!(!session.acknowledge(99));
-    }
-
-    #[test]
-    fn resume_redelivers_unacknowledged_with_dup_and_same_ids() {
-        let mut session = SessionState::new(10, 100, 1 << 20);
-        session.enqueue(message("a", QoS::AtLeastOnce), true);
-        session.enqueue(message("b", QoS::AtLeastOnce), true);
-        let a = session.next_outgoing().unwrap();
-        let b = session.next_outgoing().unwrap();
-        session.acknowledge(a.pkid.unwrap());
-        let again: Vec<_> = session.redeliveries().collect();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].pkid, b.pkid);
-        assert!(again[0].dup);
-    }
-
-    #[test]
-    fn messages_the_subscriber_may_not_receive_are_skipped() {
-        let mut session = SessionState::new(10, 100, 1 << 20);
-        for topic in ["secret", "open", "secret"] {
-            session.enqueue(message(topic, QoS::AtLeastOnce), true);
-        }
-        let allowed = |delivery: &Delivery| &*delivery.topic != "secret";
-        let sent = session.next_outgoing_where(allowed).unwrap();
-        assert_eq!((&*sent.delivery.topic, sent.pkid), ("open", Some(1)));
-        assert_eq!(session.next_outgoing_where(allowed), None);
-        assert_eq!(session.queued_len(), 0);
-        assert_eq!(session.inflight_len(), 1);
-    }
-
-    #[test]
-    fn removed_messages_are_reported_for_the_store() {
-        let mut session = SessionState::new(10, 2, 1 << 20);
-        for topic in ["1", "2", "3"] {
-            session.enqueue(message(topic, QoS::AtLeastOnce), false);
-        }
-        assert_eq!(session.take_removed(), vec![1], "the oldest made room");
-        let sent = session.next_outgoing().unwrap();
-        session.acknowledge(sent.pkid.unwrap());
-        assert_eq!(session.take_removed(), vec![2]);
-        assert!(session.take_removed().is_empty());
-    }
-
-    #[test]
-    fn restored_messages_keep_their_numbers_and_order() {
-        let mut session = SessionState::new(10, 100, 1 << 20);
-        session.restore([
-            (7, message("a", QoS::AtLeastOnce)),
-            (9, message("b", QoS::AtLeastOnce)),
-        ]);
-        assert!(matches!(
-            session.enqueue(message("c", QoS::AtLeastOnce), false),
-            Enqueued::Queued(10)
-        ));
-        let topics: Vec<_> = std::iter::from_fn(|| session.next_outgoing())
-            .map(|out| out.delivery.topic.to_string())
-            .collect();
-        assert_eq!(topics, ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn full_queue_drops_oldest_qos1() {
-        let mut session = SessionState::new(10, 2, 1 << 20);
-        session.enqueue(message("1", QoS::AtLeastOnce), false);
-        session.enqueue(message("2", QoS::AtLeastOnce), false);
-        match session.enqueue(message("3", QoS::AtLeastOnce), false) {
-            Enqueued::DroppedOldestQos1(dropped) => assert_eq!(&*dropped.topic, "1"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(session.dropped(), (0, 1));
-        assert_eq!(&*session.next_outgoing().unwrap().delivery.topic, "2");
-    }
-
-    #[test]
-    fn slow_subscriber_loses_qos0_past_its_bound() {
-        // Each test message is 2 bytes (topic "a", payload "x").
-        let mut session = SessionState::new(10, 100, 4);
-        for _ in 0..2 {
-            assert!(matches!(
-                session.enqueue(message("a", QoS::AtMostOnce), true),
-                Enqueued::Queued(_)
-            ));
-        }
-        assert_eq!(
-            session.enqueue(message("a", QoS::AtMostOnce), true),
-            Enqueued::DroppedQos0
-        );
-        assert_eq!(session.dropped(), (1, 0));
-    }
-
-    #[test]
-    fn packet_ids_skip_zero_and_ids_in_flight() {
-        let mut session = SessionState::new(3, 100, 1 << 20);
-        session.next_pkid = u16::MAX;
-        for _ in 0..3 {
-            session.enqueue(message("a", QoS::AtLeastOnce), true);
-        }
-        let ids: Vec<_> = (0..3)
-            .map(|_| session.next_outgoing().unwrap().pkid.unwrap())
-            .collect();
-        assert_eq!(ids, vec![u16::MAX, 1, 2]);
-    }
-
-    #[test]
-    fn subscriptions_replace_and_remove() {
-        let mut session = SessionState::new(1, 1, 1);
-        assert_eq!(session.subscribe("a/#", QoS::AtMostOnce), None);
-        assert_eq!(
-            session.subscribe("a/#", QoS::AtLeastOnce),
-            Some(QoS::AtMostOnce)
-        );
-        assert_eq!(session.subscription_count(), 1);
-        assert!(session.unsubscribe("a/#"));
-        assert!(!session.unsubscribe("a/#"));
-    }
-}
+mod tests;
