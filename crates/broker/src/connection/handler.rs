@@ -348,6 +348,7 @@ impl PacketHandler {
         self.queue_packet(&Packet::ConnAck(connack));
         if opened.session_present {
             let redeliveries: Vec<Outgoing> = online.session.redeliveries();
+            broker.router.keep_within_budget();
             for outgoing in &redeliveries {
                 encode_outgoing(&mut self.output, outgoing, self.protocol, unix_millis);
             }
@@ -850,6 +851,8 @@ impl PacketHandler {
                 }
             }
         });
+        // Messages read back from the store count in the memory budget too.
+        self.broker.router.keep_within_budget();
     }
 
     pub(crate) fn queue_packet(&mut self, packet: &Packet) {

@@ -628,8 +628,9 @@ impl Router {
     /// pushed them over: first by evicting messages the store also has (no loss; read
     /// back when sent), largest holders first and a little past the limit so that the
     /// next deliveries do not each pay for a pass; then, if only memory holds what is
-    /// left, by dropping the oldest QoS 1 messages of the largest queues.
-    fn keep_within_budget(&self) {
+    /// left, by dropping the oldest QoS 1 messages of the largest queues. Called after
+    /// every routing, and by connections after they read evicted messages back.
+    pub fn keep_within_budget(&self) {
         if self.budget.excess() == 0 {
             return;
         }

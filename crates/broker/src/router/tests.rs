@@ -370,3 +370,105 @@ fn shared_subscriptions_get_no_retained_messages() {
     assert!(router.retained_for("$share/g/t").is_empty());
     assert_eq!(router.retained_for("t").len(), 1);
 }
+
+/// Offline persistent sessions subscribed to `filter` at QoS 1.
+fn offline_subscribers(router: &Router, count: usize, filter: &str) -> Vec<Arc<Session>> {
+    (0..count)
+        .map(|n| {
+            let id = n as ConnectionId + 1000;
+            let opened =
+                router.open_session(&format!("{filter}-{n}"), false, v311(false), id, live("s"));
+            router.subscribe(&opened.session, filter, QoS::AtLeastOnce);
+            router.close_session(&opened.session, id, Instant::now());
+            opened.session
+        })
+        .collect()
+}
+
+fn numbered(n: usize, size: usize) -> Bytes {
+    let mut payload = format!("{n:08}").into_bytes();
+    payload.resize(size, b'.');
+    Bytes::from(payload)
+}
+
+#[test]
+fn in_memory_past_the_budget_drops_the_oldest_qos1_of_the_largest_queue() {
+    let config = Config::parse("in_memory = true\n[limits]\nmemory_budget = \"1MiB\"").unwrap();
+    let router = Router::new(Arc::new(config), None, Recovered::default());
+    let big = offline_subscribers(&router, 1, "big");
+    let small = offline_subscribers(&router, 1, "small");
+    for n in 0..3 {
+        router.route("small", numbered(n, 1000), QoS::AtLeastOnce);
+    }
+    for n in 0..30 {
+        router.route("big", numbered(n, 100_000), QoS::AtLeastOnce);
+    }
+    assert!(
+        router.budget.used() <= router.budget.limit(),
+        "{} bytes held",
+        router.budget.used()
+    );
+    let dropped = router.stats.dropped_for_memory.load(Ordering::Relaxed);
+    assert!(dropped >= 19, "{dropped} dropped");
+    let queued = big[0].with_state(|state| state.queued_len());
+    assert_eq!(queued as u64 + dropped, 30);
+    // The newest survive, and the small queue lost nothing.
+    let kept: Vec<String> = big[0].with_state(|state| {
+        std::iter::from_fn(|| state.next_outgoing())
+            .map(|out| String::from_utf8_lossy(&out.delivery.payload[..8]).into_owned())
+            .collect()
+    });
+    assert_eq!(kept.last().unwrap(), "00000029");
+    assert_eq!(small[0].with_state(|state| state.queued_len()), 3);
+}
+
+#[tokio::test]
+async fn durable_past_the_budget_keeps_messages_in_the_store_and_delivers_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!(
+        "data_dir = {:?}\n[limits]\nmemory_budget = \"4MiB\"",
+        dir.path()
+    ))
+    .unwrap();
+    let (store, recovered) = Store::open(
+        &dir.path().join("store.redb"),
+        Duration::from_millis(1),
+        config.store_cache_bytes(),
+    )
+    .unwrap();
+    let router = Router::new(Arc::new(config), Some(store.clone()), recovered);
+    let sessions = offline_subscribers(&router, 10, "big/t");
+    let mut durable = 0;
+    for n in 0..60 {
+        let routed = router.route("big/t", numbered(n, 100_000), QoS::AtLeastOnce);
+        durable = durable.max(routed.durable);
+        // 10 sessions × 100 kB each time: far past the 3 MiB the queues may hold.
+        assert!(router.budget.used() <= router.budget.limit());
+    }
+    assert!(router.stats.evicted_bytes.load(Ordering::Relaxed) > 0);
+    assert_eq!(router.stats.dropped_for_memory.load(Ordering::Relaxed), 0);
+    store
+        .committed()
+        .wait_for(|done| *done >= durable)
+        .await
+        .unwrap();
+    for (n, session) in sessions.iter().enumerate() {
+        let id = 5000 + n as ConnectionId;
+        let opened = router.open_session(&session.client_id, false, v311(false), id, live("s"));
+        assert!(opened.session_present);
+        let received: Vec<String> = opened
+            .session
+            .with_owned_state(id, |state, load| {
+                std::iter::from_fn(|| {
+                    let out = state.next_outgoing_where(|_| true, load)?;
+                    state.acknowledge(out.pkid.unwrap());
+                    Some(String::from_utf8_lossy(&out.delivery.payload[..8]).into_owned())
+                })
+                .collect()
+            })
+            .unwrap();
+        let expected: Vec<String> = (0..60).map(|n| format!("{n:08}")).collect();
+        assert_eq!(received, expected, "session {n}");
+    }
+    store.close();
+}

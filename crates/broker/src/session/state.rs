@@ -107,8 +107,10 @@ impl Queued {
 /// What the store must forget: the session-local sequence number and the message id.
 pub type StoredRef = (u64, u64);
 
-/// Messages read back from the store per read, when the head of the queue was evicted.
-const READ_AHEAD: usize = 64;
+/// Messages read back from the store per read, when the head of the queue was evicted:
+/// enough to amortise a read transaction, few enough that 128 KiB messages read ahead
+/// hold 2 MiB.
+const READ_AHEAD: usize = 16;
 
 #[derive(Debug)]
 pub struct SessionState {
