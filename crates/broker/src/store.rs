@@ -633,7 +633,7 @@ fn encode_refs(refs: &[(u64, u64)]) -> Vec<u8> {
 }
 
 fn decode_refs(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return None;
     }
     Some(
@@ -757,8 +757,13 @@ impl Index {
             // This group's references per session, in sequence order; a reference deleted
             // within the group gets message id 0.
             let mut new_refs: HashMap<Arc<str>, Vec<(u64, u64)>> = HashMap::new();
-            // References deleted from stored queue rows: session → row → sequence numbers.
-            let mut deleted: HashMap<Arc<str>, BTreeMap<u64, BTreeSet<u64>>> = HashMap::new();
+            // References to delete from stored queue rows: session → row → (sequence
+            // number, message id). Applied at the end, where the row is read: only a
+            // reference that is there and names that message is removed and uncounted (a
+            // late acknowledgement from a replaced session of the same client id must not
+            // touch its successor's queue).
+            let mut deleted: HashMap<Arc<str>, BTreeMap<u64, BTreeSet<(u64, u64)>>> =
+                HashMap::new();
             for (seq, op) in group {
                 match op {
                     Op::PutSession(client_id, record) => {
@@ -796,11 +801,11 @@ impl Index {
                     Op::DeleteRef(client_id, queue_seq, id) => {
                         if let Some(refs) = new_refs.get_mut(client_id) {
                             if let Ok(at) = refs.binary_search_by_key(queue_seq, |(s, _)| *s) {
-                                if refs[at].1 != 0 {
+                                if refs[at].1 == *id {
                                     refs[at].1 = 0;
                                     self.count_ref(&mut new_rows, &mut changed, *id, -1);
+                                    continue;
                                 }
-                                continue;
                             }
                         }
                         let Some((first, last)) = self
@@ -813,15 +818,12 @@ impl Index {
                         if queue_seq > last {
                             continue;
                         }
-                        let fresh = deleted
+                        deleted
                             .entry(client_id.clone())
                             .or_default()
                             .entry(*first)
                             .or_default()
-                            .insert(*queue_seq);
-                        if fresh {
-                            self.count_ref(&mut new_rows, &mut changed, *id, -1);
-                        }
+                            .insert((*queue_seq, *id));
                     }
                     Op::DeleteSession(client_id) => {
                         sessions.remove(&**client_id)?;
@@ -830,7 +832,8 @@ impl Index {
                                 self.count_ref(&mut new_rows, &mut changed, id, -1);
                             }
                         }
-                        let gone = deleted.remove(client_id).unwrap_or_default();
+                        // Its pending deletions are moot: every reference goes below.
+                        deleted.remove(client_id);
                         self.queues.remove(client_id);
                         let range = (&**client_id, 0)..=(&**client_id, u64::MAX);
                         let mut rows = Vec::new();
@@ -843,11 +846,8 @@ impl Index {
                         }
                         for (first, refs) in rows {
                             queues.remove((&**client_id, first))?;
-                            let gone = gone.get(&first);
-                            for (queue_seq, id) in refs {
-                                if !gone.is_some_and(|gone| gone.contains(&queue_seq)) {
-                                    self.count_ref(&mut new_rows, &mut changed, id, -1);
-                                }
+                            for (_, id) in refs {
+                                self.count_ref(&mut new_rows, &mut changed, id, -1);
                             }
                         }
                     }
@@ -862,14 +862,18 @@ impl Index {
             // Stored queue rows that lost references: rewritten without them, or deleted.
             for (client_id, rows) in deleted {
                 for (first, gone) in rows {
-                    let kept: Vec<(u64, u64)> = match queues.get((&*client_id, first))? {
-                        Some(row) => decode_refs(row.value())
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|(queue_seq, _)| !gone.contains(queue_seq))
-                            .collect(),
+                    let refs = match queues.get((&*client_id, first))? {
+                        Some(row) => decode_refs(row.value()).unwrap_or_default(),
                         None => continue,
                     };
+                    let (removed, kept): (Vec<(u64, u64)>, Vec<(u64, u64)>) =
+                        refs.into_iter().partition(|entry| gone.contains(entry));
+                    if removed.is_empty() {
+                        continue;
+                    }
+                    for (_, id) in removed {
+                        self.count_ref(&mut new_rows, &mut changed, id, -1);
+                    }
                     if kept.is_empty() {
                         queues.remove((&*client_id, first))?;
                         if let Some(index) = self.queues.get_mut(&client_id) {
@@ -1138,6 +1142,40 @@ mod tests {
         assert_eq!(loaded[1].as_ref().unwrap().payload, "two");
         let next = store.submit(Op::PutMessage(message("t", b"new")));
         assert!(next > ids[1]);
+    }
+
+    #[tokio::test]
+    async fn a_late_acknowledgement_from_a_replaced_session_leaves_its_successor_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let (old, new) = {
+            let (store, _) = Store::open(&path, Duration::from_millis(1), CACHE).unwrap();
+            let (old, last) = queue(&store, &["c"], 1, message("t", b"old"));
+            wait_durable(&store, last).await;
+            // The client id starts a new session; its first message has sequence number 1 too.
+            store.submit(Op::DeleteSession("c".into()));
+            store.submit(Op::PutSession("c".into(), record()));
+            let (new, last) = queue(&store, &["c"], 1, message("t", b"new"));
+            wait_durable(&store, last).await;
+            let last = store.submit(Op::DeleteRef("c".into(), 1, old));
+            wait_durable(&store, last).await;
+            store.close();
+            (old, new)
+        };
+        let (store, recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
+        assert_eq!(recovered.sessions[0].2, vec![(1, new)]);
+        assert_eq!(
+            store.load(&[old, new]).unwrap()[1]
+                .as_ref()
+                .unwrap()
+                .payload,
+            "new"
+        );
+        assert_eq!(
+            store.load(&[old]).unwrap(),
+            vec![None],
+            "the old message was freed"
+        );
     }
 
     #[tokio::test]
