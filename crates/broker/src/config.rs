@@ -545,8 +545,15 @@ credentials_ttl = "1h"
 
     #[test]
     fn authorizer_ttl_min_must_be_one_an_authorizer_can_return() {
-        for (value, ok) in [("1s", true), ("300s", true), ("24h", true), ("500ms", false), ("25h", false)] {
-            let config = Config::parse(&format!("[limits]\nauthorizer_ttl_min = {value:?}")).unwrap();
+        for (value, ok) in [
+            ("1s", true),
+            ("300s", true),
+            ("24h", true),
+            ("500ms", false),
+            ("25h", false),
+        ] {
+            let config =
+                Config::parse(&format!("[limits]\nauthorizer_ttl_min = {value:?}")).unwrap();
             let result = config.validate();
             assert_eq!(result.is_ok(), ok, "{value}: {result:?}");
             if let Err(error) = result {

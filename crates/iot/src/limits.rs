@@ -312,10 +312,9 @@ mod tests {
         // The keys themselves stay as configured; only the effective rates change.
         assert_eq!(preset.publishes_per_connection_per_sec, 0);
 
-        let one_changed: Limits = toml::from_str(
-            "iot_core_rate_limits = true\npublishes_per_connection_per_sec = 10",
-        )
-        .unwrap();
+        let one_changed: Limits =
+            toml::from_str("iot_core_rate_limits = true\npublishes_per_connection_per_sec = 10")
+                .unwrap();
         assert_eq!(one_changed.publishes_per_sec(), 10);
         assert_eq!(one_changed.bytes_per_sec(), 524_288);
 
@@ -323,7 +322,10 @@ mod tests {
             "publishes_per_connection_per_sec = 7\nbytes_per_connection_per_sec = 900",
         )
         .unwrap();
-        assert_eq!((explicit.publishes_per_sec(), explicit.bytes_per_sec()), (7, 900));
+        assert_eq!(
+            (explicit.publishes_per_sec(), explicit.bytes_per_sec()),
+            (7, 900)
+        );
     }
 
     #[test]

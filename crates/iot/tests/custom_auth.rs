@@ -538,7 +538,10 @@ fn is_authenticated_is_a_required_boolean() {
         parse_authorizer_response(b"[true]", MIN_TTL),
         Err(E::NotJson(_))
     ));
-    assert!(matches!(parse_authorizer_response(b"", MIN_TTL), Err(E::NotJson(_))));
+    assert!(matches!(
+        parse_authorizer_response(b"", MIN_TTL),
+        Err(E::NotJson(_))
+    ));
 }
 
 #[test]
@@ -632,11 +635,14 @@ fn ttl_rules() {
         };
         with(json!(300)).unwrap();
         with(json!(86_400)).unwrap();
-        assert_eq!(with(json!(299)), Err(E::OutOfRange {
+        assert_eq!(
+            with(json!(299)),
+            Err(E::OutOfRange {
                 field,
                 value: 299,
                 min: MIN_TTL
-            }));
+            })
+        );
         assert_eq!(
             with(json!(86_401)),
             Err(E::OutOfRange {
@@ -645,11 +651,14 @@ fn ttl_rules() {
                 min: MIN_TTL
             })
         );
-        assert_eq!(with(json!(0)), Err(E::OutOfRange {
+        assert_eq!(
+            with(json!(0)),
+            Err(E::OutOfRange {
                 field,
                 value: 0,
                 min: MIN_TTL
-            }));
+            })
+        );
         for bad in [json!(-1), json!(300.5), json!("300"), json!(null)] {
             assert!(matches!(with(bad), Err(E::WrongType { .. })));
         }

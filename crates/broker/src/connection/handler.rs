@@ -407,10 +407,11 @@ impl PacketHandler {
     /// Logs what the rate limits did (at most once a second per connection) and tells the
     /// shell whether to read and when to look again; `None` while no rate is limited.
     pub(crate) fn throttling(&mut self, online: &Online) -> Option<Throttling> {
+        let v5 = self.protocol.is_v5();
         let rates = self.rates.as_deref_mut()?;
         let now = Instant::now();
         if let Some(report) = rates.take_report(now, false) {
-            log_rate_report(&online.client_id, rates, report);
+            log_rate_report(&online.client_id, v5, rates, report);
         }
         Some(rates.throttling(now))
     }
@@ -895,7 +896,10 @@ impl PacketHandler {
         };
         let output = &mut self.output;
         // Over a rate, messages stay queued until the connection's `Throttling::wake_at`.
-        let mut rates = self.rates.as_deref_mut().map(|rates| (rates, Instant::now()));
+        let mut rates = self
+            .rates
+            .as_deref_mut()
+            .map(|rates| (rates, Instant::now()));
         online.session.with_owned_state(id, |state, load| {
             while output.len() < WRITE_BATCH_BYTES {
                 if let Some((rates, now)) = &mut rates {
@@ -985,9 +989,10 @@ impl PacketHandler {
                 }
             }
         }
+        let v5 = self.v5();
         if let Some(rates) = self.rates.as_deref_mut() {
             if let Some(report) = rates.take_report(Instant::now(), true) {
-                log_rate_report(&online.client_id, rates, report);
+                log_rate_report(&online.client_id, v5, rates, report);
             }
         }
         router.live.unregister(self.id);
@@ -1175,20 +1180,40 @@ fn authorize_connect(policy: &mut ConnectionPolicy, connect: &Connect) -> Result
 }
 
 /// One line per limit that acted, with how often since the last line.
-fn log_rate_report(client_id: &str, rates: &ConnectionRates, report: RateReport) {
+fn log_rate_report(client_id: &str, v5: bool, rates: &ConnectionRates, report: RateReport) {
     let RateReport {
         dropped,
         outbound_waits,
         byte_waits,
     } = report;
     if dropped > 0 {
-        warn!(client_id, limit = "publishes_per_connection_per_sec", per_sec = rates.publishes_per_sec(), dropped, "publish rate exceeded: inbound PUBLISH discarded (not delivered, no PUBACK)");
+        let qos1 = if v5 { "PUBACK 0x97" } else { "no PUBACK" };
+        warn!(
+            client_id,
+            limit = "publishes_per_connection_per_sec",
+            per_sec = rates.publishes_per_sec(),
+            dropped,
+            qos1,
+            "publish rate exceeded: inbound PUBLISH discarded, not delivered"
+        );
     }
     if outbound_waits > 0 {
-        info!(client_id, limit = "publishes_per_connection_per_sec", per_sec = rates.publishes_per_sec(), waits = outbound_waits, "publish rate reached: deliveries to the client wait in its queue");
+        info!(
+            client_id,
+            limit = "publishes_per_connection_per_sec",
+            per_sec = rates.publishes_per_sec(),
+            waits = outbound_waits,
+            "publish rate reached: deliveries to the client wait in its queue"
+        );
     }
     if byte_waits > 0 {
-        info!(client_id, limit = "bytes_per_connection_per_sec", per_sec = rates.bytes_per_sec(), waits = byte_waits, "throughput limit reached: reading from and sending to the client delayed");
+        info!(
+            client_id,
+            limit = "bytes_per_connection_per_sec",
+            per_sec = rates.bytes_per_sec(),
+            waits = byte_waits,
+            "throughput limit reached: reading from and sending to the client delayed"
+        );
     }
 }
 

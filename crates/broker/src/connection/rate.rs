@@ -256,9 +256,7 @@ impl ConnectionRates {
         if self.unlogged.is_empty() {
             return None;
         }
-        let due = self
-            .logged_at
-            .is_none_or(|at| now >= at + REPORT_INTERVAL);
+        let due = self.logged_at.is_none_or(|at| now >= at + REPORT_INTERVAL);
         if !due && !flush {
             return None;
         }
@@ -287,7 +285,6 @@ impl ConnectionRates {
         self.bytes.as_ref().map_or(0, |b| b.per_sec)
     }
 }
-
 
 fn earliest(wake_at: &mut Option<Instant>, at: Option<Instant>) {
     if let Some(at) = at {
@@ -380,7 +377,10 @@ mod tests {
             ..Limits::default()
         };
         let rates = ConnectionRates::new(&preset, now).unwrap();
-        assert_eq!((rates.publishes_per_sec(), rates.bytes_per_sec()), (100, 524_288));
+        assert_eq!(
+            (rates.publishes_per_sec(), rates.bytes_per_sec()),
+            (100, 524_288)
+        );
     }
 
     #[test]
@@ -435,7 +435,10 @@ mod tests {
         // The first report is due at once; the debt is paid 501 ms on.
         assert_eq!(throttling.wake_at, Some(t0));
         let report = rates.take_report(t0, false).unwrap();
-        assert_eq!(report.byte_waits, 1, "one wait, counted once for in and out");
+        assert_eq!(
+            report.byte_waits, 1,
+            "one wait, counted once for in and out"
+        );
         assert_eq!(rates.throttling(t0).wake_at, Some(t0 + ms(501)));
         // Retrying while still short counts no new wait.
         assert!(!rates.may_receive(t0 + ms(300)));
@@ -465,7 +468,13 @@ mod tests {
         rates.sent(10, t1);
         assert!(!rates.may_send(t1));
         assert!(rates.may_send(t1 + ms(1000)));
-        assert_eq!(rates.take_report(t1 + ms(1000), false).unwrap().outbound_waits, 1);
+        assert_eq!(
+            rates
+                .take_report(t1 + ms(1000), false)
+                .unwrap()
+                .outbound_waits,
+            1
+        );
         assert_eq!(rates.throttling(t1 + ms(1000)).wake_at, None);
     }
 

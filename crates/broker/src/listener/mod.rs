@@ -121,7 +121,11 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     }
     let limits = &config.limits;
     if limits.publishes_per_sec() > 0 || limits.bytes_per_sec() > 0 {
-        info!(publishes_per_sec = limits.publishes_per_sec(), bytes_per_sec = limits.bytes_per_sec(), "per-connection rate limits on (0 = unlimited)");
+        info!(
+            publishes_per_sec = limits.publishes_per_sec(),
+            bytes_per_sec = limits.bytes_per_sec(),
+            "per-connection rate limits on (0 = unlimited)"
+        );
     }
     let enabled = config.listeners.enabled()?;
     let broker = Broker::new(config)?;

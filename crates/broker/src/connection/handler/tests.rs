@@ -1461,8 +1461,15 @@ fn deliveries_over_the_publish_rate_wait_in_the_queue() {
             .router
             .route(topic, Bytes::from_static(b"m"), QoS::AtMostOnce);
     }
-    assert_eq!(received_topics(&mut subscriber, &mut online), vec!["t/1", "t/2"]);
-    assert_eq!(online.session.with_state(|s| s.queued_len()), 1, "kept, not dropped");
+    assert_eq!(
+        received_topics(&mut subscriber, &mut online),
+        vec!["t/1", "t/2"]
+    );
+    assert_eq!(
+        online.session.with_state(|s| s.queued_len()),
+        1,
+        "kept, not dropped"
+    );
     assert_eq!(dropped_rate_limited(&broker), 0);
     let _first_report = subscriber.throttling(&online);
     let wake_at = subscriber
@@ -1471,7 +1478,8 @@ fn deliveries_over_the_publish_rate_wait_in_the_queue() {
         .expect("a wake-up for the held delivery");
     let wait = wake_at.saturating_duration_since(std::time::Instant::now());
     assert!(
-        wait > std::time::Duration::from_millis(400) && wait <= std::time::Duration::from_millis(500),
+        wait > std::time::Duration::from_millis(400)
+            && wait <= std::time::Duration::from_millis(500),
         "one publish's worth at 2/s is 500 ms: {wait:?}"
     );
 }
@@ -1506,7 +1514,8 @@ fn over_the_byte_rate_input_waits_in_the_buffer() {
         .unwrap()
         .saturating_duration_since(std::time::Instant::now());
     assert!(
-        wait > std::time::Duration::from_millis(700) && wait <= std::time::Duration::from_millis(790),
+        wait > std::time::Duration::from_millis(700)
+            && wait <= std::time::Duration::from_millis(790),
         "78 bytes of debt + 1 at 100 B/s: {wait:?}"
     );
     // Nothing was lost: delayed, not dropped.
