@@ -392,6 +392,13 @@ impl Config {
                 "limits.max_inflight must be at least 1".into(),
             ));
         }
+        let ttl_min = self.limits.authorizer_ttl_min;
+        if !(1..=*iot::custom_auth::TTL_RANGE_SECS.end()).contains(&ttl_min.as_secs()) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.authorizer_ttl_min = {ttl_min:?} must be between 1s and {}s (the most an authorizer may return)",
+                iot::custom_auth::TTL_RANGE_SECS.end()
+            )));
+        }
         Ok(())
     }
 
@@ -534,6 +541,25 @@ credentials_ttl = "1h"
         let config =
             Config::parse("[[policies]]\nname = \"dev-allow-all\"\ndocument = \"{}\"").unwrap();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn authorizer_ttl_min_must_be_one_an_authorizer_can_return() {
+        for (value, ok) in [
+            ("1s", true),
+            ("300s", true),
+            ("24h", true),
+            ("500ms", false),
+            ("25h", false),
+        ] {
+            let config =
+                Config::parse(&format!("[limits]\nauthorizer_ttl_min = {value:?}")).unwrap();
+            let result = config.validate();
+            assert_eq!(result.is_ok(), ok, "{value}: {result:?}");
+            if let Err(error) = result {
+                assert!(error.to_string().contains("authorizer_ttl_min"), "{error}");
+            }
+        }
     }
 
     #[test]

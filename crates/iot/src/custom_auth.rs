@@ -341,7 +341,8 @@ pub struct AuthorizerResponse {
 pub const MAX_POLICY_DOCUMENTS: usize = 10;
 /// Longest policy document, in characters.
 pub const MAX_POLICY_DOCUMENT_CHARS: usize = 2048;
-/// Bounds of `disconnectAfterInSeconds` and `refreshAfterInSeconds`.
+/// IoT Core's bounds of `disconnectAfterInSeconds` and `refreshAfterInSeconds` (the lower
+/// one is configurable here: `[limits] authorizer_ttl_min`).
 pub const TTL_RANGE_SECS: std::ops::RangeInclusive<u64> = 300..=86_400;
 /// Longest principal id.
 pub const MAX_PRINCIPAL_ID_CHARS: usize = 128;
@@ -364,17 +365,23 @@ pub enum AuthorizerResponseError {
     TooManyPolicies(usize),
     #[error("policy document {index} has {chars} characters, at most 2048 are allowed")]
     PolicyTooLong { index: usize, chars: usize },
-    #[error("{field} is {value}, it must be between 300 and 86400")]
-    OutOfRange { field: &'static str, value: u64 },
+    #[error("{field} is {value}, it must be between {min} and 86400")]
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        min: u64,
+    },
 }
 
 /// Validates the function's answer as IoT Core does: `isAuthenticated` (bool, required);
 /// when authenticated: `principalId` matching `[a-zA-Z0-9]{1,128}`, `policyDocuments` (at
 /// most 10, each a JSON string or an object, at most 2048 characters),
-/// `disconnectAfterInSeconds` and `refreshAfterInSeconds` (integers, 300–86400). An answer
-/// with `isAuthenticated: false` is returned as is, other fields not required.
+/// `disconnectAfterInSeconds` and `refreshAfterInSeconds` (integers, `min_ttl_secs`–86400;
+/// IoT Core's lower bound is 300, a test may want less). An answer with
+/// `isAuthenticated: false` is returned as is, other fields not required.
 pub fn parse_authorizer_response(
     body: &[u8],
+    min_ttl_secs: u64,
 ) -> Result<AuthorizerResponse, AuthorizerResponseError> {
     use AuthorizerResponseError as E;
     let value: Value = serde_json::from_slice(body).map_err(|e| E::NotJson(e.to_string()))?;
@@ -462,10 +469,14 @@ pub fn parse_authorizer_response(
                 expected: "a whole number of seconds",
             })?,
         };
-        if TTL_RANGE_SECS.contains(&value) {
+        if (min_ttl_secs..=*TTL_RANGE_SECS.end()).contains(&value) {
             Ok(value)
         } else {
-            Err(E::OutOfRange { field, value })
+            Err(E::OutOfRange {
+                field,
+                value,
+                min: min_ttl_secs,
+            })
         }
     };
     let disconnect_after_secs = ttl("disconnectAfterInSeconds")?;

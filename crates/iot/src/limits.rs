@@ -40,10 +40,16 @@ pub struct Limits {
     pub keepalive_max: Duration,
     /// CONNECTs per client id per second; 0 = off.
     pub connects_per_client_id_per_sec: u32,
-    /// PUBLISHes (in + out) per connection per second; 0 = off (IoT Core: 100).
+    /// PUBLISHes (in + out) per connection per second; 0 = off, unless
+    /// `iot_core_rate_limits` (IoT Core: 100). See [`Limits::publishes_per_sec`].
     pub publishes_per_connection_per_sec: u32,
-    /// Bytes per connection per second; 0 = off (IoT Core: 524288).
+    /// Bytes of PUBLISH packets (in + out) per connection per second; 0 = off, unless
+    /// `iot_core_rate_limits` (IoT Core: 524288). See [`Limits::bytes_per_sec`].
     pub bytes_per_connection_per_sec: u64,
+    /// IoT Core's per-connection rates for the two keys above where they are 0; a
+    /// non-zero key keeps its own value. Off by default: a local broker is also a
+    /// benchmark target, and development should not be throttled.
+    pub iot_core_rate_limits: bool,
     /// Concurrent connections; 0 = unlimited.
     pub max_connections: usize,
     /// Longest life of a WebSocket connection.
@@ -112,6 +118,7 @@ impl Default for Limits {
             connects_per_client_id_per_sec: 1,
             publishes_per_connection_per_sec: 0,
             bytes_per_connection_per_sec: 0,
+            iot_core_rate_limits: false,
             max_connections: 0,
             websocket_ttl: Duration::from_secs(24 * 60 * 60),
             authorizer_timeout: Duration::from_secs(5),
@@ -122,7 +129,31 @@ impl Default for Limits {
     }
 }
 
+/// IoT Core's "Publish requests per connection" (inbound and outbound, per second).
+pub const IOT_CORE_PUBLISHES_PER_SEC: u32 = 100;
+/// IoT Core's "Throughput per connection" (bytes per second, inbound and outbound).
+pub const IOT_CORE_BYTES_PER_SEC: u64 = 512 * 1024;
+
 impl Limits {
+    /// The PUBLISH rate a connection is held to; 0 = unlimited. An explicit non-zero
+    /// `publishes_per_connection_per_sec` wins over the `iot_core_rate_limits` preset, so
+    /// the preset can be taken with one rate changed.
+    pub fn publishes_per_sec(&self) -> u32 {
+        match self.publishes_per_connection_per_sec {
+            0 if self.iot_core_rate_limits => IOT_CORE_PUBLISHES_PER_SEC,
+            configured => configured,
+        }
+    }
+
+    /// The byte rate a connection is held to; 0 = unlimited. Precedence as
+    /// [`Limits::publishes_per_sec`].
+    pub fn bytes_per_sec(&self) -> u64 {
+        match self.bytes_per_connection_per_sec {
+            0 if self.iot_core_rate_limits => IOT_CORE_BYTES_PER_SEC,
+            configured => configured,
+        }
+    }
+
     /// The keep-alive IoT Core actually applies to a CONNECT's requested one.
     ///
     /// 0 ("no keep-alive" in MQTT) is not honoured: IoT Core uses the maximum instead, so an
@@ -166,6 +197,8 @@ mod tests {
         assert_eq!(l.connects_per_client_id_per_sec, 1);
         assert_eq!(l.publishes_per_connection_per_sec, 0);
         assert_eq!(l.bytes_per_connection_per_sec, 0);
+        assert!(!l.iot_core_rate_limits);
+        assert_eq!((l.publishes_per_sec(), l.bytes_per_sec()), (0, 0));
         assert_eq!(l.max_connections, 0);
         assert_eq!(l.websocket_ttl, Duration::from_secs(86_400));
         assert_eq!(l.authorizer_timeout, Duration::from_secs(5));
@@ -259,6 +292,7 @@ mod tests {
             connects_per_client_id_per_sec = 1
             publishes_per_connection_per_sec = 0
             bytes_per_connection_per_sec = 0
+            iot_core_rate_limits = false
             max_connections = 0
             websocket_ttl = "24h"
             authorizer_timeout = "5s"
@@ -268,6 +302,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l, Limits::default());
+    }
+
+    #[test]
+    fn iot_core_preset_fills_the_rates_left_at_zero() {
+        let preset: Limits = toml::from_str("iot_core_rate_limits = true").unwrap();
+        assert_eq!(preset.publishes_per_sec(), 100);
+        assert_eq!(preset.bytes_per_sec(), 524_288);
+        // The keys themselves stay as configured; only the effective rates change.
+        assert_eq!(preset.publishes_per_connection_per_sec, 0);
+
+        let one_changed: Limits =
+            toml::from_str("iot_core_rate_limits = true\npublishes_per_connection_per_sec = 10")
+                .unwrap();
+        assert_eq!(one_changed.publishes_per_sec(), 10);
+        assert_eq!(one_changed.bytes_per_sec(), 524_288);
+
+        let explicit: Limits = toml::from_str(
+            "publishes_per_connection_per_sec = 7\nbytes_per_connection_per_sec = 900",
+        )
+        .unwrap();
+        assert_eq!(
+            (explicit.publishes_per_sec(), explicit.bytes_per_sec()),
+            (7, 900)
+        );
     }
 
     #[test]

@@ -472,8 +472,11 @@ fn event_for_mqtt_connect() {
 
 // ---- authorizer response ---------------------------------------------------------------
 
+/// IoT Core's lower bound for the answer's TTLs.
+const MIN_TTL: u64 = 300;
+
 fn response(v: Value) -> Result<AuthorizerResponse, AuthorizerResponseError> {
-    parse_authorizer_response(v.to_string().as_bytes())
+    parse_authorizer_response(v.to_string().as_bytes(), MIN_TTL)
 }
 
 fn good() -> Value {
@@ -528,14 +531,17 @@ fn is_authenticated_is_a_required_boolean() {
         })
     ));
     assert!(matches!(
-        parse_authorizer_response(b"not json"),
+        parse_authorizer_response(b"not json", MIN_TTL),
         Err(E::NotJson(_))
     ));
     assert!(matches!(
-        parse_authorizer_response(b"[true]"),
+        parse_authorizer_response(b"[true]", MIN_TTL),
         Err(E::NotJson(_))
     ));
-    assert!(matches!(parse_authorizer_response(b""), Err(E::NotJson(_))));
+    assert!(matches!(
+        parse_authorizer_response(b"", MIN_TTL),
+        Err(E::NotJson(_))
+    ));
 }
 
 #[test]
@@ -629,15 +635,30 @@ fn ttl_rules() {
         };
         with(json!(300)).unwrap();
         with(json!(86_400)).unwrap();
-        assert_eq!(with(json!(299)), Err(E::OutOfRange { field, value: 299 }));
+        assert_eq!(
+            with(json!(299)),
+            Err(E::OutOfRange {
+                field,
+                value: 299,
+                min: MIN_TTL
+            })
+        );
         assert_eq!(
             with(json!(86_401)),
             Err(E::OutOfRange {
                 field,
-                value: 86_401
+                value: 86_401,
+                min: MIN_TTL
             })
         );
-        assert_eq!(with(json!(0)), Err(E::OutOfRange { field, value: 0 }));
+        assert_eq!(
+            with(json!(0)),
+            Err(E::OutOfRange {
+                field,
+                value: 0,
+                min: MIN_TTL
+            })
+        );
         for bad in [json!(-1), json!(300.5), json!("300"), json!(null)] {
             assert!(matches!(with(bad), Err(E::WrongType { .. })));
         }
@@ -654,6 +675,17 @@ fn ttl_rules() {
     assert_eq!(
         err.to_string(),
         "refreshAfterInSeconds is 10, it must be between 300 and 86400"
+    );
+    // A lower configured bound (`[limits] authorizer_ttl_min`) lets short TTLs through.
+    let mut short = good();
+    short["disconnectAfterInSeconds"] = json!(2);
+    let answer = parse_authorizer_response(short.to_string().as_bytes(), 1).unwrap();
+    assert_eq!(answer.disconnect_after_secs, 2);
+    short["disconnectAfterInSeconds"] = json!(0);
+    let err = parse_authorizer_response(short.to_string().as_bytes(), 1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "disconnectAfterInSeconds is 0, it must be between 1 and 86400"
     );
 }
 

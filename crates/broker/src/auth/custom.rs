@@ -54,6 +54,8 @@ pub struct CustomAuthorizers {
     default_authorizer: String,
     dynamic_default: RwLock<Option<String>>,
     timeout: Duration,
+    /// The shortest `refreshAfterInSeconds` / `disconnectAfterInSeconds` accepted.
+    ttl_min_secs: u64,
     client: reqwest::Client,
     cache: Mutex<HashMap<(String, String), (Instant, AuthorizedIdentity)>>,
 }
@@ -106,6 +108,7 @@ impl CustomAuthorizers {
             default_authorizer: config.default_authorizer.clone(),
             dynamic_default: RwLock::new(None),
             timeout: config.limits.authorizer_timeout,
+            ttl_min_secs: config.limits.authorizer_ttl_min.as_secs(),
             client,
             cache: Mutex::new(HashMap::new()),
         })
@@ -258,7 +261,7 @@ impl CustomAuthorizers {
                 "authorizer {name:?}: function answered HTTP {status}"
             ));
         }
-        let answer = parse_authorizer_response(&body)
+        let answer = parse_authorizer_response(&body, self.ttl_min_secs)
             .map_err(|error| format!("authorizer {name:?}: invalid answer: {error}"))?;
         if !answer.is_authenticated {
             return Err(format!(

@@ -40,6 +40,8 @@ use crate::config::SubscribeDenied;
 use crate::message::MessageMeta;
 use crate::session::{ConnectionId, Delivery, LiveConnection, Outgoing, Session, SessionKind};
 
+use super::rate::{ConnectionRates, RateReport, Throttling};
+
 /// Stop encoding queued messages once a batch reaches this size; the rest waits for the
 /// next write so one slow socket does not pin unbounded memory.
 pub(super) const WRITE_BATCH_BYTES: usize = 64 * 1024;
@@ -138,6 +140,8 @@ pub(crate) struct PacketHandler {
     /// The client's Maximum Packet Size (MQTT 5); `u32::MAX` when it set none. Kept here
     /// rather than in `Online`: it fits in this struct's padding.
     client_max_packet: u32,
+    /// The per-connection rate limits; `None` (a null pointer) while they are off.
+    pub(crate) rates: Option<Box<ConnectionRates>>,
 }
 
 impl PacketHandler {
@@ -149,7 +153,6 @@ impl PacketHandler {
         };
         PacketHandler {
             id: broker.router.next_connection_id(),
-            broker,
             peer,
             input: BytesMut::new(),
             output: BytesMut::new(),
@@ -159,6 +162,8 @@ impl PacketHandler {
             problem_information: true,
             expiry_was_zero: false,
             client_max_packet: u32::MAX,
+            rates: ConnectionRates::new(&broker.config.limits, Instant::now()),
+            broker,
         }
     }
 
@@ -373,10 +378,17 @@ impl PacketHandler {
         });
     }
 
-    /// Decodes and handles every complete packet in the input buffer.
+    /// Decodes and handles every complete packet in the input buffer; over the byte rate,
+    /// the rest stays buffered until the connection's [`Throttling::wake_at`].
     pub(crate) fn handle_input(&mut self, online: &mut Online) -> Result<(), Ending> {
         loop {
+            if let Some(rates) = &mut self.rates {
+                if !self.input.is_empty() && !rates.may_receive(Instant::now()) {
+                    return Ok(());
+                }
+            }
             let max_packet_size = self.max_packet_size();
+            let buffered = self.input.len();
             let packet = match mqtt::decode(&mut self.input, max_packet_size, self.protocol) {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(()),
@@ -386,8 +398,23 @@ impl PacketHandler {
                         .telling(error.reason_code(), error.to_string()));
                 }
             };
+            if let (Some(rates), Packet::Publish(_)) = (&mut self.rates, &packet) {
+                rates.received(buffered - self.input.len(), Instant::now());
+            }
             self.handle_packet(online, packet)?;
         }
+    }
+
+    /// Logs what the rate limits did (at most once a second per connection) and tells the
+    /// shell whether to read and when to look again; `None` while no rate is limited.
+    pub(crate) fn throttling(&mut self, online: &Online) -> Option<Throttling> {
+        let v5 = self.protocol.is_v5();
+        let rates = self.rates.as_deref_mut()?;
+        let now = Instant::now();
+        if let Some(report) = rates.take_report(now, false) {
+            log_rate_report(&online.client_id, v5, rates, report);
+        }
+        Some(rates.throttling(now))
     }
 
     pub(crate) fn handle_packet(
@@ -574,6 +601,12 @@ impl PacketHandler {
             );
             return Err(Ending::abnormal(DisconnectReason::ForbiddenAccess));
         }
+        if let Some(rates) = &mut self.rates {
+            if !rates.admit_inbound(Instant::now()) {
+                self.discard_over_rate(&publish);
+                return Ok(());
+            }
+        }
         let router = &self.broker.router;
         let meta = MessageMeta::from_publish(publish.properties, unix_millis).map(Arc::new);
         let mut durable = 0;
@@ -596,6 +629,26 @@ impl PacketHandler {
             );
         }
         Ok(())
+    }
+
+    /// An inbound PUBLISH over `publishes_per_connection_per_sec`: not routed (nor
+    /// retained), and the connection stays open, as IoT Core does. A 3.1.1 QoS 1 one gets
+    /// no PUBACK (3.1.1 has no refusing one); an MQTT 5 one gets PUBACK 0x97 Quota
+    /// exceeded, a code in IoT Core's MQTT 5 PUBACK table: a PUBLISH never acknowledged
+    /// would hold one of the client's Receive Maximum slots for the connection's life.
+    /// Counted here; logged by [`PacketHandler::throttling`].
+    fn discard_over_rate(&mut self, publish: &Publish) {
+        self.broker
+            .router
+            .stats
+            .dropped_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        if self.v5() && publish.qos == QoS::AtLeastOnce {
+            let per_sec = self.broker.config.limits.publishes_per_sec();
+            let why = format!("publishes_per_connection_per_sec ({per_sec}/s) exceeded");
+            let ack = self.refusing_puback(publish.pkid, ReasonCode::QUOTA_EXCEEDED, &why);
+            self.acknowledge_when_durable(ack, 0);
+        }
     }
 
     fn refusing_puback(&self, pkid: u16, reason: ReasonCode, why: &str) -> Packet {
@@ -843,11 +896,25 @@ impl PacketHandler {
             allowed
         };
         let output = &mut self.output;
+        // Over a rate, messages stay queued until the connection's `Throttling::wake_at`.
+        let mut rates = self
+            .rates
+            .as_deref_mut()
+            .map(|rates| (rates, Instant::now()));
         online.session.with_owned_state(id, |state, load| {
             while output.len() < WRITE_BATCH_BYTES {
-                match state.next_outgoing_where(&mut may_receive, load) {
-                    Some(outgoing) => encode_outgoing(output, &outgoing, protocol, now_ms),
-                    None => break,
+                if let Some((rates, now)) = &mut rates {
+                    if state.queued_len() > 0 && !rates.may_send(*now) {
+                        break;
+                    }
+                }
+                let Some(outgoing) = state.next_outgoing_where(&mut may_receive, load) else {
+                    break;
+                };
+                let before = output.len();
+                encode_outgoing(output, &outgoing, protocol, now_ms);
+                if let Some((rates, now)) = &mut rates {
+                    rates.sent(output.len() - before, *now);
                 }
             }
         });
@@ -923,6 +990,12 @@ impl PacketHandler {
                     }
                     _ => router.publish_will(&online.client_id, will),
                 }
+            }
+        }
+        let v5 = self.v5();
+        if let Some(rates) = self.rates.as_deref_mut() {
+            if let Some(report) = rates.take_report(Instant::now(), true) {
+                log_rate_report(&online.client_id, v5, rates, report);
             }
         }
         router.live.unregister(self.id);
@@ -1107,6 +1180,44 @@ fn authorize_connect(policy: &mut ConnectionPolicy, connect: &Connect) -> Result
         })?;
     }
     Ok(())
+}
+
+/// One line per limit that acted, with how often since the last line.
+fn log_rate_report(client_id: &str, v5: bool, rates: &ConnectionRates, report: RateReport) {
+    let RateReport {
+        dropped,
+        outbound_waits,
+        byte_waits,
+    } = report;
+    if dropped > 0 {
+        let qos1 = if v5 { "PUBACK 0x97" } else { "no PUBACK" };
+        warn!(
+            client_id,
+            limit = "publishes_per_connection_per_sec",
+            per_sec = rates.publishes_per_sec(),
+            dropped,
+            qos1,
+            "publish rate exceeded: inbound PUBLISH discarded, not delivered"
+        );
+    }
+    if outbound_waits > 0 {
+        info!(
+            client_id,
+            limit = "publishes_per_connection_per_sec",
+            per_sec = rates.publishes_per_sec(),
+            waits = outbound_waits,
+            "publish rate reached: deliveries to the client wait in its queue"
+        );
+    }
+    if byte_waits > 0 {
+        info!(
+            client_id,
+            limit = "bytes_per_connection_per_sec",
+            per_sec = rates.bytes_per_sec(),
+            waits = byte_waits,
+            "throughput limit reached: reading from and sending to the client delayed"
+        );
+    }
 }
 
 fn log_denied(online: &Online, denied: &Denied, what: &str) {

@@ -14,6 +14,7 @@
 //! registration (docs/DESIGN-NOTES.md, "Memory per connection").
 
 pub(crate) mod handler;
+pub(crate) mod rate;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -115,6 +116,8 @@ struct Connection<S> {
 /// What woke the main loop, besides a wake-up.
 enum Event {
     Timer,
+    /// A rate limit's wait is over (or its report is due).
+    Throttle,
     DurableProgress,
     Wrote(std::io::Result<bool>),
     Read(std::io::Result<usize>),
@@ -265,6 +268,8 @@ where
         let mut last_read = tokio::time::Instant::now();
         let mut timer = pin!(tokio::time::sleep_until(next_deadline(last_read, online)));
         let mut durable: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        // Only while a rate limit holds something back (boxed: most connections never do).
+        let mut throttle: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let max_unacknowledged = self.handler.broker.config.limits.max_inflight;
         let mut needs_flush = false;
         loop {
@@ -275,6 +280,19 @@ where
                 durable = None;
             } else if durable.is_none() {
                 durable = self.durable_progress();
+            }
+            let throttling = self.handler.throttling(online);
+            let read_paused = throttling.is_some_and(|t| t.read_paused);
+            match throttling.and_then(|t| t.wake_at) {
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    match &mut throttle {
+                        Some(sleep) if sleep.deadline() == at => {}
+                        Some(sleep) => sleep.as_mut().reset(at),
+                        None => throttle = Some(Box::pin(tokio::time::sleep_until(at))),
+                    }
+                }
+                None => throttle = None,
             }
             let live = &online.live;
             let mut woken = false;
@@ -295,8 +313,14 @@ where
                         return Poll::Ready(Some(Event::Wrote(wrote)));
                     }
                 }
-                // Past the inbound window the client waits for PUBACKs: stop reading.
-                if self.handler.pending_acks.len() < max_unacknowledged {
+                if let Some(sleep) = &mut throttle {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Event::Throttle));
+                    }
+                }
+                // Past the inbound window the client waits for PUBACKs: stop reading. Over
+                // the byte rate too: what was read waits in the input (TCP pushes back).
+                if self.handler.pending_acks.len() < max_unacknowledged && !read_paused {
                     if let Poll::Ready(read) = self.poll_read(cx) {
                         return Poll::Ready(Some(Event::Read(read)));
                     }
@@ -371,6 +395,14 @@ where
                         );
                     }
                     timer.as_mut().reset(next_deadline(last_read, online));
+                }
+                Event::Throttle => {
+                    // Input held back by the byte rate may go on; the next pass retries
+                    // held deliveries and sets the next wake-up.
+                    throttle = None;
+                    if let Err(ending) = self.handler.handle_input(online) {
+                        return ending;
+                    }
                 }
                 Event::DurableProgress => durable = None,
                 Event::Wrote(Ok(flushed)) => needs_flush = !flushed,

@@ -119,6 +119,14 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     for feature in config.inactive_features() {
         warn!("{feature} is configured but not active yet in this version");
     }
+    let limits = &config.limits;
+    if limits.publishes_per_sec() > 0 || limits.bytes_per_sec() > 0 {
+        info!(
+            publishes_per_sec = limits.publishes_per_sec(),
+            bytes_per_sec = limits.bytes_per_sec(),
+            "per-connection rate limits on (0 = unlimited)"
+        );
+    }
     let enabled = config.listeners.enabled()?;
     let broker = Broker::new(config)?;
     let wants_tls = enabled

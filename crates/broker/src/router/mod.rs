@@ -117,6 +117,8 @@ pub struct Stats {
     pub dropped_for_memory: AtomicU64,
     /// Message bytes evicted from memory to the store (read back when sent).
     pub evicted_bytes: AtomicU64,
+    /// Inbound PUBLISHes discarded for exceeding `publishes_per_connection_per_sec`.
+    pub dropped_rate_limited: AtomicU64,
 }
 
 /// What opening a session found.

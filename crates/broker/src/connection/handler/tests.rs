@@ -1345,3 +1345,179 @@ fn v5_shared_membership_of_a_persistent_session_survives_reopening() {
     assert_eq!(topics, vec!["s/1".to_owned()]);
     broker.router.close_store();
 }
+
+fn rate_limited_broker(limits: &str) -> Arc<Broker> {
+    broker_with(&format!(
+        "[limits]\nconnects_per_client_id_per_sec = 0\n{limits}"
+    ))
+}
+
+/// Queues `packets` as one read would deliver them, then lets the handler at them.
+fn send_all(
+    handler: &mut PacketHandler,
+    online: &mut Online,
+    packets: impl IntoIterator<Item = Packet>,
+) -> Result<(), Ending> {
+    for packet in packets {
+        mqtt::encode(&packet, &mut handler.input, handler.protocol).unwrap();
+    }
+    handler.handle_input(online)
+}
+
+fn dropped_rate_limited(broker: &Broker) -> u64 {
+    let stats = &broker.router.stats;
+    stats
+        .dropped_rate_limited
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn no_rate_state_while_the_rates_are_off() {
+    let (mut handler, online) = connected(&broker(), "c", true);
+    assert!(handler.rates.is_none());
+    assert_eq!(handler.throttling(&online), None);
+}
+
+#[test]
+fn publishes_over_the_rate_are_discarded_without_puback_and_the_connection_stays_open() {
+    let broker = rate_limited_broker("publishes_per_connection_per_sec = 3");
+    let (mut subscriber, mut sub_online) = connected(&broker, "sub", true);
+    send(
+        &mut subscriber,
+        &mut sub_online,
+        subscribe(1, &[("a/#", QoS::AtLeastOnce)]),
+    )
+    .unwrap();
+    written(&mut subscriber);
+    let (mut publisher, mut pub_online) = connected(&broker, "pub", true);
+    send_all(
+        &mut publisher,
+        &mut pub_online,
+        (1..=5).map(|pkid| publish(&format!("a/{pkid}"), QoS::AtLeastOnce, pkid)),
+    )
+    .expect("the connection stays open");
+    assert_eq!(
+        written(&mut publisher),
+        (1..=3)
+            .map(|pkid| Packet::PubAck(Ack::new(pkid)))
+            .collect::<Vec<_>>(),
+        "no PUBACK for what was discarded"
+    );
+    assert_eq!(dropped_rate_limited(&broker), 2);
+    assert_eq!(
+        received_topics(&mut subscriber, &mut sub_online),
+        vec!["a/1", "a/2", "a/3"]
+    );
+    // The connection still answers (a PINGREQ is not a PUBLISH).
+    send(&mut publisher, &mut pub_online, Packet::PingReq).unwrap();
+    assert_eq!(written(&mut publisher), vec![Packet::PingResp]);
+    // Dropping needs no wake-up; only its report is due (at once: the first one).
+    let throttling = publisher.throttling(&pub_online).expect("rates are on");
+    assert!(!throttling.read_paused);
+}
+
+#[test]
+fn v5_publishes_over_the_rate_get_puback_0x97() {
+    let broker = rate_limited_broker("publishes_per_connection_per_sec = 2");
+    let (mut publisher, mut online) = connected_v5(&broker, "pub");
+    send_all(
+        &mut publisher,
+        &mut online,
+        (1..=4).map(|pkid| publish("a/b", QoS::AtLeastOnce, pkid)),
+    )
+    .expect("the connection stays open");
+    let acks: Vec<(u16, ReasonCode)> = written(&mut publisher)
+        .into_iter()
+        .map(|packet| match packet {
+            Packet::PubAck(ack) => (ack.pkid, ack.reason),
+            other => panic!("expected PUBACK, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        acks,
+        vec![
+            (1, ReasonCode::SUCCESS),
+            (2, ReasonCode::SUCCESS),
+            (3, ReasonCode::QUOTA_EXCEEDED),
+            (4, ReasonCode::QUOTA_EXCEEDED)
+        ]
+    );
+    assert_eq!(dropped_rate_limited(&broker), 2);
+}
+
+#[test]
+fn deliveries_over_the_publish_rate_wait_in_the_queue() {
+    let broker = rate_limited_broker("publishes_per_connection_per_sec = 2");
+    let (mut subscriber, mut online) = connected(&broker, "sub", true);
+    send(
+        &mut subscriber,
+        &mut online,
+        subscribe(1, &[("t/#", QoS::AtMostOnce)]),
+    )
+    .unwrap();
+    written(&mut subscriber);
+    for topic in ["t/1", "t/2", "t/3"] {
+        broker
+            .router
+            .route(topic, Bytes::from_static(b"m"), QoS::AtMostOnce);
+    }
+    assert_eq!(
+        received_topics(&mut subscriber, &mut online),
+        vec!["t/1", "t/2"]
+    );
+    assert_eq!(
+        online.session.with_state(|s| s.queued_len()),
+        1,
+        "kept, not dropped"
+    );
+    assert_eq!(dropped_rate_limited(&broker), 0);
+    let _first_report = subscriber.throttling(&online);
+    let wake_at = subscriber
+        .throttling(&online)
+        .and_then(|t| t.wake_at)
+        .expect("a wake-up for the held delivery");
+    let wait = wake_at.saturating_duration_since(std::time::Instant::now());
+    assert!(
+        wait > std::time::Duration::from_millis(400)
+            && wait <= std::time::Duration::from_millis(500),
+        "one publish's worth at 2/s is 500 ms: {wait:?}"
+    );
+}
+
+#[test]
+fn over_the_byte_rate_input_waits_in_the_buffer() {
+    let broker = rate_limited_broker("bytes_per_connection_per_sec = 100");
+    let (mut publisher, mut online) = connected(&broker, "pub", true);
+    let big = |pkid: u16| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "a/b".into(),
+            pkid,
+            payload: Bytes::from(vec![b'x'; 80]),
+            properties: Default::default(),
+        })
+    };
+    // 89 bytes each: the first leaves 11 of 100, the second puts the connection 78 in debt.
+    send_all(&mut publisher, &mut online, (1..=3).map(big)).unwrap();
+    assert_eq!(
+        written(&mut publisher),
+        vec![Packet::PubAck(Ack::new(1)), Packet::PubAck(Ack::new(2))]
+    );
+    assert_eq!(publisher.input.len(), 89, "the third waits, undecoded");
+    let _first_report = publisher.throttling(&online);
+    let throttling = publisher.throttling(&online).unwrap();
+    assert!(throttling.read_paused);
+    let wait = throttling
+        .wake_at
+        .unwrap()
+        .saturating_duration_since(std::time::Instant::now());
+    assert!(
+        wait > std::time::Duration::from_millis(700)
+            && wait <= std::time::Duration::from_millis(790),
+        "78 bytes of debt + 1 at 100 B/s: {wait:?}"
+    );
+    // Nothing was lost: delayed, not dropped.
+    assert_eq!(dropped_rate_limited(&broker), 0);
+}
