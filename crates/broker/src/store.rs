@@ -169,10 +169,16 @@ pub enum Op {
     PutSession(Arc<str>, SessionRecord),
     /// The session and all its queue references.
     DeleteSession(Arc<str>),
-    /// A message, stored once; its id is the sequence number [`Store::submit`] returns.
-    /// It lives while its submitter holds it (until [`Op::ReleaseMessage`]: a router
-    /// fanning it out) or a queue references it.
-    PutMessage(StoredMessage),
+    /// A message, stored once, and its place in the first queue that keeps it
+    /// `(client id, sequence number)`; its id is the sequence number [`Store::submit`]
+    /// returns. It lives while a queue references it, and, with `held`, until
+    /// [`Op::ReleaseMessage`] (the router fanning it out to more queues holds it, so that
+    /// the first acknowledging early cannot free it before the others reference it).
+    PutMessage {
+        message: StoredMessage,
+        queued: (Arc<str>, u64),
+        held: bool,
+    },
     /// The submitter of a message no longer needs it kept.
     ReleaseMessage(u64),
     /// `(client id, sequence number, message id)`: the message is in that session's queue.
@@ -198,9 +204,9 @@ pub struct Recovered {
 struct Shared {
     /// The open file; `None` while the writer reopens it after a failed write.
     db: RwLock<Option<Arc<Database>>>,
-    /// Messages submitted and not committed yet, by id: what [`Store::load`] reads before
-    /// the file has them (and, while writes fail, instead of it).
-    unflushed: Mutex<HashMap<u64, StoredMessage>>,
+    /// The highest sequence number committed (as `committed`, readable without a lock):
+    /// a message may be evicted from memory only once the file has it.
+    durable: AtomicU64,
 }
 
 pub struct Store {
@@ -244,7 +250,7 @@ impl Store {
         let commits = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
-            unflushed: Mutex::new(HashMap::new()),
+            durable: AtomicU64::new(first_seq - 1),
         });
         let writer = {
             let writer = Writer {
@@ -282,9 +288,6 @@ impl Store {
         // a commit covers every number up to its last.
         let sender = self.sender.lock();
         let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
-        if let Op::PutMessage(message) = &op {
-            self.shared.unflushed.lock().insert(seq, message.clone());
-        }
         match sender.as_ref() {
             Some(sender) if sender.send((seq, op)).is_ok() => seq,
             _ => {
@@ -299,18 +302,15 @@ impl Store {
         self.committed.clone()
     }
 
-    /// Reads messages back by id, in the order asked: `None` for an id the store does not
-    /// have. Messages not committed yet are served from memory.
+    /// The highest sequence number made durable, without waiting.
+    pub fn durable(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Reads committed messages back by id, in the order asked: `None` for an id the
+    /// store does not have.
     pub fn load(&self, ids: &[u64]) -> Result<Vec<Option<StoredMessage>>, Unavailable> {
-        let mut found: Vec<Option<StoredMessage>> = {
-            let unflushed = self.shared.unflushed.lock();
-            ids.iter().map(|id| unflushed.get(id).cloned()).collect()
-        };
-        if found.iter().all(Option::is_some) {
-            return Ok(found);
-        }
-        // Opened after looking in `unflushed`: the writer forgets a message there only
-        // after its commit, so this read sees whatever was no longer there.
+        let mut found: Vec<Option<StoredMessage>> = vec![None; ids.len()];
         let db = self.shared.db.read().clone().ok_or(Unavailable)?;
         let txn = db.begin_read().map_err(|_| Unavailable)?;
         let table = txn.open_table(MESSAGES).map_err(|_| Unavailable)?;
@@ -533,14 +533,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let mut unflushed = self.shared.unflushed.lock();
-                        for (seq, op) in &group {
-                            if matches!(op, Op::PutMessage(_)) {
-                                unflushed.remove(seq);
-                            }
-                        }
-                    }
+                    self.shared.durable.store(last, Ordering::Release);
                     self.committed.send_replace(last);
                     if failing.take().is_some() {
                         tracing::warn!(path = %self.path.display(), "store: writes succeed again; QoS 1 acknowledgements resumed");
@@ -770,7 +763,11 @@ impl Index {
                         let json = serde_json::to_vec(record).expect("session records serialize");
                         sessions.insert(&**client_id, json.as_slice())?;
                     }
-                    Op::PutMessage(message) => {
+                    Op::PutMessage {
+                        message,
+                        queued: (client_id, queue_seq),
+                        held,
+                    } => {
                         let open = new_rows
                             .last()
                             .is_some_and(|row| row.bytes.len() < MESSAGE_ROW_BYTES);
@@ -784,9 +781,12 @@ impl Index {
                         }
                         let row = new_rows.last_mut().expect("pushed above");
                         row.last = *seq;
-                        // The submitter's hold, until ReleaseMessage.
-                        row.refs += 1;
+                        row.refs += 1 + i64::from(*held);
                         append_to_row(&mut row.bytes, *seq, message);
+                        new_refs
+                            .entry(client_id.clone())
+                            .or_default()
+                            .push((*queue_seq, *seq));
                     }
                     Op::ReleaseMessage(id) => {
                         self.count_ref(&mut new_rows, &mut changed, *id, -1);
@@ -958,14 +958,24 @@ mod tests {
         }
     }
 
-    /// Stores a message queued by `sessions` as the router does: put, one reference per
-    /// session (sequence number `seq`), release. Returns its id and the last change.
+    /// Stores a message queued by `sessions` as the router does: put with the first
+    /// session's reference (sequence number `seq`), one reference per other session, and
+    /// the release of a message held for them. Returns its id and the last change.
     fn queue(store: &Store, sessions: &[&str], seq: u64, message: StoredMessage) -> (u64, u64) {
-        let id = store.submit(Op::PutMessage(message));
-        for client_id in sessions {
-            store.submit(Op::PutRef((*client_id).into(), seq, id));
+        let held = sessions.len() > 1;
+        let id = store.submit(Op::PutMessage {
+            message,
+            queued: (sessions[0].into(), seq),
+            held,
+        });
+        let mut last = id;
+        for client_id in &sessions[1..] {
+            last = store.submit(Op::PutRef((*client_id).into(), seq, id));
         }
-        (id, store.submit(Op::ReleaseMessage(id)))
+        if held {
+            last = store.submit(Op::ReleaseMessage(id));
+        }
+        (id, last)
     }
 
     fn rows(path: &Path) -> (usize, usize) {
@@ -1086,28 +1096,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn message_ids_never_repeat_and_uncommitted_messages_are_readable() {
+    async fn message_ids_never_repeat_and_committed_messages_are_readable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
         let first = {
             let (store, _) = Store::open(&path, Duration::from_millis(50), CACHE).unwrap();
-            let (id, last) = queue(&store, &[], 1, message("t", b"gone at once"));
+            let (id, _) = queue(&store, &["c"], 1, message("t", b"gone at once"));
+            let last = store.submit(Op::DeleteRef("c".into(), 1, id));
             wait_durable(&store, last).await;
             store.close();
             id
         };
         let (store, _) = Store::open(&path, Duration::from_millis(50), CACHE).unwrap();
-        let id = store.submit(Op::PutMessage(message("t", b"fresh")));
+        let (id, last) = queue(&store, &["c", "d"], 1, message("t", b"fresh"));
         assert!(id > first, "{id} after {first}");
-        // Within the 50 ms group delay: read from memory, then from the file.
-        assert_eq!(
-            store.load(&[id]).unwrap()[0].as_ref().unwrap().payload,
-            "fresh"
-        );
-        store.submit(Op::PutRef("c".into(), 1, id));
-        let last = store.submit(Op::ReleaseMessage(id));
+        assert!(store.durable() < id, "within the 50 ms group delay");
         wait_durable(&store, last).await;
-        assert!(store.shared.unflushed.lock().is_empty());
+        assert!(store.durable() >= last);
         assert_eq!(
             store.load(&[id]).unwrap()[0].as_ref().unwrap().payload,
             "fresh"
@@ -1140,7 +1145,7 @@ mod tests {
         let ids: Vec<u64> = queued.iter().map(|(_, id)| *id).collect();
         let loaded = store.load(&ids).unwrap();
         assert_eq!(loaded[1].as_ref().unwrap().payload, "two");
-        let next = store.submit(Op::PutMessage(message("t", b"new")));
+        let (next, _) = queue(&store, &["old"], 6, message("t", b"new"));
         assert!(next > ids[1]);
     }
 
@@ -1273,14 +1278,16 @@ mod churn {
                     expiry_ms: None,
                 };
                 store.submit(Op::PutSession(client_id.clone(), record));
-                let id = store.submit(Op::PutMessage(StoredMessage {
-                    topic: "sensors/a".into(),
-                    payload: Bytes::from(vec![7u8; 200]),
-                    qos: QoS::AtLeastOnce,
-                    meta: None,
-                }));
-                store.submit(Op::PutRef(client_id.clone(), 1, id));
-                store.submit(Op::ReleaseMessage(id));
+                store.submit(Op::PutMessage {
+                    message: StoredMessage {
+                        topic: "sensors/a".into(),
+                        payload: Bytes::from(vec![7u8; 200]),
+                        qos: QoS::AtLeastOnce,
+                        meta: None,
+                    },
+                    queued: (client_id.clone(), 1),
+                    held: false,
+                });
                 last = store.submit(Op::DeleteSession(client_id));
             }
             store

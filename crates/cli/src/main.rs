@@ -11,13 +11,13 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read before `main`: freed pages go back to the OS after 1 s
-/// instead of 10 s, so that the broker's resident memory follows the memory budget
-/// while large queued messages come and go (docs/DESIGN-NOTES.md, Memory budget).
+/// jemalloc's options, read before `main`: freed pages go back to the OS at once instead
+/// of after 10 s, so that the broker's resident memory follows the memory budget while
+/// large queued messages come and go (`bench/backlog`: peak while draining 113 MB with the
+/// default decay, 54 MB with this; docs/DESIGN-NOTES.md, Memory budget).
 #[cfg(feature = "jemalloc")]
 #[export_name = "_rjem_malloc_conf"]
-pub static JEMALLOC_OPTIONS: &[u8; 60] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static JEMALLOC_OPTIONS: &[u8; 34] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";
 
 mod api;
 mod bench;

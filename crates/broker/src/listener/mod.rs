@@ -287,6 +287,9 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         tokio::select! {
             _ = ticker.tick() => {
                 broker.router.expire_sessions(Instant::now());
+                // What arrived in the last commit group of a burst could not be evicted
+                // before it was durable.
+                broker.router.keep_within_budget();
                 let broker = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || broker.auth.refresh_registry()).await;
             }

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::message::MessageMeta;
 use crate::session::{
     ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections,
-    MemoryBudget, Owner, Session, SessionKind, SessionState,
+    MemoryBudget, Owner, Session, SessionKind, SessionState, StoreAs,
 };
 use crate::store::{Op, Recovered, Store, StoredMessage};
 
@@ -548,22 +548,43 @@ impl Router {
         let topic: Arc<str> = topic.into();
         let mut durable = 0;
         // Stored once, by the first session that keeps it in the store; the others
-        // reference it.
+        // reference it, and the router holds it until they have.
+        let keeps = |session: &Session, granted: QoS| {
+            self.store.is_some() && session.is_stored() && qos.min(granted) == QoS::AtLeastOnce
+        };
+        let held = targets
+            .iter()
+            .filter(|(session, granted)| keeps(session, *granted))
+            .nth(1)
+            .is_some();
         let mut stored = 0;
         for (session, granted) in &targets {
-            let delivery = Delivery {
-                topic: topic.clone(),
-                payload: payload.clone(),
-                qos: qos.min(*granted),
-                retain: false,
-                meta: meta.clone(),
+            let store_as = if stored == 0 {
+                StoreAs::New { held }
+            } else {
+                StoreAs::Ref(stored)
             };
+            let (queued_durable, id) = self.enqueue(
+                session,
+                Delivery {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: qos.min(*granted),
+                    retain: false,
+                    meta: meta.clone(),
+                },
+                store_as,
+            );
             if stored == 0 {
-                stored = self.store_for(session, &delivery);
+                stored = id;
             }
-            durable = durable.max(self.enqueue(session, delivery, stored));
+            durable = durable.max(queued_durable);
         }
-        self.release_stored(stored);
+        if held && stored != 0 {
+            if let Some(store) = &self.store {
+                store.submit(Op::ReleaseMessage(stored));
+            }
+        }
         self.keep_within_budget();
         Routed {
             sessions: targets.len(),
@@ -574,40 +595,17 @@ impl Router {
     /// Queues one delivery for one session (a retained message for a new subscription).
     /// Returns the store sequence number that makes it durable (0: nothing to wait for).
     pub fn deliver(&self, session: &Session, delivery: Delivery) -> u64 {
-        let stored = self.store_for(session, &delivery);
-        let durable = self.enqueue(session, delivery, stored);
-        self.release_stored(stored);
+        let (durable, _) = self.enqueue(session, delivery, StoreAs::New { held: false });
         self.keep_within_budget();
         durable
     }
 
-    /// Writes the message to the store if this session keeps it there: returns its id
-    /// (0: not stored). The router holds it until [`Router::release_stored`], so that a
-    /// session acknowledging it early cannot free it before the others reference it.
-    fn store_for(&self, session: &Session, delivery: &Delivery) -> u64 {
-        match &self.store {
-            Some(store) if session.is_stored() && delivery.qos == QoS::AtLeastOnce => {
-                store.submit(Op::PutMessage(StoredMessage {
-                    topic: delivery.topic.clone(),
-                    payload: delivery.payload.clone(),
-                    qos: delivery.qos,
-                    meta: delivery.meta.clone(),
-                }))
-            }
-            _ => 0,
-        }
-    }
-
-    fn release_stored(&self, stored: u64) {
-        if let (Some(store), true) = (&self.store, stored != 0) {
-            store.submit(Op::ReleaseMessage(stored));
-        }
-    }
-
     /// Offers one delivery to one session, counting and logging what had to be dropped.
-    fn enqueue(&self, session: &Session, delivery: Delivery, stored: u64) -> u64 {
+    /// Returns the store sequence number that makes it durable and the message's id in the
+    /// store (0 for either: none).
+    fn enqueue(&self, session: &Session, delivery: Delivery, store_as: StoreAs) -> (u64, u64) {
         self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-        let (outcome, durable) = session.deliver(delivery, stored);
+        let (outcome, durable, id) = session.deliver(delivery, store_as);
         match outcome {
             Enqueued::Queued(_) => {}
             Enqueued::DroppedQos0 => {
@@ -623,7 +621,7 @@ impl Router {
                 tracing::warn!(client_id = %session.client_id, topic = topic.as_deref().unwrap_or("(in the store)"), dropped_total = total, limit = self.config.limits.max_queued_per_session, "session queue full: oldest QoS 1 message dropped");
             }
         }
-        durable
+        (durable, id)
     }
 
     /// Brings the messages queued in memory back within the memory budget, if a delivery

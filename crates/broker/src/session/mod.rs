@@ -11,5 +11,5 @@ pub(crate) mod state;
 
 pub(crate) use budget::MemoryBudget;
 pub(crate) use live::{ApiKick, ConnectionId, LiveConnection, LiveConnections, SHUTDOWN_REASON};
-pub(crate) use shared::{Detached, Owner, Session, SessionKind};
+pub(crate) use shared::{Detached, Owner, Session, SessionKind, StoreAs};
 pub(crate) use state::{Delivery, Enqueued, Outgoing, SessionState};

@@ -238,6 +238,18 @@ impl SessionState {
         self.next_seq - 1
     }
 
+    /// The message just queued (as [`SessionState::last_seq`]) is now in the store under
+    /// `id`: it can be evicted, and its removal is reported.
+    pub fn mark_stored(&mut self, id: u64) {
+        let seq = self.last_seq();
+        if let Some(queued) = self.pending.back_mut().filter(|queued| queued.seq == seq) {
+            if queued.stored == 0 {
+                queued.stored = id;
+                self.evictable_bytes += queued.held();
+            }
+        }
+    }
+
     /// Puts messages recovered from the durable store back in the queue, in order, as
     /// evicted entries (read back when sent): `(sequence number, message id)`.
     pub fn restore(&mut self, queued: impl IntoIterator<Item = StoredRef>) {
@@ -408,15 +420,16 @@ impl SessionState {
         self.pending_bytes = self.pending.iter().map(Queued::held).sum();
     }
 
-    /// Frees at least `want` bytes (or all it can) by evicting messages the store also
-    /// has, newest first (the head is what is sent next); returns the bytes freed.
-    pub fn evict(&mut self, want: usize) -> usize {
+    /// Frees at least `want` bytes (or all it can) by evicting messages the store has
+    /// made durable (ids up to `durable`), newest first (the head is what is sent next);
+    /// returns the bytes freed.
+    pub fn evict(&mut self, want: usize, durable: u64) -> usize {
         let mut freed = 0;
         for queued in self.pending.iter_mut().rev() {
             if freed >= want {
                 break;
             }
-            if queued.stored != 0 {
+            if queued.stored != 0 && queued.stored <= durable {
                 if let Some(delivery) = queued.delivery.take() {
                     freed += delivery.size();
                     self.pending_bytes -= delivery.size();
@@ -427,7 +440,7 @@ impl SessionState {
             if freed >= want {
                 break;
             }
-            if queued.stored != 0 {
+            if queued.stored != 0 && queued.stored <= durable {
                 if let Some(delivery) = queued.delivery.take() {
                     freed += delivery.size();
                     self.inflight_bytes -= delivery.size();

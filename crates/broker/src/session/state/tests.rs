@@ -163,7 +163,11 @@ fn evicted_messages_free_memory_and_come_back_in_order_with_their_ids() {
         .next_outgoing_where(|_| true, &mut loader(&store))
         .unwrap();
     assert_eq!(&*sent.delivery.topic, "t1");
-    assert_eq!(session.evict(usize::MAX), 5 * 3, "queued and in flight");
+    assert_eq!(
+        session.evict(usize::MAX, u64::MAX),
+        5 * 3,
+        "queued and in flight"
+    );
     assert_eq!((session.memory_bytes(), session.evictable_bytes()), (3, 0));
     let mut load = loader(&store);
     let next = session.next_outgoing_where(|_| true, &mut load).unwrap();
@@ -191,12 +195,28 @@ fn evicted_messages_free_memory_and_come_back_in_order_with_their_ids() {
 }
 
 #[test]
+fn only_messages_the_store_has_made_durable_are_evicted() {
+    let mut session = SessionState::new(10, 100, 1 << 20);
+    session.enqueue(message("t1", QoS::AtLeastOnce), 0, false);
+    session.mark_stored(7);
+    session.enqueue(message("t2", QoS::AtLeastOnce), 0, false);
+    session.mark_stored(9);
+    assert_eq!(session.evictable_bytes(), 6);
+    assert_eq!(session.evict(usize::MAX, 8), 3, "id 9 is not durable yet");
+    assert_eq!(session.memory_bytes(), 3);
+}
+
+#[test]
 fn eviction_frees_the_newest_first() {
     let mut session = SessionState::new(10, 100, 1 << 20);
     for n in 1..=4u64 {
         session.enqueue(message(&format!("t{n}"), QoS::AtLeastOnce), n, false);
     }
-    assert_eq!(session.evict(4), 6, "whole messages, newest first");
+    assert_eq!(
+        session.evict(4, u64::MAX),
+        6,
+        "whole messages, newest first"
+    );
     assert_eq!(session.memory_bytes(), 6);
     let store = HashMap::new();
     // t1 and t2 are still in memory: sent without reading the store.
