@@ -62,9 +62,9 @@ const NEXT_MESSAGE_ID: &str = "next_message_id";
 const SMALL_GROUP: usize = 16;
 /// A message row is closed once it holds this many bytes (a larger message gets a row
 /// of its own).
-const MESSAGE_ROW_BYTES: usize = 64 << 10;
+const MESSAGE_ROW_BYTES: usize = 256 << 10;
 /// References per queue row: deleting one rewrites its row, so rows stay small.
-const QUEUE_ROW_REFS: usize = 256;
+const QUEUE_ROW_REFS: usize = 1024;
 /// Longest wait between two attempts to write after a failure.
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
@@ -776,7 +776,9 @@ impl Index {
                                 first: *seq,
                                 last: *seq,
                                 refs: 0,
-                                bytes: Vec::new(),
+                                // Grown by doubling from nothing, a row was a chain of
+                                // reallocations on the writer's hot path.
+                                bytes: Vec::with_capacity(16 << 10),
                             });
                         }
                         let row = new_rows.last_mut().expect("pushed above");
