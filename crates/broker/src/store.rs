@@ -615,6 +615,9 @@ fn decode_row(mut bytes: &[u8]) -> Option<Vec<(u64, StoredMessage)>> {
     Some(messages)
 }
 
+/// One reference in a session's queue: `(sequence number, message id)`.
+type QueueRef = (u64, u64);
+
 /// A queue row: `(sequence number u64, message id u64)…`.
 fn encode_refs(refs: &[(u64, u64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(refs.len() * 16);
@@ -755,8 +758,7 @@ impl Index {
             // reference that is there and names that message is removed and uncounted (a
             // late acknowledgement from a replaced session of the same client id must not
             // touch its successor's queue).
-            let mut deleted: HashMap<Arc<str>, BTreeMap<u64, BTreeSet<(u64, u64)>>> =
-                HashMap::new();
+            let mut deleted: HashMap<Arc<str>, BTreeMap<u64, BTreeSet<QueueRef>>> = HashMap::new();
             for (seq, op) in group {
                 match op {
                     Op::PutSession(client_id, record) => {
@@ -868,7 +870,7 @@ impl Index {
                         Some(row) => decode_refs(row.value()).unwrap_or_default(),
                         None => continue,
                     };
-                    let (removed, kept): (Vec<(u64, u64)>, Vec<(u64, u64)>) =
+                    let (removed, kept): (Vec<QueueRef>, Vec<QueueRef>) =
                         refs.into_iter().partition(|entry| gone.contains(entry));
                     if removed.is_empty() {
                         continue;

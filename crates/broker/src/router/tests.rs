@@ -445,7 +445,11 @@ async fn durable_past_the_budget_keeps_messages_in_the_store_and_delivers_them_i
         // 10 sessions × 100 kB each time: far past the 3 MiB the queues may hold. Only
         // what the store has made durable can be evicted (as a publisher waiting for its
         // PUBACK would).
-        store.committed().wait_for(|done| *done >= durable).await.unwrap();
+        store
+            .committed()
+            .wait_for(|done| *done >= durable)
+            .await
+            .unwrap();
         router.keep_within_budget();
         assert!(router.budget.used() <= router.budget.limit());
     }
