@@ -36,8 +36,6 @@ use crate::auth::{authenticate, Admission, Identity};
 use crate::broker::Broker;
 use handler::{Ending, Online, PacketHandler};
 
-/// How long a new connection may take to send CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const MAX_READ_CHUNK: usize = 64 * 1024;
 
@@ -47,6 +45,28 @@ thread_local! {
     /// than 64 KB per idle connection).
     static READ_SCRATCH: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; MAX_READ_CHUNK].into_boxed_slice());
+}
+
+/// Why a step of opening a connection gave nothing.
+pub(crate) enum Abandoned {
+    /// Not done within `[limits] handshake_timeout` (the caller logs which step).
+    TimedOut,
+    /// The broker is stopping.
+    ShuttingDown,
+}
+
+/// Runs one step of opening a connection (TLS handshake, WebSocket upgrade head, CONNECT)
+/// for at most `limit`, and not past shutdown: a client that stalls there has not
+/// authenticated, and must not hold its socket and the step's state for longer.
+pub(crate) async fn opening_step<F: Future>(
+    limit: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    step: F,
+) -> Result<F::Output, Abandoned> {
+    tokio::select! {
+        done = tokio::time::timeout(limit, step) => done.map_err(|_| Abandoned::TimedOut),
+        _ = shutdown.changed() => Err(Abandoned::ShuttingDown),
+    }
 }
 
 /// Serves one connection from accept to close.
@@ -90,16 +110,14 @@ where
         handler: PacketHandler::new(broker, peer),
         stream,
     };
-    let connect = tokio::select! {
-        connect = tokio::time::timeout(CONNECT_TIMEOUT, connection.read_connect()) => connect,
-        _ = shutdown.changed() => return None,
-    };
-    let connect = match connect {
+    let limit = connection.handler.broker.config.limits.handshake_timeout;
+    let connect = match opening_step(limit, &mut shutdown, connection.read_connect()).await {
         Ok(connect) => connect?,
-        Err(_) => {
-            info!(%peer, "closing connection: no CONNECT within {CONNECT_TIMEOUT:?}");
+        Err(Abandoned::TimedOut) => {
+            info!(%peer, "closing connection: no CONNECT within {limit:?} (handshake_timeout)");
             return None;
         }
+        Err(Abandoned::ShuttingDown) => return None,
     };
     // From here on shutdown reaches the connection through its `LiveConnection`.
     let online = connection.accept(connect, admission).await?;

@@ -28,8 +28,6 @@ use crate::http_head::RequestHead;
 
 /// A request head larger than this is refused (400).
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send a request head (or a control-plane body).
-pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one control-plane request on the TLS port may take in all (a slow body, a
 /// slow custom authorizer under TestInvokeAuthorizer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,7 +105,7 @@ pub(super) async fn serve_control_plane<S>(
     let service = hyper_util::service::TowerToHyperService::new(app(broker.clone()));
     let serving = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
+        .header_read_timeout(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);
     tokio::select! {

@@ -21,12 +21,12 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::http::{read_head, respond, serve_control_plane, READ_TIMEOUT};
+use super::http::{read_head, respond, serve_control_plane};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
-use crate::connection;
+use crate::connection::{self, opening_step, Abandoned};
 
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
 ///
@@ -68,19 +68,28 @@ async fn upgrade<S>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Option<(WebSocketStream<S>, Admission)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (request, raw_head) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await
+    let limit = broker.config.limits.handshake_timeout;
+    let (request, raw_head) = match opening_step(limit, &mut shutdown, read_head(&mut stream)).await
     {
         Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
             return None;
         }
-        Ok(Err(_)) | Err(_) => return None,
+        Ok(Err(error)) => {
+            debug!(%peer, %error, "connection lost before a complete HTTP request head");
+            return None;
+        }
+        Err(Abandoned::TimedOut) => {
+            info!(%peer, "closing connection: no complete HTTP request head within {limit:?} (handshake_timeout)");
+            return None;
+        }
+        Err(Abandoned::ShuttingDown) => return None,
     };
     if request.path != "/mqtt" {
         // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
