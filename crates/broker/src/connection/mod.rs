@@ -14,6 +14,7 @@
 //! registration (docs/DESIGN-NOTES.md, "Memory per connection").
 
 pub(crate) mod handler;
+pub(crate) mod opening;
 pub(crate) mod rate;
 
 use std::cell::RefCell;
@@ -35,6 +36,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{authenticate, Admission, Identity};
 use crate::broker::Broker;
 use handler::{Ending, Online, PacketHandler};
+pub(crate) use opening::{gated, opening_step, Abandoned};
 
 /// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const MAX_READ_CHUNK: usize = 64 * 1024;
@@ -45,28 +47,6 @@ thread_local! {
     /// than 64 KB per idle connection).
     static READ_SCRATCH: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; MAX_READ_CHUNK].into_boxed_slice());
-}
-
-/// Why a step of opening a connection gave nothing.
-pub(crate) enum Abandoned {
-    /// Not done within `[limits] handshake_timeout` (the caller logs which step).
-    TimedOut,
-    /// The broker is stopping.
-    ShuttingDown,
-}
-
-/// Runs one step of opening a connection (TLS handshake, WebSocket upgrade head, CONNECT)
-/// for at most `limit`, and not past shutdown: a client that stalls there has not
-/// authenticated, and must not hold its socket and the step's state for longer.
-pub(crate) async fn opening_step<F: Future>(
-    limit: Duration,
-    shutdown: &mut watch::Receiver<bool>,
-    step: F,
-) -> Result<F::Output, Abandoned> {
-    tokio::select! {
-        done = tokio::time::timeout(limit, step) => done.map_err(|_| Abandoned::TimedOut),
-        _ = shutdown.changed() => Err(Abandoned::ShuttingDown),
-    }
 }
 
 /// Serves one connection from accept to close.
@@ -83,7 +63,10 @@ pub(crate) fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let opening = Box::pin(open(broker, stream, peer, shutdown, admission.into()));
+    let opening = gated(
+        &broker.clone(),
+        Box::pin(open(broker, stream, peer, shutdown, admission.into())),
+    );
     async move {
         let Some((mut connection, mut online)) = opening.await else {
             return;

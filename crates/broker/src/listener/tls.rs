@@ -27,7 +27,7 @@ use super::websocket;
 use crate::auth::certificate::RegistryVerifier;
 use crate::auth::{Identity, PolicyStore, Transport};
 use crate::broker::Broker;
-use crate::connection::{self, opening_step, Abandoned};
+use crate::connection::{self, gated, opening_step, Abandoned};
 use crate::pki::{ServerIdentity, TlsMaterialError};
 use crate::registry::{identity_of_der, Registry};
 
@@ -117,7 +117,7 @@ pub fn serve_mqtts(
 ) -> impl Future<Output = ()> + Send {
     let limit = broker.config.limits.handshake_timeout;
     let handshake = mqtts_handshake(configs, stream, peer, limit, shutdown.clone());
-    Box::pin(handshake).then(move |accepted| match accepted {
+    gated(&broker, Box::pin(handshake)).then(move |accepted| match accepted {
         Some((tls, identity)) => {
             Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
         }
@@ -153,7 +153,7 @@ pub fn serve_tls(
 ) -> impl Future<Output = ()> + Send {
     let limit = broker.config.limits.handshake_timeout;
     let handshake = tls_handshake(configs, stream, peer, limit, shutdown.clone());
-    Box::pin(handshake).then(move |accepted| {
+    gated(&broker, Box::pin(handshake)).then(move |accepted| {
         let Some((route, tls)) = accepted else {
             return Either::Right(Either::Right(std::future::ready(())));
         };

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::http::{read_head, respond, serve_control_plane};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
-use crate::connection::{self, opening_step, Abandoned};
+use crate::connection::{self, gated, opening_step, Abandoned};
 
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
 ///
@@ -42,14 +42,14 @@ pub fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(upgrade(
+    let upgrading = Box::pin(upgrade(
         broker.clone(),
         stream,
         peer,
         transport,
         shutdown.clone(),
-    ))
-    .then(move |upgraded| match upgraded {
+    ));
+    gated(&broker, upgrading).then(move |upgraded| match upgraded {
         Some((ws, admission)) => Either::Left(connection::serve(
             broker,
             WsBytes::new(ws),
@@ -74,8 +74,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limit = broker.config.limits.handshake_timeout;
-    let (request, raw_head) = match opening_step(limit, &mut shutdown, read_head(&mut stream)).await
-    {
+    let read = match opening_step(limit, &mut shutdown, read_head(&mut stream)).await {
         Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
@@ -91,12 +90,13 @@ where
         }
         Err(Abandoned::ShuttingDown) => return None,
     };
+    let request = &read.request;
     if request.path != "/mqtt" {
         // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, stream, raw_head, shutdown).await;
+            serve_control_plane(&broker, stream, read.received, shutdown).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");
@@ -124,7 +124,7 @@ where
         .into_iter()
         .find(|protocol| request.header_has_token("sec-websocket-protocol", protocol));
     let admission =
-        match authenticate::authenticate_upgrade(&broker.auth, &request, peer, transport).await {
+        match authenticate::authenticate_upgrade(&broker.auth, request, peer, transport).await {
             Ok(admission) => admission,
             Err(reason) => {
                 warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
@@ -145,7 +145,11 @@ where
     }
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(iot::client_rules::max_packet_size(&broker.config.limits) * 2);
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+    // Frames the client sent right behind its request are the WebSocket's.
+    let mut received = read.received;
+    let early_frames = received.split_off(read.head_len);
+    let ws =
+        WebSocketStream::from_partially_read(stream, early_frames, Role::Server, Some(config)).await;
     Some((ws, admission))
 }
 
