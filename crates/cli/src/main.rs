@@ -136,6 +136,7 @@ fn run_broker(config_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
+    raise_open_files_limit();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let running = broker::start(config).await?;
@@ -144,6 +145,30 @@ fn run_broker(config_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard one. A broker holds a descriptor per
+/// connection, and one per authorizer call in flight: the usual soft limit of 1,024 would
+/// refuse a thousand clients (accept fails with EMFILE) although the hard limit allows
+/// far more.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur >= limit.rlim_max
+    {
+        return;
+    }
+    let before = limit.rlim_cur;
+    // Linux refuses more than fs.nr_open (1,048,576 by default), "unlimited" included.
+    limit.rlim_cur = limit.rlim_max.min(1 << 20);
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::debug!(before, after = limit.rlim_cur, "open-files limit raised");
+    }
 }
 
 /// SIGINT or SIGTERM: both mean "stop gracefully".

@@ -28,6 +28,9 @@ use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
 
+/// What a WebSocket connection reads into at a time (and keeps).
+const WS_READ_BUFFER: usize = 8 * 1024;
+
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
 ///
 /// The HTTP part is boxed and followed by the MQTT connection with `then` (as the TLS
@@ -145,6 +148,10 @@ where
     }
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(iot::client_rules::max_packet_size(&broker.config.limits) * 2);
+    // tungstenite fills its whole read buffer on the first read and keeps it: 128 KiB by
+    // default, in every WebSocket connection, idle or waiting for its authorizer. A larger
+    // frame still gets room for itself; it is only read in more pieces.
+    config.read_buffer_size = WS_READ_BUFFER;
     // Frames the client sent right behind its request are the WebSocket's.
     let mut received = read.received;
     let early_frames = received.split_off(read.head_len);
