@@ -61,7 +61,9 @@ pub(super) async fn serve_connection(
     };
     match served {
         Ok(()) => {}
-        Err(error) if error.is_timeout() => info!(%peer, "closing connection: no complete HTTP request head within {limit:?} (handshake_timeout)"),
+        Err(error) if error.is_timeout() => {
+            info!(%peer, "closing connection: no complete HTTP request head within {limit:?} (handshake_timeout)")
+        }
         Err(error) => debug!(%peer, %error, "HTTP connection ended with an error"),
     }
 }
@@ -149,16 +151,20 @@ pub(super) struct ReadHead {
 
 /// Reads a request head in whatever pieces the client sends it (one read per piece, not
 /// per byte); `None` if malformed, larger than [`MAX_HEAD`], or cut short.
-pub(super) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<ReadHead>> {
+pub(super) async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> io::Result<Option<ReadHead>> {
     let mut received = Vec::with_capacity(1024);
     let mut searched = 0;
     loop {
         if let Some(head_len) = head_end(&received, searched) {
-            return Ok(RequestHead::parse(&received[..head_len]).map(|request| ReadHead {
-                request,
-                received,
-                head_len,
-            }));
+            return Ok(
+                RequestHead::parse(&received[..head_len]).map(|request| ReadHead {
+                    request,
+                    received,
+                    head_len,
+                }),
+            );
         }
         if received.len() >= MAX_HEAD {
             return Ok(None);
@@ -257,12 +263,19 @@ mod tests {
     async fn a_head_in_pieces_is_read_whole_and_what_follows_is_kept() {
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         let reading = tokio::spawn(async move { read_head(&mut server).await });
-        for piece in [&b"GET /mqtt?a=1 HTTP/1.1\r\nHo"[..], b"st: h\r\n\r", b"\nFRAME"] {
+        for piece in [
+            &b"GET /mqtt?a=1 HTTP/1.1\r\nHo"[..],
+            b"st: h\r\n\r",
+            b"\nFRAME",
+        ] {
             client.write_all(piece).await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let read = reading.await.unwrap().unwrap().unwrap();
-        assert_eq!((read.request.path.as_str(), read.request.query.as_str()), ("/mqtt", "a=1"));
+        assert_eq!(
+            (read.request.path.as_str(), read.request.query.as_str()),
+            ("/mqtt", "a=1")
+        );
         assert_eq!(&read.received[read.head_len..], b"FRAME");
     }
 
@@ -270,6 +283,9 @@ mod tests {
     async fn an_endless_or_cut_short_head_is_refused() {
         let endless = vec![b'a'; MAX_HEAD + 10];
         assert!(read_head(&mut &endless[..]).await.unwrap().is_none());
-        assert!(read_head(&mut &b"GET / HTTP/1.1\r\n"[..]).await.unwrap().is_none());
+        assert!(read_head(&mut &b"GET / HTTP/1.1\r\n"[..])
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -155,8 +155,8 @@ where
     // Frames the client sent right behind its request are the WebSocket's.
     let mut received = read.received;
     let early_frames = received.split_off(read.head_len);
-    let ws =
-        WebSocketStream::from_partially_read(stream, early_frames, Role::Server, Some(config)).await;
+    let ws = WebSocketStream::from_partially_read(stream, early_frames, Role::Server, Some(config))
+        .await;
     Some((ws, admission))
 }
 
