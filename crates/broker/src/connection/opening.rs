@@ -8,10 +8,8 @@
 //! - opening work takes turns ([`gated`]): polls of openings run on at most half the
 //!   runtime's worker threads at a time (`Broker::openings`), so a burst of handshakes,
 //!   or of authorizer timeouts that fire together, leaves the other workers to the
-//!   connections already open instead of queueing ahead of their packets. Measured with
-//!   a debug build on 2 cores (tests/integration/test_floods.py): 300 hanging-authorizer
-//!   WebSocket upgrades at once delayed an unrelated pair by p99 60–170 ms ungated, 14
-//!   ms gated.
+//!   connections already open instead of queueing ahead of their packets (README,
+//!   "Slow authorizers and stalled handshakes", has the measurements).
 
 use std::future::Future;
 use std::pin::Pin;
