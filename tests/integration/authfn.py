@@ -58,14 +58,23 @@ def free_port() -> int:
     return port
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog is 5: a burst of calls from the broker would wait in
+    # SYN retries (1 s, 3 s) before the function even saw them.
+    request_queue_size = 1024
+
+
 class AuthorizerFunction:
-    """Per-token behaviour, set with .allow / .deny / .sleep / .raw / .status / .answer:
-    unknown tokens are denied. Every request is recorded in .events (parsed JSON, or
-    {"_unparsed": text})."""
+    """Per-token behaviour, set with .allow / .deny / .sleep / .hang / .raw / .status /
+    .answer: unknown tokens are denied. Every request is recorded in .events (parsed JSON,
+    or {"_unparsed": text}); for a hanging token, .abandoned gets how long each caller
+    waited before closing the connection."""
 
     def __init__(self):
         self.behaviours: dict[str, tuple] = {}
         self.events: list[dict] = []
+        self.abandoned: list[float] = []
         self.lock = threading.Lock()
         fn = self
 
@@ -76,6 +85,7 @@ class AuthorizerFunction:
                 pass
 
             def do_POST(self):
+                started = time.monotonic()
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 try:
@@ -88,6 +98,21 @@ class AuthorizerFunction:
                 token = event.get("token") if isinstance(event, dict) else None
                 kind, arg = fn.behaviours.get(token, ("json", deny_answer()))
                 status, ctype, out = 200, "application/json", b""
+                if kind == "hang":
+                    # No answer at all: wait (at most `arg` seconds) for the caller to give
+                    # up and close, and record when it did.
+                    self.close_connection = True
+                    self.connection.settimeout(arg)
+                    try:
+                        gone = self.connection.recv(1) == b""
+                    except TimeoutError:
+                        gone = False
+                    except OSError:
+                        gone = True
+                    if gone:
+                        with fn.lock:
+                            fn.abandoned.append(time.monotonic() - started)
+                    return
                 if kind == "sleep":
                     time.sleep(arg[0])
                     out = json.dumps(arg[1]).encode()
@@ -106,8 +131,7 @@ class AuthorizerFunction:
                 except OSError:
                     pass  # the broker gave up (timeout)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        kwargs={"poll_interval": 0.1})
         self.thread.start()
@@ -128,6 +152,11 @@ class AuthorizerFunction:
 
     def sleep(self, token: str, seconds: float, principal: str = "sleepy") -> None:
         self.behaviours[token] = ("sleep", (seconds, allow_answer(principal)))
+
+    def hang(self, token: str, hold: float = 60.0) -> None:
+        """Never answers `token`; holds each such request until the caller closes (or for
+        `hold` seconds)."""
+        self.behaviours[token] = ("hang", hold)
 
     def raw(self, token: str, body: bytes) -> None:
         self.behaviours[token] = ("raw", body)

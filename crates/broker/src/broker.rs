@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::auth::IdentityPlane;
 use crate::config::{Config, ConfigError};
 use crate::router::Router;
@@ -13,6 +15,10 @@ pub struct Broker {
     pub config: Arc<Config>,
     pub router: Router,
     pub auth: IdentityPlane,
+    /// Turns for connections still opening (`connection::opening::gated`): half the
+    /// runtime's worker threads (its default size), at least one, so a flood of
+    /// handshakes and authorizer calls leaves the other half to open connections.
+    pub(crate) openings: Arc<Semaphore>,
 }
 
 impl Broker {
@@ -33,10 +39,13 @@ impl Broker {
             (Some(store), recovered)
         };
         let router = Router::new(config.clone(), store, recovered);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let opening_permits = (workers / 2).max(1);
         Ok(Arc::new(Broker {
             config,
             router,
             auth,
+            openings: Arc::new(Semaphore::new(opening_permits)),
         }))
     }
 }

@@ -399,6 +399,11 @@ impl Config {
                 iot::custom_auth::TTL_RANGE_SECS.end()
             )));
         }
+        if self.limits.handshake_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "limits.handshake_timeout must be more than 0 (it would close every new connection)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -567,5 +572,12 @@ credentials_ttl = "1h"
         let config = Config::parse("[listeners]\nmqtt = \"nowhere\"").unwrap();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("listeners.mqtt"), "{error}");
+    }
+
+    #[test]
+    fn a_zero_handshake_timeout_is_refused() {
+        let config = Config::parse("[limits]\nhandshake_timeout = \"0s\"").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("limits.handshake_timeout"), "{error}");
     }
 }

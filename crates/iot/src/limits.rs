@@ -58,6 +58,12 @@ pub struct Limits {
     /// How long a custom authorizer may take to answer.
     #[serde(with = "humantime_serde")]
     pub authorizer_timeout: Duration,
+    /// How long each step of opening a connection may take before it is closed: the TLS
+    /// handshake, the WebSocket upgrade's request head, the MQTT CONNECT. A client that
+    /// stalls there holds a socket without having authenticated; IoT Core publishes no
+    /// figure for this, so the default is the usual servers' 10 s.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
     /// Lower bound for an authorizer's `refreshAfterInSeconds` / `disconnectAfterInSeconds`.
     #[serde(with = "humantime_serde")]
     pub authorizer_ttl_min: Duration,
@@ -122,6 +128,7 @@ impl Default for Limits {
             max_connections: 0,
             websocket_ttl: Duration::from_secs(24 * 60 * 60),
             authorizer_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
             authorizer_ttl_min: Duration::from_secs(300),
             group_commit_max_delay: Duration::from_millis(2),
             memory_budget: 256 << 20,
@@ -202,6 +209,7 @@ mod tests {
         assert_eq!(l.max_connections, 0);
         assert_eq!(l.websocket_ttl, Duration::from_secs(86_400));
         assert_eq!(l.authorizer_timeout, Duration::from_secs(5));
+        assert_eq!(l.handshake_timeout, Duration::from_secs(10));
         assert_eq!(l.authorizer_ttl_min, Duration::from_secs(300));
         assert_eq!(l.group_commit_max_delay, Duration::from_millis(2));
     }
@@ -259,6 +267,7 @@ mod tests {
             keepalive_max = "1h"
             websocket_ttl = "90m"
             group_commit_max_delay = "500us"
+            handshake_timeout = "3s"
             bytes_per_connection_per_sec = 524288
             "#,
         )
@@ -268,6 +277,7 @@ mod tests {
         assert_eq!(l.keepalive_max, Duration::from_secs(3600));
         assert_eq!(l.websocket_ttl, Duration::from_secs(5400));
         assert_eq!(l.group_commit_max_delay, Duration::from_micros(500));
+        assert_eq!(l.handshake_timeout, Duration::from_secs(3));
         assert_eq!(l.bytes_per_connection_per_sec, 524_288);
         // Untouched fields keep their defaults.
         assert_eq!(l.max_topic_slashes, 7);
@@ -296,6 +306,7 @@ mod tests {
             max_connections = 0
             websocket_ttl = "24h"
             authorizer_timeout = "5s"
+            handshake_timeout = "10s"
             authorizer_ttl_min = "300s"
             group_commit_max_delay = "2ms"
             "#,

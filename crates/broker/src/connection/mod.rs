@@ -14,6 +14,7 @@
 //! registration (docs/DESIGN-NOTES.md, "Memory per connection").
 
 pub(crate) mod handler;
+pub(crate) mod opening;
 pub(crate) mod rate;
 
 use std::cell::RefCell;
@@ -35,9 +36,8 @@ use tracing::{debug, info, warn};
 use crate::auth::{authenticate, Admission, Identity};
 use crate::broker::Broker;
 use handler::{Ending, Online, PacketHandler};
+pub(crate) use opening::{gated, opening_step, Abandoned};
 
-/// How long a new connection may take to send CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most one read takes from a socket (the size of each worker thread's scratch buffer).
 const MAX_READ_CHUNK: usize = 64 * 1024;
 
@@ -63,7 +63,10 @@ pub(crate) fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let opening = Box::pin(open(broker, stream, peer, shutdown, admission.into()));
+    let opening = gated(
+        &broker.clone(),
+        Box::pin(open(broker, stream, peer, shutdown, admission.into())),
+    );
     async move {
         let Some((mut connection, mut online)) = opening.await else {
             return;
@@ -90,16 +93,14 @@ where
         handler: PacketHandler::new(broker, peer),
         stream,
     };
-    let connect = tokio::select! {
-        connect = tokio::time::timeout(CONNECT_TIMEOUT, connection.read_connect()) => connect,
-        _ = shutdown.changed() => return None,
-    };
-    let connect = match connect {
+    let limit = connection.handler.broker.config.limits.handshake_timeout;
+    let connect = match opening_step(limit, &mut shutdown, connection.read_connect()).await {
         Ok(connect) => connect?,
-        Err(_) => {
-            info!(%peer, "closing connection: no CONNECT within {CONNECT_TIMEOUT:?}");
+        Err(Abandoned::TimedOut) => {
+            info!(%peer, "closing connection: no CONNECT within {limit:?} (handshake_timeout)");
             return None;
         }
+        Err(Abandoned::ShuttingDown) => return None,
     };
     // From here on shutdown reaches the connection through its `LiveConnection`.
     let online = connection.accept(connect, admission).await?;

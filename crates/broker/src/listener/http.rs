@@ -2,11 +2,12 @@
 //! control plane), and HTTP on the TLS port and the `ws` listener, where a request head is
 //! read first to tell a WebSocket upgrade (`/mqtt`) from a control-plane call.
 //!
-//! The control plane is served by axum (hyper) in both places; on the TLS port the head
+//! The control plane is served by axum's router on hyper in both places; on the TLS port the head
 //! already read is replayed in front of the stream ([`Replayed`]), so hyper sees the
 //! request whole. What it answers comes from [`control::answer`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,9 +19,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::control::{self, ApiRequest};
@@ -28,8 +29,6 @@ use crate::http_head::RequestHead;
 
 /// A request head larger than this is refused (400).
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send a request head (or a control-plane body).
-pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one control-plane request on the TLS port may take in all (a slow body, a
 /// slow custom authorizer under TestInvokeAuthorizer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,20 +38,43 @@ fn app(broker: Arc<Broker>) -> Router {
     Router::new().fallback(handle).with_state(broker)
 }
 
-/// Serves the `http` listener until shutdown.
-pub(super) async fn serve_listener(
+/// Serves one connection of the `http` listener: keep-alive requests until the client
+/// leaves or shutdown (requests under way finish). Every request head, and the wait for
+/// the next one, is bounded by `[limits] handshake_timeout`: a client that stalls in a head
+/// or sits idle does not hold its socket for longer.
+pub(super) async fn serve_connection(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    stream: TcpStream,
+    peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let result = axum::serve(listener, app(broker))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
-    if let Err(error) = result {
-        warn!(%error, "control plane stopped");
+    let limit = broker.config.limits.handshake_timeout;
+    let service = hyper_util::service::TowerToHyperService::new(app(broker));
+    let serving = http1(limit).serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut serving = std::pin::pin!(serving);
+    let served = tokio::select! {
+        served = serving.as_mut() => served,
+        _ = shutdown.changed() => {
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    match served {
+        Ok(()) => {}
+        Err(error) if error.is_timeout() => {
+            info!(%peer, "closing connection: no complete HTTP request head within {limit:?} (handshake_timeout)")
+        }
+        Err(error) => debug!(%peer, %error, "HTTP connection ended with an error"),
     }
+}
+
+/// The HTTP/1 server both listeners use; `head_timeout` bounds each request head.
+fn http1(head_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    builder
 }
 
 async fn handle(
@@ -105,9 +127,7 @@ pub(super) async fn serve_control_plane<S>(
         stream,
     });
     let service = hyper_util::service::TowerToHyperService::new(app(broker.clone()));
-    let serving = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
+    let serving = http1(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);
     tokio::select! {
@@ -120,24 +140,50 @@ pub(super) async fn serve_control_plane<S>(
     }
 }
 
-/// Reads a request head byte by byte up to its blank line, so nothing after it is taken
-/// from the stream (WebSocket frames that follow belong to the WebSocket layer). Returns
-/// the parsed head and its raw bytes; `None` if malformed or too large.
+/// A request head read up to its blank line: the parsed head, every byte received
+/// (`received[..head_len]` is the head; what follows arrived in the same reads and belongs
+/// to the next layer: WebSocket frames, or a body for the control plane).
+pub(super) struct ReadHead {
+    pub request: RequestHead,
+    pub received: Vec<u8>,
+    pub head_len: usize,
+}
+
+/// Reads a request head in whatever pieces the client sends it (one read per piece, not
+/// per byte); `None` if malformed, larger than [`MAX_HEAD`], or cut short.
 pub(super) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
-) -> io::Result<Option<(RequestHead, Vec<u8>)>> {
-    let mut head = Vec::with_capacity(1024);
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_HEAD {
+) -> io::Result<Option<ReadHead>> {
+    let mut received = Vec::with_capacity(1024);
+    let mut searched = 0;
+    loop {
+        if let Some(head_len) = head_end(&received, searched) {
+            return Ok(
+                RequestHead::parse(&received[..head_len]).map(|request| ReadHead {
+                    request,
+                    received,
+                    head_len,
+                }),
+            );
+        }
+        if received.len() >= MAX_HEAD {
             return Ok(None);
         }
-        let mut byte = [0u8; 1];
-        if stream.read(&mut byte).await? == 0 {
+        // The blank line may straddle two reads: look again at the last three bytes.
+        searched = received.len().saturating_sub(3);
+        if stream.read_buf(&mut received).await? == 0 {
             return Ok(None);
         }
-        head.push(byte[0]);
     }
-    Ok(RequestHead::parse(&head).map(|parsed| (parsed, head)))
+}
+
+/// Where a request head ends (just past its blank line), looking from `from` on only, so
+/// a head that arrives a byte at a time is not scanned over and over.
+fn head_end(received: &[u8], from: usize) -> Option<usize> {
+    received[from..]
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| from + at + 4)
 }
 
 /// A short plain-text answer, then close (refusals of WebSocket upgrades, 404s).
@@ -193,5 +239,53 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn the_head_ends_after_its_blank_line_wherever_the_search_starts() {
+        let bytes = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nFRAME";
+        let end = bytes.len() - "FRAME".len();
+        for from in 0..end - 3 {
+            assert_eq!(head_end(bytes, from), Some(end), "from {from}");
+        }
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: h\r\n", 0), None);
+    }
+
+    /// A head sent in pieces (the blank line split between two) is found, and the bytes
+    /// that followed it in the same write are kept for the next layer.
+    #[tokio::test]
+    async fn a_head_in_pieces_is_read_whole_and_what_follows_is_kept() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let reading = tokio::spawn(async move { read_head(&mut server).await });
+        for piece in [
+            &b"GET /mqtt?a=1 HTTP/1.1\r\nHo"[..],
+            b"st: h\r\n\r",
+            b"\nFRAME",
+        ] {
+            client.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let read = reading.await.unwrap().unwrap().unwrap();
+        assert_eq!(
+            (read.request.path.as_str(), read.request.query.as_str()),
+            ("/mqtt", "a=1")
+        );
+        assert_eq!(&read.received[read.head_len..], b"FRAME");
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_cut_short_head_is_refused() {
+        let endless = vec![b'a'; MAX_HEAD + 10];
+        assert!(read_head(&mut &endless[..]).await.unwrap().is_none());
+        assert!(read_head(&mut &b"GET / HTTP/1.1\r\n"[..])
+            .await
+            .unwrap()
+            .is_none());
     }
 }

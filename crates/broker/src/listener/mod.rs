@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::auth::{Identity, Transport};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
-use crate::connection;
+use crate::connection::{self, gated};
 use crate::control;
 use crate::pki::{self, TlsMaterialError};
 use crate::registry::RegistryError;
@@ -175,14 +175,9 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
                     .to_string(),
                 source,
             })?;
-            tasks.push(tokio::spawn(http::serve_listener(
-                broker.clone(),
-                listener,
-                shutdown_rx.clone(),
-            )));
-            continue;
         }
         let kind = match name {
+            "http" => ListenerKind::Http,
             "mqtts" => ListenerKind::Mqtts(tls_configs.clone().expect("made for TLS listeners")),
             "tls" => ListenerKind::Tls(tls_configs.clone().expect("made for TLS listeners")),
             "ws" => ListenerKind::WebSocket,
@@ -220,6 +215,8 @@ enum ListenerKind {
     Tls(Arc<TlsConfigs>),
     /// Plain WebSocket (development): HTTP upgrade to MQTT over WebSocket, no TLS.
     WebSocket,
+    /// The control plane and iot-data over HTTP.
+    Http,
 }
 
 async fn accept_loop(
@@ -257,6 +254,15 @@ async fn accept_loop(
                     ),
                     ListenerKind::WebSocket => spawn_connection(
                         websocket::serve(broker, stream, peer, shutdown, Transport::Plain),
+                        alive,
+                    ),
+                    // Not authenticated until each request's signature is checked: its
+                    // work takes turns with the other openings.
+                    ListenerKind::Http => spawn_connection(
+                        gated(
+                            &broker.clone(),
+                            Box::pin(http::serve_connection(broker, stream, peer, shutdown)),
+                        ),
                         alive,
                     ),
                 }

@@ -27,17 +27,13 @@ use super::websocket;
 use crate::auth::certificate::RegistryVerifier;
 use crate::auth::{Identity, PolicyStore, Transport};
 use crate::broker::Broker;
-use crate::connection;
+use crate::connection::{self, gated, opening_step, Abandoned};
 use crate::pki::{ServerIdentity, TlsMaterialError};
 use crate::registry::{identity_of_der, Registry};
 
 pub const ALPN_MQTT_CERTIFICATE: &[u8] = b"x-amzn-mqtt-ca";
 pub const ALPN_MQTT_CUSTOM_AUTH: &[u8] = b"mqtt";
 pub const ALPN_HTTP: &[u8] = b"http/1.1";
-
-/// A handshake that has not finished by then is dropped (a stalled client holds a socket
-/// and a TLS state machine).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server configurations, one per kind of client authentication.
 pub struct TlsConfigs {
@@ -119,7 +115,9 @@ pub fn serve_mqtts(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send {
-    Box::pin(mqtts_handshake(configs, stream, peer)).then(move |accepted| match accepted {
+    let limit = broker.config.limits.handshake_timeout;
+    let handshake = mqtts_handshake(configs, stream, peer, limit, shutdown.clone());
+    gated(&broker, Box::pin(handshake)).then(move |accepted| match accepted {
         Some((tls, identity)) => {
             Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
         }
@@ -131,20 +129,12 @@ async fn mqtts_handshake(
     configs: Arc<TlsConfigs>,
     stream: TcpStream,
     peer: SocketAddr,
+    limit: Duration,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Option<(TlsStream<TcpStream>, Identity)> {
     let acceptor = tokio_rustls::TlsAcceptor::from(configs.certificate.clone());
-    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-    let tls = match accepted {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            info!(%peer, listener = "mqtts", %error, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            info!(%peer, listener = "mqtts", "TLS handshake timed out");
-            return None;
-        }
-    };
+    let accepted = opening_step(limit, &mut shutdown, acceptor.accept(stream)).await;
+    let tls = handshake_outcome(accepted, peer, "mqtts", limit)?;
     let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
         warn!(%peer, listener = "mqtts", "no usable client certificate after the handshake");
         return None;
@@ -161,7 +151,9 @@ pub fn serve_tls(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send {
-    Box::pin(tls_handshake(configs, stream, peer)).then(move |accepted| {
+    let limit = broker.config.limits.handshake_timeout;
+    let handshake = tls_handshake(configs, stream, peer, limit, shutdown.clone());
+    gated(&broker, Box::pin(handshake)).then(move |accepted| {
         let Some((route, tls)) = accepted else {
             return Either::Right(Either::Right(std::future::ready(())));
         };
@@ -199,6 +191,8 @@ async fn tls_handshake(
     configs: Arc<TlsConfigs>,
     stream: TcpStream,
     peer: SocketAddr,
+    limit: Duration,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Option<(Dispatch, TlsStream<TcpStream>)> {
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
@@ -210,16 +204,28 @@ async fn tls_handshake(
         };
         Ok::<_, std::io::Error>((route, start.into_stream(config).await?))
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let accepted = opening_step(limit, &mut shutdown, handshake).await;
+    handshake_outcome(accepted, peer, "tls", limit)
+}
+
+/// The handshake's result, or `None` with the reason logged.
+fn handshake_outcome<T>(
+    accepted: Result<std::io::Result<T>, Abandoned>,
+    peer: SocketAddr,
+    listener: &'static str,
+    limit: Duration,
+) -> Option<T> {
+    match accepted {
         Ok(Ok(accepted)) => Some(accepted),
         Ok(Err(error)) => {
-            info!(%peer, listener = "tls", %error, "TLS handshake failed");
+            info!(%peer, listener, %error, "TLS handshake failed");
             None
         }
-        Err(_) => {
-            info!(%peer, listener = "tls", "TLS handshake timed out");
+        Err(Abandoned::TimedOut) => {
+            info!(%peer, listener, "closing connection: TLS handshake not done within {limit:?} (handshake_timeout)");
             None
         }
+        Err(Abandoned::ShuttingDown) => None,
     }
 }
 

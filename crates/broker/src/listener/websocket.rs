@@ -21,12 +21,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::http::{read_head, respond, serve_control_plane, READ_TIMEOUT};
+use super::http::{read_head, respond, serve_control_plane};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
-use crate::connection;
+use crate::connection::{self, gated, opening_step, Abandoned};
+
+/// What a WebSocket connection reads into at a time (and keeps).
+const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// Serves one HTTP connection: `/mqtt` upgrades become MQTT connections.
 ///
@@ -42,14 +45,14 @@ pub fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(upgrade(
+    let upgrading = Box::pin(upgrade(
         broker.clone(),
         stream,
         peer,
         transport,
         shutdown.clone(),
-    ))
-    .then(move |upgraded| match upgraded {
+    ));
+    gated(&broker, upgrading).then(move |upgraded| match upgraded {
         Some((ws, admission)) => Either::Left(connection::serve(
             broker,
             WsBytes::new(ws),
@@ -68,26 +71,35 @@ async fn upgrade<S>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Option<(WebSocketStream<S>, Admission)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (request, raw_head) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await
-    {
+    let limit = broker.config.limits.handshake_timeout;
+    let read = match opening_step(limit, &mut shutdown, read_head(&mut stream)).await {
         Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => {
             respond(&mut stream, 400, "Bad Request", "malformed HTTP request\n").await;
             return None;
         }
-        Ok(Err(_)) | Err(_) => return None,
+        Ok(Err(error)) => {
+            debug!(%peer, %error, "connection lost before a complete HTTP request head");
+            return None;
+        }
+        Err(Abandoned::TimedOut) => {
+            info!(%peer, "closing connection: no complete HTTP request head within {limit:?} (handshake_timeout)");
+            return None;
+        }
+        Err(Abandoned::ShuttingDown) => return None,
     };
+    let request = &read.request;
     if request.path != "/mqtt" {
         // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, stream, raw_head, shutdown).await;
+            serve_control_plane(&broker, stream, read.received, shutdown).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");
@@ -115,7 +127,7 @@ where
         .into_iter()
         .find(|protocol| request.header_has_token("sec-websocket-protocol", protocol));
     let admission =
-        match authenticate::authenticate_upgrade(&broker.auth, &request, peer, transport).await {
+        match authenticate::authenticate_upgrade(&broker.auth, request, peer, transport).await {
             Ok(admission) => admission,
             Err(reason) => {
                 warn!(%peer, %reason, "WebSocket upgrade refused: HTTP 403");
@@ -136,7 +148,15 @@ where
     }
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(iot::client_rules::max_packet_size(&broker.config.limits) * 2);
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+    // tungstenite fills its whole read buffer on the first read and keeps it: 128 KiB by
+    // default, in every WebSocket connection, idle or waiting for its authorizer. A larger
+    // frame still gets room for itself; it is only read in more pieces.
+    config.read_buffer_size = WS_READ_BUFFER;
+    // Frames the client sent right behind its request are the WebSocket's.
+    let mut received = read.received;
+    let early_frames = received.split_off(read.head_len);
+    let ws = WebSocketStream::from_partially_read(stream, early_frames, Role::Server, Some(config))
+        .await;
     Some((ws, admission))
 }
 
