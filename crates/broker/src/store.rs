@@ -338,12 +338,14 @@ impl Store {
         Ok(found)
     }
 
-    /// Commits what is queued and stops the writer.
+    /// Commits what is queued, stops the writer and closes the file (an embedded broker
+    /// started again in the same process opens it anew; redb locks it to one opener).
     pub fn close(&self) {
         self.sender.lock().take();
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
         }
+        self.shared.db.write().take();
     }
 }
 
