@@ -13,8 +13,11 @@ pub mod policy;
 pub mod sigv4_header;
 pub mod sigv4_query;
 
+/// One input in; a panic is a bug.
+pub type Run = fn(&[u8]);
+
 /// Every target by the name of its fuzz binary and seed folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Run)] = &[
     ("authorizer_response", authorizer_response::run),
     ("custom_auth_username", custom_auth_username::run),
     ("decode", decode::run),

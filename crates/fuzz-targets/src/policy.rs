@@ -35,7 +35,12 @@ pub fn run(data: &[u8]) {
     let resources = [
         resource_arn("us-east-1", "123456789012", ResourceKind::Topic, "a/b/c"),
         resource_arn("us-east-1", "123456789012", ResourceKind::Client, "dev*1?"),
-        resource_arn("us-east-1", "123456789012", ResourceKind::TopicFilter, "a/+/#"),
+        resource_arn(
+            "us-east-1",
+            "123456789012",
+            ResourceKind::TopicFilter,
+            "a/+/#",
+        ),
         String::new(),
         text.to_owned(),
     ];
@@ -45,7 +50,10 @@ pub fn run(data: &[u8]) {
             for cx in [&full, &empty] {
                 let d = evaluate(&policies, action, resource, cx);
                 assert!(!d.reason.is_empty());
-                assert_eq!(d.is_allowed(), d.policy.is_some() && d.decision.as_str() == "ALLOWED");
+                assert_eq!(
+                    d.is_allowed(),
+                    d.policy.is_some() && d.decision.as_str() == "ALLOWED"
+                );
             }
         }
     }

@@ -150,8 +150,14 @@ fn every_target_has_a_smoke_test_a_fuzz_binary_and_seeds() {
     let this = fs::read_to_string(repo().join("crates/fuzz-targets/tests/smoke.rs")).unwrap();
     let manifest = fs::read_to_string(repo().join("fuzz/Cargo.toml")).unwrap();
     for (name, _) in TARGETS {
-        assert!(this.contains(&format!("smoke(\"{name}\")")), "{name}: no smoke test");
-        assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}: no [[bin]]");
+        assert!(
+            this.contains(&format!("smoke(\"{name}\")")),
+            "{name}: no smoke test"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{name}: no [[bin]]"
+        );
         let binary = repo().join(format!("fuzz/fuzz_targets/{name}.rs"));
         let binary = fs::read_to_string(&binary).unwrap_or_default();
         assert!(
