@@ -66,7 +66,7 @@ pub fn run(data: &[u8]) {
     let _ = fields.is_empty();
 }
 
-/// The head written back out (HTTP/1.1, each kept header once) parses to the same head:
+/// The head written back out (HTTP/1.1, the kept headers in order) parses to the same head:
 /// nothing the broker reads is lost or changed by parsing, only non-UTF-8 header values
 /// are left out.
 fn check_round_trip(head: &RequestHead) {
