@@ -1,41 +1,6 @@
-//! Any query string must parse to `None`, a `PresignedQuery` or a `SigV4Error`, never panic;
-//! whatever parses must verify (or be refused) without panicking, and errors must render.
+//! libFuzzer's inputs to `fuzz_targets::sigv4_query::run`; what it checks is written there
+//! (crates/fuzz-targets/src/sigv4_query.rs). The stable smoke test runs the same function.
 
 #![no_main]
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use iot::sigv4::{parse_presigned_query, verify, SignedRequest};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(query) = std::str::from_utf8(data) else {
-        return;
-    };
-    let presigned = match parse_presigned_query(query) {
-        Ok(Some(p)) => p,
-        Ok(None) => return,
-        Err(e) => {
-            let _ = e.to_string();
-            return;
-        }
-    };
-    let headers = [
-        ("Host", "localhost"),
-        ("Connection", "Upgrade"),
-        ("Upgrade", "websocket"),
-        ("Sec-WebSocket-Protocol", "mqtt"),
-    ];
-    let request = SignedRequest {
-        method: "GET",
-        path: "/mqtt",
-        query,
-        headers: &headers,
-    };
-    // 2026-11-27T05:36:00Z, the CRT vector's time, and the epoch.
-    for now in [UNIX_EPOCH + Duration::from_secs(1_795_757_760), UNIX_EPOCH] {
-        if let Err(e) = verify(&request, &presigned, "secret", "us-east-1", now) {
-            let _ = e.to_string();
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_targets::sigv4_query::run(data));

@@ -46,7 +46,10 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod connection;
 pub mod control;
-pub(crate) mod http_head;
+// Public only so the fuzz targets (`crates/fuzz-targets`) can reach the parser of what
+// WebSocket and control-plane clients send; not part of the broker's API.
+#[doc(hidden)]
+pub mod http_head;
 pub(crate) mod listener;
 pub(crate) mod message;
 pub mod pki;

@@ -1,0 +1,6 @@
+//! libFuzzer's inputs to `fuzz_targets::sigv4_header::run`; what it checks is written there
+//! (crates/fuzz-targets/src/sigv4_header.rs). The stable smoke test runs the same function.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_targets::sigv4_header::run(data));
