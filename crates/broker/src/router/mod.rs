@@ -549,14 +549,14 @@ impl Router {
         let mut durable = 0;
         // Stored once, by the first session that keeps it in the store; the others
         // reference it, and the router holds it until they have.
-        let keeps = |session: &Session, granted: QoS| {
-            self.store.is_some() && session.is_stored() && qos.min(granted) == QoS::AtLeastOnce
-        };
-        let held = targets
-            .iter()
-            .filter(|(session, granted)| keeps(session, *granted))
-            .nth(1)
-            .is_some();
+        // (Only a durable broker routing QoS 1 has anything to look for.)
+        let held = self.store.is_some()
+            && qos == QoS::AtLeastOnce
+            && targets
+                .iter()
+                .filter(|(session, granted)| session.is_stored() && *granted == QoS::AtLeastOnce)
+                .nth(1)
+                .is_some();
         let mut stored = 0;
         for (session, granted) in &targets {
             let store_as = if stored == 0 {

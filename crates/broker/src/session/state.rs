@@ -94,6 +94,15 @@ impl Queued {
         self.delivery.as_ref().map_or(0, Delivery::size)
     }
 
+    /// Drops its bytes from memory if the store has made it durable (its id is at most
+    /// `durable`); returns the bytes freed.
+    fn evict(&mut self, durable: u64) -> usize {
+        if self.stored == 0 || self.stored > durable {
+            return 0;
+        }
+        self.delivery.take().map_or(0, |delivery| delivery.size())
+    }
+
     /// Bytes held in memory that the store also has (eviction frees them at no loss).
     fn evictable(&self) -> usize {
         if self.stored == 0 {
@@ -424,29 +433,23 @@ impl SessionState {
     /// made durable (ids up to `durable`), newest first (the head is what is sent next);
     /// returns the bytes freed.
     pub fn evict(&mut self, want: usize, durable: u64) -> usize {
-        let mut freed = 0;
+        let mut from_pending = 0;
         for queued in self.pending.iter_mut().rev() {
-            if freed >= want {
+            if from_pending >= want {
                 break;
             }
-            if queued.stored != 0 && queued.stored <= durable {
-                if let Some(delivery) = queued.delivery.take() {
-                    freed += delivery.size();
-                    self.pending_bytes -= delivery.size();
-                }
-            }
+            from_pending += queued.evict(durable);
         }
+        let mut from_inflight = 0;
         for (_, queued) in self.inflight.iter_mut().rev() {
-            if freed >= want {
+            if from_pending + from_inflight >= want {
                 break;
             }
-            if queued.stored != 0 && queued.stored <= durable {
-                if let Some(delivery) = queued.delivery.take() {
-                    freed += delivery.size();
-                    self.inflight_bytes -= delivery.size();
-                }
-            }
+            from_inflight += queued.evict(durable);
         }
+        self.pending_bytes -= from_pending;
+        self.inflight_bytes -= from_inflight;
+        let freed = from_pending + from_inflight;
         self.evictable_bytes -= freed;
         freed
     }
