@@ -1,5 +1,6 @@
 //! The broker's shared state: the data plane ([`Router`]) beside the identity plane
-//! ([`IdentityPlane`]), which never see each other. Connections, listeners and the control
+//! ([`IdentityPlane`]), which never see each other, and the Device Shadow service
+//! ([`ShadowService`]) above the data plane. Connections, listeners and the control
 //! plane hold one `Arc<Broker>` and reach each plane through it.
 
 use std::sync::Arc;
@@ -9,12 +10,15 @@ use tokio::sync::Semaphore;
 use crate::auth::IdentityPlane;
 use crate::config::{Config, ConfigError};
 use crate::router::Router;
+use crate::shadow::ShadowService;
 use crate::store::{Recovered, Store};
 
 pub struct Broker {
     pub config: Arc<Config>,
-    pub router: Router,
+    pub router: Arc<Router>,
     pub auth: IdentityPlane,
+    /// Shares the router with its dispatcher task, which publishes the answers.
+    pub(crate) shadows: ShadowService,
     /// Turns for connections still opening (`connection::opening::gated`): half the
     /// runtime's worker threads (its default size), at least one, so a flood of
     /// handshakes and authorizer calls leaves the other half to open connections.
@@ -23,11 +27,12 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the registry and (unless `in_memory`) the durable store, and recovers what it
-    /// held. Fails when a configured policy, certificate or authorizer is unusable.
+    /// held. Fails when a configured policy, certificate or authorizer is unusable. Runs
+    /// inside a Tokio runtime (the shadow service starts a task).
     pub fn new(config: Config) -> Result<Arc<Broker>, ConfigError> {
         let config = Arc::new(config);
         let auth = IdentityPlane::open(config.clone())?;
-        let (store, recovered) = if config.in_memory {
+        let (store, mut recovered) = if config.in_memory {
             (None, Recovered::default())
         } else {
             let (store, recovered) = Store::open(
@@ -38,13 +43,16 @@ impl Broker {
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
             (Some(store), recovered)
         };
-        let router = Router::new(config.clone(), store, recovered);
+        let shadows = std::mem::take(&mut recovered.shadows);
+        let router = Arc::new(Router::new(config.clone(), store.clone(), recovered));
+        let shadows = ShadowService::new(&config, store, router.clone(), shadows);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let opening_permits = (workers / 2).max(1);
         Ok(Arc::new(Broker {
             config,
             router,
             auth,
+            shadows,
             openings: Arc::new(Semaphore::new(opening_permits)),
         }))
     }

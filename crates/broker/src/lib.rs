@@ -13,12 +13,13 @@
 //! | `connection` | one task per client: an I/O shell around `PacketHandler`, the pure packet handling (CONNECT admission, PUBLISH, SUBSCRIBE, acks after durable, will, lifecycle events) |
 //! | `control` | the AWS-shaped control plane: one `answer(request)`, by resource family; the same code answers offline ([`control::answer_local`]) |
 //! | `broker` | `Broker`: the data plane and the identity plane side by side, shared by every connection |
+//! | `shadow` | the Device Shadow service: shadows in memory and in the store, requests from MQTT and HTTP, answers published once durable |
 //! | `router` | the data plane: sessions by client id, the subscription index, route and deliver, retained messages, recovery from the store |
 //! | `session` | one session: the pure `SessionState`, its shared wrapper, live-connection wake-ups and kicks |
 //! | `store` | the durable store (redb, group commit) |
 //! | `auth` | the identity plane: authentication (certificates, SigV4, custom authorizers), policies and per-connection decisions, Cognito's temporary credentials |
 //! | `registry` | the identity file `registry.json`: certificates, CAs, attachments, authorizers, identity pools, access keys |
-//! | `config`, `pki`, `http_head`, `secrets`, `clock` | configuration; certificate material; HTTP request heads; random ids; time |
+//! | `config`, `pki`, `http_head`, `secrets`, `clock`, `token_bucket` | configuration; certificate material; HTTP request heads; random ids; time; rate counting |
 //!
 //! `router` and `auth` never see each other: the connection asks `auth` what a client may
 //! do and `router` where a message goes.
@@ -57,7 +58,9 @@ pub(crate) mod registry;
 pub(crate) mod router;
 pub(crate) mod secrets;
 pub(crate) mod session;
+pub(crate) mod shadow;
 pub(crate) mod store;
+pub(crate) mod token_bucket;
 
 pub use config::Config;
 pub use listener::{start, BrokerError, RunningBroker};

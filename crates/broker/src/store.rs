@@ -1,5 +1,5 @@
-//! The durable store: persistent sessions, their queued QoS 1 messages and the retained
-//! messages, in one redb file (`<data_dir>/store.redb`).
+//! The durable store: persistent sessions, their queued QoS 1 messages, the retained
+//! messages and the device shadows, in one redb file (`<data_dir>/store.redb`).
 //!
 //! redb because it is an embedded, pure-Rust, crash-safe (copy-on-write, checksummed
 //! commits) transactional store: a SIGKILL or power loss leaves the last committed
@@ -32,6 +32,7 @@ use crate::message::MessageMeta;
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use shadow::{Shadow, ShadowId};
 use tokio::sync::watch;
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -52,6 +53,9 @@ const QUEUES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_
 /// the tables above when such a store is opened.
 const LEGACY_QUEUES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("message_rows");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+/// Device shadows (tombstones of deleted ones included, so versions continue), keyed by
+/// [`shadow_key`], each the `shadow::Shadow` as JSON.
+const SHADOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("shadows");
 /// Small facts about the store: [`NEXT_MESSAGE_ID`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Message ids never repeat, even after every message row is gone.
@@ -187,6 +191,24 @@ pub enum Op {
     DeleteRef(Arc<str>, u64, u64),
     PutRetained(StoredMessage),
     DeleteRetained(Arc<str>),
+    /// A shadow's state after an accepted update or delete (a tombstone then).
+    PutShadow(ShadowId, Box<Shadow>),
+}
+
+/// A shadow's key in the store: `{thing}` for the classic shadow, `{thing}/{shadow}` for
+/// a named one. Neither name may contain `/` (`shadow::topic`), so keys never collide.
+fn shadow_key(id: &ShadowId) -> String {
+    match &id.shadow {
+        Some(name) => format!("{}/{name}", id.thing),
+        None => id.thing.clone(),
+    }
+}
+
+fn shadow_id_of_key(key: &str) -> ShadowId {
+    match key.split_once('/') {
+        Some((thing, name)) => ShadowId::named(thing, name),
+        None => ShadowId::classic(key),
+    }
 }
 
 /// A persistent session read back: client id, record, and its queue as
@@ -198,6 +220,7 @@ pub type RecoveredSession = (String, SessionRecord, Vec<(u64, u64)>);
 pub struct Recovered {
     pub sessions: Vec<RecoveredSession>,
     pub retained: Vec<StoredMessage>,
+    pub shadows: Vec<(ShadowId, Shadow)>,
 }
 
 /// What the writer thread and readers share.
@@ -364,6 +387,7 @@ fn recover(db: &Database, path: &Path) -> Result<(Recovered, Index), StoreError>
     {
         txn.open_table(SESSIONS).map_err(|e| unreadable(e.into()))?;
         txn.open_table(RETAINED).map_err(|e| unreadable(e.into()))?;
+        txn.open_table(SHADOWS).map_err(|e| unreadable(e.into()))?;
         let mut messages = txn.open_table(MESSAGES).map_err(|e| unreadable(e.into()))?;
         let mut spans = txn
             .open_table(MESSAGE_SPANS)
@@ -476,6 +500,15 @@ fn recover(db: &Database, path: &Path) -> Result<(Recovered, Index), StoreError>
         let message = StoredMessage::decode(value.value())
             .ok_or_else(|| corrupt(format!("retained message on {:?}", key.value())))?;
         recovered.retained.push(message);
+    }
+    let shadows = txn.open_table(SHADOWS).map_err(|e| unreadable(e.into()))?;
+    for entry in shadows.iter().map_err(|e| unreadable(e.into()))? {
+        let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
+        let shadow: Shadow = serde_json::from_slice(value.value())
+            .map_err(|error| corrupt(format!("shadow {:?}: {error}", key.value())))?;
+        recovered
+            .shadows
+            .push((shadow_id_of_key(key.value()), shadow));
     }
     Ok((recovered, index))
 }
@@ -748,6 +781,7 @@ impl Index {
             let mut spans = txn.open_table(MESSAGE_SPANS)?;
             let mut queues = txn.open_table(QUEUES)?;
             let mut retained = txn.open_table(RETAINED)?;
+            let mut shadows = txn.open_table(SHADOWS)?;
             let mut meta = txn.open_table(META)?;
             let mut new_rows: Vec<NewMessageRow> = Vec::new();
             // Reference count changes of rows already stored.
@@ -862,6 +896,10 @@ impl Index {
                     }
                     Op::DeleteRetained(topic) => {
                         retained.remove(&**topic)?;
+                    }
+                    Op::PutShadow(id, shadow) => {
+                        let json = serde_json::to_vec(shadow).expect("shadows serialize");
+                        shadows.insert(shadow_key(id).as_str(), json.as_slice())?;
                     }
                 }
             }
@@ -1059,6 +1097,44 @@ mod tests {
             .collect();
         assert_eq!(payloads, [Some(&b"one"[..]), Some(&b"three"[..])]);
         assert_eq!(recovered.retained, vec![message("r/1", b"kept")]);
+    }
+
+    #[tokio::test]
+    async fn shadows_survive_reopening_the_last_write_of_each_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let shadow = |version: u64, deleted_at: Option<u64>| Shadow {
+            desired: serde_json::json!({"a": {"b": [1, 2]}}).as_object().cloned(),
+            version,
+            timestamp: 1_700_000_000 + version,
+            deleted_at,
+            ..Shadow::default()
+        };
+        let classic = ShadowId::classic("lamp");
+        let named = ShadowId::named("lamp", "$cfg:1");
+        let other = ShadowId::named("lamp-2", "cfg");
+        {
+            let (store, recovered) = Store::open(&path, Duration::from_millis(1), CACHE).unwrap();
+            assert!(recovered.shadows.is_empty());
+            store.submit(Op::PutShadow(classic.clone(), Box::new(shadow(1, None))));
+            store.submit(Op::PutShadow(classic.clone(), Box::new(shadow(2, None))));
+            store.submit(Op::PutShadow(named.clone(), Box::new(shadow(7, None))));
+            store.submit(Op::PutShadow(named.clone(), Box::new(shadow(7, Some(5)))));
+            let last = store.submit(Op::PutShadow(other.clone(), Box::new(shadow(1, None))));
+            wait_durable(&store, last).await;
+            store.close();
+        }
+        let (_store, mut recovered) = Store::open(&path, Duration::ZERO, CACHE).unwrap();
+        recovered.shadows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            recovered.shadows,
+            vec![
+                (classic, shadow(2, None)),
+                (named, shadow(7, Some(5))),
+                (other, shadow(1, None)),
+            ],
+            "the last write of each, tombstone included"
+        );
     }
 
     #[tokio::test]

@@ -168,10 +168,13 @@ pub fn check_publish(publish: &Publish, limits: &Limits) -> Result<(), Rejected>
     crate::validate_topic_name(&publish.topic, limits)
         .and_then(|()| crate::validate_client_publish(&publish.topic))
         .map_err(|error| {
-            Rejected::new(
-                ReasonCode::TOPIC_NAME_INVALID,
-                format!("topic {:?}: {error}", publish.topic),
-            )
+            // A service's own topic is a well-formed topic the client may not publish to:
+            // answered as a denied publish (PUBACK 0x87 under MQTT 5).
+            let code = match error {
+                crate::TopicError::ServicePublished(_) => ReasonCode::NOT_AUTHORIZED,
+                _ => ReasonCode::TOPIC_NAME_INVALID,
+            };
+            Rejected::new(code, format!("topic {:?}: {error}", publish.topic))
         })?;
     if let Some(response_topic) = &publish.properties.response_topic {
         crate::validate_topic_name(response_topic, limits).map_err(|error| {
@@ -339,6 +342,21 @@ mod tests {
                 .contains("limit is 4")
         );
         assert!(check_publish(&publish("a", b"1", QoS::ExactlyOnce), &limits).is_err());
+        let answer = "$aws/things/t/shadow/update/accepted";
+        assert_eq!(
+            check_publish(&publish(answer, b"{}", QoS::AtLeastOnce), &limits)
+                .unwrap_err()
+                .code,
+            ReasonCode::NOT_AUTHORIZED
+        );
+        let request = "$aws/things/t/shadow/update";
+        assert!(check_publish(&publish(request, b"{}", QoS::AtLeastOnce), &limits).is_ok());
+        assert_eq!(
+            check_publish(&publish("$aws/events/x", b"1", QoS::AtLeastOnce), &limits)
+                .unwrap_err()
+                .code,
+            ReasonCode::TOPIC_NAME_INVALID
+        );
         assert!(check_publish(
             &publish("a/b/c/d/e/f/g/h/i", b"1", QoS::AtMostOnce),
             &limits

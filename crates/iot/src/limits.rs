@@ -75,6 +75,18 @@ pub struct Limits {
     /// messages live only in the store (durable) or the oldest are dropped (`in_memory`).
     #[serde(with = "byte_size")]
     pub memory_budget: u64,
+    /// Device Shadow: bytes of `state.desired` plus `state.reported` a shadow may hold
+    /// (metadata not counted); an update over it is refused with 413.
+    pub shadow_max_state_bytes: usize,
+    /// Device Shadow: nesting levels inside `desired` or `reported`; deeper → 400. IoT
+    /// Core's published figures disagree (5, 6 and 8 levels); 6 is its error text's.
+    pub shadow_max_depth: usize,
+    /// Device Shadow: requests of one thing (all its shadows, MQTT and HTTP) not yet
+    /// answered, e.g. waiting for the disk; one more is refused with 429.
+    pub shadow_inflight_per_thing: usize,
+    /// Device Shadow: requests per thing per second (all its shadows, MQTT and HTTP); over
+    /// it → 429. 0 = off.
+    pub shadow_requests_per_thing_per_sec: u32,
 }
 
 /// A byte count written with a unit (`"64MiB"`, `"500 MB"`) or as a plain number.
@@ -132,6 +144,10 @@ impl Default for Limits {
             authorizer_ttl_min: Duration::from_secs(300),
             group_commit_max_delay: Duration::from_millis(2),
             memory_budget: 256 << 20,
+            shadow_max_state_bytes: 8 * 1024,
+            shadow_max_depth: 6,
+            shadow_inflight_per_thing: 10,
+            shadow_requests_per_thing_per_sec: 20,
         }
     }
 }
@@ -212,6 +228,10 @@ mod tests {
         assert_eq!(l.handshake_timeout, Duration::from_secs(10));
         assert_eq!(l.authorizer_ttl_min, Duration::from_secs(300));
         assert_eq!(l.group_commit_max_delay, Duration::from_millis(2));
+        assert_eq!(l.shadow_max_state_bytes, 8192);
+        assert_eq!(l.shadow_max_depth, 6);
+        assert_eq!(l.shadow_inflight_per_thing, 10);
+        assert_eq!(l.shadow_requests_per_thing_per_sec, 20);
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub enum TopicError {
     NulCharacter,
     #[error("clients may not publish to the reserved topic {0:?}")]
     ReservedTopic(String),
+    /// A topic only the service behind it publishes to (a Device Shadow answer such as
+    /// `…/shadow/update/accepted`): IoT Core treats a client's publish there as
+    /// unauthorized, not as a malformed topic.
+    #[error("{0:?} is published by the Device Shadow service; clients may only subscribe to it")]
+    ServicePublished(String),
     #[error("invalid shared subscription: {0}")]
     InvalidShare(&'static str),
 }
@@ -147,16 +152,22 @@ fn validate_plain_filter(filter: &str, limits: &Limits) -> Result<(), TopicError
 /// publish anywhere, e.g. lifecycle events under `$aws/events/`).
 ///
 /// Non-`$` topics are always fine; `$` topics only under
-/// [`CLIENT_PUBLISHABLE_RESERVED_PREFIXES`].
+/// [`CLIENT_PUBLISHABLE_RESERVED_PREFIXES`], and there not the Device Shadow service's
+/// answer topics (`…/accepted`, `/rejected`, `/delta`, `/documents`: the reserved-topics
+/// table lists them as Subscribe only), so that no client can forge a shadow's answer.
 pub fn validate_client_publish(topic: &str) -> Result<(), TopicError> {
-    if !is_reserved(topic)
-        || CLIENT_PUBLISHABLE_RESERVED_PREFIXES
-            .iter()
-            .any(|p| topic.starts_with(p))
+    if !is_reserved(topic) {
+        return Ok(());
+    }
+    if !CLIENT_PUBLISHABLE_RESERVED_PREFIXES
+        .iter()
+        .any(|p| topic.starts_with(p))
     {
-        Ok(())
-    } else {
-        Err(TopicError::ReservedTopic(topic.to_owned()))
+        return Err(TopicError::ReservedTopic(topic.to_owned()));
+    }
+    match shadow::ShadowTopic::parse(topic) {
+        Some(answer) if !answer.is_request() => Err(TopicError::ServicePublished(topic.to_owned())),
+        _ => Ok(()),
     }
 }
 
@@ -452,8 +463,25 @@ mod tests {
             "$aws/provisioning-templates/tmpl/provision/json",
             "$aws/sitewise/asset-models/m/assets/a/properties/p",
             "$aws/defender/x",
+            // Not exactly an answer topic: not the shadow service's to refuse.
+            "$aws/things/t1/shadow/get/delta",
+            "$aws/things/t1/shadow/update/accepted/x",
         ] {
             assert_eq!(validate_client_publish(t), Ok(()), "{t}");
+        }
+        for t in [
+            "$aws/things/t1/shadow/get/accepted",
+            "$aws/things/t1/shadow/update/rejected",
+            "$aws/things/t1/shadow/update/delta",
+            "$aws/things/t1/shadow/update/documents",
+            "$aws/things/t1/shadow/name/s/delete/accepted",
+            "$aws/things/t1/shadow/name/s/update/delta",
+        ] {
+            assert_eq!(
+                validate_client_publish(t),
+                Err(TopicError::ServicePublished(t.to_owned())),
+                "{t}"
+            );
         }
         for t in [
             "$aws/events/presence/connected/c1",

@@ -31,6 +31,7 @@ use mqtt::{
     Protocol, Publish, PublishRef, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
 };
+use shadow::ShadowTopic;
 use tracing::{debug, info, warn};
 
 use crate::auth::{ConnectionPolicy, Denied, Identity};
@@ -562,9 +563,12 @@ impl PacketHandler {
         }
         if let Err(rejected) = client_rules::check_publish(&publish, limits) {
             // A bad topic is answered in the PUBACK under MQTT 5 (IoT Core's PUBACK table
-            // has 0x90); QoS 2 and oversize end the connection with their reason.
-            if v5 && rejected.code == ReasonCode::TOPIC_NAME_INVALID {
-                warn!(client_id = %online.client_id, principal = online.policy.principal(), topic = %publish.topic, reason = %rejected, "PUBLISH refused: PUBACK 0x90");
+            // has 0x90), and so is a topic only a service publishes to (a shadow's
+            // answers: 0x87, as a denied publish); QoS 2 and oversize end the connection
+            // with their reason.
+            let in_puback = [ReasonCode::TOPIC_NAME_INVALID, ReasonCode::NOT_AUTHORIZED];
+            if v5 && in_puback.contains(&rejected.code) {
+                warn!(client_id = %online.client_id, principal = online.policy.principal(), topic = %publish.topic, reason = %rejected, "PUBLISH refused: PUBACK 0x{:02X}", rejected.code.0);
                 if publish.qos == QoS::AtLeastOnce {
                     let ack = self.refusing_puback(publish.pkid, rejected.code, &rejected.reason);
                     self.acknowledge_when_durable(ack, 0);
@@ -619,7 +623,15 @@ impl PacketHandler {
                 meta.clone(),
             );
         }
+        // A shadow request is routed like any message (IoT Core delivers it to the
+        // topic's subscribers too) and handed to the shadow service.
+        let shadow_request = ShadowTopic::parse(&publish.topic)
+            .filter(ShadowTopic::is_request)
+            .map(|request| (request.id(), request.operation, publish.payload.clone()));
         let routed = router.route_message(&publish.topic, publish.payload, publish.qos, meta);
+        if let Some((id, operation, payload)) = shadow_request {
+            self.broker.shadows.submit_mqtt(id, operation, payload);
+        }
         if publish.qos == QoS::AtLeastOnce {
             // The PUBACK promises at-least-once: it waits until every persistent session
             // that kept the message (and the retained store) has it on disk.
