@@ -392,6 +392,11 @@ impl Config {
                 "limits.max_inflight must be at least 1".into(),
             ));
         }
+        if self.limits.shadow_inflight_per_thing == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.shadow_inflight_per_thing must be at least 1 (0 would refuse every shadow request)".into(),
+            ));
+        }
         let ttl_min = self.limits.authorizer_ttl_min;
         if !(1..=*iot::custom_auth::TTL_RANGE_SECS.end()).contains(&ttl_min.as_secs()) {
             return Err(ConfigError::Invalid(format!(
@@ -572,6 +577,16 @@ credentials_ttl = "1h"
         let config = Config::parse("[listeners]\nmqtt = \"nowhere\"").unwrap();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("listeners.mqtt"), "{error}");
+    }
+
+    #[test]
+    fn a_zero_shadow_inflight_limit_is_refused() {
+        let config = Config::parse("[limits]\nshadow_inflight_per_thing = 0").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("limits.shadow_inflight_per_thing"),
+            "{error}"
+        );
     }
 
     #[test]
