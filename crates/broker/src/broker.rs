@@ -17,7 +17,7 @@ pub struct Broker {
     pub config: Arc<Config>,
     pub router: Arc<Router>,
     pub auth: IdentityPlane,
-    /// Shares the router with its dispatcher task, which publishes the answers.
+    /// Shares the router with its dispatcher, which publishes the answers.
     pub(crate) shadows: ShadowService,
     /// Turns for connections still opening (`connection::opening::gated`): half the
     /// runtime's worker threads (its default size), at least one, so a flood of
@@ -27,8 +27,7 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the registry and (unless `in_memory`) the durable store, and recovers what it
-    /// held. Fails when a configured policy, certificate or authorizer is unusable. Runs
-    /// inside a Tokio runtime (the shadow service starts a task).
+    /// held. Fails when a configured policy, certificate or authorizer is unusable.
     pub fn new(config: Config) -> Result<Arc<Broker>, ConfigError> {
         let config = Arc::new(config);
         let auth = IdentityPlane::open(config.clone())?;

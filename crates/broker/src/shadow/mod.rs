@@ -6,7 +6,7 @@
 //! makes the answers true: [`table`] holds every shadow in memory (the authority; deleted
 //! ones as tombstones so versions continue) with the per-thing limits, under one mutex.
 //! Each accepted change is submitted to the durable store ([`Op::PutShadow`]) under that
-//! mutex, and its answers go to one dispatcher task in the same order; the dispatcher
+//! mutex, and its answers go to one dispatcher (a thread) in the same order; it
 //! publishes them only once the store reports the change durable, so a client that saw
 //! `/update/accepted` finds the shadow after a SIGKILL, and one thing's answers keep the
 //! order of its requests. Answers are routed as any QoS 1 message (`Router::route`):
@@ -75,8 +75,7 @@ pub(crate) struct ShadowService {
 }
 
 impl ShadowService {
-    /// The service over the shadows the store recovered; starts its dispatcher task, so
-    /// it must be called inside a Tokio runtime (as `Broker::new` is).
+    /// The service over the shadows the store recovered; starts its dispatcher.
     pub(crate) fn new(
         config: &Config,
         store: Option<Arc<Store>>,
@@ -89,7 +88,19 @@ impl ShadowService {
         )));
         let (dispatch, pending) = mpsc::unbounded_channel();
         let committed = store.as_ref().map(|store| store.committed());
-        tokio::spawn(dispatcher(pending, committed, router, table.clone()));
+        // On a thread of its own rather than a task: `Broker::new` needs no runtime (the
+        // handler's tests build brokers in plain tests), and the thread ends with the
+        // service, when the channel closes.
+        let answers = dispatcher(pending, committed, router, table.clone());
+        std::thread::Builder::new()
+            .name("shadow-answers".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a current-thread runtime without drivers builds")
+                    .block_on(answers)
+            })
+            .expect("spawn the shadow dispatcher");
         ShadowService {
             table,
             store,
@@ -168,7 +179,7 @@ impl ShadowService {
             reply: reply.map(|reply| (reply, result)),
         };
         if self.dispatch.send(pending).is_err() {
-            // Only at shutdown: the runtime that ran the dispatcher is gone.
+            // Only at shutdown: the dispatcher stopped when the store closed.
             warn!(%id, operation = operation.as_str(), "shadow service stopped: request not answered");
             if in_flight {
                 table.answered(&id.thing);

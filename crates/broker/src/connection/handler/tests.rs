@@ -1521,3 +1521,50 @@ fn over_the_byte_rate_input_waits_in_the_buffer() {
     // Nothing was lost: delayed, not dropped.
     assert_eq!(dropped_rate_limited(&broker), 0);
 }
+
+#[test]
+fn a_shadow_request_is_routed_and_answered_and_its_answer_topics_are_refused_to_clients() {
+    let broker = broker();
+    let (mut subscriber, mut sub_online) = connected_v5(&broker, "sub");
+    subscribe_v5(
+        &mut subscriber,
+        &mut sub_online,
+        "$aws/things/lamp/shadow/#",
+        QoS::AtLeastOnce,
+    );
+    let (mut publisher, mut pub_online) = connected_v5(&broker, "pub");
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish("$aws/things/lamp/shadow/get", QoS::AtLeastOnce, 1),
+    )
+    .unwrap();
+    assert_eq!(written(&mut publisher), vec![Packet::PubAck(Ack::new(1))]);
+    // A client's publish to an answer topic: refused as unauthorized, not routed.
+    send(
+        &mut publisher,
+        &mut pub_online,
+        publish("$aws/things/lamp/shadow/get/accepted", QoS::AtLeastOnce, 2),
+    )
+    .expect("the connection continues");
+    match &written(&mut publisher)[..] {
+        [Packet::PubAck(ack)] => assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected PUBACK 0x87, got {other:?}"),
+    }
+    // The request itself reaches the subscriber, then the service's answer (the
+    // dispatcher publishes from its own thread): "hello" is not a JSON document.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.iter().any(|topic: &String| topic.ends_with("/rejected")) {
+        assert!(std::time::Instant::now() < deadline, "no answer: {seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        seen.extend(received_topics(&mut subscriber, &mut sub_online));
+    }
+    assert_eq!(
+        seen,
+        [
+            "$aws/things/lamp/shadow/get",
+            "$aws/things/lamp/shadow/get/rejected"
+        ]
+    );
+}
