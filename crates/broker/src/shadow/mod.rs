@@ -53,6 +53,9 @@ pub(crate) enum Origin {
 #[allow(dead_code)]
 const INTERNAL_FAILURE: &str = "Internal service failure";
 
+/// Where an HTTP caller waits for its request's result.
+type Reply = oneshot::Sender<Result<Value, Rejection>>;
+
 /// One request's answers, waiting for the store.
 struct Pending {
     /// The store sequence number that makes the request's change durable (0: none).
@@ -61,10 +64,7 @@ struct Pending {
     in_flight: Option<String>,
     answers: Vec<(String, Bytes)>,
     /// Where an HTTP caller waits for the result.
-    reply: Option<(
-        oneshot::Sender<Result<Value, Rejection>>,
-        Result<Value, Rejection>,
-    )>,
+    reply: Option<(Reply, Result<Value, Rejection>)>,
 }
 
 pub(crate) struct ShadowService {
@@ -150,7 +150,7 @@ impl ShadowService {
         operation: Operation,
         payload: &[u8],
         origin: Origin,
-        reply: Option<oneshot::Sender<Result<Value, Rejection>>>,
+        reply: Option<Reply>,
     ) {
         let now = Instant::now();
         let epoch = unix_millis() / 1000;

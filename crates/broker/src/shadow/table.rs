@@ -222,9 +222,9 @@ impl Table {
     pub(crate) fn log_limit_hit(&mut self, now: Instant) -> Option<u64> {
         let log = &mut self.limit_log;
         log.unlogged += 1;
-        let due = log.logged_at.map_or(true, |at| {
-            now.saturating_duration_since(at) >= LIMIT_LOG_INTERVAL
-        });
+        let due = log
+            .logged_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= LIMIT_LOG_INTERVAL);
         if !due {
             return None;
         }

@@ -210,7 +210,7 @@ fn an_update_keeps_its_shadow_and_answers_accepted_delta_and_documents() {
     let deleted = table.apply(&id, Operation::Delete, b"", Origin::Http, now, 1003);
     assert_eq!(
         topics(&deleted),
-        [format!("$aws/things/lamp/shadow/name/cfg/delete/accepted")]
+        ["$aws/things/lamp/shadow/name/cfg/delete/accepted"]
     );
     assert!(!table.get(&id).unwrap().exists(), "kept as a tombstone");
     assert_eq!(table.list_named("lamp", 10, None), (vec![], None));

@@ -1555,7 +1555,10 @@ fn a_shadow_request_is_routed_and_answered_and_its_answer_topics_are_refused_to_
     // dispatcher publishes from its own thread): "hello" is not a JSON document.
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !seen.iter().any(|topic: &String| topic.ends_with("/rejected")) {
+    while !seen
+        .iter()
+        .any(|topic: &String| topic.ends_with("/rejected"))
+    {
         assert!(std::time::Instant::now() < deadline, "no answer: {seen:?}");
         std::thread::sleep(std::time::Duration::from_millis(5));
         seen.extend(received_topics(&mut subscriber, &mut sub_online));
