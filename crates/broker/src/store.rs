@@ -193,6 +193,8 @@ pub enum Op {
     DeleteRetained(Arc<str>),
     /// A shadow's state after an accepted update or delete (a tombstone then).
     PutShadow(ShadowId, Box<Shadow>),
+    /// A tombstone no longer needed (its version is no longer continued).
+    DeleteShadow(ShadowId),
 }
 
 /// A shadow's key in the store: `{thing}` for the classic shadow, `{thing}/{shadow}` for
@@ -901,6 +903,9 @@ impl Index {
                         let json = serde_json::to_vec(shadow).expect("shadows serialize");
                         shadows.insert(shadow_key(id).as_str(), json.as_slice())?;
                     }
+                    Op::DeleteShadow(id) => {
+                        shadows.remove(shadow_key(id).as_str())?;
+                    }
                 }
             }
             // Stored queue rows that lost references: rewritten without them, or deleted.
@@ -1113,6 +1118,7 @@ mod tests {
         let classic = ShadowId::classic("lamp");
         let named = ShadowId::named("lamp", "$cfg:1");
         let other = ShadowId::named("lamp-2", "cfg");
+        let forgotten = ShadowId::named("lamp-2", "old");
         {
             let (store, recovered) = Store::open(&path, Duration::from_millis(1), CACHE).unwrap();
             assert!(recovered.shadows.is_empty());
@@ -1120,6 +1126,11 @@ mod tests {
             store.submit(Op::PutShadow(classic.clone(), Box::new(shadow(2, None))));
             store.submit(Op::PutShadow(named.clone(), Box::new(shadow(7, None))));
             store.submit(Op::PutShadow(named.clone(), Box::new(shadow(7, Some(5)))));
+            store.submit(Op::PutShadow(
+                forgotten.clone(),
+                Box::new(shadow(3, Some(1))),
+            ));
+            store.submit(Op::DeleteShadow(forgotten));
             let last = store.submit(Op::PutShadow(other.clone(), Box::new(shadow(1, None))));
             wait_durable(&store, last).await;
             store.close();

@@ -82,10 +82,17 @@ impl ShadowService {
         router: Arc<Router>,
         recovered: Vec<(ShadowId, Shadow)>,
     ) -> ShadowService {
-        let table = Arc::new(Mutex::new(Table::new(
+        let (table, expired) = Table::new(
             ServiceLimits::from_config(&config.limits),
             recovered,
-        )));
+            unix_millis() / 1000,
+        );
+        if let Some(store) = &store {
+            for id in expired {
+                store.submit(Op::DeleteShadow(id));
+            }
+        }
+        let table = Arc::new(Mutex::new(table));
         let (dispatch, pending) = mpsc::unbounded_channel();
         let committed = store.as_ref().map(|store| store.committed());
         // On a thread of its own rather than a task: `Broker::new` needs no runtime (the

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
-use shadow::{document, Operation, Rejection, Response, Shadow, ShadowId};
+use shadow::document::{self, DELETED_VERSION_KEPT_SECS};
+use shadow::{Operation, Rejection, Response, Shadow, ShadowId};
 
 use crate::token_bucket::TokenBucket;
 
@@ -88,15 +89,27 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn new(limits: ServiceLimits, recovered: Vec<(ShadowId, Shadow)>) -> Table {
-        Table {
+    /// The table over recovered shadows, without the tombstones deleted before `epoch`
+    /// minus [`DELETED_VERSION_KEPT_SECS`] (a re-created shadow starts at version 1
+    /// again, so they are not needed): their ids are returned, for the store to forget.
+    pub(crate) fn new(
+        limits: ServiceLimits,
+        recovered: Vec<(ShadowId, Shadow)>,
+        epoch: u64,
+    ) -> (Table, Vec<ShadowId>) {
+        let cutoff = epoch.saturating_sub(DELETED_VERSION_KEPT_SECS);
+        let (expired, kept): (Vec<_>, Vec<_>) = recovered
+            .into_iter()
+            .partition(|(_, shadow)| shadow.deleted_at.is_some_and(|at| at < cutoff));
+        let table = Table {
             limits,
-            shadows: recovered.into_iter().collect(),
+            shadows: kept.into_iter().collect(),
             in_flight: HashMap::new(),
             buckets: HashMap::new(),
             sweep_buckets_at: SWEEP_BUCKETS_AT,
             limit_log: LimitLog::default(),
-        }
+        };
+        (table, expired.into_iter().map(|(id, _)| id).collect())
     }
 
     pub(crate) fn limits(&self) -> &ServiceLimits {

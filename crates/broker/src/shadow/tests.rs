@@ -9,6 +9,7 @@ use serde_json::json;
 use super::*;
 use crate::session::{LiveConnection, Session, SessionKind};
 use crate::store::Recovered;
+use shadow::document::DELETED_VERSION_KEPT_SECS;
 
 fn limits(inflight: usize, per_sec: u32) -> ServiceLimits {
     ServiceLimits {
@@ -34,7 +35,7 @@ const UPDATE: &[u8] = br#"{"state":{"desired":{"on":true}},"clientToken":"t1"}"#
 
 #[test]
 fn bad_names_are_rejected_with_400_to_mqtt_and_not_published_for_http() {
-    let mut table = Table::new(limits(10, 0), Vec::new());
+    let mut table = Table::new(limits(10, 0), Vec::new(), 0).0;
     let now = Instant::now();
     let id = ShadowId::named("lamp", "bad name");
     let payload = br#"{"clientToken":"c-1"}"#;
@@ -64,7 +65,7 @@ fn bad_names_are_rejected_with_400_to_mqtt_and_not_published_for_http() {
 
 #[test]
 fn requests_in_flight_are_limited_per_thing_with_429_echoing_the_client_token() {
-    let mut table = Table::new(limits(2, 0), Vec::new());
+    let mut table = Table::new(limits(2, 0), Vec::new(), 0).0;
     let now = Instant::now();
     let lamp = ShadowId::classic("lamp");
     let named = ShadowId::named("lamp", "cfg");
@@ -106,7 +107,7 @@ fn requests_in_flight_are_limited_per_thing_with_429_echoing_the_client_token() 
 
 #[test]
 fn requests_per_second_are_limited_per_thing() {
-    let mut table = Table::new(limits(1000, 5), Vec::new());
+    let mut table = Table::new(limits(1000, 5), Vec::new(), 0).0;
     let t0 = Instant::now();
     let lamp = ShadowId::classic("lamp");
     let results: Vec<u16> = (0..8)
@@ -139,7 +140,7 @@ fn requests_per_second_are_limited_per_thing() {
 
 #[test]
 fn limit_hits_are_logged_at_most_once_a_second_with_the_count() {
-    let mut table = Table::new(limits(1, 0), Vec::new());
+    let mut table = Table::new(limits(1, 0), Vec::new(), 0).0;
     let t0 = Instant::now();
     assert_eq!(table.log_limit_hit(t0), Some(1));
     assert_eq!(table.log_limit_hit(t0 + Duration::from_millis(10)), None);
@@ -162,8 +163,16 @@ fn named_shadows_are_listed_sorted_and_paged_without_classic_or_deleted_ones() {
         (ShadowId::named("lamp", "$d"), shadow(None)),
         (ShadowId::named("lamp-2", "z"), shadow(None)),
         (ShadowId::named("lam", "y"), shadow(None)),
+        (ShadowId::named("lamp", "e"), shadow(Some(1))),
     ];
-    let table = Table::new(limits(10, 0), recovered);
+    let now = DELETED_VERSION_KEPT_SECS + 5; // "b" was deleted 48 h ago, "e" earlier
+    let (table, forgotten) = Table::new(limits(10, 0), recovered, now);
+    assert_eq!(
+        forgotten,
+        [ShadowId::named("lamp", "e")],
+        "a tombstone past 48 h is not kept"
+    );
+    assert!(table.get(&ShadowId::named("lamp", "b")).is_some());
     assert_eq!(
         table.list_named("lamp", 100, None),
         (vec!["$d".to_owned(), "a".into(), "c".into()], None)
@@ -180,7 +189,7 @@ fn named_shadows_are_listed_sorted_and_paged_without_classic_or_deleted_ones() {
 
 #[test]
 fn an_update_keeps_its_shadow_and_answers_accepted_delta_and_documents() {
-    let mut table = Table::new(limits(10, 0), Vec::new());
+    let mut table = Table::new(limits(10, 0), Vec::new(), 0).0;
     let now = Instant::now();
     let id = ShadowId::named("lamp", "cfg");
     let applied = table.apply(&id, Operation::Update, UPDATE, Origin::Mqtt, now, 1000);
