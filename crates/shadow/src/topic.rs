@@ -286,7 +286,12 @@ mod tests {
         let t = ShadowTopic::parse("$aws/things/lamp/shadow/name/cfg/get/accepted").unwrap();
         assert_eq!(
             (t.thing, t.shadow, t.operation, t.response),
-            ("lamp", Some("cfg"), Operation::Get, Some(Response::Accepted))
+            (
+                "lamp",
+                Some("cfg"),
+                Operation::Get,
+                Some(Response::Accepted)
+            )
         );
         let t = ShadowTopic::parse("$aws/things/lamp/shadow/update/documents").unwrap();
         assert_eq!(t.response, Some(Response::Documents));
@@ -342,7 +347,11 @@ mod tests {
         }
         assert_eq!(validate_shadow_name("$cfg:1_a-b"), Ok(()));
         for bad in ["", "a/b", "a+", &"a".repeat(65)] {
-            assert_eq!(validate_shadow_name(bad), Err(NameError::ShadowName), "{bad}");
+            assert_eq!(
+                validate_shadow_name(bad),
+                Err(NameError::ShadowName),
+                "{bad}"
+            );
         }
         assert!(ShadowId::named("t", "a b").validate().is_err());
         assert!(ShadowId::classic("t").validate().is_ok());
