@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use iot::Policy;
+use iot::{Policy, RequestContext};
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
+use crate::registry::ThingRecord;
 
 /// The anonymous principal: clients of the plain listener.
 pub const ANONYMOUS: &str = "anonymous";
@@ -34,7 +35,16 @@ pub struct PolicyStore {
     config_policies: HashMap<String, Arc<Policy>>,
     config_attachments: HashMap<String, Vec<String>>,
     dynamic: RwLock<DynamicPolicies>,
+    /// The registry's things as the `${iot:Connection.Thing.*}` variables see them, by name.
+    things: RwLock<HashMap<String, ThingFacts>>,
     generation: AtomicU64,
+}
+
+/// What a thing gives the policy variables of a connection attached to it.
+struct ThingFacts {
+    type_name: Option<String>,
+    attributes: Vec<(String, String)>,
+    principals: Vec<String>,
 }
 
 #[derive(Default)]
@@ -87,6 +97,7 @@ impl PolicyStore {
             config_policies: policies,
             config_attachments: attachments,
             dynamic: RwLock::new(DynamicPolicies::default()),
+            things: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
         })
     }
@@ -148,6 +159,53 @@ impl PolicyStore {
             attachments,
         };
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the things with the registry's current ones; connections re-resolve their
+    /// thing variables on their next decision (the generation moves).
+    pub fn replace_things(&self, things: Vec<ThingRecord>) {
+        let things = things
+            .into_iter()
+            .map(|thing| {
+                let facts = ThingFacts {
+                    type_name: thing.thing_type_name,
+                    attributes: thing.attributes.into_iter().collect(),
+                    principals: thing.principals,
+                };
+                (thing.thing_name, facts)
+            })
+            .collect();
+        *self.things.write() = things;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Sets the `${iot:Connection.Thing.*}` facts of a request as IoT Core resolves them:
+    /// the thing named like the client id, if `principal` is attached to it. Otherwise
+    /// none of them (IsAttached is then `false`, and statements using the others do not
+    /// match).
+    pub fn resolve_thing(&self, context: &mut RequestContext, principal: &str) {
+        let things = self.things.read();
+        let attached = context.client_id.as_deref().and_then(|client_id| {
+            things
+                .get(client_id)
+                .filter(|thing| thing.principals.iter().any(|p| p == principal))
+                .map(|thing| (client_id.to_owned(), thing))
+        });
+        match attached {
+            Some((name, thing)) => {
+                let facts = context.facts_mut();
+                facts.thing_name = Some(name);
+                facts.thing_type_name = thing.type_name.clone();
+                facts.thing_attributes = thing.attributes.clone();
+            }
+            None => {
+                if let Some(facts) = context.principal.as_deref_mut() {
+                    facts.thing_name = None;
+                    facts.thing_type_name = None;
+                    facts.thing_attributes = Vec::new();
+                }
+            }
+        }
     }
 
     /// Principals a policy is attached to (both layers).
