@@ -402,6 +402,104 @@ document = '''{"Version":"2012-10-17","Statement":[
         .is_err());
     }
 
+    const THING_POLICY: &str = r#"
+[[credentials]]
+access_key_id = "AKIATHING"
+secret_access_key = "s"
+principal = "us-east-1:dev"
+policies = ["things"]
+[[policies]]
+name = "things"
+document = '''{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"Bool":{"iot:Connection.Thing.IsAttached":"true"}}},
+ {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}/${iot:Connection.Thing.Attributes[room]}"}]}'''
+"#;
+
+    fn thing(name: &str, principals: &[&str], room: &str) -> ThingRecord {
+        ThingRecord {
+            thing_name: name.into(),
+            thing_id: "id".into(),
+            thing_type_name: Some("lamp".into()),
+            attributes: [("room".to_string(), room.to_string())].into(),
+            version: 1,
+            principals: principals.iter().map(|p| p.to_string()).collect(),
+            creation_date: 0,
+        }
+    }
+
+    fn thing_connection(store: &Arc<PolicyStore>, client_id: &str) -> ConnectionPolicy {
+        let context = RequestContext {
+            client_id: Some(client_id.into()),
+            ..RequestContext::default()
+        };
+        ConnectionPolicy::new(store.clone(), "us-east-1:dev", context).with_thing_facts()
+    }
+
+    #[test]
+    fn thing_variables_resolve_only_for_an_attached_principal_whose_client_id_is_the_thing() {
+        let store = store(THING_POLICY);
+        store.replace_things(vec![
+            thing("lamp-1", &["us-east-1:dev"], "kitchen"),
+            thing("lamp-2", &["us-east-1:other"], "hall"),
+        ]);
+        let mut attached = thing_connection(&store, "lamp-1");
+        let facts = attached.context.facts();
+        assert_eq!(facts.thing_name.as_deref(), Some("lamp-1"));
+        assert_eq!(facts.thing_type_name.as_deref(), Some("lamp"));
+        assert!(attached
+            .check(Action::Connect, ResourceKind::Client, "lamp-1")
+            .is_ok());
+        assert!(attached
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_ok());
+        assert!(attached
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/hall")
+            .is_err());
+        // The thing exists, but this principal is not attached to it.
+        let mut not_attached = thing_connection(&store, "lamp-2");
+        assert_eq!(not_attached.context.facts().thing_name, None);
+        assert!(not_attached
+            .check(Action::Connect, ResourceKind::Client, "lamp-2")
+            .is_err());
+        // No thing of that name.
+        let mut no_thing = thing_connection(&store, "lamp-3");
+        assert!(no_thing
+            .check(Action::Connect, ResourceKind::Client, "lamp-3")
+            .is_err());
+        // Without thing facts (an anonymous or authorizer connection) nothing resolves.
+        let context = RequestContext {
+            client_id: Some("lamp-1".into()),
+            ..RequestContext::default()
+        };
+        let plain = ConnectionPolicy::new(store.clone(), "us-east-1:dev", context);
+        assert_eq!(plain.context.facts().thing_name, None);
+    }
+
+    #[test]
+    fn a_changed_thing_is_seen_by_the_next_decision() {
+        let store = store(THING_POLICY);
+        store.replace_things(vec![thing("lamp-1", &["us-east-1:dev"], "kitchen")]);
+        let mut connection = thing_connection(&store, "lamp-1");
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_ok());
+        store.replace_things(vec![thing("lamp-1", &["us-east-1:dev"], "attic")]);
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_err());
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/attic")
+            .is_ok());
+        store.replace_things(vec![thing("lamp-1", &[], "attic")]);
+        assert!(
+            connection
+                .check(Action::Publish, ResourceKind::Topic, "lamp-1/attic")
+                .is_err(),
+            "detached: the thing variables no longer resolve"
+        );
+        assert_eq!(connection.context.facts().thing_name, None);
+    }
+
     #[test]
     fn unparsable_policy_is_a_startup_error_naming_it() {
         let config =
