@@ -969,10 +969,12 @@ mod tests {
 
     #[test]
     fn attribute_payload_json_and_shorthand_make_one_body() {
-        let json_form =
-            parse_attribute_payload(r#"{"attributes": {"room": "lab", "floor": "2"}, "merge": true}"#)
-                .unwrap();
-        let shorthand = parse_attribute_payload("attributes={room=lab, floor=2},merge=true").unwrap();
+        let json_form = parse_attribute_payload(
+            r#"{"attributes": {"room": "lab", "floor": "2"}, "merge": true}"#,
+        )
+        .unwrap();
+        let shorthand =
+            parse_attribute_payload("attributes={room=lab, floor=2},merge=true").unwrap();
         assert_eq!(json_form, shorthand);
         assert_eq!(
             parse_attribute_payload("attributes={a=x=y,b=}").unwrap(),
@@ -998,7 +1000,11 @@ mod tests {
             };
             let max: usize = param("maxResults").map_or(2, |m| m.parse().unwrap());
             let after = param("nextToken").unwrap_or_default();
-            let rest: Vec<&str> = names.iter().copied().filter(|n| *n > after.as_str()).collect();
+            let rest: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| *n > after.as_str())
+                .collect();
             let page = &rest[..max.min(rest.len())];
             let mut answer = json!({ "things": page });
             if rest.len() > max {
@@ -1010,7 +1016,10 @@ mod tests {
         let all = paginate(send, call.clone(), "things", &Paging::default()).unwrap();
         assert_eq!(all, json!({"things": ["a", "b", "c", "d", "e"]}));
         assert_eq!(sent.borrow().len(), 3);
-        assert!(sent.borrow().iter().all(|q| q.starts_with("thingTypeName=t")));
+        assert!(sent
+            .borrow()
+            .iter()
+            .all(|q| q.starts_with("thingTypeName=t")));
         let some = Paging {
             page_size: Some(2),
             max_items: Some(3),

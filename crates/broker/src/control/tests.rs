@@ -147,9 +147,17 @@ async fn things_have_the_api_shapes_offline() {
     );
     let hall = r#"{"attributePayload": {"attributes": {"room": "hall"}}}"#;
     let (status, kind, _) = ask(dir, "POST", "/things/t1", "", &[], hall).await;
-    assert_eq!((status, kind), (409, Some("ResourceAlreadyExistsException")));
+    assert_eq!(
+        (status, kind),
+        (409, Some("ResourceAlreadyExistsException"))
+    );
     for name in ["t2", "t3"] {
-        assert_eq!(ask(dir, "POST", &format!("/things/{name}"), "", &[], "").await.0, 200);
+        assert_eq!(
+            ask(dir, "POST", &format!("/things/{name}"), "", &[], "")
+                .await
+                .0,
+            200
+        );
     }
     let (_, _, first) = ask(dir, "GET", "/things", "maxResults=2", &[], "").await;
     let names = |page: &Value| -> Vec<String> {
@@ -160,7 +168,10 @@ async fn things_have_the_api_shapes_offline() {
             .map(|thing| thing["thingName"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!((names(&first), &first["nextToken"]), (vec!["t1".into(), "t2".into()], &json!("t2")));
+    assert_eq!(
+        (names(&first), &first["nextToken"]),
+        (vec!["t1".into(), "t2".into()], &json!("t2"))
+    );
     let (_, _, second) = ask(dir, "GET", "/things", "maxResults=2&nextToken=t2", &[], "").await;
     assert_eq!(names(&second), ["t3"]);
     assert!(second.get("nextToken").is_none(), "{second}");
@@ -180,7 +191,8 @@ async fn things_have_the_api_shapes_offline() {
     let stale = r#"{"expectedVersion": 5, "attributePayload": {"attributes": {"a": "1"}}}"#;
     let (status, kind, _) = ask(dir, "PATCH", "/things/t1", "", &[], stale).await;
     assert_eq!((status, kind), (409, Some("VersionConflictException")));
-    let merge = r#"{"expectedVersion": 1, "attributePayload": {"attributes": {"a": "1"}, "merge": true}}"#;
+    let merge =
+        r#"{"expectedVersion": 1, "attributePayload": {"attributes": {"a": "1"}, "merge": true}}"#;
     assert_eq!(ask(dir, "PATCH", "/things/t1", "", &[], merge).await.0, 200);
     let (_, _, described) = ask(dir, "GET", "/things/t1", "", &[], "").await;
     assert_eq!(described["version"], 2);
@@ -189,17 +201,36 @@ async fn things_have_the_api_shapes_offline() {
     assert!(described.get("thingTypeName").is_none(), "{described}");
 
     let principal = [("x-amzn-principal", "us-east-1:0b6f4c2e")];
-    assert_eq!(ask(dir, "PUT", "/things/t1/principals", "", &principal, "").await.0, 200);
+    assert_eq!(
+        ask(dir, "PUT", "/things/t1/principals", "", &principal, "")
+            .await
+            .0,
+        200
+    );
     let (_, _, principals) = ask(dir, "GET", "/things/t1/principals", "", &[], "").await;
     assert_eq!(principals["principals"], json!(["us-east-1:0b6f4c2e"]));
     let (_, _, things) = ask(dir, "GET", "/principals/things", "", &principal, "").await;
     assert_eq!(things["things"], json!(["t1"]));
     let (status, kind, refused) = ask(dir, "DELETE", "/things/t1", "", &[], "").await;
-    assert_eq!((status, kind), (400, Some("InvalidRequestException")), "{refused}");
-    assert_eq!(ask(dir, "DELETE", "/things/t1/principals", "", &principal, "").await.0, 200);
+    assert_eq!(
+        (status, kind),
+        (400, Some("InvalidRequestException")),
+        "{refused}"
+    );
+    assert_eq!(
+        ask(dir, "DELETE", "/things/t1/principals", "", &principal, "")
+            .await
+            .0,
+        200
+    );
     let (status, kind, _) = ask(dir, "DELETE", "/things/t1", "expectedVersion=1", &[], "").await;
     assert_eq!((status, kind), (409, Some("VersionConflictException")));
-    assert_eq!(ask(dir, "DELETE", "/things/t1", "expectedVersion=2", &[], "").await.0, 200);
+    assert_eq!(
+        ask(dir, "DELETE", "/things/t1", "expectedVersion=2", &[], "")
+            .await
+            .0,
+        200
+    );
     let (status, kind, _) = ask(dir, "GET", "/things/t1", "", &[], "").await;
     assert_eq!((status, kind), (404, Some("ResourceNotFoundException")));
     assert_eq!(
@@ -227,6 +258,14 @@ async fn declared_things_are_applied_once_at_start() {
         assert_eq!(described["attributes"], json!({"room": "lab"}));
         assert_eq!(described["version"], 1, "a second start changes nothing");
     }
-    let (_, _, principals) = ask(dir.path(), "GET", "/things/sensor-1/principals", "", &[], "").await;
+    let (_, _, principals) = ask(
+        dir.path(),
+        "GET",
+        "/things/sensor-1/principals",
+        "",
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(principals["principals"], json!(["us-east-1:dev"]));
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::registry::{validate_thing_name, NewThing, ThingRecord, ThingUpdate};
+use crate::registry::{validate_thing_name, AttributePayload, NewThing, ThingRecord, ThingUpdate};
 
 use super::*;
 
@@ -70,7 +70,7 @@ fn thing_operation(
     match (method, rest) {
         ("POST", []) => {
             let body = json_body(body)?;
-            let attributes = attribute_payload(&body)?.map(|(attributes, _)| attributes);
+            let attributes = attribute_payload(&body)?.map(|payload| payload.attributes);
             let record = broker.registry.create_thing(
                 name,
                 NewThing {
@@ -135,8 +135,8 @@ fn thing_operation(
                 None | Some("NON_EXCLUSIVE_THING") => {}
                 Some(other) => {
                     return Err(ApiError::invalid(format!(
-                        "thingPrincipalType {other:?} is not supported here (only NON_EXCLUSIVE_THING)"
-                    )))
+                    "thingPrincipalType {other:?} is not supported here (only NON_EXCLUSIVE_THING)"
+                )))
                 }
             }
             broker.registry.attach_thing_principal(name, &principal)?;
@@ -242,9 +242,7 @@ fn page<T>(
             .ok()
             .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
             .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "maxResults {text:?}: must be 1 to {MAX_PAGE_SIZE}"
-                ))
+                ApiError::invalid(format!("maxResults {text:?}: must be 1 to {MAX_PAGE_SIZE}"))
             })?,
     };
     if let Some(token) = query_param(query, "nextToken").filter(|token| !token.is_empty()) {
@@ -286,7 +284,7 @@ fn optional_string(body: &Value, name: &str) -> Result<Option<String>, ApiError>
 }
 
 /// `attributePayload`: `{"attributes": {name: value}, "merge": bool}` (`None` when absent).
-fn attribute_payload(body: &Value) -> Result<Option<(BTreeMap<String, String>, bool)>, ApiError> {
+fn attribute_payload(body: &Value) -> Result<Option<AttributePayload>, ApiError> {
     let payload = &body["attributePayload"];
     if payload.is_null() {
         return Ok(None);
@@ -308,8 +306,8 @@ fn attribute_payload(body: &Value) -> Result<Option<(BTreeMap<String, String>, b
             ))
         }
     }
-    Ok(Some((
+    Ok(Some(AttributePayload {
         attributes,
-        payload["merge"].as_bool().unwrap_or(false),
-    )))
+        merge: payload["merge"].as_bool().unwrap_or(false),
+    }))
 }

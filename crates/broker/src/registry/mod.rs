@@ -26,7 +26,8 @@ use verify::verifying_ca;
 mod x509;
 pub use records::*;
 pub use things::{
-    is_certificate_id, principal_of_target, validate_thing_name, NewThing, ThingUpdate,
+    is_certificate_id, principal_of_target, validate_thing_name, AttributePayload, NewThing,
+    ThingUpdate,
 };
 use x509::der_of_pem;
 pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};

@@ -21,13 +21,19 @@ pub struct NewThing {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// An attribute payload: attributes, merged into the current ones or replacing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributePayload {
+    pub attributes: BTreeMap<String, String>,
+    pub merge: bool,
+}
+
 /// What UpdateThing asks for besides the name.
 #[derive(Debug, Clone, Default)]
 pub struct ThingUpdate {
     pub thing_type_name: Option<String>,
     pub remove_thing_type: bool,
-    /// The attribute payload: its attributes and `merge`.
-    pub attributes: Option<(BTreeMap<String, String>, bool)>,
+    pub attributes: Option<AttributePayload>,
     pub expected_version: Option<u64>,
 }
 
@@ -127,12 +133,12 @@ fn missing(name: &str) -> RegistryError {
 
 fn check_version(record: &ThingRecord, expected: Option<u64>) -> Result<(), RegistryError> {
     match expected {
-        Some(expected) if expected != record.version => Err(RegistryError::VersionConflict(
-            format!(
+        Some(expected) if expected != record.version => {
+            Err(RegistryError::VersionConflict(format!(
                 "the version of thing {} is {}, not the expected {expected}",
                 record.thing_name, record.version
-            ),
-        )),
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -194,7 +200,7 @@ fn update(
         type_name = None;
     }
     let attributes = match &update.attributes {
-        Some((payload, merge)) => apply_attributes(&record.attributes, payload, *merge),
+        Some(payload) => apply_attributes(&record.attributes, &payload.attributes, payload.merge),
         None => record.attributes.clone(),
     };
     validate_attributes(&attributes, type_name.is_some())?;
@@ -282,7 +288,10 @@ pub(super) fn declare(
             ThingUpdate {
                 thing_type_name: new.thing_type_name.clone(),
                 remove_thing_type: new.thing_type_name.is_none(),
-                attributes: Some((new.attributes, false)),
+                attributes: Some(AttributePayload {
+                    attributes: new.attributes,
+                    merge: false,
+                }),
                 expected_version: None,
             },
         )?;
@@ -438,7 +447,13 @@ mod tests {
             thing_type_name: Some("sensor".into()),
             ..new(&four)
         };
-        assert_eq!(create(&mut state, "t", typed, "i".into()).unwrap().attributes.len(), 4);
+        assert_eq!(
+            create(&mut state, "t", typed, "i".into())
+                .unwrap()
+                .attributes
+                .len(),
+            4
+        );
         // Removing the type of a thing with four attributes would break the limit.
         let untype = ThingUpdate {
             remove_thing_type: true,
@@ -448,7 +463,13 @@ mod tests {
             update(&mut state, "t", untype),
             Err(RegistryError::Invalid(_))
         ));
-        assert!(create(&mut state, "ok:_-9", new(&[("k.,@/:#-", "v=[]")]), "i".into()).is_ok());
+        assert!(create(
+            &mut state,
+            "ok:_-9",
+            new(&[("k.,@/:#-", "v=[]")]),
+            "i".into()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -458,7 +479,10 @@ mod tests {
             &mut state,
             "t",
             ThingUpdate {
-                attributes: Some((attrs(&[("b", "2")]), true)),
+                attributes: Some(AttributePayload {
+                    attributes: attrs(&[("b", "2")]),
+                    merge: true,
+                }),
                 expected_version: Some(1),
                 ..ThingUpdate::default()
             },
@@ -480,7 +504,10 @@ mod tests {
             matches!(stale, Err(RegistryError::VersionConflict(_))),
             "{stale:?}"
         );
-        assert_eq!(state.things["t"].version, 2, "a refused update changes nothing");
+        assert_eq!(
+            state.things["t"].version, 2,
+            "a refused update changes nothing"
+        );
         let typed = update(
             &mut state,
             "t",
@@ -512,7 +539,10 @@ mod tests {
     #[test]
     fn principals_attach_once_and_block_deletion() {
         let mut state = with_thing("t", &[]);
-        let arn = format!("arn:aws:iot:us-east-1:123456789012:cert/{}", "ab".repeat(32));
+        let arn = format!(
+            "arn:aws:iot:us-east-1:123456789012:cert/{}",
+            "ab".repeat(32)
+        );
         assert!(
             matches!(
                 attach(&mut state, "t", &arn),
@@ -528,10 +558,7 @@ mod tests {
             Err(RegistryError::NotFound(_))
         ));
         let refused = delete(&mut state, "t", None).unwrap_err();
-        assert!(
-            refused.to_string().contains("still attached"),
-            "{refused}"
-        );
+        assert!(refused.to_string().contains("still attached"), "{refused}");
         assert!(detach(&mut state, "t", "us-east-1:identity").unwrap());
         assert!(!detach(&mut state, "t", "us-east-1:identity").unwrap());
         assert!(matches!(
@@ -567,6 +594,9 @@ mod tests {
         };
         assert!(declare(&mut state, &moved, || "x".into()).unwrap());
         assert_eq!(state.things["sensor-1"].version, 2);
-        assert_eq!(state.things["sensor-1"].attributes, attrs(&[("room", "hall")]));
+        assert_eq!(
+            state.things["sensor-1"].attributes,
+            attrs(&[("room", "hall")])
+        );
     }
 }
