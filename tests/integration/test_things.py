@@ -315,6 +315,15 @@ def test_thing_variables_resolve_for_an_attached_certificate_with_the_thing_as_c
     publish_allowed(c, "rooms/attic")
     publish_refused(c, f"things/{other}/state")
 
+    # TestAuthorization resolves the thing variables the same way for its clientId.
+    def decision(client_id: str, topic: str) -> str:
+        r = iot_api.test_authorization(principal=dev.arn, clientId=client_id, authInfos=[
+            {"actionType": "PUBLISH", "resources": [f"{ARN}:topic/{topic}"]}])
+        return r["authResults"][0]["authDecision"]
+    assert decision(lamp, "rooms/attic") == "ALLOWED"
+    assert decision(lamp, "rooms/kitchen") == "IMPLICIT_DENY"
+    assert decision(other, f"things/{other}/state") == "IMPLICIT_DENY", "not attached"
+
     # IsAttached is false: for a thing the certificate is not attached to, and for a client
     # id that names no thing.
     for cid in (other, thing_name("nothing")):
