@@ -124,6 +124,21 @@ impl StatusArg {
     }
 }
 
+/// The AWS CLI's pagination of a list command: by default every page; with `--max-items`
+/// at most that many items, and a `NextToken` to go on from with `--starting-token`.
+#[derive(Args, Clone, Default)]
+pub struct Paging {
+    /// Items per request (the API's `maxResults`, 1–250).
+    #[arg(long)]
+    page_size: Option<usize>,
+    /// At most this many items in all; the answer carries `NextToken` if there are more.
+    #[arg(long)]
+    max_items: Option<usize>,
+    /// The `NextToken` of an earlier answer.
+    #[arg(long)]
+    starting_token: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum IotCommand {
     /// Creates a key pair and a certificate issued by the local device CA, and registers it.
@@ -287,6 +302,89 @@ pub enum IotCommand {
         #[arg(long)]
         authorizer_name: String,
     },
+    /// Creates a thing. `--attribute-payload` is JSON (`{"attributes": {"room": "lab"}}`),
+    /// `file://PATH`, or the shorthand `attributes={room=lab,floor=2}`.
+    #[command(name = "create-thing")]
+    CreateThing {
+        #[arg(long)]
+        thing_name: String,
+        #[arg(long)]
+        thing_type_name: Option<String>,
+        #[arg(long)]
+        attribute_payload: Option<String>,
+    },
+    #[command(name = "describe-thing")]
+    DescribeThing {
+        #[arg(long)]
+        thing_name: String,
+    },
+    /// Lists things, optionally those with an attribute value or a thing type.
+    #[command(name = "list-things")]
+    ListThings {
+        #[arg(long)]
+        attribute_name: Option<String>,
+        #[arg(long)]
+        attribute_value: Option<String>,
+        #[arg(long)]
+        thing_type_name: Option<String>,
+        /// `--attribute-value` is a prefix of the value.
+        #[arg(long)]
+        use_prefix_attribute_value: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Changes a thing's type or attributes (`--attribute-payload` as for create-thing,
+    /// plus `merge`: `attributes={a=1},merge=true`; an empty value removes an attribute).
+    #[command(name = "update-thing")]
+    UpdateThing {
+        #[arg(long)]
+        thing_name: String,
+        #[arg(long)]
+        thing_type_name: Option<String>,
+        #[arg(long)]
+        attribute_payload: Option<String>,
+        /// Refused with VersionConflictException unless the thing has this version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[arg(long)]
+        remove_thing_type: bool,
+    },
+    #[command(name = "delete-thing")]
+    DeleteThing {
+        #[arg(long)]
+        thing_name: String,
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+    /// Attaches a principal (certificate ARN, Cognito identity id) to a thing.
+    #[command(name = "attach-thing-principal")]
+    AttachThingPrincipal {
+        #[arg(long)]
+        thing_name: String,
+        #[arg(long)]
+        principal: String,
+    },
+    #[command(name = "detach-thing-principal")]
+    DetachThingPrincipal {
+        #[arg(long)]
+        thing_name: String,
+        #[arg(long)]
+        principal: String,
+    },
+    #[command(name = "list-thing-principals")]
+    ListThingPrincipals {
+        #[arg(long)]
+        thing_name: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    #[command(name = "list-principal-things")]
+    ListPrincipalThings {
+        #[arg(long)]
+        principal: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// Answers whether a principal may perform an action on resources, as AWS's
     /// test-authorization does, plus the reason: which policy and statement decided.
     #[command(name = "test-authorization")]
@@ -317,15 +415,25 @@ pub enum IotCommand {
 
 pub fn run(location: Location, command: IotCommand) -> anyhow::Result<()> {
     let call = request(&command)?;
-    let answer = match location.api()? {
-        Some(api) => api.call(
+    let api = location.api()?;
+    let config = match api {
+        Some(_) => None,
+        None => Some(location.config()?),
+    };
+    let send = |call: &Call| match (&api, &config) {
+        (Some(api), _) => api.call(
             call.method,
             &call.path,
             &call.query,
             &call.header_pairs(),
             call.body.as_ref(),
-        )?,
-        None => local(location.config()?, &call)?,
+        ),
+        (None, Some(config)) => local(config.clone(), call),
+        (None, None) => unreachable!("a config when there is no API"),
+    };
+    let answer = match paging_of(&command) {
+        Some((key, paging)) => paginate(send, call, key, paging)?,
+        None => send(&call)?,
     };
     if let IotCommand::CreateKeysAndCertificate {
         certificate_pem_outfile,
@@ -349,7 +457,7 @@ pub fn run(location: Location, command: IotCommand) -> anyhow::Result<()> {
 }
 
 /// One control-plane request: what every command is, online or offline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Call {
     method: &'static str,
     /// Percent-encoded, as sent.
@@ -546,6 +654,91 @@ fn request(command: &IotCommand) -> anyhow::Result<Call> {
             Call::new("POST", "/default-authorizer")
                 .body(json!({ "authorizerName": authorizer_name }))
         }
+        IotCommand::CreateThing {
+            thing_name,
+            thing_type_name,
+            attribute_payload,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(type_name) = thing_type_name {
+                body.insert("thingTypeName".into(), type_name.clone().into());
+            }
+            if let Some(payload) = attribute_payload {
+                body.insert("attributePayload".into(), parse_attribute_payload(payload)?);
+            }
+            Call::new("POST", format!("/things/{}", e(thing_name))).body(Value::Object(body))
+        }
+        IotCommand::DescribeThing { thing_name } => {
+            Call::new("GET", format!("/things/{}", e(thing_name)))
+        }
+        IotCommand::ListThings {
+            attribute_name,
+            attribute_value,
+            thing_type_name,
+            use_prefix_attribute_value,
+            ..
+        } => {
+            let mut query = Vec::new();
+            for (name, value) in [
+                ("attributeName", attribute_name),
+                ("attributeValue", attribute_value),
+                ("thingTypeName", thing_type_name),
+            ] {
+                if let Some(value) = value {
+                    query.push(format!("{name}={}", e(value)));
+                }
+            }
+            if *use_prefix_attribute_value {
+                query.push("usePrefixAttributeValue=true".into());
+            }
+            Call::new("GET", "/things").query(query.join("&"))
+        }
+        IotCommand::UpdateThing {
+            thing_name,
+            thing_type_name,
+            attribute_payload,
+            expected_version,
+            remove_thing_type,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(type_name) = thing_type_name {
+                body.insert("thingTypeName".into(), type_name.clone().into());
+            }
+            if let Some(payload) = attribute_payload {
+                body.insert("attributePayload".into(), parse_attribute_payload(payload)?);
+            }
+            if let Some(version) = expected_version {
+                body.insert("expectedVersion".into(), (*version).into());
+            }
+            if *remove_thing_type {
+                body.insert("removeThingType".into(), true.into());
+            }
+            Call::new("PATCH", format!("/things/{}", e(thing_name))).body(Value::Object(body))
+        }
+        IotCommand::DeleteThing {
+            thing_name,
+            expected_version,
+        } => Call::new("DELETE", format!("/things/{}", e(thing_name))).query(
+            expected_version
+                .map(|version| format!("expectedVersion={version}"))
+                .unwrap_or_default(),
+        ),
+        IotCommand::AttachThingPrincipal {
+            thing_name,
+            principal,
+        } => Call::new("PUT", format!("/things/{}/principals", e(thing_name)))
+            .header("x-amzn-principal", principal),
+        IotCommand::DetachThingPrincipal {
+            thing_name,
+            principal,
+        } => Call::new("DELETE", format!("/things/{}/principals", e(thing_name)))
+            .header("x-amzn-principal", principal),
+        IotCommand::ListThingPrincipals { thing_name, .. } => {
+            Call::new("GET", format!("/things/{}/principals", e(thing_name)))
+        }
+        IotCommand::ListPrincipalThings { principal, .. } => {
+            Call::new("GET", "/principals/things").header("x-amzn-principal", principal)
+        }
         IotCommand::DescribeEndpoint { endpoint_type } => Call::new("GET", "/endpoint").query(
             endpoint_type
                 .as_ref()
@@ -580,6 +773,122 @@ fn request(command: &IotCommand) -> anyhow::Result<Call> {
         }
     };
     Ok(call)
+}
+
+/// The list a paginated command gathers (its answer's key) and how.
+fn paging_of(command: &IotCommand) -> Option<(&'static str, &Paging)> {
+    match command {
+        IotCommand::ListThings { paging, .. } => Some(("things", paging)),
+        IotCommand::ListThingPrincipals { paging, .. } => Some(("principals", paging)),
+        IotCommand::ListPrincipalThings { paging, .. } => Some(("things", paging)),
+        _ => None,
+    }
+}
+
+/// Follows `nextToken` as the AWS CLI does: the items of every page under `key`, or with
+/// `--max-items` at most that many and `NextToken` when more remain. A page never holds
+/// more than the items still wanted, so `NextToken` is the API's own token.
+fn paginate(
+    send: impl Fn(&Call) -> anyhow::Result<Value>,
+    call: Call,
+    key: &str,
+    paging: &Paging,
+) -> anyhow::Result<Value> {
+    if paging.max_items == Some(0) || paging.page_size == Some(0) {
+        bail!("--max-items and --page-size must be at least 1");
+    }
+    let mut items = Vec::new();
+    let mut token = paging.starting_token.clone();
+    loop {
+        let wanted = paging.max_items.map(|max| max - items.len());
+        let size = match (paging.page_size, wanted) {
+            (Some(size), Some(wanted)) => Some(size.min(wanted)),
+            (size, wanted) => size.or(wanted),
+        };
+        let mut query: Vec<String> = Some(call.query.clone())
+            .filter(|query| !query.is_empty())
+            .into_iter()
+            .collect();
+        if let Some(size) = size {
+            query.push(format!("maxResults={size}"));
+        }
+        if let Some(token) = &token {
+            query.push(format!("nextToken={}", encode_segment(token)));
+        }
+        let page = send(&call.clone().query(query.join("&")))?;
+        items.extend(page[key].as_array().cloned().unwrap_or_default());
+        token = page["nextToken"].as_str().map(str::to_owned);
+        let full = paging.max_items.is_some_and(|max| items.len() >= max);
+        if token.is_none() || full {
+            break;
+        }
+    }
+    let mut answer = json!({ key: items });
+    if let Some(token) = token {
+        answer["NextToken"] = token.into();
+    }
+    Ok(answer)
+}
+
+/// `--attribute-payload`: JSON (or `file://PATH`), or the AWS CLI's shorthand
+/// `attributes={room=lab,floor=2},merge=true`.
+fn parse_attribute_payload(text: &str) -> anyhow::Result<Value> {
+    let text = text_or_file(text)?;
+    let text = text.trim();
+    if text.starts_with('{') {
+        return serde_json::from_str(text)
+            .with_context(|| format!("--attribute-payload is not JSON: {text}"));
+    }
+    let mut payload = serde_json::Map::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    for part in parts.into_iter().filter(|part| !part.trim().is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .with_context(|| format!("--attribute-payload: {part:?} is not KEY=VALUE"))?;
+        match key.trim() {
+            "attributes" => {
+                let inner = value
+                    .trim()
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .with_context(|| {
+                        format!("--attribute-payload: attributes={value} is not {{NAME=VALUE,…}}")
+                    })?;
+                let mut attributes = serde_json::Map::new();
+                for pair in inner.split(',').filter(|pair| !pair.trim().is_empty()) {
+                    let (name, value) = pair.split_once('=').with_context(|| {
+                        format!("--attribute-payload: attribute {pair:?} is not NAME=VALUE")
+                    })?;
+                    attributes.insert(name.trim().to_owned(), value.trim().into());
+                }
+                payload.insert("attributes".into(), Value::Object(attributes));
+            }
+            "merge" => {
+                let merge = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => bail!("--attribute-payload: merge={other} is not true or false"),
+                };
+                payload.insert("merge".into(), merge.into());
+            }
+            other => bail!("--attribute-payload: unknown key {other:?} (attributes, merge)"),
+        }
+    }
+    Ok(Value::Object(payload))
 }
 
 /// As the AWS CLI: an empty answer prints nothing.
@@ -656,6 +965,74 @@ mod tests {
                 "clientId": "c",
             })
         );
+    }
+
+    #[test]
+    fn attribute_payload_json_and_shorthand_make_one_body() {
+        let json_form = parse_attribute_payload(
+            r#"{"attributes": {"room": "lab", "floor": "2"}, "merge": true}"#,
+        )
+        .unwrap();
+        let shorthand =
+            parse_attribute_payload("attributes={room=lab, floor=2},merge=true").unwrap();
+        assert_eq!(json_form, shorthand);
+        assert_eq!(
+            parse_attribute_payload("attributes={a=x=y,b=}").unwrap(),
+            json!({"attributes": {"a": "x=y", "b": ""}})
+        );
+        assert!(parse_attribute_payload("merge=maybe").is_err());
+        assert!(parse_attribute_payload("attributes=a=b").is_err());
+        assert!(parse_attribute_payload("colour=red").is_err());
+    }
+
+    #[test]
+    fn pagination_follows_tokens_and_stops_at_max_items() {
+        // A fake API over five names, pages as the broker makes them.
+        let names = ["a", "b", "c", "d", "e"];
+        let sent = std::cell::RefCell::new(Vec::new());
+        let send = |call: &Call| -> anyhow::Result<Value> {
+            sent.borrow_mut().push(call.query.clone());
+            let param = |name: &str| {
+                call.query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                    .map(str::to_owned)
+            };
+            let max: usize = param("maxResults").map_or(2, |m| m.parse().unwrap());
+            let after = param("nextToken").unwrap_or_default();
+            let rest: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| *n > after.as_str())
+                .collect();
+            let page = &rest[..max.min(rest.len())];
+            let mut answer = json!({ "things": page });
+            if rest.len() > max {
+                answer["nextToken"] = json!(page.last().unwrap());
+            }
+            Ok(answer)
+        };
+        let call = Call::new("GET", "/things").query("thingTypeName=t");
+        let all = paginate(send, call.clone(), "things", &Paging::default()).unwrap();
+        assert_eq!(all, json!({"things": ["a", "b", "c", "d", "e"]}));
+        assert_eq!(sent.borrow().len(), 3);
+        assert!(sent
+            .borrow()
+            .iter()
+            .all(|q| q.starts_with("thingTypeName=t")));
+        let some = Paging {
+            page_size: Some(2),
+            max_items: Some(3),
+            starting_token: None,
+        };
+        let first = paginate(send, call.clone(), "things", &some).unwrap();
+        assert_eq!(first, json!({"things": ["a", "b", "c"], "NextToken": "c"}));
+        let next = Paging {
+            starting_token: Some("c".into()),
+            ..some
+        };
+        let rest = paginate(send, call, "things", &next).unwrap();
+        assert_eq!(rest, json!({"things": ["d", "e"]}));
     }
 
     #[test]

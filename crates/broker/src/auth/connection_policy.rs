@@ -26,6 +26,9 @@ pub struct ConnectionPolicy {
     pub context: RequestContext,
     /// Policies given with the connection, not looked up by principal.
     fixed_policies: bool,
+    /// The `${iot:Connection.Thing.*}` facts come from the registry's things (certificate
+    /// and Cognito principals), re-resolved when the registry changes.
+    thing_facts: bool,
     /// Resource name → the decisions known for it, two bits per action (see
     /// [`cached_decision`]). Boxed and made on the first cached decision: an idle
     /// connection has none.
@@ -69,8 +72,17 @@ impl ConnectionPolicy {
             principal: principal.to_owned(),
             context,
             fixed_policies: false,
+            thing_facts: false,
             cache: None,
         }
+    }
+
+    /// Resolves the thing variables as IoT Core does for a certificate or a Cognito
+    /// identity: from the thing named like the client id, when the principal is attached.
+    pub fn with_thing_facts(mut self) -> ConnectionPolicy {
+        self.thing_facts = true;
+        self.store.resolve_thing(&mut self.context, &self.principal);
+        self
     }
 
     /// An authorizer whose policies came with the connection (a custom authorizer's
@@ -168,6 +180,9 @@ impl ConnectionPolicy {
         let generation = self.store.generation();
         if generation != self.generation && !self.fixed_policies {
             self.policies = self.store.policies_of(&self.principal);
+            if self.thing_facts {
+                self.store.resolve_thing(&mut self.context, &self.principal);
+            }
             self.generation = generation;
             self.cache = None;
         }

@@ -106,6 +106,7 @@ impl IdentityPlane {
     pub fn sync_registry(&self) {
         let (policies, attachments) = self.registry.dynamic_policies();
         self.policies.replace_dynamic(policies, attachments);
+        self.policies.replace_things(self.registry.things());
         self.authorizers.sync(
             &self.registry.authorizers(),
             self.registry.default_authorizer(),

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use iot::Policy;
+use iot::{Policy, RequestContext};
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
+use crate::registry::ThingRecord;
 
 /// The anonymous principal: clients of the plain listener.
 pub const ANONYMOUS: &str = "anonymous";
@@ -34,7 +35,16 @@ pub struct PolicyStore {
     config_policies: HashMap<String, Arc<Policy>>,
     config_attachments: HashMap<String, Vec<String>>,
     dynamic: RwLock<DynamicPolicies>,
+    /// The registry's things as the `${iot:Connection.Thing.*}` variables see them, by name.
+    things: RwLock<HashMap<String, ThingFacts>>,
     generation: AtomicU64,
+}
+
+/// What a thing gives the policy variables of a connection attached to it.
+struct ThingFacts {
+    type_name: Option<String>,
+    attributes: Vec<(String, String)>,
+    principals: Vec<String>,
 }
 
 #[derive(Default)]
@@ -87,6 +97,7 @@ impl PolicyStore {
             config_policies: policies,
             config_attachments: attachments,
             dynamic: RwLock::new(DynamicPolicies::default()),
+            things: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
         })
     }
@@ -148,6 +159,53 @@ impl PolicyStore {
             attachments,
         };
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the things with the registry's current ones; connections re-resolve their
+    /// thing variables on their next decision (the generation moves).
+    pub fn replace_things(&self, things: Vec<ThingRecord>) {
+        let things = things
+            .into_iter()
+            .map(|thing| {
+                let facts = ThingFacts {
+                    type_name: thing.thing_type_name,
+                    attributes: thing.attributes.into_iter().collect(),
+                    principals: thing.principals,
+                };
+                (thing.thing_name, facts)
+            })
+            .collect();
+        *self.things.write() = things;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Sets the `${iot:Connection.Thing.*}` facts of a request as IoT Core resolves them:
+    /// the thing named like the client id, if `principal` is attached to it. Otherwise
+    /// none of them (IsAttached is then `false`, and statements using the others do not
+    /// match).
+    pub fn resolve_thing(&self, context: &mut RequestContext, principal: &str) {
+        let things = self.things.read();
+        let attached = context.client_id.as_deref().and_then(|client_id| {
+            things
+                .get(client_id)
+                .filter(|thing| thing.principals.iter().any(|p| p == principal))
+                .map(|thing| (client_id.to_owned(), thing))
+        });
+        match attached {
+            Some((name, thing)) => {
+                let facts = context.facts_mut();
+                facts.thing_name = Some(name);
+                facts.thing_type_name = thing.type_name.clone();
+                facts.thing_attributes = thing.attributes.clone();
+            }
+            None => {
+                if let Some(facts) = context.principal.as_deref_mut() {
+                    facts.thing_name = None;
+                    facts.thing_type_name = None;
+                    facts.thing_attributes = Vec::new();
+                }
+            }
+        }
     }
 
     /// Principals a policy is attached to (both layers).
@@ -342,6 +400,104 @@ document = '''{"Version":"2012-10-17","Statement":[
             },
         )
         .is_err());
+    }
+
+    const THING_POLICY: &str = r#"
+[[credentials]]
+access_key_id = "AKIATHING"
+secret_access_key = "s"
+principal = "us-east-1:dev"
+policies = ["things"]
+[[policies]]
+name = "things"
+document = '''{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"Bool":{"iot:Connection.Thing.IsAttached":"true"}}},
+ {"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}/${iot:Connection.Thing.Attributes[room]}"}]}'''
+"#;
+
+    fn thing(name: &str, principals: &[&str], room: &str) -> ThingRecord {
+        ThingRecord {
+            thing_name: name.into(),
+            thing_id: "id".into(),
+            thing_type_name: Some("lamp".into()),
+            attributes: [("room".to_string(), room.to_string())].into(),
+            version: 1,
+            principals: principals.iter().map(|p| p.to_string()).collect(),
+            creation_date: 0,
+        }
+    }
+
+    fn thing_connection(store: &Arc<PolicyStore>, client_id: &str) -> ConnectionPolicy {
+        let context = RequestContext {
+            client_id: Some(client_id.into()),
+            ..RequestContext::default()
+        };
+        ConnectionPolicy::new(store.clone(), "us-east-1:dev", context).with_thing_facts()
+    }
+
+    #[test]
+    fn thing_variables_resolve_only_for_an_attached_principal_whose_client_id_is_the_thing() {
+        let store = store(THING_POLICY);
+        store.replace_things(vec![
+            thing("lamp-1", &["us-east-1:dev"], "kitchen"),
+            thing("lamp-2", &["us-east-1:other"], "hall"),
+        ]);
+        let mut attached = thing_connection(&store, "lamp-1");
+        let facts = attached.context.facts();
+        assert_eq!(facts.thing_name.as_deref(), Some("lamp-1"));
+        assert_eq!(facts.thing_type_name.as_deref(), Some("lamp"));
+        assert!(attached
+            .check(Action::Connect, ResourceKind::Client, "lamp-1")
+            .is_ok());
+        assert!(attached
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_ok());
+        assert!(attached
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/hall")
+            .is_err());
+        // The thing exists, but this principal is not attached to it.
+        let mut not_attached = thing_connection(&store, "lamp-2");
+        assert_eq!(not_attached.context.facts().thing_name, None);
+        assert!(not_attached
+            .check(Action::Connect, ResourceKind::Client, "lamp-2")
+            .is_err());
+        // No thing of that name.
+        let mut no_thing = thing_connection(&store, "lamp-3");
+        assert!(no_thing
+            .check(Action::Connect, ResourceKind::Client, "lamp-3")
+            .is_err());
+        // Without thing facts (an anonymous or authorizer connection) nothing resolves.
+        let context = RequestContext {
+            client_id: Some("lamp-1".into()),
+            ..RequestContext::default()
+        };
+        let plain = ConnectionPolicy::new(store.clone(), "us-east-1:dev", context);
+        assert_eq!(plain.context.facts().thing_name, None);
+    }
+
+    #[test]
+    fn a_changed_thing_is_seen_by_the_next_decision() {
+        let store = store(THING_POLICY);
+        store.replace_things(vec![thing("lamp-1", &["us-east-1:dev"], "kitchen")]);
+        let mut connection = thing_connection(&store, "lamp-1");
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_ok());
+        store.replace_things(vec![thing("lamp-1", &["us-east-1:dev"], "attic")]);
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/kitchen")
+            .is_err());
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "lamp-1/attic")
+            .is_ok());
+        store.replace_things(vec![thing("lamp-1", &[], "attic")]);
+        assert!(
+            connection
+                .check(Action::Publish, ResourceKind::Topic, "lamp-1/attic")
+                .is_err(),
+            "detached: the thing variables no longer resolve"
+        );
+        assert_eq!(connection.context.facts().thing_name, None);
     }
 
     #[test]

@@ -279,6 +279,9 @@ impl PacketHandler {
                 authorized.policies.clone(),
                 context,
             ),
+            Identity::Certificate(_) | Identity::Credentials { .. } => {
+                ConnectionPolicy::new(policies, identity.principal(), context).with_thing_facts()
+            }
             _ => ConnectionPolicy::new(policies, identity.principal(), context),
         };
         let now_secs = unix_millis() / 1000;

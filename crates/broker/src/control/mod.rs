@@ -9,7 +9,8 @@
 //! request over the network must be SigV4-signed by the `[admin]` credentials.
 //!
 //! Operations are answered by resource family: `certificates`, `policies` (and
-//! test-authorization), `authorizers`, `data` (iot-data), `cognito`. They work on a
+//! test-authorization), `authorizers`, `things` (the registry's things and their
+//! principals), `data` (iot-data), `cognito`. They work on a
 //! `Plane`: the identity plane always, the data plane only while the broker runs.
 
 mod authorizers;
@@ -17,6 +18,7 @@ mod certificates;
 mod cognito;
 mod data;
 mod policies;
+mod things;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -92,6 +94,10 @@ impl From<RegistryError> for ApiError {
                 "CertificateStateException",
                 message,
             ),
+            RegistryError::Invalid(_) => ApiError::invalid(message),
+            RegistryError::VersionConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "VersionConflictException", message)
+            }
             RegistryError::BadCertificate(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "CertificateValidationException",
@@ -284,6 +290,10 @@ async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
         "authorizer" | "authorizers" | "default-authorizer" => {
             authorizers::route(plane, request, &parts).await
         }
+        // `/things/{name}/shadow…` is the iot-data shadow API, not the registry's.
+        "things" | "principals" if parts.get(2) != Some(&"shadow") => {
+            things::route(plane, request, &parts).await
+        }
         "topics" | "retainedMessage" | "connections" => data::route(plane, request, &parts).await,
         _ => Err(unknown_operation(request)),
     }
@@ -448,19 +458,11 @@ pub fn resource_arn(config: &Config, kind: &str, name: &str) -> String {
     )
 }
 
-/// A certificate ARN names its certificate id; anything else (an identity id) is the
-/// principal itself.
-pub fn principal_of_target(target: &str) -> &str {
-    match target.split_once(":cert/") {
-        Some((_, id)) if target.starts_with("arn:") => id,
-        _ => target,
-    }
-}
+pub use crate::registry::principal_of_target;
 
 /// The ARN form a principal is reported in.
 pub(super) fn target_of_principal(broker: &Plane<'_>, principal: &str) -> String {
-    let is_certificate = principal.len() == 64 && principal.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_certificate {
+    if crate::registry::is_certificate_id(principal) {
         arn(broker, "cert", principal)
     } else {
         principal.to_owned()

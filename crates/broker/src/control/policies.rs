@@ -148,7 +148,7 @@ pub(super) async fn route(
                         .collect()
                 })
                 .unwrap_or_default();
-            let context = RequestContext {
+            let mut context = RequestContext {
                 client_id: query_param(query, "clientId")
                     .or_else(|| body["clientId"].as_str().map(str::to_owned)),
                 principal: principal.contains(':').then(|| {
@@ -159,6 +159,7 @@ pub(super) async fn route(
                 }),
                 ..RequestContext::default()
             };
+            broker.policies.resolve_thing(&mut context, &principal);
             let mut results = Vec::new();
             for info in body["authInfos"].as_array().cloned().unwrap_or_default() {
                 let action_text = info["actionType"].as_str().unwrap_or_default();

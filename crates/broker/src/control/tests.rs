@@ -103,3 +103,169 @@ async fn detaching_a_policy_closes_the_principal_connections() {
         live.reason()
     );
 }
+
+/// One offline request with a query and headers.
+async fn ask(
+    dir: &std::path::Path,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<&'static str>, Value) {
+    let answer = answer_local(
+        config(dir),
+        &ApiRequest {
+            method,
+            path,
+            query,
+            headers,
+            body: body.as_bytes(),
+        },
+    )
+    .await;
+    let value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    (answer.status, answer.error_kind, value)
+}
+
+#[tokio::test]
+async fn things_have_the_api_shapes_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let lab = r#"{"attributePayload": {"attributes": {"room": "lab"}}}"#;
+    let (status, _, created) = ask(dir, "POST", "/things/t1", "", &[], lab).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        created["thingArn"],
+        "arn:aws:iot:us-east-1:123456789012:thing/t1"
+    );
+    let (status, _, again) = ask(dir, "POST", "/things/t1", "", &[], lab).await;
+    assert_eq!(
+        (status, &again["thingId"]),
+        (200, &created["thingId"]),
+        "an identical create answers the same thing"
+    );
+    let hall = r#"{"attributePayload": {"attributes": {"room": "hall"}}}"#;
+    let (status, kind, _) = ask(dir, "POST", "/things/t1", "", &[], hall).await;
+    assert_eq!(
+        (status, kind),
+        (409, Some("ResourceAlreadyExistsException"))
+    );
+    for name in ["t2", "t3"] {
+        assert_eq!(
+            ask(dir, "POST", &format!("/things/{name}"), "", &[], "")
+                .await
+                .0,
+            200
+        );
+    }
+    let (_, _, first) = ask(dir, "GET", "/things", "maxResults=2", &[], "").await;
+    let names = |page: &Value| -> Vec<String> {
+        page["things"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|thing| thing["thingName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        (names(&first), &first["nextToken"]),
+        (vec!["t1".into(), "t2".into()], &json!("t2"))
+    );
+    let (_, _, second) = ask(dir, "GET", "/things", "maxResults=2&nextToken=t2", &[], "").await;
+    assert_eq!(names(&second), ["t3"]);
+    assert!(second.get("nextToken").is_none(), "{second}");
+    let (_, _, filtered) = ask(
+        dir,
+        "GET",
+        "/things",
+        "attributeName=room&attributeValue=lab",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(names(&filtered), ["t1"]);
+    let (status, kind, _) = ask(dir, "GET", "/things", "maxResults=251", &[], "").await;
+    assert_eq!((status, kind), (400, Some("InvalidRequestException")));
+
+    let stale = r#"{"expectedVersion": 5, "attributePayload": {"attributes": {"a": "1"}}}"#;
+    let (status, kind, _) = ask(dir, "PATCH", "/things/t1", "", &[], stale).await;
+    assert_eq!((status, kind), (409, Some("VersionConflictException")));
+    let merge =
+        r#"{"expectedVersion": 1, "attributePayload": {"attributes": {"a": "1"}, "merge": true}}"#;
+    assert_eq!(ask(dir, "PATCH", "/things/t1", "", &[], merge).await.0, 200);
+    let (_, _, described) = ask(dir, "GET", "/things/t1", "", &[], "").await;
+    assert_eq!(described["version"], 2);
+    assert_eq!(described["attributes"], json!({"room": "lab", "a": "1"}));
+    assert_eq!(described["defaultClientId"], "t1");
+    assert!(described.get("thingTypeName").is_none(), "{described}");
+
+    let principal = [("x-amzn-principal", "us-east-1:0b6f4c2e")];
+    assert_eq!(
+        ask(dir, "PUT", "/things/t1/principals", "", &principal, "")
+            .await
+            .0,
+        200
+    );
+    let (_, _, principals) = ask(dir, "GET", "/things/t1/principals", "", &[], "").await;
+    assert_eq!(principals["principals"], json!(["us-east-1:0b6f4c2e"]));
+    let (_, _, things) = ask(dir, "GET", "/principals/things", "", &principal, "").await;
+    assert_eq!(things["things"], json!(["t1"]));
+    let (status, kind, refused) = ask(dir, "DELETE", "/things/t1", "", &[], "").await;
+    assert_eq!(
+        (status, kind),
+        (400, Some("InvalidRequestException")),
+        "{refused}"
+    );
+    assert_eq!(
+        ask(dir, "DELETE", "/things/t1/principals", "", &principal, "")
+            .await
+            .0,
+        200
+    );
+    let (status, kind, _) = ask(dir, "DELETE", "/things/t1", "expectedVersion=1", &[], "").await;
+    assert_eq!((status, kind), (409, Some("VersionConflictException")));
+    assert_eq!(
+        ask(dir, "DELETE", "/things/t1", "expectedVersion=2", &[], "")
+            .await
+            .0,
+        200
+    );
+    let (status, kind, _) = ask(dir, "GET", "/things/t1", "", &[], "").await;
+    assert_eq!((status, kind), (404, Some("ResourceNotFoundException")));
+    assert_eq!(
+        ask(dir, "DELETE", "/things/t1", "", &[], "").await.0,
+        200,
+        "deleting a missing thing is no error"
+    );
+    let (status, kind, _) = ask(dir, "GET", "/things/a%20b", "", &[], "").await;
+    assert_eq!((status, kind), (400, Some("InvalidRequestException")));
+    let (status, kind, _) = ask(dir, "PUT", "/things/t2/principals", "", &[], "").await;
+    assert_eq!((status, kind), (400, Some("InvalidRequestException")));
+}
+
+#[tokio::test]
+async fn declared_things_are_applied_once_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = {:?}\nin_memory = true\n[[things]]\nname = \"sensor-1\"\nprincipals = [\"us-east-1:dev\"]\nattributes = {{ room = \"lab\" }}\n",
+        dir.path().display().to_string()
+    );
+    for _ in 0..2 {
+        let broker = Broker::new(Config::parse(&text).unwrap()).unwrap();
+        let described = answer_in_process(&broker, &request("GET", "/things/sensor-1", b"")).await;
+        let described: Value = serde_json::from_str(&described.body).unwrap();
+        assert_eq!(described["attributes"], json!({"room": "lab"}));
+        assert_eq!(described["version"], 1, "a second start changes nothing");
+    }
+    let (_, _, principals) = ask(
+        dir.path(),
+        "GET",
+        "/things/sensor-1/principals",
+        "",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(principals["principals"], json!(["us-east-1:dev"]));
+}

@@ -1,6 +1,7 @@
 //! The certificate registry, with IoT Core's semantics: certificates and CA certificates
 //! by id (lowercase hex SHA-256 of the DER), their status, and the policies attached to
-//! them, plus access keys made by `create-access-key`.
+//! them, plus access keys made by `create-access-key`, and things (`things.rs`) with the
+//! principals attached to them.
 //!
 //! Kept in `<data_dir>/registry.json`, not in the redb store, because `pubsub iot …`
 //! changes it from another process while the broker runs and redb locks its file to one
@@ -19,10 +20,15 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CertificateStatus, Config, ConfigError};
 
 mod records;
+mod things;
 mod verify;
 use verify::verifying_ca;
 mod x509;
 pub use records::*;
+pub use things::{
+    is_certificate_id, principal_of_target, validate_thing_name, AttributePayload, NewThing,
+    ThingUpdate,
+};
 use x509::der_of_pem;
 pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};
 
@@ -50,6 +56,9 @@ struct RegistryState {
     /// Cognito identity id → its pool's id.
     #[serde(default)]
     identities: BTreeMap<String, String>,
+    /// Things, by name.
+    #[serde(default)]
+    things: BTreeMap<String, ThingRecord>,
 }
 
 pub struct Registry {
@@ -76,8 +85,8 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Applies the config's `[[certificates]]` and `[[ca_certificates]]` (idempotently)
-    /// and saves.
+    /// Applies the config's `[[certificates]]`, `[[ca_certificates]]` and `[[things]]`
+    /// (idempotently) and saves.
     pub fn apply_config(&self, config: &Config) -> Result<(), ConfigError> {
         let invalid = |error: RegistryError| ConfigError::Invalid(error.to_string());
         let mut guard = self.state.lock();
@@ -114,7 +123,15 @@ impl Registry {
             record.status = certificate.status;
             attach_names(state, &id, &certificate.policies);
         }
-        if config.ca_certificates.is_empty() && config.certificates.is_empty() {
+        for thing in &config.things {
+            things::declare(state, thing, crate::secrets::uuid_shaped).map_err(|error| {
+                ConfigError::Invalid(format!("[[things]] {:?}: {error}", thing.name))
+            })?;
+        }
+        if config.ca_certificates.is_empty()
+            && config.certificates.is_empty()
+            && config.things.is_empty()
+        {
             return Ok(());
         }
         self.save_locked(&mut guard).map_err(invalid)
@@ -245,6 +262,15 @@ impl Registry {
             {
                 return Err(RegistryError::Conflict(format!(
                     "certificate {id} has policies attached; detach them first"
+                )));
+            }
+            if state
+                .things
+                .values()
+                .any(|thing| thing.principals.iter().any(|p| p == id))
+            {
+                return Err(RegistryError::Conflict(format!(
+                    "Things must be detached before deletion: certificate {id} is attached to a thing"
                 )));
             }
             state.certificates.remove(id);

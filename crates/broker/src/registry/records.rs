@@ -28,6 +28,12 @@ pub enum RegistryError {
     Conflict(String),
     #[error("{0}")]
     WrongState(String),
+    /// A request the registry refuses as malformed (a name, an attribute, a limit).
+    #[error("{0}")]
+    Invalid(String),
+    /// An `expectedVersion` that is not the record's version.
+    #[error("{0}")]
+    VersionConflict(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +96,24 @@ pub struct CredentialRecord {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub principal: String,
+    pub creation_date: u64,
+}
+
+/// A thing (CreateThing): its attributes, optional type, version (1 at creation, one more
+/// per UpdateThing) and the principals attached to it (certificate ids as the policy
+/// attachments store them, identity ids, any other principal string as given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThingRecord {
+    pub thing_name: String,
+    pub thing_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_type_name: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub version: u64,
+    #[serde(default)]
+    pub principals: Vec<String>,
     pub creation_date: u64,
 }
 
