@@ -29,7 +29,8 @@
 //! 4. **Depth** counts levels inside `desired` or `reported` of the request: `{"a":1}` is
 //!    depth 1, `{"a":{"b":1}}` depth 2, and an array counts as a level like an object
 //!    (`{"a":[1]}` is depth 2). Deeper than [`Limits::max_depth`] is `400 JSON contains too
-//!    many levels of nesting; maximum is {max_depth}`.
+//!    many levels of nesting; maximum is {max_depth}`. (A payload nested more than 128
+//!    levels anywhere does not parse at all, serde_json's limit, and is `400 Invalid JSON`.)
 //! 5. **Arrays may not hold `null`** anywhere inside them (an element, or a value of an
 //!    object nested in an element): `400 Invalid JSON`. Arrays are values, so a `null` in
 //!    one could not mean "delete" and would otherwise be stored.
