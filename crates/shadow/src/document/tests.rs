@@ -577,6 +577,20 @@ fn nesting_beyond_the_limit_is_refused() {
 }
 
 #[test]
+fn nesting_beyond_the_parser_is_invalid_json() {
+    let deep = format!(
+        r#"{{"state":{{"desired":{}1{}}}}}"#,
+        r#"{"k":"#.repeat(200),
+        "}".repeat(200)
+    );
+    assert_eq!(refused(None, deep.as_bytes()).message, "Invalid JSON");
+    assert_eq!(
+        refused(None, "[".repeat(100_000).as_bytes()).message,
+        "Invalid JSON"
+    );
+}
+
+#[test]
 fn checks_run_in_order() {
     let first = |request: Value| refused_json(None, request).message;
     // clientToken before version.
