@@ -10,6 +10,7 @@ pub mod decode;
 pub mod decode_v5;
 pub mod http_head;
 pub mod policy;
+pub mod shadow_update;
 pub mod sigv4_header;
 pub mod sigv4_query;
 
@@ -24,6 +25,7 @@ pub const TARGETS: &[(&str, Run)] = &[
     ("decode_v5", decode_v5::run),
     ("http_head", http_head::run),
     ("policy", policy::run),
+    ("shadow_update", shadow_update::run),
     ("sigv4_header", sigv4_header::run),
     ("sigv4_query", sigv4_query::run),
 ];

@@ -134,6 +134,11 @@ fn policy() {
 }
 
 #[test]
+fn shadow_update() {
+    smoke("shadow_update");
+}
+
+#[test]
 fn sigv4_header() {
     smoke("sigv4_header");
 }
