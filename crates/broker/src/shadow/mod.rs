@@ -212,29 +212,39 @@ fn log_outcome(
     let shadow = id.shadow.as_deref().unwrap_or("");
     let (code, message) = (rejection.code, rejection.message.as_str());
     if let Some(hit) = applied.limit_hit {
-        if let Some(hits) = table.log_limit_hit(now) {
-            let limits = table.limits();
-            let limit = match hit {
-                LimitHit::InFlight => format!(
-                    "shadow_inflight_per_thing ({}) reached",
-                    limits.inflight_per_thing
-                ),
-                LimitHit::Rate => format!(
-                    "shadow_requests_per_thing_per_sec ({}/s) exceeded",
-                    limits.requests_per_thing_per_sec
-                ),
-            };
-            warn!(
+        let limits = table.limits();
+        let limit = match hit {
+            LimitHit::InFlight => format!(
+                "shadow_inflight_per_thing ({}) reached",
+                limits.inflight_per_thing
+            ),
+            LimitHit::Rate => format!(
+                "shadow_requests_per_thing_per_sec ({}/s) exceeded",
+                limits.requests_per_thing_per_sec
+            ),
+        };
+        let Some(hits) = table.log_limit_hit(now) else {
+            debug!(
                 thing,
                 shadow,
                 operation = operation.as_str(),
                 ?origin,
                 code,
                 message,
-                hits,
                 "shadow request refused: {limit}"
             );
-        }
+            return;
+        };
+        warn!(
+            thing,
+            shadow,
+            operation = operation.as_str(),
+            ?origin,
+            code,
+            message,
+            hits,
+            "shadow request refused: {limit}"
+        );
         return;
     }
     match origin {
