@@ -35,8 +35,8 @@ impl ApiClient {
         }
     }
 
-    /// One signed request; `path` is already encoded, `query` without `?`. An AWS-shaped
-    /// error answer becomes an error `"<ErrorType>: <message>"`.
+    /// One signed request with a JSON body; `path` is already encoded, `query` without
+    /// `?`. An AWS-shaped error answer becomes an error `"<ErrorType>: <message>"`.
     pub fn call(
         &self,
         method: &str,
@@ -45,17 +45,27 @@ impl ApiClient {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let (status, kind, text) = self.send(method, path, query, headers, body.as_bytes())?;
+        read_answer(status, kind.as_deref(), &text)
+    }
+
+    /// One signed request with the body as given: the answer's status, `x-amzn-ErrorType`
+    /// and body, unread.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Option<String>, String)> {
         let url = if query.is_empty() {
             format!("{}{path}", self.endpoint)
         } else {
             format!("{}{path}?{query}", self.endpoint)
         };
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let service = if path.starts_with("/topics/") || path.starts_with("/retainedMessage") {
-            "iotdata"
-        } else {
-            "iot"
-        };
+        let service = signing_service(path);
         let host = url
             .split("://")
             .nth(1)
@@ -81,7 +91,7 @@ impl ApiClient {
             method,
             url.as_str(),
             all_headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
+            SignableBody::Bytes(body),
         )
         .context("SigV4 request")?;
         let (instructions, _) = sign(signable, &params)
@@ -100,7 +110,7 @@ impl ApiClient {
             request = request.header(header.name(), header.value());
         }
         let response = request
-            .body(body)
+            .body(body.to_vec())
             .send()
             .with_context(|| format!("cannot reach the control plane at {}", self.endpoint))?;
         let status = response.status();
@@ -110,7 +120,19 @@ impl ApiClient {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let text = response.text()?;
-        read_answer(status.as_u16(), kind.as_deref(), &text)
+        Ok((status.as_u16(), kind, text))
+    }
+}
+
+/// The service name a request is signed for: `iotdata` for the data plane (publish,
+/// retained messages, the shadow API), `iot` for the rest, as the AWS SDKs sign them.
+fn signing_service(path: &str) -> &'static str {
+    let shadow_api = path.starts_with("/api/things/shadow/")
+        || (path.starts_with("/things/") && path.trim_end_matches('/').ends_with("/shadow"));
+    if shadow_api || path.starts_with("/topics/") || path.starts_with("/retainedMessage") {
+        "iotdata"
+    } else {
+        "iot"
     }
 }
 

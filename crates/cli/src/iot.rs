@@ -36,7 +36,7 @@ pub struct Location {
 }
 
 impl Location {
-    fn config(&self) -> anyhow::Result<Config> {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::embedded_default(),
@@ -48,7 +48,7 @@ impl Location {
     }
 
     /// The running broker's control plane, if there is one to talk to.
-    fn api(&self) -> anyhow::Result<Option<ApiClient>> {
+    pub(crate) fn api(&self) -> anyhow::Result<Option<ApiClient>> {
         let config = self.config()?;
         let endpoint = match &self.endpoint_url {
             Some(url) => url.clone(),
@@ -504,21 +504,25 @@ impl Call {
 
 /// Answers a request on the data directory, with the broker's own control plane.
 fn local(config: Config, call: &Call) -> anyhow::Result<Value> {
-    let headers = call.header_pairs();
     let body = call.body.as_ref().map(Value::to_string).unwrap_or_default();
     let request = ApiRequest {
         method: call.method,
         path: &call.path,
         query: &call.query,
-        headers: &headers,
+        headers: &call.header_pairs(),
         body: body.as_bytes(),
     };
-    let answer = tokio::runtime::Builder::new_current_thread()
+    answer_value(answer_offline(config, &request)?)
+}
+
+/// The broker's control plane's answer to one request, on the data directory (no broker
+/// running: data-plane operations answer 503).
+pub(crate) fn answer_offline(config: Config, request: &ApiRequest<'_>) -> anyhow::Result<Answer> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(answer_local(config, &request));
-    answer_value(answer)
+        .block_on(answer_local(config, request)))
 }
 
 /// An [`Answer`] read as [`ApiClient::call`] reads an HTTP answer.
@@ -527,7 +531,7 @@ fn answer_value(answer: Answer) -> anyhow::Result<Value> {
 }
 
 /// Text given as is, or read from `file://PATH` (as the AWS CLI does).
-fn text_or_file(text: &str) -> anyhow::Result<String> {
+pub(crate) fn text_or_file(text: &str) -> anyhow::Result<String> {
     match text.strip_prefix("file://") {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
         None => Ok(text.to_owned()),

@@ -30,6 +30,7 @@ mod client;
 mod cognito;
 mod demo;
 mod iot;
+mod iot_data;
 mod plot;
 
 #[derive(Parser)]
@@ -78,6 +79,17 @@ enum Command {
         #[command(subcommand)]
         command: iot::IotCommand,
     },
+    /// The iot-data plane of a running broker, named and shaped as `aws iot-data`: the
+    /// Device Shadow API (get-thing-shadow, update-thing-shadow, delete-thing-shadow,
+    /// list-named-shadows-for-thing) and publish.
+    #[command(name = "iot-data")]
+    IotData {
+        /// Where the broker is (`--config`, `--data-dir`, `--endpoint-url`), as for `iot`.
+        #[command(flatten)]
+        location: iot::Location,
+        #[command(subcommand)]
+        command: iot_data::IotDataCommand,
+    },
     /// Publish one message (exit 1 with the reason when the broker refuses it).
     Pub(client::PubArgs),
     /// Subscribe and print messages (payload per line; -v: `topic payload`, then any MQTT 5
@@ -98,7 +110,7 @@ fn main() {
     );
     let default_level = match cli.command {
         _ if quiet => "off",
-        Command::Iot { .. } => "warn",
+        Command::Iot { .. } | Command::IotData { .. } => "warn",
         _ => "info",
     };
     let filter =
@@ -124,6 +136,7 @@ fn main() {
         Command::Demo => demo::run(),
         Command::Broker { config, data_dir } => run_broker(config, data_dir),
         Command::Iot { location, command } => iot::run(location, command),
+        Command::IotData { location, command } => iot_data::run(location, command),
         Command::Cognito { command } => cognito::run(command),
         Command::Bench { scenario, plot } => bench::run(scenario, plot),
     };

@@ -110,30 +110,10 @@ pub async fn authenticate_upgrade(
     if let Some(presigned) = sigv4::parse_presigned_query(&request.query)
         .map_err(|error| format!("SigV4 query malformed: {error}"))?
     {
-        let Some(credential) = broker.credential(&presigned.access_key_id) else {
-            return Err(format!(
-                "SigV4: unknown access key {}",
-                presigned.access_key_id
-            ));
-        };
-        if let Some(expected) = &credential.session_token {
-            // The token is not signed, so it must be checked here: temporary credentials
-            // are valid only with their own session token.
-            if presigned.security_token.as_deref() != Some(expected.as_str()) {
-                return Err(format!(
-                    "SigV4 (access key {}): the session token is missing or is not the one issued with these temporary credentials",
-                    presigned.access_key_id
-                ));
-            }
-        }
-        if let Some(expires_at) = credential.expires_at {
-            if SystemTime::now() >= expires_at {
-                return Err(format!(
-                    "SigV4 (access key {}): the temporary credentials expired",
-                    presigned.access_key_id
-                ));
-            }
-        }
+        let credential = broker.signing_credential(
+            &presigned.access_key_id,
+            presigned.security_token.as_deref(),
+        )?;
         let (secret, principal) = (credential.secret, credential.principal);
         let signed = SignedRequest {
             method: &request.method,

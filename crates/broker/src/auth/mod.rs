@@ -26,6 +26,8 @@ pub(crate) use authenticate::{Admission, Identity, Transport};
 pub(crate) use connection_policy::{ConnectionPolicy, Denied};
 pub(crate) use policy::PolicyStore;
 
+use iot::{Action, RequestContext, ResourceKind};
+
 use crate::config::{Config, ConfigError};
 use crate::registry::Registry;
 use cognito::TemporaryCredentials;
@@ -145,5 +147,57 @@ impl IdentityPlane {
                         expires_at: Some(temporary.expires_at),
                     })
             })
+    }
+
+    /// The credential a SigV4 signature by `access_key_id` must verify against, after the
+    /// checks the signature cannot make: the key is known, and temporary credentials come
+    /// with their own session token (which is not signed in a presigned URL) and have not
+    /// expired. `Err` is the refusal's reason, naming the key. One rule for WebSocket
+    /// upgrades and iot-data REST calls.
+    pub fn signing_credential(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Result<Credential, String> {
+        let Some(credential) = self.credential(access_key_id) else {
+            return Err(format!("SigV4: unknown access key {access_key_id}"));
+        };
+        if let Some(expected) = &credential.session_token {
+            if session_token != Some(expected.as_str()) {
+                return Err(format!(
+                    "SigV4 (access key {access_key_id}): the session token is missing or is not the one issued with these temporary credentials"
+                ));
+            }
+        }
+        if let Some(expires_at) = credential.expires_at {
+            if SystemTime::now() >= expires_at {
+                return Err(format!(
+                    "SigV4 (access key {access_key_id}): the temporary credentials expired"
+                ));
+            }
+        }
+        Ok(credential)
+    }
+
+    /// One decision for a principal outside any connection (an iot-data REST call signed
+    /// by its access key): its attached policies, with the facts a SigV4 WebSocket
+    /// connection of the same principal has (its identity id as the Cognito identity).
+    /// `Err` carries the decision's reason for the log.
+    pub fn authorize(
+        &self,
+        principal: &str,
+        action: Action,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), Box<Denied>> {
+        let mut context = RequestContext::default();
+        context.facts_mut().cognito_identity_id = Some(principal.to_owned());
+        let decided =
+            ConnectionPolicy::new(self.policies.clone(), principal, context).decide(action, kind, name);
+        if decided.decision.is_allowed() {
+            Ok(())
+        } else {
+            Err(Box::new(decided))
+        }
     }
 }

@@ -1,12 +1,22 @@
 //! The iot-data plane: publish over HTTPS, retained messages (get, list), and
-//! DeleteConnection. Needs the running broker.
+//! DeleteConnection. Needs the running broker. Publish is authorized by the caller's
+//! policies (`iot:Publish`, and `iot:RetainPublish` to retain) when a key other than the
+//! admin's signed it; the rest is the admin's.
 
 use base64::Engine;
 use mqtt::QoS;
 
+use iot::{Action, ResourceKind};
+
 use crate::clock::unix_millis;
 
 use super::*;
+
+/// Whether the operation at `path` may be signed by a key other than the admin's (its
+/// handler then authorizes the caller).
+pub(super) fn authorizes_principals(path: &str) -> bool {
+    path.starts_with("/topics/")
+}
 
 pub(super) async fn route(
     broker: &Plane<'_>,
@@ -18,6 +28,7 @@ pub(super) async fn route(
         ..
     }: &ApiRequest<'_>,
     parts: &[&str],
+    caller: &Caller,
 ) -> ApiResult {
     match (method, parts) {
         ("POST", ["topics", ..]) => {
@@ -43,9 +54,13 @@ pub(super) async fn route(
                     ),
                 ));
             }
+            let retain = query_param(query, "retain").as_deref() == Some("true");
+            caller.authorize(broker, Action::Publish, ResourceKind::Topic, &topic)?;
+            if retain {
+                caller.authorize(broker, Action::RetainPublish, ResourceKind::Topic, &topic)?;
+            }
             let payload = bytes::Bytes::copy_from_slice(body);
-            if query_param(query, "retain").as_deref() == Some("true") && !iot::is_reserved(&topic)
-            {
+            if retain && !iot::is_reserved(&topic) {
                 broker.data_plane()?.retain(&topic, payload.clone(), qos);
             }
             broker.data_plane()?.route(&topic, payload, qos);

@@ -6,18 +6,23 @@
 //! it (the `http` listener, HTTPS on the TLS port, `RunningBroker::control` in process) —
 //! and [`answer_local`], the same
 //! operations on a data directory without a running broker (`pubsub iot` offline). Every
-//! request over the network must be SigV4-signed by the `[admin]` credentials.
+//! request over the network must be SigV4-signed: by the `[admin]` credentials (an IAM
+//! administrator: everything), or, for the iot-data operations (Publish and the shadow
+//! API), by any access key the broker knows, whose principal's policies then decide
+//! ([`Caller`]).
 //!
 //! Operations are answered by resource family: `certificates`, `policies` (and
 //! test-authorization), `authorizers`, `things` (the registry's things and their
-//! principals), `data` (iot-data), `cognito`. They work on a
-//! `Plane`: the identity plane always, the data plane only while the broker runs.
+//! principals), `data` (iot-data), `shadows` (iot-data's shadow API), `cognito`. They
+//! work on a `Plane`: the identity plane always, the data plane only while the broker
+//! runs.
 
 mod authorizers;
 mod certificates;
 mod cognito;
 mod data;
 mod policies;
+mod shadows;
 mod things;
 
 use std::collections::BTreeMap;
@@ -29,19 +34,22 @@ use iot::sigv4::{self, SignedRequest};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::auth::IdentityPlane;
+use crate::auth::{Denied, IdentityPlane};
 use crate::broker::Broker;
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
 use crate::router::Router;
+use crate::shadow::ShadowService;
 use crate::secrets::{access_key_pair, write_private};
 
-/// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}`.
+/// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}` (or a
+/// service's own error document carrying the same message, as the shadow API's).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    document: Option<Value>,
 }
 
 impl ApiError {
@@ -54,7 +62,28 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            document: None,
         }
+    }
+
+    /// The body is `document` (which should carry `message`, as boto3 reads it) instead
+    /// of `{"message", "__type"}`; the exception name still goes in `x-amzn-ErrorType`.
+    pub(super) fn with_document(mut self, document: Value) -> ApiError {
+        self.document = Some(document);
+        self
+    }
+
+    /// 403 for a caller whose policies do not allow what it asked (logged with the
+    /// decision's reason).
+    pub(super) fn forbidden(principal: &str, denied: &Denied) -> ApiError {
+        warn!(
+            principal,
+            action = %denied.action,
+            resource = %denied.resource,
+            reason = %denied.decision.reason,
+            "iot-data request refused: HTTP 403"
+        );
+        ApiError::new(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden")
     }
 
     pub(super) fn invalid(message: impl Into<String>) -> ApiError {
@@ -68,10 +97,13 @@ impl ApiError {
 
 impl ApiError {
     fn into_answer(self) -> Answer {
+        let body = self
+            .document
+            .unwrap_or_else(|| json!({ "message": self.message, "__type": self.kind }));
         Answer {
             status: self.status.as_u16(),
             error_kind: Some(self.kind),
-            body: json!({ "message": self.message, "__type": self.kind }).to_string(),
+            body: body.to_string(),
         }
     }
 }
@@ -164,6 +196,7 @@ pub struct ApiRequest<'a> {
 pub(crate) struct Plane<'a> {
     auth: &'a IdentityPlane,
     router: Option<&'a Router>,
+    shadows: Option<&'a ShadowService>,
 }
 
 impl Deref for Plane<'_> {
@@ -197,6 +230,48 @@ impl Plane<'_> {
             )
         })
     }
+
+    /// The Device Shadow service, which exists only while the broker runs.
+    pub(super) fn shadows(&self) -> Result<&ShadowService, ApiError> {
+        self.shadows.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "this operation needs a running broker",
+            )
+        })
+    }
+}
+
+/// Who made a request, once its signature is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// The `[admin]` key, or the program that runs the broker (in process, offline): an
+    /// IAM administrator, allowed every operation.
+    Admin,
+    /// Another access key the broker knows (`[[credentials]]`, `create-access-key`,
+    /// Cognito temporary credentials), for iot-data operations only: its principal's
+    /// policies decide each one.
+    Principal(String),
+}
+
+impl Caller {
+    /// `Ok` when the caller may do `action` on the resource: always for the admin, by its
+    /// policies for a principal (403 `ForbiddenException` with a log line otherwise).
+    pub(super) fn authorize(
+        &self,
+        plane: &Plane<'_>,
+        action: iot::Action,
+        kind: iot::ResourceKind,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin => Ok(()),
+            Caller::Principal(principal) => plane
+                .authorize(principal, action, kind, name)
+                .map_err(|denied| ApiError::forbidden(principal, &denied)),
+        }
+    }
 }
 
 /// Authenticates (SigV4, the `[admin]` key) and answers one request.
@@ -204,6 +279,7 @@ pub(crate) async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer 
     let plane = Plane {
         auth: &broker.auth,
         router: Some(&broker.router),
+        shadows: Some(&broker.shadows),
     };
     answer_on(&plane, request, true).await
 }
@@ -213,6 +289,7 @@ pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>)
     let plane = Plane {
         auth: &broker.auth,
         router: Some(&broker.router),
+        shadows: Some(&broker.shadows),
     };
     answer_on(&plane, request, false).await
 }
@@ -235,6 +312,7 @@ pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
     let plane = Plane {
         auth: &auth,
         router: None,
+        shadows: None,
     };
     answer_on(&plane, request, false).await
 }
@@ -249,15 +327,35 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) ->
     if let Some(operation) = cognito_operation {
         return answer_cognito(plane, operation, request, signed);
     }
-    if signed {
-        if let Err(reason) = authenticate(plane, request) {
+    let shadow_api = shadows::is_shadow_path(path);
+    let caller = if signed {
+        match authenticate(plane, request) {
+            Ok(caller) => caller,
+            // The shadow API answers as IoT Core documents it: 401 `Unauthorized`.
+            Err(reason) if shadow_api => {
+                warn!(%method, %path, %reason, "iot-data request refused: HTTP 401");
+                return shadows::unauthorized().into_answer();
+            }
+            Err(reason) => {
+                warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
+                return ApiError::new(StatusCode::FORBIDDEN, "UnauthorizedException", reason)
+                    .into_answer();
+            }
+        }
+    } else {
+        Caller::Admin
+    };
+    // Keys other than the admin's only reach iot-data operations, which authorize them.
+    if let Caller::Principal(principal) = &caller {
+        if !shadow_api && !data::authorizes_principals(path) {
+            let reason = admin_only(principal);
             warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
             return ApiError::new(StatusCode::FORBIDDEN, "UnauthorizedException", reason)
                 .into_answer();
         }
     }
     plane.refresh_registry();
-    match route(plane, request).await {
+    match route(plane, request, &caller).await {
         Ok(value) => {
             info!(%method, %path, "control plane request");
             Answer {
@@ -273,10 +371,18 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) ->
     }
 }
 
+/// Why a key other than the admin's is refused an operation of the control plane.
+fn admin_only(principal: &str) -> String {
+    format!("principal {principal} signed a request only the control plane's [admin] key may make")
+}
+
 /// Hands a request to its resource family.
-async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
+async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>, caller: &Caller) -> ApiResult {
     let parts = segments(request.path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    if let ["things", _, "shadow"] | ["api", "things", "shadow", ..] = parts[..] {
+        return shadows::route(plane, request, &parts, caller).await;
+    }
     match parts.first().copied().unwrap_or_default() {
         "keys-and-certificate"
         | "certificates"
@@ -294,7 +400,9 @@ async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>) -> ApiResult {
         "things" | "principals" if parts.get(2) != Some(&"shadow") => {
             things::route(plane, request, &parts).await
         }
-        "topics" | "retainedMessage" | "connections" => data::route(plane, request, &parts).await,
+        "topics" | "retainedMessage" | "connections" => {
+            data::route(plane, request, &parts, caller).await
+        }
         _ => Err(unknown_operation(request)),
     }
 }
@@ -325,7 +433,12 @@ fn answer_cognito(
         body: json!({ "__type": kind, "message": message }).to_string(),
     };
     if signed && !cognito::is_unsigned_operation(operation) {
-        if let Err(reason) = authenticate(broker, request) {
+        let refused = match authenticate(broker, request) {
+            Ok(Caller::Admin) => None,
+            Ok(Caller::Principal(principal)) => Some(admin_only(&principal)),
+            Err(reason) => Some(reason),
+        };
+        if let Some(reason) = refused {
             warn!(operation, %reason, "Cognito request refused: HTTP 403");
             return failure(403, "NotAuthorizedException", reason);
         }
@@ -360,8 +473,11 @@ fn answer_cognito(
     }
 }
 
-/// SigV4 in the Authorization header, by the admin key, for service `iot` / `iotdata`.
-fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<(), String> {
+/// SigV4 in the Authorization header, for service `iot` / `iotdata` /
+/// `iotdevicegateway` (both names of iot-data are in circulation): by the admin key, or by
+/// another key the broker knows (`IdentityPlane::signing_credential`, the rule WebSocket
+/// upgrades follow), which stands for its principal.
+fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<Caller, String> {
     let ApiRequest {
         method,
         path,
@@ -374,12 +490,17 @@ fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<(), 
         .ok_or("request is not signed (SigV4 Authorization header missing)")?;
     let (admin_key, admin_secret) = admin_credentials(&broker.config)
         .map_err(|error| format!("admin credentials unavailable: {error}"))?;
-    if authorization.access_key_id != admin_key {
-        return Err(format!(
-            "access key {} is not the control plane's [admin] key",
-            authorization.access_key_id
-        ));
-    }
+    let (secret, caller) = if authorization.access_key_id == admin_key {
+        (admin_secret, Caller::Admin)
+    } else {
+        let session_token = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
+            .map(|(_, token)| *token);
+        let credential =
+            broker.signing_credential(&authorization.access_key_id, session_token)?;
+        (credential.secret, Caller::Principal(credential.principal))
+    };
     let signed = SignedRequest {
         method,
         path,
@@ -390,12 +511,24 @@ fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<(), 
         &signed,
         body,
         &authorization,
-        &admin_secret,
+        &secret,
         &broker.config.region,
-        &["iot", "iotdata", "execute-api", "cognito-identity"],
+        &[
+            "iot",
+            "iotdata",
+            "iotdevicegateway",
+            "execute-api",
+            "cognito-identity",
+        ],
         SystemTime::now(),
     )
-    .map_err(|error| format!("SigV4: {error}"))
+    .map_err(|error| {
+        format!(
+            "SigV4 (access key {}): {error}",
+            authorization.access_key_id
+        )
+    })?;
+    Ok(caller)
 }
 
 pub(super) fn segments(path: &str) -> Vec<String> {

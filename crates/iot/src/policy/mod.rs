@@ -78,10 +78,11 @@ pub enum Action {
     DeleteThingShadow,
     GetThingShadow,
     UpdateThingShadow,
+    ListNamedShadowsForThing,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Connect,
         Action::Publish,
         Action::Subscribe,
@@ -92,6 +93,7 @@ impl Action {
         Action::DeleteThingShadow,
         Action::GetThingShadow,
         Action::UpdateThingShadow,
+        Action::ListNamedShadowsForThing,
     ];
     const ALL_MASK: u16 = (1 << Action::ALL.len()) - 1;
 
@@ -108,6 +110,7 @@ impl Action {
             Action::DeleteThingShadow => "iot:DeleteThingShadow",
             Action::GetThingShadow => "iot:GetThingShadow",
             Action::UpdateThingShadow => "iot:UpdateThingShadow",
+            Action::ListNamedShadowsForThing => "iot:ListNamedShadowsForThing",
         }
     }
 

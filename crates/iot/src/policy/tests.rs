@@ -84,6 +84,8 @@ fn action_wildcards() {
         ("iot:?eceive", Connect, false),
         ("iot:*Shadow", GetThingShadow, true),
         ("iot:*Shadow", GetRetainedMessage, false),
+        ("iot:*Shadow", ListNamedShadowsForThing, false),
+        ("iot:List*", ListNamedShadowsForThing, true),
         ("iot:*Retained*", ListRetainedMessages, true),
         ("s3:*", Publish, false),
         ("iot:CreateThing", Publish, false),
