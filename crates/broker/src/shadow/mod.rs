@@ -35,9 +35,6 @@ use crate::store::{Op, Store};
 use table::{Applied, LimitHit, ServiceLimits, Table};
 
 /// Who sent a request: what is published for it differs.
-// `Http`, `request` and `list_named` are the iot-data HTTP API's (`control`), which lands
-// on its own branch; the allowances go when it does.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// A client's PUBLISH to a request topic: the answer goes to `/accepted` or
@@ -50,7 +47,6 @@ pub(crate) enum Origin {
 }
 
 /// The answer IoT Core returns when it cannot: the service stopped under a request.
-#[allow(dead_code)]
 const INTERNAL_FAILURE: &str = "Internal service failure";
 
 /// Where an HTTP caller waits for its request's result.
@@ -118,7 +114,6 @@ impl ShadowService {
     /// Applies one request; publishes its answers to MQTT subscribers (as [`Origin`]
     /// says); resolves once they are published, i.e. after the change is durable, with
     /// the answer document or the rejection.
-    #[allow(dead_code)]
     pub(crate) async fn request(
         &self,
         id: ShadowId,
@@ -141,7 +136,6 @@ impl ShadowService {
 
     /// A thing's named shadows (never the classic one, never deleted ones), sorted,
     /// at most `page_size` after `next_token`: `(names, next_token)`.
-    #[allow(dead_code)]
     pub(crate) fn list_named(
         &self,
         thing: &str,

@@ -263,7 +263,6 @@ impl Table {
     /// The names of `thing`'s named shadows that exist, sorted, at most `page_size`
     /// (at least 1) after `next_token`; and the token of the next page when there is one
     /// (the last name returned: names sort as bytes, and a token is only ever handed back).
-    #[allow(dead_code)]
     pub(crate) fn list_named(
         &self,
         thing: &str,
