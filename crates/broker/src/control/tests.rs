@@ -104,6 +104,113 @@ async fn detaching_a_policy_closes_the_principal_connections() {
     );
 }
 
+fn config_with_reader(dir: &std::path::Path) -> Config {
+    Config::parse(&format!(
+        r#"data_dir = {:?}
+in_memory = true
+[[credentials]]
+access_key_id = "AKIAREADER"
+secret_access_key = "secret"
+principal = "reader"
+policies = ["get-a"]
+[[policies]]
+name = "get-a"
+document = '''{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "iot:GetThingShadow", "Resource": "arn:aws:iot:us-east-1:123456789012:thing/a"}}]}}'''
+"#,
+        dir.display().to_string()
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_principal_may_do_what_its_policies_allow_the_admin_everything() {
+    use iot::{Action, ResourceKind};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::new(config_with_reader(dir.path())).unwrap();
+    let plane = Plane {
+        auth: &broker.auth,
+        router: Some(&broker.router),
+        shadows: Some(&broker.shadows),
+    };
+    let reader = Caller::Principal("reader".into());
+    let thing = ResourceKind::Thing;
+    assert!(reader
+        .authorize(&plane, Action::GetThingShadow, thing, "a")
+        .is_ok());
+    for (action, name) in [
+        (Action::GetThingShadow, "b"),
+        (Action::UpdateThingShadow, "a"),
+        (Action::DeleteThingShadow, "a"),
+        (Action::ListNamedShadowsForThing, "a"),
+        (Action::Publish, "a"),
+    ] {
+        let refused = reader
+            .authorize(&plane, action, thing, name)
+            .unwrap_err()
+            .into_answer();
+        assert_eq!(
+            (refused.status, refused.error_kind),
+            (403, Some("ForbiddenException")),
+            "{action} on {name}"
+        );
+        assert!(Caller::Admin.authorize(&plane, action, thing, name).is_ok());
+    }
+    let stranger = Caller::Principal("stranger".into());
+    assert!(stranger
+        .authorize(&plane, Action::GetThingShadow, thing, "a")
+        .is_err());
+}
+
+#[tokio::test]
+async fn the_shadow_api_answers_in_its_own_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::new(config(dir.path())).unwrap();
+    let unsigned = answer(&broker, &request("GET", "/things/a/shadow", b"")).await;
+    assert_eq!(
+        (unsigned.status, unsigned.error_kind),
+        (401, Some("UnauthorizedException"))
+    );
+    let body: Value = serde_json::from_str(&unsigned.body).unwrap();
+    assert_eq!(body, json!({"code": 401, "message": "Unauthorized"}));
+
+    let missing = answer_in_process(&broker, &request("GET", "/things/a/shadow", b"")).await;
+    assert_eq!(
+        (missing.status, missing.error_kind),
+        (404, Some("ResourceNotFoundException"))
+    );
+    let body: Value = serde_json::from_str(&missing.body).unwrap();
+    assert_eq!(
+        (body["code"].as_u64(), body["message"].as_str()),
+        (Some(404), Some("No shadow exists with name: 'a'"))
+    );
+    let update = br#"{"state": {"desired": {"on": true}}}"#;
+    let accepted = answer_in_process(&broker, &request("POST", "/things/a/shadow", update)).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let body: Value = serde_json::from_str(&accepted.body).unwrap();
+    assert_eq!(
+        (&body["state"], &body["version"]),
+        (&json!({"desired": {"on": true}}), &json!(1))
+    );
+    let oversized = vec![b' '; 128 * 1024 + 1];
+    let refused =
+        answer_in_process(&broker, &request("POST", "/things/a/shadow", &oversized)).await;
+    assert_eq!(
+        (refused.status, refused.error_kind),
+        (413, Some("RequestEntityTooLargeException"))
+    );
+    let bad_name = answer_in_process(&broker, &request("GET", "/things/a%20b/shadow", b"")).await;
+    assert_eq!(
+        (bad_name.status, bad_name.error_kind),
+        (400, Some("InvalidRequestException"))
+    );
+    // Without a running broker there is no shadow service.
+    let offline = answer_local(config(dir.path()), &request("GET", "/things/a/shadow", b"")).await;
+    assert_eq!(
+        (offline.status, offline.error_kind),
+        (503, Some("ServiceUnavailableException"))
+    );
+}
+
 /// One offline request with a query and headers.
 async fn ask(
     dir: &std::path::Path,
