@@ -20,9 +20,12 @@ import pytest
 from authfn import credentials_toml, policy_toml
 from conftest import BIN
 from helpers import uid
-from test_control_plane import ARN, api_error, boto, cp_broker, endpoint
+from test_control_plane import (
+    ADMIN_KEY, ADMIN_SECRET, ARN, BOTO_CONFIG, REGION, api_error, boto, cp_broker, endpoint,
+)
 
-pytest.importorskip("boto3", reason="boto3 is in tests/integration/requirements.txt")
+boto3 = pytest.importorskip("boto3", reason="boto3 is in tests/integration/requirements.txt")
+from botocore.config import Config  # noqa: E402
 
 T = 10
 HTTP_ONLY = {"http": "127.0.0.1:0"}
@@ -130,6 +133,21 @@ def test_list_named_shadows_pages_and_never_lists_the_classic(broker):
     assert unknown["results"] == [], unknown
     code, status, _ = api_error(api.list_named_shadows_for_thing, thingName=thing, pageSize=101)
     assert (code, status) == ("InvalidRequestException", 400)
+
+
+def test_the_api_on_the_tls_ports_https_branch(broker):
+    """The same API over HTTPS on the `tls` port, as IoT Core's data endpoint serves it
+    (boto3 verifying the broker's CA)."""
+    b = cp_broker(broker, listeners={"http": "127.0.0.1:0", "tls": "127.0.0.1:0"})
+    api = boto3.client("iot-data", endpoint_url=f"https://localhost:{b.tls_port}",
+                       region_name=REGION, aws_access_key_id=ADMIN_KEY,
+                       aws_secret_access_key=ADMIN_SECRET, verify=str(b.ca_file),
+                       config=Config(**BOTO_CONFIG))
+    thing = uid("tls")
+    assert update(api, thing, {"desired": {"x": 1}})["version"] == 1
+    assert doc(api.get_thing_shadow(thingName=thing))["state"]["delta"] == {"x": 1}
+    code, status, _ = api_error(api.get_thing_shadow, thingName=thing, shadowName="none")
+    assert (code, status) == ("ResourceNotFoundException", 404)
 
 
 # ============================================================================================

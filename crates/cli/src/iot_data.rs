@@ -152,7 +152,11 @@ fn request(command: &IotDataCommand) -> anyhow::Result<DataCall> {
             method: "POST",
             path: format!("/topics/{}", encode_segment(topic)),
             query: format!("qos={qos}&retain={retain}"),
-            body: payload.as_deref().map(blob).transpose()?.unwrap_or_default(),
+            body: payload
+                .as_deref()
+                .map(blob)
+                .transpose()?
+                .unwrap_or_default(),
         },
     })
 }
@@ -198,7 +202,11 @@ fn send(location: &Location, call: &DataCall) -> anyhow::Result<String> {
                 body: &call.body,
             };
             let answer = answer_offline(location.config()?, &request)?;
-            (answer.status, answer.error_kind.map(str::to_owned), answer.body)
+            (
+                answer.status,
+                answer.error_kind.map(str::to_owned),
+                answer.body,
+            )
         }
     };
     read_answer(status, kind.as_deref(), &body)?;
@@ -269,7 +277,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            (publish.path.as_str(), publish.query.as_str(), &publish.body[..]),
+            (
+                publish.path.as_str(),
+                publish.query.as_str(),
+                &publish.body[..]
+            ),
             ("/topics/a%2Fb", "qos=1&retain=false", &b"hi"[..])
         );
     }
@@ -280,7 +292,10 @@ mod tests {
         std::fs::write(&path, b"{\"state\":null}").unwrap();
         let text = blob(&format!("file://{}", path.display())).unwrap();
         let bytes = blob(&format!("fileb://{}", path.display())).unwrap();
-        assert_eq!((&text[..], &bytes[..]), (&b"{\"state\":null}"[..], &b"{\"state\":null}"[..]));
+        assert_eq!(
+            (&text[..], &bytes[..]),
+            (&b"{\"state\":null}"[..], &b"{\"state\":null}"[..])
+        );
         std::fs::remove_file(&path).unwrap();
         assert!(blob("file:///no/such/file").is_err());
     }

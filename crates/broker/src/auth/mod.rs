@@ -192,8 +192,8 @@ impl IdentityPlane {
     ) -> Result<(), Box<Denied>> {
         let mut context = RequestContext::default();
         context.facts_mut().cognito_identity_id = Some(principal.to_owned());
-        let decided =
-            ConnectionPolicy::new(self.policies.clone(), principal, context).decide(action, kind, name);
+        let decided = ConnectionPolicy::new(self.policies.clone(), principal, context)
+            .decide(action, kind, name);
         if decided.decision.is_allowed() {
             Ok(())
         } else {

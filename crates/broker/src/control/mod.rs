@@ -39,8 +39,8 @@ use crate::broker::Broker;
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
 use crate::router::Router;
-use crate::shadow::ShadowService;
 use crate::secrets::{access_key_pair, write_private};
+use crate::shadow::ShadowService;
 
 /// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}` (or a
 /// service's own error document carrying the same message, as the shadow API's).
@@ -497,8 +497,7 @@ fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<Call
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
             .map(|(_, token)| *token);
-        let credential =
-            broker.signing_credential(&authorization.access_key_id, session_token)?;
+        let credential = broker.signing_credential(&authorization.access_key_id, session_token)?;
         (credential.secret, Caller::Principal(credential.principal))
     };
     let signed = SignedRequest {

@@ -49,8 +49,12 @@ pub(super) fn unauthorized() -> ApiError {
 /// A rejection as the HTTP error: its code, its exception name, its document.
 fn failure(rejection: Rejection) -> ApiError {
     let status = StatusCode::from_u16(rejection.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    ApiError::new(status, rejection.exception_name(), rejection.message.clone())
-        .with_document(rejection.to_json())
+    ApiError::new(
+        status,
+        rejection.exception_name(),
+        rejection.message.clone(),
+    )
+    .with_document(rejection.to_json())
 }
 
 /// What a request asks of the shadow service.
@@ -137,13 +141,19 @@ fn parse(method: &str, parts: &[&str], query: &str) -> Result<ShadowCall, Reject
         }
         _ => Err(Rejection::new(
             404,
-            format!("{method} /{} is not an operation of this API", parts.join("/")),
+            format!(
+                "{method} /{} is not an operation of this API",
+                parts.join("/")
+            ),
         )),
     }
 }
 
 fn method_not_allowed(method: &str) -> Rejection {
-    Rejection::new(405, format!("method {method} is not allowed on this resource"))
+    Rejection::new(
+        405,
+        format!("method {method} is not allowed on this resource"),
+    )
 }
 
 pub(super) async fn route(
@@ -236,10 +246,19 @@ mod tests {
     fn names_are_checked_with_the_rule_text() {
         let bad_thing = parsed("GET", "/things/a%20b/shadow", "").unwrap_err();
         assert_eq!(bad_thing.code, 400);
-        assert!(bad_thing.message.starts_with("thing name must be"), "{bad_thing:?}");
+        assert!(
+            bad_thing.message.starts_with("thing name must be"),
+            "{bad_thing:?}"
+        );
         let bad_shadow = parsed("GET", "/things/a/shadow", "name=x%2Fy").unwrap_err();
-        assert!(bad_shadow.message.starts_with("shadow name must be"), "{bad_shadow:?}");
-        let long = format!("/api/things/shadow/ListNamedShadowsForThing/{}", "t".repeat(129));
+        assert!(
+            bad_shadow.message.starts_with("shadow name must be"),
+            "{bad_shadow:?}"
+        );
+        let long = format!(
+            "/api/things/shadow/ListNamedShadowsForThing/{}",
+            "t".repeat(129)
+        );
         assert_eq!(parsed("GET", &long, "").unwrap_err().code, 400);
     }
 
@@ -273,7 +292,9 @@ mod tests {
     #[test]
     fn only_this_api_paths_are_its_own() {
         assert!(is_shadow_path("/things/lamp/shadow"));
-        assert!(is_shadow_path("/api/things/shadow/ListNamedShadowsForThing/lamp"));
+        assert!(is_shadow_path(
+            "/api/things/shadow/ListNamedShadowsForThing/lamp"
+        ));
         // CreateThing and friends (another family) and iot-data Publish are not.
         assert!(!is_shadow_path("/things/lamp"));
         assert!(!is_shadow_path("/things/lamp/shadow/x"));
