@@ -380,7 +380,7 @@ fn admin_only(principal: &str) -> String {
 async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>, caller: &Caller) -> ApiResult {
     let parts = segments(request.path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    if let ["things", _, "shadow"] | ["api", "things", "shadow", ..] = parts[..] {
+    if shadows::is_shadow_api(&parts) {
         return shadows::route(plane, request, &parts, caller).await;
     }
     match parts.first().copied().unwrap_or_default() {

@@ -35,8 +35,13 @@ const PAGE_SIZES: std::ops::RangeInclusive<usize> = 1..=100;
 pub(super) fn is_shadow_path(path: &str) -> bool {
     let parts = segments(path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    is_shadow_api(&parts)
+}
+
+/// The same, on the path's segments (percent-decoded).
+pub(super) fn is_shadow_api(parts: &[&str]) -> bool {
     matches!(
-        parts[..],
+        parts,
         ["things", _, "shadow"] | ["api", "things", "shadow", ..]
     )
 }
