@@ -201,6 +201,24 @@ def test_errors_have_iot_core_codes_classes_and_texts(broker):
     assert doc(api.get_thing_shadow(thingName=thing))["version"] == 1
 
 
+def test_over_the_per_thing_rate_is_throttling_exception_429(broker):
+    """The shadow service's per-thing request rate, as the REST caller sees it (boto3
+    told not to retry, since it retries ThrottlingException by itself)."""
+    b = cp_broker(broker, listeners=HTTP_ONLY, shadow_requests_per_thing_per_sec=1)
+    api = boto3.client("iot-data", endpoint_url=endpoint(b), region_name=REGION,
+                       aws_access_key_id=ADMIN_KEY, aws_secret_access_key=ADMIN_SECRET,
+                       config=Config(retries={"mode": "standard", "max_attempts": 1},
+                                     connect_timeout=5, read_timeout=T))
+    thing = uid("busy")
+    update(api, thing, {"desired": {"x": 1}})
+    with pytest.raises(api.exceptions.ThrottlingException) as throttled:
+        for _ in range(5):
+            api.get_thing_shadow(thingName=thing)
+    assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    # Another thing has its own budget.
+    assert update(api, uid("idle"), {"desired": {"x": 1}})["version"] == 1
+
+
 # ============================================================================================
 # 3. MQTT side effects
 # ============================================================================================
@@ -296,7 +314,7 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return r
 
 
-def test_cli_round_trip(broker, tmp_path):
+def test_cli_round_trip(broker, clients, tmp_path):
     b = shadow_broker(broker)
     thing = uid("cli")
     request = tmp_path / "request.json"
@@ -338,3 +356,20 @@ def test_cli_round_trip(broker, tmp_path):
     assert len(lines) == 1, missing.stderr
     assert "ResourceNotFoundException" in lines[0] and "No shadow exists with name: 'cfg'" in lines[0]
     assert not (tmp_path / "never.json").exists()
+
+    topic = f"cli/{uid('t')}"
+    sub = clients.paho(b, uid("cli-sub"))
+    assert sub.subscribe(topic, 1) == [1]
+    ok(iot_data(b, ["publish", "--topic", topic, "--qos", "1", "--payload", "from the cli"],
+                tmp_path))
+    assert sub.expect(T, topic=topic).payload == b"from the cli"
+
+
+def test_cli_without_a_running_broker_says_so(tmp_path):
+    r = subprocess.run([BIN, "iot-data", "get-thing-shadow", "--thing-name", "lamp",
+                        "--data-dir", str(tmp_path / "data"), "out.json"],
+                       capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                       cwd=tmp_path)
+    assert r.returncode == 1, r
+    assert "ServiceUnavailableException" in r.stderr and "running broker" in r.stderr, r.stderr
+    assert not (tmp_path / "out.json").exists()
