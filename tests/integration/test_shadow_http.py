@@ -253,6 +253,25 @@ def test_http_update_publishes_to_mqtt_and_a_rejection_publishes_nothing(broker,
                for m in seen), seen
 
 
+def test_an_http_publish_to_a_request_topic_is_a_shadow_request(broker, clients):
+    """iot-data Publish to `…/shadow/update` is handled as the same PUBLISH over MQTT:
+    answered on `/accepted` (or `/rejected`)."""
+    b = shadow_broker(broker)
+    api = data(b)
+    thing = uid("pub")
+    prefix = f"$aws/things/{thing}/shadow/name/cfg/update"
+    sub = clients.paho(b, uid("sub"))
+    sub.subscribe([(f"{prefix}/accepted", 1), (f"{prefix}/rejected", 1)])
+    api.publish(topic=prefix, qos=1,
+                payload=json.dumps({"state": {"reported": {"v": 1}}, "clientToken": "p1"}).encode())
+    accepted = sub.expect(T, topic=f"{prefix}/accepted").json()
+    assert accepted["state"] == {"reported": {"v": 1}} and accepted["clientToken"] == "p1"
+    assert doc(api.get_thing_shadow(thingName=thing, shadowName="cfg"))["version"] == 1
+    api.publish(topic=prefix, qos=1, payload=b"not json")
+    rejected = sub.expect(T, topic=f"{prefix}/rejected").json()
+    assert (rejected["code"], rejected["message"]) == (400, "Invalid JSON"), rejected
+
+
 # ============================================================================================
 # 4. Authorization
 # ============================================================================================

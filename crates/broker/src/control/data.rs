@@ -1,7 +1,8 @@
 //! The iot-data plane: publish over HTTPS, retained messages (get, list), and
 //! DeleteConnection. Needs the running broker. Publish is authorized by the caller's
 //! policies (`iot:Publish`, and `iot:RetainPublish` to retain) when a key other than the
-//! admin's signed it; the rest is the admin's.
+//! admin's signed it; the rest is the admin's. A publish to a shadow request topic also
+//! goes to the shadow service, as an MQTT client's does.
 
 use base64::Engine;
 use mqtt::QoS;
@@ -63,7 +64,15 @@ pub(super) async fn route(
             if retain && !iot::is_reserved(&topic) {
                 broker.data_plane()?.retain(&topic, payload.clone(), qos);
             }
-            broker.data_plane()?.route(&topic, payload, qos);
+            let shadow_request = shadow::ShadowTopic::parse(&topic)
+                .filter(shadow::ShadowTopic::is_request)
+                .map(|request| (request.id(), request.operation));
+            broker.data_plane()?.route(&topic, payload.clone(), qos);
+            // A publish to a shadow request topic is a shadow request whatever carried it,
+            // answered on `…/accepted` or `…/rejected` as for an MQTT client.
+            if let Some((id, operation)) = shadow_request {
+                broker.shadows()?.submit_mqtt(id, operation, payload);
+            }
             Ok(json!({}))
         }
         ("GET", ["retainedMessage", ..]) if path.len() > "/retainedMessage/".len() => {
