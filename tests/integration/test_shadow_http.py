@@ -276,7 +276,7 @@ def test_an_http_publish_to_a_request_topic_is_a_shadow_request(broker, clients)
 # 4. Authorization
 # ============================================================================================
 
-def test_a_key_is_authorized_by_its_principals_policies(broker):
+def test_a_key_is_authorized_by_its_principals_policies(broker, tmp_path):
     a, other = uid("a"), uid("b")
     principal = uid("reader")
     policy = {"Version": "2012-10-17", "Statement": [
@@ -315,17 +315,30 @@ def test_a_key_is_authorized_by_its_principals_policies(broker):
     # And iot-data Publish is authorized by its policies too (no iot:Publish in get-a).
     code, status, _ = api_error(reader.publish, topic="t/x", qos=0, payload=b"x")
     assert (code, status) == ("ForbiddenException", 403)
+    # The CLI signing with the same key (AWS environment variables) is held to the same.
+    ok(iot_data(b, ["get-thing-shadow", "--thing-name", a, "mine.json"], tmp_path, (AKID, SECRET)))
+    assert json.loads((tmp_path / "mine.json").read_text())["version"] == 1
+    refused = iot_data(b, ["get-thing-shadow", "--thing-name", other, "theirs.json"], tmp_path,
+                       (AKID, SECRET))
+    assert refused.returncode == 1 and "ForbiddenException (HTTP 403): Forbidden" in refused.stderr
 
 
 # ============================================================================================
 # 5. The CLI
 # ============================================================================================
 
-def iot_data(b, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def iot_data(b, args: list[str], cwd: Path, key: tuple[str, str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """`pubsub iot-data` against `b`'s API: signed with `[admin]` from its config, or with
+    `key` from the AWS environment variables (and no config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run(
-        [BIN, "iot-data", *args, "--endpoint-url", endpoint(b), "--config", str(b.config_path)],
-        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+    where = ["--endpoint-url", endpoint(b)]
+    if key:
+        env.update(AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1])
+    else:
+        where += ["--config", str(b.config_path)]
+    return subprocess.run([BIN, "iot-data", *args, *where], capture_output=True, text=True,
+                          timeout=20, stdin=subprocess.DEVNULL, cwd=cwd, env=env)
 
 
 def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
