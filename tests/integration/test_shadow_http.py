@@ -193,6 +193,12 @@ def test_errors_have_iot_core_codes_classes_and_texts(broker):
         assert r["ResponseMetadata"]["HTTPStatusCode"] == 413
         assert r["Error"]["Message"] == "The payload exceeds the maximum size allowed"
 
+    with pytest.raises(api.exceptions.UnsupportedDocumentEncodingException) as encoding:
+        api.update_thing_shadow(thingName=thing, payload=b'{"state": {"desired": {"a": "\xff"}}}')
+    r = encoding.value.response
+    assert (r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Message"]) == \
+        (415, "Unsupported documented encoding; supported encoding is UTF-8")
+
     for kw in [{"thingName": "a b"}, {"thingName": thing, "shadowName": "x/y"}]:
         code, status, msg = api_error(api.get_thing_shadow, **kw)
         assert (code, status) == ("InvalidRequestException", 400), (kw, code, status, msg)
