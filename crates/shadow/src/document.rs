@@ -237,6 +237,12 @@ impl Rejection {
         Rejection::new(429, "Too Many Requests")
     }
 
+    /// 413 with IoT Core's text, for a request over a size limit the caller applies
+    /// before the document rules (the HTTP API's body limit).
+    pub fn too_large() -> Rejection {
+        Rejection::new(413, TOO_LARGE)
+    }
+
     /// 404 for a shadow that does not exist: `No shadow exists with name: '{label}'`,
     /// where `label` is the shadow's name, or the thing's name for a classic shadow.
     pub fn no_shadow(label: &str) -> Rejection {

@@ -175,10 +175,7 @@ pub(super) async fn route(
         ShadowCall::Document { id, operation } => {
             let payload = match operation {
                 Operation::Update if request.body.len() > MAX_BODY_BYTES => {
-                    return Err(failure(Rejection::new(
-                        413,
-                        "The payload exceeds the maximum size allowed",
-                    )))
+                    return Err(failure(Rejection::too_large()))
                 }
                 Operation::Update => Bytes::copy_from_slice(request.body),
                 // GET and DELETE carry no document in this API.
