@@ -39,6 +39,11 @@
 //! [`DataManager::publish_with`], [`Message::properties`]), reason codes on refusals
 //! ([`Error::PublishRefused`], [`Error::SubscribeRefused`]) and request/response
 //! ([`DataManager::request`]). See [`mqtt5`].
+//!
+//! Device shadows ([`shadow`]): the iOS calls ([`DataManager::register_with_shadow`],
+//! [`DataManager::update_shadow`], ...) with their callback, and an async client
+//! ([`DataManager::shadow`]) resolving with the accepted document or the rejection, for
+//! classic and named shadows.
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -51,6 +56,7 @@ pub mod identity;
 pub(crate) mod inflight;
 mod manager;
 pub mod mqtt5;
+pub mod shadow;
 mod tls;
 pub mod topic;
 

@@ -144,6 +144,9 @@ enum Handler {
     Payload(PayloadCallback),
     Extended(ExtendedCallback),
     Stream(mpsc::Sender<Message>),
+    /// A callback the SDK registers for itself (the shadow helper): a user's callback for
+    /// the same filter neither replaces it nor is replaced by it.
+    Internal(ExtendedCallback),
 }
 
 struct Subscription {
@@ -176,12 +179,16 @@ struct Shared {
     next_id: u64,
     /// The CONNACK of the current connection.
     connack: Option<ConnackProperties>,
+    /// The client id of the last `connect*` call (the shadow helper's clientTokens).
+    client_id: Option<String>,
 }
 
 struct Inner {
     config: ServiceConfiguration,
     shared: Mutex<Shared>,
     status: watch::Sender<Status>,
+    /// Shadows registered with `register_with_shadow` (own lock, taken before `shared`).
+    shadows: crate::shadow::Registry,
 }
 
 impl Inner {
@@ -281,7 +288,7 @@ fn registry() -> &'static Mutex<HashMap<String, DataManager>> {
     R.get_or_init(Default::default)
 }
 
-fn runtime() -> tokio::runtime::Handle {
+pub(crate) fn runtime() -> tokio::runtime::Handle {
     tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
         static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
         RT.get_or_init(|| {
@@ -324,6 +331,7 @@ impl DataManager {
                 config,
                 shared: Mutex::new(Shared::default()),
                 status,
+                shadows: crate::shadow::Registry::default(),
             }),
         }
     }
@@ -633,6 +641,7 @@ impl DataManager {
             let (tx, rx) = mpsc::unbounded_channel();
             sh.session = Some(tx);
             sh.connected = false;
+            sh.client_id = Some(params.client_id.clone());
             rx
         };
         tracing::info!(?params, "connecting");
@@ -949,10 +958,11 @@ impl DataManager {
         let Some(tx) = sh.session.clone() else {
             return Err(Error::NotConnected);
         };
-        if !matches!(handler, Handler::Stream(_)) {
+        if matches!(handler, Handler::Payload(_) | Handler::Extended(_)) {
             // As iOS: a new callback for a topic replaces the previous one.
-            sh.subscriptions
-                .retain(|s| s.filter != filter || matches!(s.handler, Handler::Stream(_)));
+            sh.subscriptions.retain(|s| {
+                s.filter != filter || matches!(s.handler, Handler::Stream(_) | Handler::Internal(_))
+            });
         }
         sh.next_id += 1;
         let id = sh.next_id;
@@ -1086,6 +1096,49 @@ impl DataManager {
     }
 }
 
+/// A handle that does not keep the manager alive: SDK-internal callbacks stored in the
+/// manager's own subscription table hold this, not a [`DataManager`], to avoid a cycle.
+#[derive(Clone)]
+pub(crate) struct WeakDataManager(Weak<Inner>);
+
+impl WeakDataManager {
+    pub(crate) fn upgrade(&self) -> Option<DataManager> {
+        self.0.upgrade().map(|inner| DataManager { inner })
+    }
+}
+
+impl DataManager {
+    pub(crate) fn downgrade(&self) -> WeakDataManager {
+        WeakDataManager(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn shadows(&self) -> &crate::shadow::Registry {
+        &self.inner.shadows
+    }
+
+    /// The client id of the last `connect*` call; `None` before the first one.
+    pub(crate) fn client_id(&self) -> Option<String> {
+        self.inner.lock().client_id.clone()
+    }
+
+    /// Subscribe an SDK-internal callback (see `Handler::Internal`); the id is for
+    /// [`DataManager::remove_internal`].
+    pub(crate) fn subscribe_internal(
+        &self,
+        filter: &str,
+        qos: QoS,
+        callback: impl Fn(&str, &[u8]) + Send + Sync + 'static,
+    ) -> Result<u64, Error> {
+        self.add_subscription(filter, qos, Handler::Internal(Arc::new(callback)), None)
+    }
+
+    /// Remove the internal subscription `id`, unsubscribing when nothing else listens on
+    /// `filter`.
+    pub(crate) fn remove_internal(&self, id: u64, filter: &str) {
+        remove_stream(&self.inner, id, filter, true);
+    }
+}
+
 fn accepted(r: Result<Option<PublishOutcome>, Error>) -> bool {
     matches!(r, Ok(None) | Ok(Some(PublishOutcome::Queued)))
 }
@@ -1129,7 +1182,7 @@ impl Drop for MessageStream {
     }
 }
 
-/// Remove the stream subscription `id` (if the session still has it) and, with
+/// Remove the subscription `id` (a stream's, or an internal one) if the session still has it and, with
 /// `unsubscribe`, tell the broker when it was the filter's last listener. Done under the
 /// lock that orders commands, so a later subscribe to the same filter is not undone.
 fn remove_stream(inner: &Inner, id: u64, filter: &str, unsubscribe: bool) {
@@ -1800,7 +1853,7 @@ impl Session {
         for (id, filter, h) in handlers {
             let r = catch_unwind(AssertUnwindSafe(|| match &h {
                 Handler::Payload(cb) => cb(&m.payload),
-                Handler::Extended(cb) => cb(topic, &m.payload),
+                Handler::Extended(cb) | Handler::Internal(cb) => cb(topic, &m.payload),
                 Handler::Stream(tx) => match tx.try_send(m.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
