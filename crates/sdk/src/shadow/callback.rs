@@ -14,9 +14,8 @@ use super::{label, IntoShadowId, ShadowOperation, ShadowOperationStatus, ShadowO
 use crate::manager::runtime;
 use crate::{DataManager, PublishOutcome};
 
-type ShadowCallback = Arc<
-    dyn Fn(&str, ShadowOperation, ShadowOperationStatus, Option<&str>, &[u8]) + Send + Sync,
->;
+type ShadowCallback =
+    Arc<dyn Fn(&str, ShadowOperation, ShadowOperationStatus, Option<&str>, &[u8]) + Send + Sync>;
 
 /// `info` with the shadow's `debug` option (iOS `enableDebugging`), `debug` otherwise.
 macro_rules! note {

@@ -248,11 +248,7 @@ impl ShadowClient {
         self.id.validate()?;
         let token = match body.get("clientToken") {
             Some(Value::String(token)) => token.clone(),
-            Some(_) => {
-                return Err(ShadowError::Document(
-                    "clientToken must be a string".into(),
-                ))
-            }
+            Some(_) => return Err(ShadowError::Document("clientToken must be a string".into())),
             None => {
                 let client_id = self.manager.client_id().ok_or(Error::NotConnected)?;
                 let token = self.manager.shadows().next_token(&client_id);
@@ -274,12 +270,10 @@ impl ShadowClient {
         .map_err(timed_out)??;
         let payload = serde_json::to_vec(&Value::Object(body)).expect("JSON values serialize");
         let topic = self.id.request_topic(operation);
-        let outcome = tokio::time::timeout_at(
-            deadline,
-            self.manager.publish(&topic, payload, self.qos),
-        )
-        .await
-        .map_err(timed_out)??;
+        let outcome =
+            tokio::time::timeout_at(deadline, self.manager.publish(&topic, payload, self.qos))
+                .await
+                .map_err(timed_out)??;
         if let PublishOutcome::Rejected(why) = outcome {
             tracing::warn!(%topic, ?why, "shadow request not queued while offline");
             return Err(Error::NotConnected.into());
@@ -462,8 +456,13 @@ mod tests {
 
         let empty: ShadowDocument<Lamp, Lamp> =
             ShadowDocument::from_json(json!({"state": {}, "version": 1, "timestamp": 1})).unwrap();
-        assert_eq!((empty.desired, empty.reported, empty.delta), (None, None, None));
-        assert!(ShadowDocument::<Lamp, Lamp>::from_json(json!({"state": {"desired": {"on": 3}}}))
-            .is_err());
+        assert_eq!(
+            (empty.desired, empty.reported, empty.delta),
+            (None, None, None)
+        );
+        assert!(
+            ShadowDocument::<Lamp, Lamp>::from_json(json!({"state": {"desired": {"on": 3}}}))
+                .is_err()
+        );
     }
 }

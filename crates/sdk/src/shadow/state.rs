@@ -220,7 +220,8 @@ impl ShadowState {
             });
         }
         let token = message.get("clientToken").and_then(Value::as_str);
-        let ours = self.pending.is_some() && token.is_some() && token == self.client_token.as_deref();
+        let ours =
+            self.pending.is_some() && token.is_some() && token == self.client_token.as_deref();
         if !ours {
             let foreign = response == Response::Accepted
                 && operation != Operation::Get
@@ -380,7 +381,12 @@ mod tests {
     fn timeout_reports_the_pending_operation_and_token() {
         let mut st = ShadowState::new(&options());
         let b = st
-            .begin(Operation::Delete, Map::new(), Some("d-1"), || unreachable!())
+            .begin(
+                Operation::Delete,
+                Map::new(),
+                Some("d-1"),
+                || unreachable!(),
+            )
             .unwrap();
         assert_eq!(st.on_timeout(b.seq + 1), None);
         assert_eq!(
@@ -516,8 +522,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!((ev.status, ev.client_token), (Delta, None));
-        st.begin(Operation::Update, Map::new(), Some("mine"), || unreachable!())
-            .unwrap();
+        st.begin(
+            Operation::Update,
+            Map::new(),
+            Some("mine"),
+            || unreachable!(),
+        )
+        .unwrap();
         let ev = st
             .on_message(
                 Operation::Update,
@@ -569,16 +580,28 @@ mod tests {
         );
         // While ours is in flight, another token is still foreign and ours stays pending;
         // the foreign event names our token, as iOS.
-        st.begin(Operation::Update, Map::new(), Some("mine-1"), || unreachable!())
-            .unwrap();
+        st.begin(
+            Operation::Update,
+            Map::new(),
+            Some("mine-1"),
+            || unreachable!(),
+        )
+        .unwrap();
         let ev = st
             .on_message(Operation::Update, Response::Accepted, &foreign(4))
             .unwrap();
-        assert_eq!((ev.status, ev.client_token.as_deref()), (ForeignUpdate, Some("mine-1")));
+        assert_eq!(
+            (ev.status, ev.client_token.as_deref()),
+            (ForeignUpdate, Some("mine-1"))
+        );
         assert!(st.in_progress());
         // An answer without any token is not ours either.
         assert!(st
-            .on_message(Operation::Update, Response::Accepted, &bytes(json!({"version": 5})))
+            .on_message(
+                Operation::Update,
+                Response::Accepted,
+                &bytes(json!({"version": 5}))
+            )
             .is_some_and(|e| e.status == ForeignUpdate));
         assert!(st.in_progress());
     }
