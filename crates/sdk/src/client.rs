@@ -109,6 +109,9 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut network = rumqttc::NetworkOptions::new();
     network.set_connection_timeout(connect_timeout_secs);
+    // Without TCP_NODELAY a request published right after the PUBACK of the previous
+    // answer waits for the broker's delayed ACK (Nagle): ~40 ms per request/response.
+    network.set_tcp_nodelay(true);
     match options {
         Options::V3(o) => {
             let (client, mut el) = rumqttc::AsyncClient::new(*o, 64);
