@@ -135,7 +135,12 @@ async fn connected(config: &ServiceConfiguration, client_id: &str) -> DataManage
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ios_style_update_get_delete_with_callbacks() {
     let b = broker("shadow-ios").await;
+    // Before connect* (as iOS) and for a name the service would refuse: not registered.
+    let idle = DataManager::new(b.config.clone());
+    assert!(!idle.register_with_shadow("lamp-ios", ShadowOptions::default(), |_, _, _, _, _| {}));
+    assert!(!idle.update_shadow("lamp-ios", r#"{"state":{}}"#, None));
     let m = connected(&b.config, "ios-app").await;
+    assert!(!m.register_with_shadow("lamp ios", ShadowOptions::default(), |_, _, _, _, _| {}));
     let mut ev = register(&m, "lamp-ios", ShadowOptions::default());
 
     assert!(m.update_shadow("lamp-ios", r#"{"state":{"desired":{"on":true}}}"#, None));
@@ -486,6 +491,7 @@ async fn timeouts_where_nothing_answers() {
 
     let options = ShadowOptions::default()
         .versioning(true)
+        .qos(QoS::AtLeastOnce)
         .operation_timeout(Duration::from_millis(300));
     let mut ev = register(&m, "lamp", options);
     let started = Instant::now();
@@ -494,6 +500,7 @@ async fn timeouts_where_nothing_answers() {
     // What was sent: the caller's JSON with a generated token, no version (none known).
     let request = timeout(T, requests.recv()).await.unwrap().unwrap();
     assert_eq!(request.topic, "$aws/things/lamp/shadow/update");
+    assert_eq!(request.qos, QoS::AtLeastOnce, "the options' QoS");
     let body: Value = serde_json::from_slice(&request.payload).unwrap();
     assert_eq!(
         body,

@@ -105,7 +105,9 @@ impl DataManager {
     ///
     /// Call it after `connect*` (false before, as iOS). Registering a registered shadow
     /// again changes nothing and returns true, as iOS. False for a name the service
-    /// would refuse.
+    /// would refuse. The registration outlives `disconnect` and holds for the next
+    /// `connect*`. Its subscriptions coexist with the app's own on the same topics, but
+    /// [`DataManager::unsubscribe_topic`] on one of them removes the registration's too.
     ///
     /// ```no_run
     /// use pubsub::shadow::{ShadowId, ShadowOperationStatus, ShadowOptions};

@@ -75,6 +75,12 @@ impl DataManager {
 
 impl ShadowClient {
     /// The shadow.
+    ///
+    /// ```no_run
+    /// # fn f(iot: pubsub::DataManager) {
+    /// assert_eq!(iot.shadow("lamp").id(), &pubsub::shadow::ShadowId::classic("lamp"));
+    /// # }
+    /// ```
     pub fn id(&self) -> &ShadowId {
         &self.id
     }
@@ -360,7 +366,7 @@ struct RawState<D, R> {
 }
 
 impl<D: DeserializeOwned, R: DeserializeOwned> ShadowDocument<D, R> {
-    /// Read a get/accepted document.
+    /// Read a get/accepted document (see the type's example).
     pub fn from_json(document: Value) -> Result<ShadowDocument<D, R>, serde_json::Error> {
         let raw: RawDocument<D, R> = serde_json::from_value(document)?;
         let (desired, reported, delta) = match raw.state {

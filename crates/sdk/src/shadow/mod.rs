@@ -60,6 +60,19 @@ pub(crate) use callback::Registry;
 pub use client::{ShadowClient, ShadowDocument, ShadowStream};
 
 /// A shadow operation, as iOS `AWSIoTShadowOperationType`.
+///
+/// ```
+/// use pubsub::shadow::{ShadowOperation, ShadowOperationStatus};
+/// fn describe(operation: ShadowOperation, status: ShadowOperationStatus) -> &'static str {
+///     match (operation, status) {
+///         (ShadowOperation::Update, ShadowOperationStatus::Accepted) => "my update is in",
+///         (ShadowOperation::Update, ShadowOperationStatus::Delta) => "desired ≠ reported",
+///         (_, ShadowOperationStatus::Timeout) => "no answer",
+///         _ => "other",
+///     }
+/// }
+/// assert_eq!(describe(ShadowOperation::Get, ShadowOperationStatus::Timeout), "no answer");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShadowOperation {
     /// `…/update`.
@@ -82,6 +95,20 @@ impl From<::shadow::topic::Operation> for ShadowOperation {
 }
 
 /// What the shadow callback is told, as iOS `AWSIoTShadowOperationStatusType`.
+///
+/// ```no_run
+/// use pubsub::shadow::{ShadowOperationStatus, ShadowOptions};
+/// # fn f(iot: pubsub::DataManager) {
+/// iot.register_with_shadow("lamp", ShadowOptions::default(), |name, op, status, token, payload| {
+///     match status {
+///         ShadowOperationStatus::Rejected => eprintln!("{name}: {op:?} refused: {}",
+///                                                      String::from_utf8_lossy(payload)),
+///         ShadowOperationStatus::Timeout => eprintln!("{name}: {op:?} ({token:?}) timed out"),
+///         _ => {}
+///     }
+/// });
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ShadowOperationStatus {
