@@ -12,7 +12,8 @@ use pubsub::shadow::{
     ShadowDocument, ShadowError, ShadowId, ShadowOperation, ShadowOperationStatus, ShadowOptions,
 };
 use pubsub::{
-    DataManager, Endpoint, Error, MqttConfiguration, MqttConnectOptions, QoS, ServiceConfiguration,
+    DataManager, Endpoint, Error, MqttConfiguration, MqttConnectOptions, ProtocolVersion, QoS,
+    ServiceConfiguration,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -415,6 +416,36 @@ async fn async_client_on_classic_and_named_shadows() {
         DataManager::new(b.config.clone()).shadow("x").get().await,
         Err(ShadowError::Connection(Error::NotConnected))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_apis_over_mqtt5() {
+    let b = broker("shadow-v5").await;
+    let config = b
+        .config
+        .clone()
+        .mqtt_configuration(no_reconnect().protocol(ProtocolVersion::V5));
+    let m = connected(&config, "v5-app").await;
+    let mut ev = register(
+        &m,
+        ShadowId::named("lamp-5", "cfg"),
+        ShadowOptions::default(),
+    );
+    let named = m.shadow(ShadowId::named("lamp-5", "cfg"));
+    let accepted = timeout(
+        T,
+        named.update(json!({"state": {"reported": {"on": true}}})),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(accepted["version"], 1);
+    // The async client's update is foreign to the registration: only documents arrive.
+    ev.wait(Update, Documents).await;
+    assert!(m.get_shadow(ShadowId::named("lamp-5", "cfg"), None));
+    let got = ev.wait(Get, Accepted).await;
+    assert_eq!(got.json()["state"]["reported"]["on"], true);
+    assert_eq!(got.token.as_deref(), Some("v5-app-2"));
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
