@@ -23,6 +23,11 @@ use tokio::time::timeout;
 use ShadowOperation::{Delete, Get, Update};
 use ShadowOperationStatus::{Accepted, Delta, Documents, ForeignUpdate, Rejected, Timeout};
 
+/// `f`'s output, or a panic after `T`.
+async fn within<R>(f: impl std::future::Future<Output = R>) -> R {
+    timeout(T, f).await.expect("timed out")
+}
+
 /// One callback invocation.
 #[derive(Debug, Clone)]
 struct Ev {
@@ -213,27 +218,21 @@ async fn ios_style_update_get_delete_with_callbacks() {
     assert!(m.unregister_from_shadow("lamp-ios"));
     assert!(!m.unregister_from_shadow("lamp-ios"));
     assert!(!m.get_shadow("lamp-ios", None));
-    let mut accepted_topic = timeout(
-        T,
-        m.subscribe_stream(
-            "$aws/things/lamp-ios/shadow/update/accepted",
-            QoS::AtLeastOnce,
-        ),
-    )
+    let mut accepted_topic = within(m.subscribe_stream(
+        "$aws/things/lamp-ios/shadow/update/accepted",
+        QoS::AtLeastOnce,
+    ))
     .await
-    .unwrap()
     .unwrap();
     let other = connected(&b.config, "ios-other").await;
-    timeout(
-        T,
+    within(
         other
             .shadow("lamp-ios")
             .update(json!({"state": {"reported": {"on": true}}})),
     )
     .await
-    .unwrap()
     .unwrap();
-    timeout(T, accepted_topic.recv()).await.unwrap().unwrap();
+    within(accepted_topic.recv()).await.unwrap();
     assert!(ev.drain().is_empty());
 }
 
@@ -246,16 +245,14 @@ async fn ios_style_versioning_gets_409_on_a_stale_version_then_recovers() {
     assert_eq!(ev.wait(Update, Accepted).await.json()["version"], 1);
 
     // Another client updates while `a` is offline: `a` keeps version 1.
-    timeout(T, a.disconnect_and_wait()).await.unwrap();
+    within(a.disconnect_and_wait()).await;
     let other = connected(&b.config, "ver-b").await;
-    let accepted = timeout(
-        T,
+    let accepted = within(
         other
             .shadow("lamp-ver")
             .update_reported(&json!({"on": true})),
     )
     .await
-    .unwrap()
     .unwrap();
     assert_eq!(accepted["version"], 2);
     a.connect_mqtt("ver-a", true, &MqttConnectOptions::default(), |_| {})
@@ -293,13 +290,9 @@ async fn foreign_updates_reach_only_the_registrations_that_ask() {
 
     let writer = connected(&b.config, "foreign-b").await;
     let lamp = writer.shadow("lamp-f");
-    let accepted = timeout(
-        T,
-        lamp.update(json!({"state": {"reported": {"on": false}}})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let accepted = within(lamp.update(json!({"state": {"reported": {"on": false}}})))
+        .await
+        .unwrap();
     let token = accepted["clientToken"].as_str().unwrap().to_owned();
     assert!(token.starts_with("foreign-b-"), "{token}");
 
@@ -314,8 +307,8 @@ async fn foreign_updates_reach_only_the_registrations_that_ask() {
     assert!(cev.drain().iter().all(|e| e.status != ForeignUpdate));
 
     // Someone else's get is not an update: nothing for it, before the delete's event.
-    timeout(T, lamp.get()).await.unwrap().unwrap();
-    timeout(T, lamp.delete()).await.unwrap().unwrap();
+    within(lamp.get()).await.unwrap();
+    within(lamp.delete()).await.unwrap();
     let foreign = aev.wait(Delete, ForeignUpdate).await;
     assert_eq!(foreign.json()["version"], 1);
     let rest = aev.drain();
@@ -329,7 +322,7 @@ async fn async_client_on_classic_and_named_shadows() {
     let classic = m.shadow("lamp-async");
     let named = m.shadow(ShadowId::named("lamp-async", "config"));
 
-    match timeout(T, named.get()).await.unwrap() {
+    match within(named.get()).await {
         Err(ShadowError::Rejected(r)) => {
             assert_eq!(r.code, 404);
             assert_eq!(r.message, "No shadow exists with name: 'config'");
@@ -338,34 +331,26 @@ async fn async_client_on_classic_and_named_shadows() {
         other => panic!("{other:?}"),
     }
 
-    let mut deltas = timeout(T, named.deltas()).await.unwrap().unwrap();
-    let mut documents = timeout(T, named.documents()).await.unwrap().unwrap();
-    let accepted = timeout(
-        T,
-        named.update(json!({"state": {"desired": {"mode": "eco"}}})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let mut deltas = within(named.deltas()).await.unwrap();
+    let mut documents = within(named.documents()).await.unwrap();
+    let accepted = within(named.update(json!({"state": {"desired": {"mode": "eco"}}})))
+        .await
+        .unwrap();
     assert_eq!(accepted["version"], 1);
     assert_eq!(accepted["state"]["desired"]["mode"], "eco");
-    let delta = timeout(T, deltas.recv()).await.unwrap().unwrap();
+    let delta = within(deltas.recv()).await.unwrap();
     assert_eq!(delta["state"], json!({"mode": "eco"}));
     assert_eq!(delta["clientToken"], accepted["clientToken"]);
-    let docs = timeout(T, documents.recv()).await.unwrap().unwrap();
+    let docs = within(documents.recv()).await.unwrap();
     assert_eq!(docs["current"]["state"]["desired"]["mode"], "eco");
     assert_eq!(docs["current"]["version"], 1);
 
     // The classic shadow is another shadow: its own version.
-    let accepted = timeout(
-        T,
-        classic.update(json!({"state": {"reported": {"on": true}}})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let accepted = within(classic.update(json!({"state": {"reported": {"on": true}}})))
+        .await
+        .unwrap();
     assert_eq!(accepted["version"], 1);
-    let doc = timeout(T, named.get()).await.unwrap().unwrap();
+    let doc = within(named.get()).await.unwrap();
     assert_eq!(doc["state"]["desired"]["mode"], "eco");
     assert_eq!(doc["state"].get("reported"), None);
 
@@ -373,7 +358,7 @@ async fn async_client_on_classic_and_named_shadows() {
     // the caller's clientToken is used and echoed.
     let stale =
         json!({"state": {"desired": {"mode": "off"}}, "version": 7, "clientToken": "mine-1"});
-    match timeout(T, named.update(stale)).await.unwrap() {
+    match within(named.update(stale)).await {
         Err(ShadowError::Rejected(r)) => {
             assert_eq!((r.code, r.message.as_str()), (409, "Version conflict"));
             assert_eq!(r.client_token.as_deref(), Some("mine-1"));
@@ -389,15 +374,15 @@ async fn async_client_on_classic_and_named_shadows() {
         .collect();
     assert_eq!(tokens.len(), 4);
 
-    let deleted = timeout(T, named.delete()).await.unwrap().unwrap();
+    let deleted = within(named.delete()).await.unwrap();
     assert_eq!(deleted["version"], 1);
     assert!(matches!(
-        timeout(T, named.get()).await.unwrap(),
+        within(named.get()).await,
         Err(ShadowError::Rejected(r)) if r.code == 404
     ));
     // The classic shadow is untouched.
     assert_eq!(
-        timeout(T, classic.get()).await.unwrap().unwrap()["state"]["reported"]["on"],
+        within(classic.get()).await.unwrap()["state"]["reported"]["on"],
         true
     );
 
@@ -432,13 +417,9 @@ async fn both_apis_over_mqtt5() {
         ShadowOptions::default(),
     );
     let named = m.shadow(ShadowId::named("lamp-5", "cfg"));
-    let accepted = timeout(
-        T,
-        named.update(json!({"state": {"reported": {"on": true}}})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let accepted = within(named.update(json!({"state": {"reported": {"on": true}}})))
+        .await
+        .unwrap();
     assert_eq!(accepted["version"], 1);
     // The async client's update is foreign to the registration: only documents arrive.
     ev.wait(Update, Documents).await;
@@ -467,15 +448,9 @@ async fn typed_desired_and_reported() {
         on: true,
         brightness: 20,
     };
-    timeout(T, lamp.update_desired(&wanted))
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(T, lamp.update_reported(&reported))
-        .await
-        .unwrap()
-        .unwrap();
-    let doc: ShadowDocument<Lamp, Lamp> = timeout(T, lamp.get_typed()).await.unwrap().unwrap();
+    within(lamp.update_desired(&wanted)).await.unwrap();
+    within(lamp.update_reported(&reported)).await.unwrap();
+    let doc: ShadowDocument<Lamp, Lamp> = within(lamp.get_typed()).await.unwrap();
     assert_eq!(doc.desired.as_ref(), Some(&wanted));
     assert_eq!(doc.reported.as_ref(), Some(&reported));
     assert_eq!(doc.delta, Some(json!({"brightness": 80})));
@@ -484,19 +459,15 @@ async fn typed_desired_and_reported() {
     assert!(doc.client_token.is_some());
 
     reported.brightness = 80;
-    timeout(T, lamp.update_reported(&reported))
-        .await
-        .unwrap()
-        .unwrap();
-    let doc: ShadowDocument<Lamp, Lamp> = timeout(T, lamp.get_typed()).await.unwrap().unwrap();
+    within(lamp.update_reported(&reported)).await.unwrap();
+    let doc: ShadowDocument<Lamp, Lamp> = within(lamp.get_typed()).await.unwrap();
     assert_eq!(
         (doc.reported, doc.delta, doc.version),
         (Some(reported), None, 3)
     );
     // A document that does not fit the type is an error, not a default.
-    timeout(T, lamp.update_reported(&json!({"brightness": "dim"})))
+    within(lamp.update_reported(&json!({"brightness": "dim"})))
         .await
-        .unwrap()
         .unwrap();
     assert!(matches!(
         lamp.get_typed::<Lamp, Lamp>().await,
@@ -512,13 +483,10 @@ async fn timeouts_where_nothing_answers() {
         .mqtt_configuration(MqttConfiguration::default());
     let m = connected(&config, "sdk-timeout").await;
     let observer = connected(&config, "observer").await;
-    let mut requests = timeout(
-        T,
-        observer.subscribe_stream("$aws/things/lamp/shadow/+", QoS::AtLeastOnce),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let mut requests =
+        within(observer.subscribe_stream("$aws/things/lamp/shadow/+", QoS::AtLeastOnce))
+            .await
+            .unwrap();
 
     let options = ShadowOptions::default()
         .versioning(true)
@@ -529,7 +497,7 @@ async fn timeouts_where_nothing_answers() {
     assert!(m.update_shadow("lamp", r#"{"state":{"desired":{"on":true}}}"#, None));
     assert!(!m.update_shadow("lamp", r#"{"state":{}}"#, None));
     // What was sent: the caller's JSON with a generated token, no version (none known).
-    let request = timeout(T, requests.recv()).await.unwrap().unwrap();
+    let request = within(requests.recv()).await.unwrap();
     assert_eq!(request.topic, "$aws/things/lamp/shadow/update");
     assert_eq!(request.qos, QoS::AtLeastOnce, "the options' QoS");
     let body: Value = serde_json::from_slice(&request.payload).unwrap();
@@ -546,7 +514,7 @@ async fn timeouts_where_nothing_answers() {
 
     // The shadow is free again.
     assert!(m.get_shadow("lamp", None));
-    let request = timeout(T, requests.recv()).await.unwrap().unwrap();
+    let request = within(requests.recv()).await.unwrap();
     assert_eq!(request.topic, "$aws/things/lamp/shadow/get");
     assert_eq!(
         serde_json::from_slice::<Value>(&request.payload).unwrap(),
@@ -613,7 +581,7 @@ async fn measure_shadow_round_trips() {
 
     let start = Instant::now();
     for _ in 0..N {
-        timeout(T, lamp.get()).await.unwrap().unwrap();
+        within(lamp.get()).await.unwrap();
     }
     let async_get = start.elapsed() / N;
 
@@ -642,7 +610,7 @@ async fn measure_shadow_round_trips() {
     // still go out but its drops do not unsubscribe.
     let start = Instant::now();
     for _ in 0..N {
-        timeout(T, lamp.get()).await.unwrap().unwrap();
+        within(lamp.get()).await.unwrap();
     }
     let async_get_registered = start.elapsed() / N;
     println!(
