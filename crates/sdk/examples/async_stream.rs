@@ -4,21 +4,13 @@
 //! cargo run -p pubsub --example async_stream -- [host] [port]   # default localhost 1883
 //! ```
 
-use pubsub::{DataManager, Endpoint, MqttConnectOptions, QoS, ServiceConfiguration};
+mod support;
+
+use pubsub::{MqttConnectOptions, QoS};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "localhost".into());
-    let port: u16 = std::env::args()
-        .nth(2)
-        .map(|p| p.parse())
-        .transpose()?
-        .unwrap_or(1883);
-    let iot = DataManager::new(
-        ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port),
-    );
+    let iot = support::manager_from_args()?;
     iot.connect_mqtt(
         "stream-example",
         true,

@@ -5,23 +5,15 @@
 //! cargo run -p pubsub --example plain_mqtt -- [host] [port]     # default localhost 1883
 //! ```
 
+mod support;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-use pubsub::{DataManager, Endpoint, MqttConnectOptions, QoS, ServiceConfiguration, Status};
+use pubsub::{MqttConnectOptions, QoS, Status};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "localhost".into());
-    let port: u16 = std::env::args()
-        .nth(2)
-        .map(|p| p.parse())
-        .transpose()?
-        .unwrap_or(1883);
-    let iot = DataManager::new(
-        ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port),
-    );
+    let iot = support::manager_from_args()?;
 
     let (status_tx, status_rx) = mpsc::channel();
     iot.connect_mqtt(

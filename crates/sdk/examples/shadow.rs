@@ -8,28 +8,20 @@
 //! cargo run -p pubsub --example shadow -- [host] [port]       # default localhost 1883
 //! ```
 
+mod support;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
 use pubsub::shadow::{
     ShadowDocument, ShadowError, ShadowId, ShadowOperation, ShadowOperationStatus, ShadowOptions,
 };
-use pubsub::{DataManager, Endpoint, MqttConnectOptions, ServiceConfiguration};
+use pubsub::{DataManager, MqttConnectOptions};
 use serde::{Deserialize, Serialize};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "localhost".into());
-    let port: u16 = std::env::args()
-        .nth(2)
-        .map(|p| p.parse())
-        .transpose()?
-        .unwrap_or(1883);
-    let iot = DataManager::new(
-        ServiceConfiguration::new("local", Endpoint::parse(&host)?).mqtt_port(port),
-    );
+    let iot = support::manager_from_args()?;
     iot.connect_mqtt(
         "shadow-example",
         true,
