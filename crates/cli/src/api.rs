@@ -28,10 +28,17 @@ pub fn encode_segment(segment: &str) -> String {
 
 impl ApiClient {
     pub fn new(endpoint: &str, region: &str, access_key_id: &str, secret: &str) -> ApiClient {
+        let credentials = Credentials::new(access_key_id, secret, None, None, "pubsub-iot");
+        ApiClient::with_credentials(endpoint, region, credentials)
+    }
+
+    /// A client signing with `credentials` (e.g. temporary ones, whose session token goes
+    /// in `x-amz-security-token`, signed).
+    pub fn with_credentials(endpoint: &str, region: &str, credentials: Credentials) -> ApiClient {
         ApiClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
-            credentials: Credentials::new(access_key_id, secret, None, None, "pubsub-iot"),
+            credentials,
         }
     }
 
@@ -60,6 +67,56 @@ impl ApiClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<(u16, Option<String>, String)> {
+        let signed = self.sign(method, path, query, headers, body)?;
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let mut request = client.request(method.parse()?, &signed.url);
+        for (name, value) in &signed.headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .with_context(|| format!("cannot reach the control plane at {}", self.endpoint))?;
+        let (status, kind) = status_and_kind(response.status(), response.headers());
+        Ok((status, kind, response.text()?))
+    }
+
+    /// [`ApiClient::send`] from async code, through `client` (its timeouts apply).
+    pub async fn send_async(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Option<String>, String)> {
+        let signed = self.sign(method, path, query, headers, body)?;
+        let mut request = client.request(method.parse()?, &signed.url);
+        for (name, value) in &signed.headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.endpoint))?;
+        let (status, kind) = status_and_kind(response.status(), response.headers());
+        Ok((status, kind, response.text().await?))
+    }
+
+    /// The URL and every header to send (the SigV4 ones included, `host` excluded: the
+    /// HTTP client sets it from the URL), as the AWS CLI signs.
+    fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Signed> {
         let url = if query.is_empty() {
             format!("{}{path}", self.endpoint)
         } else {
@@ -98,30 +155,36 @@ impl ApiClient {
             .context("SigV4 signing")?
             .into_parts();
         let (signed_headers, _) = instructions.into_parts();
-
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let mut request = client.request(method.parse()?, &url);
-        for (name, value) in all_headers.iter().filter(|(name, _)| *name != "host") {
-            request = request.header(*name, *value);
-        }
-        for header in signed_headers {
-            request = request.header(header.name(), header.value());
-        }
-        let response = request
-            .body(body.to_vec())
-            .send()
-            .with_context(|| format!("cannot reach the control plane at {}", self.endpoint))?;
-        let status = response.status();
-        let kind = response
-            .headers()
-            .get("x-amzn-ErrorType")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let text = response.text()?;
-        Ok((status.as_u16(), kind, text))
+        let mut out: Vec<(String, String)> = all_headers
+            .iter()
+            .filter(|(name, _)| *name != "host")
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        out.extend(
+            signed_headers
+                .iter()
+                .map(|header| (header.name().to_owned(), header.value().to_owned())),
+        );
+        Ok(Signed { url, headers: out })
     }
+}
+
+/// A request ready to send: [`ApiClient::sign`]'s result.
+struct Signed {
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+/// An answer's status and `x-amzn-ErrorType`.
+fn status_and_kind(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> (u16, Option<String>) {
+    let kind = headers
+        .get("x-amzn-ErrorType")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (status.as_u16(), kind)
 }
 
 /// The service name a request is signed for: `iotdata` for the data plane (publish,

@@ -1,8 +1,11 @@
 //! `pubsub demo`: the whole product on one screen. An embedded broker (in process, free
 //! loopback ports, temporary data dir), an authorizer function served in process, and six
-//! SDK clients — one per connection method — chatting live on `chat/...`; then one of them
-//! publishes where its policy does not allow it, the broker closes its connection, and the
-//! demo shows why (the broker's own policy evaluation) and how the SDK reconnects.
+//! SDK clients — one per connection method — chatting live on `chat/...`; then a device
+//! shadow: the web app sets `desired` over HTTP (iot-data, SigV4 with its Cognito
+//! credentials), the device gets the delta and reports over MQTT (the SDK's shadow API),
+//! the web app sees the documents; then one client publishes where its policy does not
+//! allow it, the broker closes its connection, and the demo shows why (the broker's own
+//! policy evaluation) and how the SDK reconnects.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -21,12 +24,15 @@ use broker::control::ApiRequest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use pubsub_sdk::backoff::BackoffConfig;
+use pubsub_sdk::shadow::{ShadowDocument, ShadowStream};
 use pubsub_sdk::{
     CognitoCredentialsProvider, CustomAuth, DataManager, Endpoint, IdentityStore,
-    MqttConfiguration, MqttConnectOptions, QoS, ServiceConfiguration, Status,
+    MqttConfiguration, MqttConnectOptions, ProvideCredentials, QoS, ServiceConfiguration, Status,
 };
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use crate::api::encode_segment;
+use crate::api::{encode_segment, read_answer, ApiClient};
 
 const POLICY: &str = "myIOTPolicy";
 const POLICY_DOCUMENT: &str = r#"{
@@ -37,9 +43,24 @@ const POLICY_DOCUMENT: &str = r#"{
     { "Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
       "Resource": "arn:aws:iot:us-east-1:123456789012:topic/chat/*" },
     { "Effect": "Allow", "Action": "iot:Subscribe",
-      "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/chat/*" }
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/chat/*" },
+    { "Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/$aws/things/${iot:ClientId}/shadow/*" },
+    { "Effect": "Allow", "Action": "iot:Subscribe",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/things/${iot:ClientId}/shadow/*" },
+    { "Effect": "Allow", "Action": ["iot:GetThingShadow", "iot:UpdateThingShadow"],
+      "Resource": "arn:aws:iot:us-east-1:123456789012:thing/device" },
+    { "Effect": "Allow", "Action": "iot:Receive",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/$aws/things/device/shadow/update/documents" },
+    { "Effect": "Allow", "Action": "iot:Subscribe",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/things/device/shadow/update/documents" }
   ]
 }"#;
+/// The thing whose shadow the demo shows: the `device` client's (its client id is its
+/// thing name, which the policy's `${iot:ClientId}` shadow statements rely on).
+const THING: &str = "device";
+/// How long any one step of the shadow scene may take before the demo gives up.
+const SHADOW_TIMEOUT: Duration = Duration::from_secs(5);
 const AUTHORIZER: &str = "demo-authorizer";
 const TOKEN_KEY: &str = "x-demo-token";
 const TOKEN: &str = "demo-token";
@@ -231,6 +252,17 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         .endpoint(format!("http://127.0.0.1:{http_port}/"))
         .build()?;
     let identity_id = cognito.identity_id().await?;
+    // The web app's own temporary credentials sign its iot-data calls (the session token
+    // included), so its policy decides them as it decides its MQTT connection.
+    let app_credentials = cognito
+        .provide_credentials()
+        .await
+        .context("the web app's Cognito credentials")?;
+    let app_http = ApiClient::with_credentials(
+        &format!("http://127.0.0.1:{http_port}"),
+        "us-east-1",
+        app_credentials,
+    );
     control(
         &running,
         "PUT",
@@ -239,8 +271,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         serde_json::json!({ "target": identity_id }),
     )
     .await?;
-    println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)");
-    println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*");
+    println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)   http :{http_port} (Cognito, iot-data)");
+    println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*;");
+    println!("            publish/receive/subscribe $aws/things/${{iot:ClientId}}/shadow/*; Get/UpdateThingShadow");
+    println!("            on thing/{THING} and receive/subscribe its shadow's update/documents");
     println!("identities  certificates backend + device; Cognito pool {pool_id} gave the web app");
     println!("            identity {identity_id} and temporary credentials (SigV4);");
     println!("            authorizer {AUTHORIZER} at http://{authorizer_addr}/authorize (token {TOKEN:?}, signing disabled)");
@@ -255,7 +289,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         .websocket_port(tls_port)
         .custom_auth_port(tls_port)
         .mqtt_port(mqtt_port)
-        .credentials_provider(cognito)
+        .credentials_provider(cognito.clone())
         .mqtt_configuration(MqttConfiguration {
             backoff: BackoffConfig {
                 base: Duration::from_millis(500),
@@ -353,6 +387,18 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     for &app in &apps {
         let text = format!("welcome {app}, {} in the room", apps.len());
         say(&clients, t0, "backend", &format!("chat/{app}"), &text).await?;
+    }
+    println!();
+
+    // --- a device shadow: the app over HTTP, the device over MQTT ---
+    println!("device shadow (thing {THING:?}: web-app calls iot-data over HTTP, SigV4-signed with its Cognito");
+    println!("               credentials; {THING} uses $aws/things/{THING}/shadow/… over MQTT, the SDK's shadow API)");
+    if let Err(error) = shadow_scene(&clients, t0, &app_http).await {
+        for c in &clients {
+            c.iot.disconnect_and_wait().await;
+        }
+        running.shutdown().await;
+        return Err(error.context("device shadow"));
     }
     println!();
 
@@ -461,10 +507,181 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\ndone in {:.1} s: six connection methods, one refused publish explained, broker stopped.",
+        "\ndone in {:.1} s: six connection methods, a device shadow over HTTP and MQTT, one refused\npublish explained, broker stopped.",
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What the device's shadow holds in `desired` and `reported`: the SDK's typed helpers
+/// (de)serialize it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Light {
+    color: String,
+}
+
+/// The shadow scene, one line per step: web-app sets `desired` over HTTP, the device gets
+/// the delta and reports over MQTT, web-app sees the documents and reads the shadow back
+/// over HTTP, then is refused another thing's shadow by its policy. Every wait is bounded
+/// by [`SHADOW_TIMEOUT`], and a step that does not give what it should is an error.
+async fn shadow_scene(clients: &[Arc<Client>], t0: Instant, http: &ApiClient) -> anyhow::Result<()> {
+    let client = |name: &str| {
+        clients
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| anyhow!("no client {name}"))
+    };
+    let (device, web) = (client(THING)?, client("web-app")?);
+    let device_shadow = device.iot.shadow(THING).timeout(SHADOW_TIMEOUT);
+    // Both subscriptions are in place (SUBACK) before the update, so nothing is missed.
+    let mut deltas = within(device_shadow.deltas(), "device: subscribing to its deltas").await?;
+    let mut documents = within(
+        web.iot.shadow(THING).documents(),
+        "web-app: subscribing to the device's documents",
+    )
+    .await?;
+    let agent = reqwest::Client::builder()
+        .timeout(SHADOW_TIMEOUT)
+        .build()
+        .context("HTTP client")?;
+    let path = format!("/things/{}/shadow", encode_segment(THING));
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let agent = agent.clone();
+        async move {
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            let started = Instant::now();
+            let (status, kind, text) = http
+                .send_async(&agent, method, &path, "", &[], body.as_bytes())
+                .await?;
+            anyhow::Ok((status, kind, text, started.elapsed()))
+        }
+    };
+
+    let wanted = Light {
+        color: "green".into(),
+    };
+    let (status, kind, text, took) = call(
+        "POST",
+        path.clone(),
+        Some(json!({ "state": { "desired": &wanted } })),
+    )
+    .await?;
+    let accepted = read_answer(status, kind.as_deref(), &text).context("web-app: UpdateThingShadow")?;
+    println!(
+        "{}  web-app    → {:<32} {:<36} {status}, version {} ({:.1} ms)",
+        stamp(t0),
+        format!("HTTP POST {path}"),
+        format!("desired {}", json!(&wanted)),
+        accepted["version"],
+        ms(took)
+    );
+
+    let delta = next(&mut deltas, "device: no delta").await?;
+    let asked: Light = serde_json::from_value(delta["state"].clone())
+        .with_context(|| format!("device: the delta's state is not a light: {delta}"))?;
+    println!(
+        "{}  device     ← {:<32} {:<36} version {}",
+        stamp(t0),
+        "MQTT …/shadow/update/delta",
+        json!(&asked).to_string(),
+        delta["version"]
+    );
+
+    let started = Instant::now();
+    let reported = device_shadow
+        .update_reported(&asked)
+        .await
+        .with_context(|| format!("device: reporting {}", json!(&asked)))?;
+    println!(
+        "{}  device     → {:<32} {:<36} accepted, version {} ({:.1} ms)",
+        stamp(t0),
+        "MQTT …/shadow/update",
+        format!("reported {}", json!(&asked)),
+        reported["version"],
+        ms(started.elapsed())
+    );
+
+    // The web app's own HTTP update made a documents message too (version 1); the one
+    // that says the device reported carries the reported version.
+    let document = loop {
+        let document = next(&mut documents, "web-app: no documents message").await?;
+        if document["current"]["version"] == reported["version"] {
+            break document;
+        }
+    };
+    println!(
+        "{}  web-app    ← {:<32} {:<36} version {} → {}",
+        stamp(t0),
+        "MQTT …/shadow/update/documents",
+        format!("reported {}", document["current"]["state"]["reported"]),
+        document["previous"]["version"],
+        document["current"]["version"]
+    );
+
+    let (status, kind, text, took) = call("GET", path.clone(), None).await?;
+    let got = read_answer(status, kind.as_deref(), &text).context("web-app: GetThingShadow")?;
+    let shadow = ShadowDocument::<Light, Light>::from_json(got)
+        .context("web-app: the shadow document does not hold a light")?;
+    let delta = match &shadow.delta {
+        None => "no delta".to_owned(),
+        Some(delta) => format!("delta {delta}"),
+    };
+    let state = match (&shadow.desired, &shadow.reported) {
+        (Some(desired), Some(reported)) if desired == reported => {
+            format!("desired = reported {}", json!(reported))
+        }
+        (desired, reported) => format!("desired {} reported {}", json!(desired), json!(reported)),
+    };
+    println!(
+        "{}  web-app    → {:<32} {:<36} {status}, version {}, {delta} ({:.1} ms)",
+        stamp(t0),
+        format!("HTTP GET {path}"),
+        state,
+        shadow.version,
+        ms(took)
+    );
+    if shadow.delta.is_some() || shadow.reported.as_ref() != Some(&wanted) {
+        bail!("the device's report did not settle the shadow: {text}");
+    }
+
+    // The same credentials, a thing the policy does not name.
+    let other = format!("/things/{}/shadow", encode_segment("backend"));
+    let (status, kind, _, _) = call("GET", other.clone(), None).await?;
+    let kind = kind.unwrap_or_default();
+    println!(
+        "{}  web-app    → {:<32} {:<36} its policy allows thing/{THING} only",
+        stamp(t0),
+        format!("HTTP GET {other}"),
+        format!("{status} {kind}"),
+    );
+    if status != 403 {
+        bail!("GetThingShadow of thing/backend answered {status} {kind}, not 403");
+    }
+    Ok(())
+}
+
+/// `future`'s output within [`SHADOW_TIMEOUT`], or the error `"<what>: …"`.
+async fn within<T, E: std::error::Error + Send + Sync + 'static>(
+    future: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(SHADOW_TIMEOUT, future).await {
+        Ok(result) => result.with_context(|| what.to_owned()),
+        Err(_) => bail!("{what}: no answer within {SHADOW_TIMEOUT:?}"),
+    }
+}
+
+/// The next message of `stream` within [`SHADOW_TIMEOUT`].
+async fn next(stream: &mut ShadowStream, what: &str) -> anyhow::Result<Value> {
+    match tokio::time::timeout(SHADOW_TIMEOUT, stream.recv()).await {
+        Ok(Some(message)) => Ok(message),
+        Ok(None) => bail!("{what}: the connection closed"),
+        Err(_) => bail!("{what} within {SHADOW_TIMEOUT:?}"),
+    }
+}
+
+fn ms(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1e3
 }
 
 /// `from` publishes `text` on `topic` (QoS 1) and the line says who received it.
