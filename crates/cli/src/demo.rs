@@ -524,7 +524,11 @@ struct Light {
 /// the delta and reports over MQTT, web-app sees the documents and reads the shadow back
 /// over HTTP, then is refused another thing's shadow by its policy. Every wait is bounded
 /// by [`SHADOW_TIMEOUT`], and a step that does not give what it should is an error.
-async fn shadow_scene(clients: &[Arc<Client>], t0: Instant, http: &ApiClient) -> anyhow::Result<()> {
+async fn shadow_scene(
+    clients: &[Arc<Client>],
+    t0: Instant,
+    http: &ApiClient,
+) -> anyhow::Result<()> {
     let client = |name: &str| {
         clients
             .iter()
@@ -566,7 +570,8 @@ async fn shadow_scene(clients: &[Arc<Client>], t0: Instant, http: &ApiClient) ->
         Some(json!({ "state": { "desired": &wanted } })),
     )
     .await?;
-    let accepted = read_answer(status, kind.as_deref(), &text).context("web-app: UpdateThingShadow")?;
+    let accepted =
+        read_answer(status, kind.as_deref(), &text).context("web-app: UpdateThingShadow")?;
     println!(
         "{}  web-app    → {:<32} {:<36} {status}, version {} ({:.1} ms)",
         stamp(t0),
