@@ -21,7 +21,8 @@ from authfn import credentials_toml, policy_toml
 from conftest import BIN
 from helpers import uid
 from test_control_plane import (
-    ADMIN_KEY, ADMIN_SECRET, ARN, BOTO_CONFIG, REGION, api_error, boto, cp_broker, endpoint,
+    ADMIN_KEY, ADMIN_SECRET, ARN, BOTO_CONFIG, REGION, api_error, boto, cp_broker,
+    create_policy, endpoint,
 )
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in tests/integration/requirements.txt")
@@ -333,14 +334,17 @@ def test_a_key_is_authorized_by_its_principals_policies(broker, tmp_path):
 # 5. The CLI
 # ============================================================================================
 
-def iot_data(b, args: list[str], cwd: Path, key: tuple[str, str] | None = None
+def iot_data(b, args: list[str], cwd: Path, key: tuple[str, ...] | None = None
              ) -> subprocess.CompletedProcess:
     """`pubsub iot-data` against `b`'s API: signed with `[admin]` from its config, or with
-    `key` from the AWS environment variables (and no config)."""
+    `key` — (access key id, secret[, session token]) — from the AWS environment variables
+    (and no config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     where = ["--endpoint-url", endpoint(b)]
     if key:
         env.update(AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1])
+        if len(key) > 2:
+            env["AWS_SESSION_TOKEN"] = key[2]
     else:
         where += ["--config", str(b.config_path)]
     return subprocess.run([BIN, "iot-data", *args, *where], capture_output=True, text=True,
@@ -411,3 +415,40 @@ def test_cli_without_a_running_broker_says_so(tmp_path):
     assert r.returncode == 1, r
     assert "ServiceUnavailableException" in r.stderr and "running broker" in r.stderr, r.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_cli_signs_with_cognito_temporary_credentials(broker, tmp_path):
+    """`pubsub iot-data` with Cognito's temporary credentials in the AWS environment
+    variables sends the session token (`X-Amz-Security-Token`, signed, as the AWS CLI
+    does); the identity's policies decide; without the token, or with another, 401."""
+    # Here, not at the top: test_cognito skips itself without awscrt, and this module's
+    # other tests need none of it.
+    from test_cognito import cognito, credentials, new_identity, new_pool
+
+    b = shadow_broker(broker)
+    thing, other = uid("cog"), uid("cog-other")
+    for name in (thing, other):
+        update(data(b), name, {"reported": {"n": 1}})
+    cog = cognito(b)
+    identity = new_identity(cog, new_pool(cog))
+    c = credentials(cog, identity)
+    policy = create_policy(boto(b, "iot"), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:GetThingShadow", "Resource": f"{ARN}:thing/{thing}"}]},
+        "cogread")
+    boto(b, "iot").attach_policy(policyName=policy, target=identity)
+    temporary = (c["AccessKeyId"], c["SecretKey"], c["SessionToken"])
+
+    ok(iot_data(b, ["get-thing-shadow", "--thing-name", thing, "got.json"], tmp_path, temporary))
+    assert json.loads((tmp_path / "got.json").read_text())["state"] == {"reported": {"n": 1}}
+    line = b.log_lines_with("control plane request", identity)
+    assert line, "the request's principal must be the identity id"
+    # Its policy decides: another thing is 403.
+    r = iot_data(b, ["get-thing-shadow", "--thing-name", other, "no.json"], tmp_path, temporary)
+    assert r.returncode == 1 and "ForbiddenException (HTTP 403): Forbidden" in r.stderr, r.stderr
+    # Without its session token, or with a wrong one, the credentials are not accepted.
+    for key in [temporary[:2], (*temporary[:2], temporary[2] + "x")]:
+        r = iot_data(b, ["get-thing-shadow", "--thing-name", thing, "no.json"], tmp_path, key)
+        assert r.returncode == 1, r
+        assert "UnauthorizedException (HTTP 401): Unauthorized" in r.stderr, r.stderr
+    assert b.log_lines_with("session token is missing"), "the refusal's reason must be logged"
+    assert not (tmp_path / "no.json").exists()

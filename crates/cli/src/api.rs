@@ -27,13 +27,8 @@ pub fn encode_segment(segment: &str) -> String {
 }
 
 impl ApiClient {
-    pub fn new(endpoint: &str, region: &str, access_key_id: &str, secret: &str) -> ApiClient {
-        let credentials = Credentials::new(access_key_id, secret, None, None, "pubsub-iot");
-        ApiClient::with_credentials(endpoint, region, credentials)
-    }
-
-    /// A client signing with `credentials` (e.g. temporary ones, whose session token goes
-    /// in `x-amz-security-token`, signed).
+    /// A client signing with `credentials` (temporary ones too, whose session token goes
+    /// in `x-amz-security-token`, signed, as the AWS CLI sends it).
     pub fn with_credentials(endpoint: &str, region: &str, credentials: Credentials) -> ApiClient {
         ApiClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),

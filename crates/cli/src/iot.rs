@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use aws_credential_types::Credentials;
 use broker::control::{answer_local, Answer, ApiRequest};
 use broker::Config;
 use clap::{Args, Subcommand, ValueEnum};
@@ -71,13 +72,25 @@ impl Location {
                 format!("http://{address}")
             }
         };
-        let (key, secret) = match (
+        // The AWS environment variables as the AWS CLI reads them: a session token makes
+        // them temporary credentials (Cognito's), sent as `X-Amz-Security-Token`, signed.
+        let (key, secret, token) = match (
             &config.admin,
             std::env::var("AWS_ACCESS_KEY_ID"),
             std::env::var("AWS_SECRET_ACCESS_KEY"),
         ) {
-            (Some(admin), _, _) => (admin.access_key_id.clone(), admin.secret_access_key.clone()),
-            (None, Ok(key), Ok(secret)) if self.endpoint_url.is_some() => (key, secret),
+            (Some(admin), _, _) => (
+                admin.access_key_id.clone(),
+                admin.secret_access_key.clone(),
+                None,
+            ),
+            (None, Ok(key), Ok(secret)) if self.endpoint_url.is_some() => (
+                key,
+                secret,
+                std::env::var("AWS_SESSION_TOKEN")
+                    .ok()
+                    .filter(|token| !token.is_empty()),
+            ),
             _ => {
                 let path = config.data_dir.join("admin-credentials");
                 let text = std::fs::read_to_string(&path).with_context(|| {
@@ -93,14 +106,15 @@ impl Location {
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
+                    None,
                 )
             }
         };
-        Ok(Some(ApiClient::new(
+        let credentials = Credentials::new(key, secret, token, None, "pubsub-iot");
+        Ok(Some(ApiClient::with_credentials(
             &endpoint,
             &config.region,
-            &key,
-            &secret,
+            credentials,
         )))
     }
 }

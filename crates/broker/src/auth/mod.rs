@@ -29,7 +29,7 @@ pub(crate) use policy::PolicyStore;
 use iot::{Action, RequestContext, ResourceKind};
 
 use crate::config::{Config, ConfigError};
-use crate::registry::Registry;
+use crate::registry::{CertificateIdentity, Registry};
 use cognito::TemporaryCredentials;
 use custom::CustomAuthorizers;
 
@@ -192,6 +192,32 @@ impl IdentityPlane {
     ) -> Result<(), Box<Denied>> {
         let mut context = RequestContext::default();
         context.facts_mut().cognito_identity_id = Some(principal.to_owned());
+        self.decide(principal, context, action, kind, name)
+    }
+
+    /// The same for a request made over mutual TLS (iot-data on ALPN `x-amzn-http-ca`):
+    /// the certificate's policies, with the facts an MQTT connection presenting it has
+    /// (`${iot:Certificate.Subject.…}`, `…Issuer.…`).
+    pub fn authorize_certificate(
+        &self,
+        certificate: &CertificateIdentity,
+        action: Action,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), Box<Denied>> {
+        let mut context = RequestContext::default();
+        certificate.add_facts(&mut context);
+        self.decide(&certificate.certificate_id, context, action, kind, name)
+    }
+
+    fn decide(
+        &self,
+        principal: &str,
+        context: RequestContext,
+        action: Action,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), Box<Denied>> {
         let decided = ConnectionPolicy::new(self.policies.clone(), principal, context)
             .decide(action, kind, name);
         if decided.decision.is_allowed() {

@@ -1152,14 +1152,7 @@ fn connect_context(
         ..RequestContext::default()
     };
     match identity {
-        Identity::Certificate(certificate) => {
-            let fields = |names: &std::collections::BTreeMap<String, String>| {
-                names.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-            };
-            let facts = context.facts_mut();
-            facts.certificate_subject = fields(&certificate.subject);
-            facts.certificate_issuer = fields(&certificate.issuer);
-        }
+        Identity::Certificate(certificate) => certificate.add_facts(&mut context),
         Identity::Credentials { principal } => {
             context.facts_mut().cognito_identity_id = Some(principal.clone());
         }

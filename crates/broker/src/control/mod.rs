@@ -9,7 +9,9 @@
 //! request over the network must be SigV4-signed: by the `[admin]` credentials (an IAM
 //! administrator: everything), or, for the iot-data operations (Publish and the shadow
 //! API), by any access key the broker knows, whose principal's policies then decide
-//! ([`Caller`]).
+//! ([`Caller`]). The iot-data operations are also served to a device that proved itself
+//! by its client certificate (HTTPS on ALPN `x-amzn-http-ca`, [`answer_for_certificate`]):
+//! no signature then, the certificate's policies decide.
 //!
 //! Operations are answered by resource family: `certificates`, `policies` (and
 //! test-authorization), `authorizers`, `things` (the registry's things and their
@@ -37,7 +39,9 @@ use tracing::{info, warn};
 use crate::auth::{Denied, IdentityPlane};
 use crate::broker::Broker;
 use crate::config::{CertificateStatus, Config};
-use crate::registry::{status_name, AuthorizerRecord, CertificateRecord, RegistryError};
+use crate::registry::{
+    status_name, AuthorizerRecord, CertificateIdentity, CertificateRecord, RegistryError,
+};
 use crate::router::Router;
 use crate::secrets::{access_key_pair, write_private};
 use crate::shadow::ShadowService;
@@ -253,9 +257,21 @@ pub(crate) enum Caller {
     /// Cognito temporary credentials), for iot-data operations only: its principal's
     /// policies decide each one.
     Principal(String),
+    /// A client certificate verified in the TLS handshake (ALPN `x-amzn-http-ca`), for
+    /// iot-data operations only: the certificate's policies decide, as for MQTT.
+    Certificate(CertificateIdentity),
 }
 
 impl Caller {
+    /// Who the caller stands for, unless it is the admin.
+    fn principal(&self) -> Option<&str> {
+        match self {
+            Caller::Admin => None,
+            Caller::Principal(principal) => Some(principal),
+            Caller::Certificate(certificate) => Some(&certificate.certificate_id),
+        }
+    }
+
     /// `Ok` when the caller may do `action` on the resource: always for the admin, by its
     /// policies for a principal (403 `ForbiddenException` with a log line otherwise).
     pub(super) fn authorize(
@@ -270,28 +286,49 @@ impl Caller {
             Caller::Principal(principal) => plane
                 .authorize(principal, action, kind, name)
                 .map_err(|denied| ApiError::forbidden(principal, &denied)),
+            Caller::Certificate(certificate) => plane
+                .authorize_certificate(certificate, action, kind, name)
+                .map_err(|denied| ApiError::forbidden(&certificate.certificate_id, &denied)),
         }
     }
 }
 
+/// How the sender of a request is known.
+enum Sender {
+    /// By its SigV4 signature, to be verified.
+    Signature,
+    /// By the program it runs in (in process, or offline on the data directory): the admin.
+    Trusted,
+    /// By the client certificate the TLS handshake verified.
+    Certificate(CertificateIdentity),
+}
+
 /// Authenticates (SigV4, the `[admin]` key) and answers one request.
 pub(crate) async fn answer(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
-    let plane = Plane {
-        auth: &broker.auth,
-        router: Some(&broker.router),
-        shadows: Some(&broker.shadows),
-    };
-    answer_on(&plane, request, true).await
+    answer_on(&running(broker), request, Sender::Signature).await
 }
 
 /// The API's answer without the signature check, for the program that runs the broker.
 pub(crate) async fn answer_in_process(broker: &Broker, request: &ApiRequest<'_>) -> Answer {
-    let plane = Plane {
+    answer_on(&running(broker), request, Sender::Trusted).await
+}
+
+/// Answers one request from the holder of `certificate` (verified in the TLS handshake):
+/// iot-data operations, authorized by the certificate's policies; the rest 403.
+pub(crate) async fn answer_for_certificate(
+    broker: &Broker,
+    request: &ApiRequest<'_>,
+    certificate: CertificateIdentity,
+) -> Answer {
+    answer_on(&running(broker), request, Sender::Certificate(certificate)).await
+}
+
+fn running(broker: &Broker) -> Plane<'_> {
+    Plane {
         auth: &broker.auth,
         router: Some(&broker.router),
         shadows: Some(&broker.shadows),
-    };
-    answer_on(&plane, request, false).await
+    }
 }
 
 /// Answers one request on a data directory, for `pubsub iot` while no broker runs: the
@@ -314,22 +351,32 @@ pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
         router: None,
         shadows: None,
     };
-    answer_on(&plane, request, false).await
+    answer_on(&plane, request, Sender::Trusted).await
 }
 
-async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) -> Answer {
+async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) -> Answer {
     let ApiRequest { method, path, .. } = *request;
     let cognito_operation = request
         .headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
         .and_then(|(_, target)| target.strip_prefix("AWSCognitoIdentityService."));
-    if let Some(operation) = cognito_operation {
-        return answer_cognito(plane, operation, request, signed);
-    }
     let shadow_api = shadows::is_shadow_path(path);
-    let caller = if signed {
-        match authenticate(plane, request) {
+    let caller = match (sender, cognito_operation) {
+        // Cognito is another service, not served on the devices' certificate endpoint.
+        (Sender::Certificate(certificate), Some(_)) => {
+            let reason = admin_only(&certificate.certificate_id);
+            warn!(%method, %path, %reason, "Cognito request refused: HTTP 403");
+            return ApiError::new(StatusCode::FORBIDDEN, "NotAuthorizedException", reason)
+                .into_answer();
+        }
+        (sender, Some(operation)) => {
+            let signed = matches!(sender, Sender::Signature);
+            return answer_cognito(plane, operation, request, signed);
+        }
+        (Sender::Certificate(certificate), None) => Caller::Certificate(certificate),
+        (Sender::Trusted, None) => Caller::Admin,
+        (Sender::Signature, None) => match authenticate(plane, request) {
             Ok(caller) => caller,
             // The shadow API answers as IoT Core documents it: 401 `Unauthorized`.
             Err(reason) if shadow_api => {
@@ -341,12 +388,11 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) ->
                 return ApiError::new(StatusCode::FORBIDDEN, "UnauthorizedException", reason)
                     .into_answer();
             }
-        }
-    } else {
-        Caller::Admin
+        },
     };
-    // Keys other than the admin's only reach iot-data operations, which authorize them.
-    if let Caller::Principal(principal) = &caller {
+    // Keys other than the admin's, and certificates, only reach iot-data operations, which
+    // authorize them.
+    if let Some(principal) = caller.principal() {
         if !shadow_api && !data::authorizes_principals(path) {
             let reason = admin_only(principal);
             warn!(%method, %path, %reason, "control plane request refused: HTTP 403");
@@ -357,7 +403,8 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) ->
     plane.refresh_registry();
     match route(plane, request, &caller).await {
         Ok(value) => {
-            info!(%method, %path, "control plane request");
+            let principal = caller.principal().unwrap_or("admin");
+            info!(%method, %path, principal, "control plane request");
             Answer {
                 status: 200,
                 error_kind: None,
@@ -373,7 +420,7 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, signed: bool) ->
 
 /// Why a key other than the admin's is refused an operation of the control plane.
 fn admin_only(principal: &str) -> String {
-    format!("principal {principal} signed a request only the control plane's [admin] key may make")
+    format!("principal {principal} made a request only the control plane's [admin] key may make")
 }
 
 /// Hands a request to its resource family.
@@ -434,8 +481,7 @@ fn answer_cognito(
     };
     if signed && !cognito::is_unsigned_operation(operation) {
         let refused = match authenticate(broker, request) {
-            Ok(Caller::Admin) => None,
-            Ok(Caller::Principal(principal)) => Some(admin_only(&principal)),
+            Ok(caller) => caller.principal().map(admin_only),
             Err(reason) => Some(reason),
         };
         if let Some(reason) = refused {

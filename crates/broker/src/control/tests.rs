@@ -376,3 +376,70 @@ async fn declared_things_are_applied_once_at_start() {
     .await;
     assert_eq!(principals["principals"], json!(["us-east-1:dev"]));
 }
+
+/// A device's request over mutual TLS (ALPN `x-amzn-http-ca`): no signature, its
+/// certificate's policies decide each iot-data operation (with the certificate's subject
+/// as policy variables), and the control plane's own operations are refused.
+#[tokio::test]
+async fn a_certificate_reaches_iot_data_by_its_policies_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::new(config(dir.path())).unwrap();
+    let id = "ab".repeat(32);
+    let policy = br#"{"policyDocument": "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"iot:GetThingShadow\", \"Resource\": \"arn:aws:iot:us-east-1:123456789012:thing/${iot:Certificate.Subject.CommonName}\"}, {\"Effect\": \"Allow\", \"Action\": \"iot:Publish\", \"Resource\": \"arn:aws:iot:us-east-1:123456789012:topic/dev/*\"}]}"}"#;
+    let attach = format!(r#"{{"target": "arn:aws:iot:us-east-1:123456789012:cert/{id}"}}"#);
+    for (method, path, body) in [
+        ("POST", "/policies/device", &policy[..]),
+        ("PUT", "/target-policies/device", attach.as_bytes()),
+    ] {
+        let answered = answer_in_process(&broker, &request(method, path, body)).await;
+        assert_eq!(answered.status, 200, "{}", answered.body);
+    }
+    let certificate = CertificateIdentity {
+        certificate_id: id.clone(),
+        subject: [("CommonName".to_owned(), "dev1".to_owned())].into(),
+        issuer: Default::default(),
+    };
+    let ask = |method: &'static str, path: &'static str, body: &'static [u8]| {
+        let (broker, certificate) = (&broker, certificate.clone());
+        async move {
+            let answered =
+                answer_for_certificate(broker, &request(method, path, body), certificate).await;
+            (answered.status, answered.error_kind, answered.body)
+        }
+    };
+    // Allowed: the shadow API answers (no shadow yet), the publish goes out.
+    let (status, kind, _) = ask("GET", "/things/dev1/shadow", b"").await;
+    assert_eq!((status, kind), (404, Some("ResourceNotFoundException")));
+    let (status, _, body) = ask("POST", "/topics/dev/x", b"hi").await;
+    assert_eq!(status, 200, "{body}");
+    // Not in its policy: another thing, another action, another topic.
+    for (method, path) in [
+        ("GET", "/things/dev2/shadow"),
+        ("POST", "/things/dev1/shadow"),
+        ("POST", "/topics/other"),
+    ] {
+        let (status, kind, _) = ask(method, path, br#"{"state": {}}"#).await;
+        assert_eq!(
+            (status, kind),
+            (403, Some("ForbiddenException")),
+            "{method} {path}"
+        );
+    }
+    // The control plane, and Cognito, are the admin's.
+    let (status, kind, body) = ask("GET", "/policies", b"").await;
+    assert_eq!((status, kind), (403, Some("UnauthorizedException")));
+    assert!(body.contains(&id), "{body}");
+    let get_id = answer_for_certificate(
+        &broker,
+        &ApiRequest {
+            headers: &[("x-amz-target", "AWSCognitoIdentityService.GetId")],
+            ..request("POST", "/", br#"{"IdentityPoolId": "us-east-1:none"}"#)
+        },
+        certificate.clone(),
+    )
+    .await;
+    assert_eq!(
+        (get_id.status, get_id.error_kind),
+        (403, Some("NotAuthorizedException"))
+    );
+}

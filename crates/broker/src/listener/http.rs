@@ -1,6 +1,8 @@
 //! HTTP for every listener that speaks it, one implementation: the `http` listener (the
-//! control plane), and HTTP on the TLS port and the `ws` listener, where a request head is
-//! read first to tell a WebSocket upgrade (`/mqtt`) from a control-plane call.
+//! control plane), HTTP on the TLS port and the `ws` listener, where a request head is
+//! read first to tell a WebSocket upgrade (`/mqtt`) from a control-plane call, and HTTPS
+//! with a client certificate on the TLS port (ALPN `x-amzn-http-ca`), where the requests
+//! are the certificate's.
 //!
 //! The control plane is served by axum's router on hyper in both places; on the TLS port the head
 //! already read is replayed in front of the stream ([`Replayed`]), so hyper sees the
@@ -26,6 +28,7 @@ use tracing::{debug, info};
 use crate::broker::Broker;
 use crate::control::{self, ApiRequest};
 use crate::http_head::RequestHead;
+use crate::registry::CertificateIdentity;
 
 /// A request head larger than this is refused (400).
 const MAX_HEAD: usize = 16 * 1024;
@@ -33,9 +36,22 @@ const MAX_HEAD: usize = 16 * 1024;
 /// slow custom authorizer under TestInvokeAuthorizer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The control plane as an axum app: every method and path goes to [`control::answer`].
-fn app(broker: Arc<Broker>) -> Router {
-    Router::new().fallback(handle).with_state(broker)
+/// What one connection's requests are answered with: the broker, and the client
+/// certificate its TLS handshake verified if it is an `x-amzn-http-ca` connection (then
+/// the requests are that certificate's, with no signature to check).
+#[derive(Clone)]
+struct Served {
+    broker: Arc<Broker>,
+    certificate: Option<CertificateIdentity>,
+}
+
+/// The control plane as an axum app: every method and path goes to [`control::answer`]
+/// (or [`control::answer_for_certificate`]).
+fn app(broker: Arc<Broker>, certificate: Option<CertificateIdentity>) -> Router {
+    Router::new().fallback(handle).with_state(Served {
+        broker,
+        certificate,
+    })
 }
 
 /// Serves one connection of the `http` listener: keep-alive requests until the client
@@ -49,7 +65,7 @@ pub(super) async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = broker.config.limits.handshake_timeout;
-    let service = hyper_util::service::TowerToHyperService::new(app(broker));
+    let service = hyper_util::service::TowerToHyperService::new(app(broker, None));
     let serving = http1(limit).serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     let mut serving = std::pin::pin!(serving);
     let served = tokio::select! {
@@ -78,7 +94,10 @@ fn http1(head_timeout: Duration) -> hyper::server::conn::http1::Builder {
 }
 
 async fn handle(
-    State(broker): State<Arc<Broker>>,
+    State(Served {
+        broker,
+        certificate,
+    }): State<Served>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -95,7 +114,10 @@ async fn handle(
         headers: &headers,
         body: &body,
     };
-    let answer = control::answer(&broker, &request).await;
+    let answer = match certificate {
+        Some(certificate) => control::answer_for_certificate(&broker, &request, certificate).await,
+        None => control::answer(&broker, &request).await,
+    };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer.error_kind {
         Some(kind) => (
@@ -111,13 +133,16 @@ async fn handle(
     }
 }
 
-/// Serves the control-plane request whose head was already read (HTTPS on the TLS port),
-/// with the same app as the `http` listener: one request, then the connection closes (as
-/// IoT Core's data endpoint does), within [`REQUEST_TIMEOUT`] and until shutdown.
+/// Serves one control-plane request over HTTPS on the TLS port, whose head may have been
+/// read already (`head`, replayed in front of the stream), with the same app as the `http`
+/// listener: one request, then the connection closes (as IoT Core's data endpoint does),
+/// within [`REQUEST_TIMEOUT`] and until shutdown. With `certificate` (ALPN
+/// `x-amzn-http-ca`) the request is that certificate holder's.
 pub(super) async fn serve_control_plane<S>(
     broker: &Arc<Broker>,
     stream: S,
     head: Vec<u8>,
+    certificate: Option<CertificateIdentity>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -126,7 +151,7 @@ pub(super) async fn serve_control_plane<S>(
         head: Bytes::from(head),
         stream,
     });
-    let service = hyper_util::service::TowerToHyperService::new(app(broker.clone()));
+    let service = hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate));
     let serving = http1(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);

@@ -1,14 +1,16 @@
-//! TLS listeners: `mqtts` (client certificate required) and `tls`, IoT Core's port 443,
-//! which reads the ClientHello first and dispatches on ALPN:
+//! TLS listeners: `mqtts` (MQTT only, client certificate required, no ALPN negotiated) and
+//! `tls`, IoT Core's port 443, which reads the ClientHello first and dispatches on ALPN:
 //!
 //! | ALPN              | what follows                                   |
 //! |-------------------|------------------------------------------------|
 //! | `x-amzn-mqtt-ca`  | MQTT, client certificate required              |
+//! | `x-amzn-http-ca`  | HTTPS, client certificate required: iot-data (Publish, the shadow API) as the certificate's principal |
 //! | `mqtt`            | MQTT, custom authorizer fields in the CONNECT username |
-//! | `http/1.1`, none  | HTTP: WebSocket `/mqtt` (SigV4 or custom authorizer) |
+//! | `http/1.1`, none  | HTTP: WebSocket `/mqtt` (SigV4 or custom authorizer), SigV4-signed control plane |
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,23 +25,26 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{info, warn};
 
-use super::websocket;
+use super::{http, websocket};
 use crate::auth::certificate::RegistryVerifier;
 use crate::auth::{Identity, PolicyStore, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
 use crate::pki::{ServerIdentity, TlsMaterialError};
-use crate::registry::{identity_of_der, Registry};
+use crate::registry::{identity_of_der, CertificateIdentity, Registry};
 
 pub const ALPN_MQTT_CERTIFICATE: &[u8] = b"x-amzn-mqtt-ca";
+pub const ALPN_HTTP_CERTIFICATE: &[u8] = b"x-amzn-http-ca";
 pub const ALPN_MQTT_CUSTOM_AUTH: &[u8] = b"mqtt";
 pub const ALPN_HTTP: &[u8] = b"http/1.1";
 
 /// Server configurations, one per kind of client authentication.
 pub struct TlsConfigs {
-    /// Client certificate required (mqtts, and ALPN `x-amzn-mqtt-ca`).
+    /// Client certificate required (mqtts, ALPN `x-amzn-mqtt-ca`, ALPN `x-amzn-http-ca`):
+    /// one verifier for all three.
     certificate: Arc<ServerConfig>,
     certificate_alpn: Arc<ServerConfig>,
+    certificate_http: Arc<ServerConfig>,
     /// No client certificate (ALPN `mqtt` and HTTP): authentication happens inside.
     custom_auth: Arc<ServerConfig>,
     http: Arc<ServerConfig>,
@@ -76,7 +81,8 @@ impl TlsConfigs {
         };
         Ok(TlsConfigs {
             certificate: build(Some(verifier.clone()), &[])?,
-            certificate_alpn: build(Some(verifier), &[ALPN_MQTT_CERTIFICATE])?,
+            certificate_alpn: build(Some(verifier.clone()), &[ALPN_MQTT_CERTIFICATE])?,
+            certificate_http: build(Some(verifier), &[ALPN_HTTP_CERTIFICATE])?,
             custom_auth: build(None, &[ALPN_MQTT_CUSTOM_AUTH])?,
             http: build(None, &[ALPN_HTTP])?,
         })
@@ -87,15 +93,19 @@ impl TlsConfigs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatch {
     MqttWithCertificate,
+    HttpWithCertificate,
     MqttWithCustomAuth,
     Http,
 }
 
 /// IoT Core's order of preference: a client offering `x-amzn-mqtt-ca` wants certificate
-/// MQTT even if it lists others too.
+/// MQTT even if it lists others too; one offering `x-amzn-http-ca` wants certificate
+/// HTTPS (its other offers, `http/1.1` say, are the HTTP client's defaults).
 pub fn dispatch(offered: &[&[u8]]) -> Dispatch {
     if offered.contains(&ALPN_MQTT_CERTIFICATE) {
         Dispatch::MqttWithCertificate
+    } else if offered.contains(&ALPN_HTTP_CERTIFICATE) {
+        Dispatch::HttpWithCertificate
     } else if offered.contains(&ALPN_MQTT_CUSTOM_AUTH) {
         Dispatch::MqttWithCustomAuth
     } else {
@@ -135,11 +145,11 @@ async fn mqtts_handshake(
     let acceptor = tokio_rustls::TlsAcceptor::from(configs.certificate.clone());
     let accepted = opening_step(limit, &mut shutdown, acceptor.accept(stream)).await;
     let tls = handshake_outcome(accepted, peer, "mqtts", limit)?;
-    let Some(identity) = certificate_identity(tls.get_ref().1.peer_certificates()) else {
+    let Some(certificate) = certificate_of(tls.get_ref().1.peer_certificates()) else {
         warn!(%peer, listener = "mqtts", "no usable client certificate after the handshake");
         return None;
     };
-    Some((tls, identity))
+    Some((tls, Identity::Certificate(certificate)))
 }
 
 /// Serves one connection on the `tls` port: ClientHello first, then by ALPN. Shaped like
@@ -159,32 +169,51 @@ pub fn serve_tls(
         };
         let server_name = tls.get_ref().1.server_name().map(str::to_owned);
         let identity = match route {
-            Dispatch::MqttWithCertificate => {
-                match certificate_identity(tls.get_ref().1.peer_certificates()) {
-                    Some(identity) => identity,
-                    None => {
-                        warn!(%peer, listener = "tls", "no usable client certificate after the handshake");
-                        return Either::Right(Either::Right(std::future::ready(())));
-                    }
+            Dispatch::MqttWithCertificate | Dispatch::HttpWithCertificate => {
+                let Some(certificate) = certificate_of(tls.get_ref().1.peer_certificates()) else {
+                    warn!(%peer, listener = "tls", "no usable client certificate after the handshake");
+                    return Either::Right(Either::Right(std::future::ready(())));
+                };
+                if route == Dispatch::HttpWithCertificate {
+                    let serving: HttpServing =
+                        Box::pin(serve_https(broker, tls, certificate, shutdown));
+                    return Either::Right(Either::Left(serving));
                 }
+                Identity::Certificate(certificate)
             }
             Dispatch::MqttWithCustomAuth => Identity::AtConnect {
                 protocols: vec!["tls", "mqtt"],
                 server_name,
             },
             Dispatch::Http => {
-                // Boxed: HTTP's future is larger than MQTT's, and MQTT is the common case.
-                return Either::Right(Either::Left(Box::pin(websocket::serve(
+                let serving: HttpServing = Box::pin(websocket::serve(
                     broker,
                     tls,
                     peer,
                     shutdown,
                     Transport::Tls { server_name },
-                ))));
+                ));
+                return Either::Right(Either::Left(serving));
             }
         };
         Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
     })
+}
+
+/// An HTTP connection on the `tls` port. Boxed: HTTP's future is larger than MQTT's, and
+/// MQTT is the common case.
+type HttpServing = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// HTTPS with a verified client certificate (ALPN `x-amzn-http-ca`, IoT Core's device
+/// data endpoint): one request, the certificate's (iot-data only, by its policies).
+async fn serve_https(
+    broker: Arc<Broker>,
+    tls: TlsStream<TcpStream>,
+    certificate: CertificateIdentity,
+    shutdown: watch::Receiver<bool>,
+) {
+    let request = http::serve_control_plane(&broker, tls, Vec::new(), Some(certificate), shutdown);
+    gated(&broker, Box::pin(request)).await
 }
 
 async fn tls_handshake(
@@ -199,6 +228,7 @@ async fn tls_handshake(
         let route = route_of(&start.client_hello());
         let config = match route {
             Dispatch::MqttWithCertificate => configs.certificate_alpn.clone(),
+            Dispatch::HttpWithCertificate => configs.certificate_http.clone(),
             Dispatch::MqttWithCustomAuth => configs.custom_auth.clone(),
             Dispatch::Http => configs.http.clone(),
         };
@@ -237,9 +267,9 @@ fn route_of(hello: &ClientHello<'_>) -> Dispatch {
     dispatch(&offered)
 }
 
-fn certificate_identity(certificates: Option<&[CertificateDer<'static>]>) -> Option<Identity> {
+fn certificate_of(certificates: Option<&[CertificateDer<'static>]>) -> Option<CertificateIdentity> {
     let leaf = certificates?.first()?;
-    identity_of_der(leaf).ok().map(Identity::Certificate)
+    identity_of_der(leaf).ok()
 }
 
 #[cfg(test)]
@@ -255,6 +285,10 @@ mod tests {
         assert_eq!(
             dispatch(&[b"http/1.1", b"x-amzn-mqtt-ca"]),
             Dispatch::MqttWithCertificate
+        );
+        assert_eq!(
+            dispatch(&[b"x-amzn-http-ca", b"http/1.1"]),
+            Dispatch::HttpWithCertificate
         );
         assert_eq!(dispatch(&[b"mqtt"]), Dispatch::MqttWithCustomAuth);
         assert_eq!(dispatch(&[b"http/1.1"]), Dispatch::Http);

@@ -99,7 +99,7 @@ where
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
         // as the `http` listener.
         if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, stream, read.received, shutdown).await;
+            serve_control_plane(&broker, stream, read.received, None, shutdown).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");

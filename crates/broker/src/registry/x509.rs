@@ -107,3 +107,16 @@ pub struct CertificateIdentity {
     pub subject: BTreeMap<String, String>,
     pub issuer: BTreeMap<String, String>,
 }
+
+impl CertificateIdentity {
+    /// What a policy may read of the certificate (`${iot:Certificate.Subject.…}`,
+    /// `${iot:Certificate.Issuer.…}`), whatever carried the request (MQTT, HTTPS).
+    pub fn add_facts(&self, context: &mut iot::RequestContext) {
+        let fields = |names: &BTreeMap<String, String>| {
+            names.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let facts = context.facts_mut();
+        facts.certificate_subject = fields(&self.subject);
+        facts.certificate_issuer = fields(&self.issuer);
+    }
+}
