@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::IdentityPlane;
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::shadow::ShadowService;
 use crate::store::{Recovered, Store};
@@ -23,6 +24,9 @@ pub struct Broker {
     /// runtime's worker threads (its default size), at least one, so a flood of
     /// handshakes and authorizer calls leaves the other half to open connections.
     pub(crate) openings: Arc<Semaphore>,
+    /// What `/metrics` shows beyond what the planes count anyway (made with the identity
+    /// plane's policy store, which counts denials into it).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -31,13 +35,15 @@ impl Broker {
     pub fn new(config: Config) -> Result<Arc<Broker>, ConfigError> {
         let config = Arc::new(config);
         let auth = IdentityPlane::open(config.clone())?;
+        let metrics = auth.policies.metrics.clone();
         let (store, mut recovered) = if config.in_memory {
             (None, Recovered::default())
         } else {
-            let (store, recovered) = Store::open(
+            let (store, recovered) = Store::open_measured(
                 &config.data_dir.join("store.redb"),
                 config.limits.group_commit_max_delay,
                 config.store_cache_bytes(),
+                metrics.clone(),
             )
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
             (Some(store), recovered)
@@ -53,6 +59,7 @@ impl Broker {
             auth,
             shadows,
             openings: Arc::new(Semaphore::new(opening_permits)),
+            metrics,
         }))
     }
 }

@@ -147,11 +147,17 @@ pub struct Anonymous {
     pub policies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The control plane's administrator. Both keys or neither: without them a pair is
+/// generated into `<data_dir>/admin-credentials` (so `[admin] metrics_auth = true` alone
+/// protects `/metrics` with the generated key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Admin {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// `GET /metrics` needs the admin's SigV4 signature (unsigned by default: the `http`
+    /// listener is on loopback unless configured otherwise).
+    pub metrics_auth: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +298,24 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[admin]` key pair, when the config gives one (else it is generated).
+    pub fn admin_key(&self) -> Option<(&str, &str)> {
+        self.admin
+            .as_ref()
+            .filter(|admin| !admin.access_key_id.is_empty())
+            .map(|admin| {
+                (
+                    admin.access_key_id.as_str(),
+                    admin.secret_access_key.as_str(),
+                )
+            })
+    }
+
+    /// Whether `/metrics` requires the admin's signature (`[admin] metrics_auth`).
+    pub fn metrics_auth(&self) -> bool {
+        self.admin.as_ref().is_some_and(|admin| admin.metrics_auth)
+    }
+
     /// Policies that anonymous clients on the plain listener get.
     pub fn anonymous_policies(&self) -> &[String] {
         self.anonymous
@@ -332,6 +356,13 @@ impl Config {
     /// Cross-references: every named policy exists, every named file exists.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listeners.enabled()?;
+        if let Some(admin) = &self.admin {
+            if admin.access_key_id.is_empty() != admin.secret_access_key.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "[admin] needs both access_key_id and secret_access_key, or neither (a pair is then generated)".into(),
+                ));
+            }
+        }
         let mut policy_names = vec![DEV_ALLOW_ALL];
         for policy in &self.policies {
             if policy.name == DEV_ALLOW_ALL {
@@ -508,6 +539,7 @@ policies = ["dev-allow-all", "p"]
 [admin]
 access_key_id = "AKIA"
 secret_access_key = "s"
+metrics_auth = true
 [[policies]]
 name = "p"
 document = '{"Version": "2012-10-17", "Statement": []}'
@@ -536,6 +568,18 @@ credentials_ttl = "1h"
         assert_eq!(config.subscribe_denied, SubscribeDenied::Suback);
         assert_eq!(config.limits.keepalive_min, Duration::from_secs(1));
         assert_eq!(config.listeners.enabled().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn admin_keys_come_in_pairs_and_metrics_auth_alone_uses_the_generated_one() {
+        let config = Config::parse("[admin]\nmetrics_auth = true").unwrap();
+        config.validate().unwrap();
+        assert!(config.metrics_auth());
+        assert_eq!(config.admin_key(), None);
+        assert!(!Config::parse("").unwrap().metrics_auth());
+        let half = Config::parse("[admin]\naccess_key_id = \"AKIA\"").unwrap();
+        let error = half.validate().unwrap_err().to_string();
+        assert!(error.contains("[admin]"), "{error}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub mod control;
 pub mod http_head;
 pub(crate) mod listener;
 pub(crate) mod message;
+pub(crate) mod metrics;
 pub mod pki;
 pub(crate) mod registry;
 pub(crate) mod router;

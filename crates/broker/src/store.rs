@@ -29,6 +29,7 @@ use bytes::Bytes;
 use mqtt::QoS;
 
 use crate::message::MessageMeta;
+use crate::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -260,6 +261,16 @@ impl Store {
         max_delay: Duration,
         cache_bytes: usize,
     ) -> Result<(Arc<Store>, Recovered), StoreError> {
+        Store::open_measured(path, max_delay, cache_bytes, Arc::default())
+    }
+
+    /// [`Store::open`], timing each group commit into `metrics`.
+    pub fn open_measured(
+        path: &Path,
+        max_delay: Duration,
+        cache_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let unreadable = |source: redb::Error| StoreError::Unreadable {
             path: path.to_path_buf(),
             source,
@@ -286,6 +297,7 @@ impl Store {
                 commits: commits.clone(),
                 path: path.to_path_buf(),
                 cache_bytes,
+                metrics,
             };
             std::thread::Builder::new()
                 .name("store-writer".into())
@@ -524,6 +536,7 @@ struct Writer {
     commits: Arc<AtomicU64>,
     path: PathBuf,
     cache_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -562,6 +575,7 @@ impl Writer {
             }
             let last = group.last().map(|(seq, _)| *seq).unwrap_or_default();
             let db = self.shared.db.read().clone();
+            let started = Instant::now();
             let result = match &db {
                 Some(db) => self.index.apply(db, &group).map_err(|e| e.to_string()),
                 None => Err("the store file is not open".to_owned()),
@@ -569,6 +583,7 @@ impl Writer {
             drop(db);
             match result {
                 Ok(()) => {
+                    self.metrics.store_committed(started.elapsed());
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     self.shared.durable.store(last, Ordering::Release);
                     self.committed.send_replace(last);

@@ -174,6 +174,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let admin = Admin {
         access_key_id: format!("AKIADEMO{:012X}", fastrand::u64(..1 << 48)),
         secret_access_key: (0..40).map(|_| fastrand::alphanumeric()).collect(),
+        metrics_auth: false,
     };
 
     // --- the broker ---

@@ -75,15 +75,11 @@ impl Location {
         // The AWS environment variables as the AWS CLI reads them: a session token makes
         // them temporary credentials (Cognito's), sent as `X-Amz-Security-Token`, signed.
         let (key, secret, token) = match (
-            &config.admin,
+            config.admin_key(),
             std::env::var("AWS_ACCESS_KEY_ID"),
             std::env::var("AWS_SECRET_ACCESS_KEY"),
         ) {
-            (Some(admin), _, _) => (
-                admin.access_key_id.clone(),
-                admin.secret_access_key.clone(),
-                None,
-            ),
+            (Some((key, secret)), _, _) => (key.to_owned(), secret.to_owned(), None),
             (None, Ok(key), Ok(secret)) if self.endpoint_url.is_some() => (
                 key,
                 secret,

@@ -108,12 +108,15 @@ pub async fn authenticate_upgrade(
         DisconnectReason::WebsocketTtlExpiration,
     ));
     if let Some(presigned) = sigv4::parse_presigned_query(&request.query)
-        .map_err(|error| format!("SigV4 query malformed: {error}"))?
+        .map_err(|error| format!("SigV4 query malformed: {error}"))
+        .map_err(refused(broker, "sigv4", "malformed"))?
     {
-        let credential = broker.signing_credential(
-            &presigned.access_key_id,
-            presigned.security_token.as_deref(),
-        )?;
+        let credential = broker
+            .signing_credential(
+                &presigned.access_key_id,
+                presigned.security_token.as_deref(),
+            )
+            .map_err(refused(broker, "sigv4", "credentials"))?;
         let (secret, principal) = (credential.secret, credential.principal);
         let signed = SignedRequest {
             method: &request.method,
@@ -128,7 +131,8 @@ pub async fn authenticate_upgrade(
             &broker.config.region,
             SystemTime::now(),
         )
-        .map_err(|error| format!("SigV4 (access key {}): {error}", presigned.access_key_id))?;
+        .map_err(|error| format!("SigV4 (access key {}): {error}", presigned.access_key_id))
+        .map_err(refused(broker, "sigv4", "signature"))?;
         return Ok(Admission {
             identity: Identity::Credentials { principal },
             lifetime: ttl,
@@ -153,7 +157,8 @@ pub async fn authenticate_upgrade(
                     connection_id: &connection_id,
                 },
             )
-            .await?;
+            .await
+            .map_err(refused(broker, "custom_authorizer", "refused"))?;
         let lifetime = shorter(
             ttl,
             (
@@ -188,10 +193,10 @@ pub async fn authenticate_connect(
     let username = connect.username.as_deref().unwrap_or_default();
     let fields: AuthorizerFields = custom_auth::parse_username(username);
     if !broker.authorizers.wants(&fields) && broker.authorizers.default_name().is_none() {
-        return Err(
+        return Err(refused(broker, "custom_authorizer", "no_credentials")(
             "no credentials: no SigV4 signature, no authorizer fields and no default_authorizer"
                 .into(),
-        );
+        ));
     }
     let connection_id = peer.to_string();
     let identity = broker
@@ -209,12 +214,25 @@ pub async fn authenticate_connect(
                 connection_id: &connection_id,
             },
         )
-        .await?;
+        .await
+        .map_err(refused(broker, "custom_authorizer", "refused"))?;
     let lifetime = (
         identity.disconnect_after,
         DisconnectReason::CustomAuthTtlExpiration,
     );
     Ok((Identity::Authorizer(identity), Some(lifetime)))
+}
+
+/// Counts a refusal (`pubsub_auth_refusals_total`) and passes its reason on.
+fn refused<'a>(
+    broker: &'a IdentityPlane,
+    method: &'static str,
+    label: &'static str,
+) -> impl FnOnce(String) -> String + 'a {
+    move |reason| {
+        broker.policies.metrics.auth_refused(method, label);
+        reason
+    }
 }
 
 /// The earlier of two forced disconnects.

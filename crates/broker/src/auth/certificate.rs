@@ -70,6 +70,9 @@ impl ClientCertVerifier for RegistryVerifier {
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {
+                self.policies
+                    .metrics
+                    .auth_refused("certificate", refusal.kind);
                 warn!(certificate_id = %refusal.certificate_id, reason = %refusal.reason, "client certificate refused (TLS alert)");
                 Err(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::ApplicationVerificationFailure,

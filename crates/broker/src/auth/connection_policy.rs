@@ -153,6 +153,7 @@ impl ConnectionPolicy {
         if allowed {
             Ok(())
         } else {
+            self.store.metrics.policy_denied(action.as_str());
             Err(Box::new(self.decide(action, kind, name)))
         }
     }
@@ -167,6 +168,9 @@ impl ConnectionPolicy {
     ) -> (bool, Option<Box<Denied>>) {
         self.refresh();
         if let Some(allowed) = cached_decision(self.cached(name), action) {
+            if !allowed {
+                self.store.metrics.policy_denied(action.as_str());
+            }
             return (allowed, None);
         }
         match self.check(action, kind, name) {

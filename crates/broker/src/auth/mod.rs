@@ -223,6 +223,7 @@ impl IdentityPlane {
         if decided.decision.is_allowed() {
             Ok(())
         } else {
+            self.policies.metrics.policy_denied(action.as_str());
             Err(Box::new(decided))
         }
     }

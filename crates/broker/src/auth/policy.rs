@@ -10,6 +10,7 @@ use iot::{Policy, RequestContext};
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
+use crate::metrics::Metrics;
 use crate::registry::ThingRecord;
 
 /// The anonymous principal: clients of the plain listener.
@@ -38,6 +39,9 @@ pub struct PolicyStore {
     /// The registry's things as the `${iot:Connection.Thing.*}` variables see them, by name.
     things: RwLock<HashMap<String, ThingFacts>>,
     generation: AtomicU64,
+    /// The broker's metrics: made here, the first part of a broker to exist, and shared
+    /// by every connection's decisions (denials are counted where they are decided).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// What a thing gives the policy variables of a connection attached to it.
@@ -99,6 +103,7 @@ impl PolicyStore {
             dynamic: RwLock::new(DynamicPolicies::default()),
             things: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
+            metrics: Arc::new(Metrics::default()),
         })
     }
 

@@ -39,6 +39,7 @@ use crate::broker::Broker;
 use crate::clock::unix_millis;
 use crate::config::SubscribeDenied;
 use crate::message::MessageMeta;
+use crate::metrics::Listener;
 use crate::session::{ConnectionId, Delivery, LiveConnection, Outgoing, Session, SessionKind};
 
 use super::rate::{ConnectionRates, RateReport, Throttling};
@@ -141,6 +142,8 @@ pub(crate) struct PacketHandler {
     /// The client's Maximum Packet Size (MQTT 5); `u32::MAX` when it set none. Kept here
     /// rather than in `Online`: it fits in this struct's padding.
     client_max_packet: u32,
+    /// The listener it came in on (its `pubsub_connections` label); in the padding too.
+    pub(crate) listener: Listener,
     /// The per-connection rate limits; `None` (a null pointer) while they are off.
     pub(crate) rates: Option<Box<ConnectionRates>>,
 }
@@ -163,6 +166,7 @@ impl PacketHandler {
             problem_information: true,
             expiry_was_zero: false,
             client_max_packet: u32::MAX,
+            listener: Listener::Mqtt,
             rates: ConnectionRates::new(&broker.config.limits, Instant::now()),
             broker,
         }
@@ -310,6 +314,9 @@ impl PacketHandler {
             self.queue_refusal(ReasonCode::QUOTA_EXCEEDED, "connection limit reached");
             return None;
         }
+        broker
+            .metrics
+            .connection(self.listener, protocol_label(self.protocol), 1);
 
         let authorizer_name = match identity {
             Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
@@ -361,6 +368,7 @@ impl PacketHandler {
             for outgoing in &redeliveries {
                 encode_outgoing(&mut self.output, outgoing, self.protocol, unix_millis);
             }
+            broker.metrics.messages_out.add(redeliveries.len() as u64);
         }
         info!(client_id = %online.client_id, principal = online.policy.principal(), peer = %self.peer, protocol = ?connect.protocol, clean_session = connect.clean_session, session_expiry = ?kind.expiry, session_present = opened.session_present, keep_alive = ?online.keep_alive, "client connected");
         Some(Admitted {
@@ -385,6 +393,14 @@ impl PacketHandler {
     /// Decodes and handles every complete packet in the input buffer; over the byte rate,
     /// the rest stays buffered until the connection's [`Throttling::wake_at`].
     pub(crate) fn handle_input(&mut self, online: &mut Online) -> Result<(), Ending> {
+        // Counted once per batch, not per packet.
+        let mut publishes = 0;
+        let handled = self.handle_packets(online, &mut publishes);
+        self.broker.metrics.messages_in.add(publishes);
+        handled
+    }
+
+    fn handle_packets(&mut self, online: &mut Online, publishes: &mut u64) -> Result<(), Ending> {
         loop {
             if let Some(rates) = &mut self.rates {
                 if !self.input.is_empty() && !rates.may_receive(Instant::now()) {
@@ -402,8 +418,11 @@ impl PacketHandler {
                         .telling(error.reason_code(), error.to_string()));
                 }
             };
-            if let (Some(rates), Packet::Publish(_)) = (&mut self.rates, &packet) {
-                rates.received(buffered - self.input.len(), Instant::now());
+            if let Packet::Publish(_) = &packet {
+                *publishes += 1;
+                if let Some(rates) = &mut self.rates {
+                    rates.received(buffered - self.input.len(), Instant::now());
+                }
             }
             self.handle_packet(online, packet)?;
         }
@@ -916,6 +935,7 @@ impl PacketHandler {
             .rates
             .as_deref_mut()
             .map(|rates| (rates, Instant::now()));
+        let mut sent = 0;
         online.session.with_owned_state(id, |state, load| {
             while output.len() < WRITE_BATCH_BYTES {
                 if let Some((rates, now)) = &mut rates {
@@ -928,11 +948,13 @@ impl PacketHandler {
                 };
                 let before = output.len();
                 encode_outgoing(output, &outgoing, protocol, now_ms);
+                sent += 1;
                 if let Some((rates, now)) = &mut rates {
                     rates.sent(output.len() - before, *now);
                 }
             }
         });
+        self.broker.metrics.messages_out.add(sent);
         // Messages read back from the store count in the memory budget too.
         self.broker.router.keep_within_budget();
     }
@@ -1016,6 +1038,9 @@ impl PacketHandler {
         router.live.unregister(self.id);
         router.close_session(&online.session, self.id, Instant::now());
         router.connections.fetch_sub(1, Ordering::Relaxed);
+        self.broker
+            .metrics
+            .connection(self.listener, protocol_label(self.protocol), -1);
         info!(client_id = %online.client_id, principal = online.policy.principal(), reason = %ending.reason, "client disconnected");
         self.publish_event(online, |context| {
             lifecycle::disconnected_event(context, ending.reason)
@@ -1225,6 +1250,15 @@ fn log_rate_report(client_id: &str, v5: bool, rates: &ConnectionRates, report: R
             waits = byte_waits,
             "throughput limit reached: reading from and sending to the client delayed"
         );
+    }
+}
+
+/// The `protocol` label of `pubsub_connections`.
+fn protocol_label(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::V5 => "5",
+        Protocol::V311 => "3.1.1",
+        Protocol::V31 => "3.1",
     }
 }
 

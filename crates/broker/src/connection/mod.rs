@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{authenticate, Admission, Identity};
 use crate::broker::Broker;
+use crate::metrics::Listener;
 use handler::{Ending, Online, PacketHandler};
 pub(crate) use opening::{gated, opening_step, Abandoned};
 
@@ -58,6 +59,7 @@ pub(crate) fn serve<S>(
     stream: S,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    listener: Listener,
     admission: impl Into<Admission>,
 ) -> impl Future<Output = ()> + Send
 where
@@ -65,7 +67,14 @@ where
 {
     let opening = gated(
         &broker.clone(),
-        Box::pin(open(broker, stream, peer, shutdown, admission.into())),
+        Box::pin(open(
+            broker,
+            stream,
+            peer,
+            shutdown,
+            listener,
+            admission.into(),
+        )),
     );
     async move {
         let Some((mut connection, mut online)) = opening.await else {
@@ -83,6 +92,7 @@ async fn open<S>(
     stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    listener: Listener,
     admission: Admission,
 ) -> Option<(Connection<S>, Online)>
 where
@@ -93,6 +103,7 @@ where
         handler: PacketHandler::new(broker, peer),
         stream,
     };
+    connection.handler.listener = listener;
     let limit = connection.handler.broker.config.limits.handshake_timeout;
     let connect = match opening_step(limit, &mut shutdown, connection.read_connect()).await {
         Ok(connect) => connect?,
@@ -103,8 +114,14 @@ where
         Err(Abandoned::ShuttingDown) => return None,
     };
     // From here on shutdown reaches the connection through its `LiveConnection`.
-    let online = connection.accept(connect, admission).await?;
-    Some((connection, online))
+    let started = std::time::Instant::now();
+    let online = connection.accept(connect, admission).await;
+    connection
+        .handler
+        .broker
+        .metrics
+        .connect_handled(started.elapsed());
+    Some((connection, online?))
 }
 
 struct Connection<S> {
@@ -152,8 +169,10 @@ where
         READ_SCRATCH.with_borrow_mut(|scratch| {
             let mut buf = ReadBuf::new(scratch);
             ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+            let read = buf.filled().len();
             self.handler.input.extend_from_slice(buf.filled());
-            Poll::Ready(Ok(buf.filled().len()))
+            self.handler.broker.metrics.bytes_in.add(read as u64);
+            Poll::Ready(Ok(read))
         })
     }
 
@@ -169,6 +188,7 @@ where
             0 => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
             written => {
                 output.advance(written);
+                self.handler.broker.metrics.bytes_out.add(written as u64);
                 Poll::Ready(Ok(false))
             }
         }

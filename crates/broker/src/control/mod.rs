@@ -153,8 +153,8 @@ pub(super) type ApiResult = Result<Value, ApiError>;
 /// The access key the control plane accepts: `[admin]`, or a pair generated on first
 /// start into `<data_dir>/admin-credentials` (mode 0600), which `pubsub iot` reads.
 pub fn admin_credentials(config: &Config) -> std::io::Result<(String, String)> {
-    if let Some(admin) = &config.admin {
-        return Ok((admin.access_key_id.clone(), admin.secret_access_key.clone()));
+    if let Some((id, secret)) = config.admin_key() {
+        return Ok((id.to_owned(), secret.to_owned()));
     }
     let path = config.data_dir.join("admin-credentials");
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -415,6 +415,15 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) 
             info!(%method, %path, kind = error.kind, message = %error.message, "control plane request failed");
             error.into_answer()
         }
+    }
+}
+
+/// `Ok` when the request is SigV4-signed by the admin key: what `GET /metrics` asks with
+/// `[admin] metrics_auth = true`. `Err` is the refusal's reason.
+pub(crate) fn authenticate_admin(broker: &Broker, request: &ApiRequest<'_>) -> Result<(), String> {
+    match authenticate(&broker.auth, request)? {
+        Caller::Admin => Ok(()),
+        Caller::Principal(principal) => Err(admin_only(&principal)),
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! The control plane is served by axum's router on hyper in both places; on the TLS port the head
 //! already read is replayed in front of the stream ([`Replayed`]), so hyper sees the
-//! request whole. What it answers comes from [`control::answer`].
+//! request whole. What it answers comes from [`control::answer`]. The `http` listener also
+//! serves `GET /metrics` (Prometheus text, [`crate::metrics`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +24,12 @@ use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::control::{self, ApiRequest};
 use crate::http_head::RequestHead;
+use crate::metrics;
 use crate::registry::CertificateIdentity;
 
 /// A request head larger than this is refused (400).
@@ -46,12 +48,62 @@ struct Served {
 }
 
 /// The control plane as an axum app: every method and path goes to [`control::answer`]
-/// (or [`control::answer_for_certificate`]).
-fn app(broker: Arc<Broker>, certificate: Option<CertificateIdentity>) -> Router {
-    Router::new().fallback(handle).with_state(Served {
+/// (or [`control::answer_for_certificate`]), but `/metrics` where `with_metrics` (the
+/// `http` listener; not the TLS port, which faces devices).
+fn app(
+    broker: Arc<Broker>,
+    certificate: Option<CertificateIdentity>,
+    with_metrics: bool,
+) -> Router {
+    let router = Router::new();
+    let router = if with_metrics {
+        router.route("/metrics", axum::routing::get(scrape))
+    } else {
+        router
+    };
+    router.fallback(handle).with_state(Served {
         broker,
         certificate,
     })
+}
+
+/// `GET /metrics`: the Prometheus text exposition; with `[admin] metrics_auth = true`, only
+/// for a request signed by the admin key (403 otherwise).
+async fn scrape(
+    State(Served { broker, .. }): State<Served>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if broker.config.metrics_auth() {
+        let headers = header_pairs(&headers);
+        let request = ApiRequest {
+            method: "GET",
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers: &headers,
+            body: b"",
+        };
+        if let Err(reason) = control::authenticate_admin(&broker, &request) {
+            warn!(%reason, "GET /metrics refused: HTTP 403 (metrics_auth = true)");
+            return (
+                StatusCode::FORBIDDEN,
+                [("content-type", "text/plain")],
+                format!("{reason}\n"),
+            )
+                .into_response();
+        }
+    }
+    let text = broker.metrics.render(&broker.router.metrics_snapshot());
+    (StatusCode::OK, [("content-type", metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// The headers as `(name, value)` pairs, as the control plane reads them (values that are
+/// not visible ASCII are left out: no signature or API field uses one).
+fn header_pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value)))
+        .collect()
 }
 
 /// Serves one connection of the `http` listener: keep-alive requests until the client
@@ -65,7 +117,7 @@ pub(super) async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = broker.config.limits.handshake_timeout;
-    let service = hyper_util::service::TowerToHyperService::new(app(broker, None));
+    let service = hyper_util::service::TowerToHyperService::new(app(broker, None, true));
     let serving = http1(limit).serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     let mut serving = std::pin::pin!(serving);
     let served = tokio::select! {
@@ -103,10 +155,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str(), value)))
-        .collect();
+    let headers = header_pairs(&headers);
     let request = ApiRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -151,7 +200,7 @@ pub(super) async fn serve_control_plane<S>(
         head: Bytes::from(head),
         stream,
     });
-    let service = hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate));
+    let service = hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate, false));
     let serving = http1(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);

@@ -25,6 +25,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::connection::{self, gated};
 use crate::control;
+use crate::metrics::Listener;
 use crate::pki::{self, TlsMaterialError};
 use crate::registry::RegistryError;
 use tls::TlsConfigs;
@@ -241,7 +242,14 @@ async fn accept_loop(
                 // future (a plain connection does not carry room for a TLS handshake).
                 match &kind {
                     ListenerKind::Mqtt => spawn_connection(
-                        connection::serve(broker, stream, peer, shutdown, Identity::Anonymous),
+                        connection::serve(
+                            broker,
+                            stream,
+                            peer,
+                            shutdown,
+                            Listener::Mqtt,
+                            Identity::Anonymous,
+                        ),
                         alive,
                     ),
                     ListenerKind::Mqtts(configs) => spawn_connection(

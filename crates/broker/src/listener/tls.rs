@@ -30,6 +30,7 @@ use crate::auth::certificate::RegistryVerifier;
 use crate::auth::{Identity, PolicyStore, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
+use crate::metrics::Listener;
 use crate::pki::{ServerIdentity, TlsMaterialError};
 use crate::registry::{identity_of_der, CertificateIdentity, Registry};
 
@@ -129,7 +130,14 @@ pub fn serve_mqtts(
     let handshake = mqtts_handshake(configs, stream, peer, limit, shutdown.clone());
     gated(&broker, Box::pin(handshake)).then(move |accepted| match accepted {
         Some((tls, identity)) => {
-            Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
+            Either::Left(connection::serve(
+                broker,
+                tls,
+                peer,
+                shutdown,
+                Listener::Mqtts,
+                identity,
+            ))
         }
         None => Either::Right(std::future::ready(())),
     })
@@ -196,7 +204,14 @@ pub fn serve_tls(
                 return Either::Right(Either::Left(serving));
             }
         };
-        Either::Left(connection::serve(broker, tls, peer, shutdown, identity))
+        Either::Left(connection::serve(
+            broker,
+            tls,
+            peer,
+            shutdown,
+            Listener::Tls,
+            identity,
+        ))
     })
 }
 

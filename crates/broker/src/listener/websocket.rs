@@ -27,6 +27,7 @@ use super::http::{read_head, respond, serve_control_plane};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
+use crate::metrics::Listener;
 
 /// What a WebSocket connection reads into at a time (and keeps).
 const WS_READ_BUFFER: usize = 8 * 1024;
@@ -45,6 +46,10 @@ pub fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let listener = match transport {
+        Transport::Tls { .. } => Listener::Tls,
+        Transport::Plain => Listener::Ws,
+    };
     let upgrading = Box::pin(upgrade(
         broker.clone(),
         stream,
@@ -58,6 +63,7 @@ where
             WsBytes::new(ws),
             peer,
             shutdown,
+            listener,
             admission,
         )),
         None => Either::Right(std::future::ready(())),

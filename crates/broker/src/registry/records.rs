@@ -122,6 +122,8 @@ pub struct ThingRecord {
 #[error("certificate {certificate_id} refused: {reason}")]
 pub struct CertificateRefusal {
     pub certificate_id: String,
+    /// A short label for the kind of refusal (`unknown`, `revoked`, …), for metrics.
+    pub kind: &'static str,
     pub reason: String,
 }
 

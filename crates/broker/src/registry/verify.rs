@@ -21,17 +21,21 @@ impl Registry {
         now: UnixTime,
     ) -> Result<Verified, CertificateRefusal> {
         let id = certificate_id(end_entity);
-        let refuse = |reason: String| CertificateRefusal {
+        let refuse = |kind: &'static str, reason: String| CertificateRefusal {
             certificate_id: id.clone(),
+            kind,
             reason,
         };
-        identity_of(end_entity, &id).map_err(refuse)?;
-        check_validity(end_entity, now).map_err(&refuse)?;
+        identity_of(end_entity, &id).map_err(|reason| refuse("malformed", reason))?;
+        check_validity(end_entity, now).map_err(|reason| refuse("validity", reason))?;
         let mut guard = self.state.lock();
         let state = &mut guard.0;
         if let Some(record) = state.certificates.get(&id) {
             if record.status != CertificateStatus::Active {
-                return Err(refuse(format!("status is {}", status_name(record.status))));
+                return Err(refuse(
+                    status_label(record.status),
+                    format!("status is {}", status_name(record.status)),
+                ));
             }
             if let Some(ca) = record
                 .ca_certificate_id
@@ -39,11 +43,14 @@ impl Registry {
                 .and_then(|ca| state.ca_certificates.get(ca))
             {
                 if ca.status != CertificateStatus::Active {
-                    return Err(refuse(format!(
+                    return Err(refuse(
+                        "ca_not_active",
+                        format!(
                         "its CA {} is {}",
-                        ca.certificate_id,
-                        status_name(ca.status)
-                    )));
+                            ca.certificate_id,
+                            status_name(ca.status)
+                        ),
+                    ));
                 }
             }
             return Ok(Verified::Registered);
@@ -51,21 +58,28 @@ impl Registry {
         // Not registered itself: only a registered CA can vouch for it.
         let Some(ca) = verifying_ca(state, end_entity, intermediates, now) else {
             return Err(refuse(
+                "unknown",
                 "unknown: not registered, and not signed by a registered CA".into(),
             ));
         };
         if ca.status != CertificateStatus::Active {
-            return Err(refuse(format!(
-                "its CA {} is {}",
-                ca.certificate_id,
-                status_name(ca.status)
-            )));
+            return Err(refuse(
+                "ca_not_active",
+                format!(
+                    "its CA {} is {}",
+                    ca.certificate_id,
+                    status_name(ca.status)
+                ),
+            ));
         }
         if !ca.auto_register {
-            return Err(refuse(format!(
-                "not registered (its CA {} has auto_register = false)",
-                ca.certificate_id
-            )));
+            return Err(refuse(
+                "not_registered",
+                format!(
+                    "not registered (its CA {} has auto_register = false)",
+                    ca.certificate_id
+                ),
+            ));
         }
         let (ca_id, policies) = (ca.certificate_id.clone(), ca.policies.clone());
         let record = CertificateRecord {
@@ -84,6 +98,16 @@ impl Registry {
             certificate_id: id,
             policies,
         })
+    }
+}
+
+/// A certificate status as a metrics label.
+fn status_label(status: CertificateStatus) -> &'static str {
+    match status {
+        CertificateStatus::Active => "active",
+        CertificateStatus::Inactive => "inactive",
+        CertificateStatus::Revoked => "revoked",
+        CertificateStatus::PendingActivation => "pending_activation",
     }
 }
 

@@ -22,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::message::MessageMeta;
+use crate::metrics::Snapshot;
 use crate::session::{
     ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections,
     MemoryBudget, Owner, Session, SessionKind, SessionState, StoreAs,
@@ -103,7 +104,7 @@ pub struct Routed {
     pub durable: u64,
 }
 
-/// Counters worth reporting; read by logs and, later, /metrics.
+/// Counters worth reporting; read by logs and by `/metrics` ([`Router::metrics_snapshot`]).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub messages_routed: AtomicU64,
@@ -764,9 +765,38 @@ impl Router {
         messages
     }
 
-    #[cfg(test)]
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+
+    /// What `/metrics` reads from the data plane when scraped: sessions by state, queued
+    /// and retained messages, and the drop counters of [`Stats`] by reason. Takes each
+    /// session's lock in turn, briefly: a scrape, not the hot path.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let mut snapshot = Snapshot::default();
+        for session in &sessions {
+            if session.is_online() {
+                snapshot.sessions_online += 1;
+            } else {
+                snapshot.sessions_offline += 1;
+            }
+            snapshot.queued_messages += session
+                .with_state(|state| state.queued_len() + state.inflight_len())
+                as u64;
+        }
+        snapshot.retained_messages = self.retained_count() as u64;
+        let stats = &self.stats;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        snapshot.dropped = vec![
+            // QoS 0 to an offline subscriber, or past a connected one's queue bytes.
+            ("qos0_not_queued", read(&stats.dropped_qos0)),
+            ("queue_full", read(&stats.dropped_qos1)),
+            ("too_large", read(&stats.dropped_too_large)),
+            ("memory", read(&stats.dropped_for_memory)),
+            ("rate_limited", read(&stats.dropped_rate_limited)),
+        ];
+        snapshot
     }
 }
 
