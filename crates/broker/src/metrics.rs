@@ -121,9 +121,37 @@ pub struct Metrics {
     connect_seconds: Histogram,
 }
 
+/// The `(method, reason)` pairs of `pubsub_auth_refusals_total`, shown at 0 from the start
+/// (a series that appears only at its first refusal hides that first one from `rate()`).
+pub const AUTH_REFUSALS: [(&str, &str); 13] = [
+    ("certificate", "unknown"),
+    ("certificate", "inactive"),
+    ("certificate", "revoked"),
+    ("certificate", "pending_activation"),
+    ("certificate", "validity"),
+    ("certificate", "malformed"),
+    ("certificate", "ca_not_active"),
+    ("certificate", "not_registered"),
+    ("sigv4", "malformed"),
+    ("sigv4", "credentials"),
+    ("sigv4", "signature"),
+    ("custom_authorizer", "refused"),
+    ("custom_authorizer", "no_credentials"),
+];
+
+/// The MQTT actions whose denials are shown at 0 from the start (the iot-data ones appear
+/// with their first denial).
+const MQTT_ACTIONS: [&str; 5] = [
+    "iot:Connect",
+    "iot:Publish",
+    "iot:Subscribe",
+    "iot:Receive",
+    "iot:RetainPublish",
+];
+
 impl Default for Metrics {
     fn default() -> Metrics {
-        Metrics {
+        let metrics = Metrics {
             messages_in: Sharded::default(),
             messages_out: Sharded::default(),
             bytes_in: Sharded::default(),
@@ -135,8 +163,26 @@ impl Default for Metrics {
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
             // 100 µs to about 3.3 s: a plain CONNECT up to a slow custom authorizer.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        };
+        for listener in [Listener::Mqtt, Listener::Mqtts, Listener::Tls, Listener::Ws] {
+            for protocol in ["3.1.1", "5"] {
+                metrics.connection(listener, protocol, 0);
+            }
         }
+        for (method, reason) in AUTH_REFUSALS {
+            let _ = metrics.auth_refusals.get_or_create(&labels(method, reason));
+        }
+        for action in MQTT_ACTIONS {
+            let _ = metrics
+                .policy_denials
+                .get_or_create(&[("action", action.to_owned())]);
+        }
+        metrics
     }
+}
+
+fn labels(method: &str, reason: &str) -> Labels2 {
+    [("method", method.to_owned()), ("reason", reason.to_owned())]
 }
 
 /// What the broker already knows, read at scrape time.
@@ -165,9 +211,7 @@ impl Metrics {
     /// A client was refused before MQTT began or at CONNECT: `method` is how it tried to
     /// authenticate (`certificate`, `sigv4`, `custom_authorizer`), `reason` a short label.
     pub fn auth_refused(&self, method: &'static str, reason: &str) {
-        self.auth_refusals
-            .get_or_create(&[("method", method.to_owned()), ("reason", reason.to_owned())])
-            .inc();
+        self.auth_refusals.get_or_create(&labels(method, reason)).inc();
     }
 
     /// A policy refused `action` (`iot:Publish`, …).
@@ -300,7 +344,11 @@ mod tests {
 
     #[test]
     fn a_fresh_broker_renders_every_metric_at_zero() {
-        let text = Metrics::default().render(&Snapshot::default());
+        let snapshot = Snapshot {
+            dropped: vec![("queue_full", 0)],
+            ..Snapshot::default()
+        };
+        let text = Metrics::default().render(&snapshot);
         for name in [
             "pubsub_connections",
             "pubsub_sessions",
@@ -319,6 +367,20 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} in:\n{text}");
         }
         assert_eq!(sample(&text, "pubsub_messages_in_total"), Some(0.0));
+        assert_eq!(
+            sample(
+                &text,
+                "pubsub_connections{listener=\"ws\",protocol=\"5\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "pubsub_auth_refusals_total{method=\"sigv4\",reason=\"signature\"}"
+            ),
+            Some(0.0)
+        );
         assert_eq!(sample(&text, "pubsub_connect_seconds_count"), Some(0.0));
     }
 

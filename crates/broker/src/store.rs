@@ -256,6 +256,8 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, redb::Erro
 impl Store {
     /// Opens (or creates) the store and reads back the sessions, their queues (as
     /// references) and the retained messages. `cache_bytes` bounds redb's page cache.
+    /// (The broker opens it with [`Store::open_measured`]; tests need no metrics.)
+    #[cfg(test)]
     pub fn open(
         path: &Path,
         max_delay: Duration,
