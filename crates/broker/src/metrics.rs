@@ -211,7 +211,9 @@ impl Metrics {
     /// A client was refused before MQTT began or at CONNECT: `method` is how it tried to
     /// authenticate (`certificate`, `sigv4`, `custom_authorizer`), `reason` a short label.
     pub fn auth_refused(&self, method: &'static str, reason: &str) {
-        self.auth_refusals.get_or_create(&labels(method, reason)).inc();
+        self.auth_refusals
+            .get_or_create(&labels(method, reason))
+            .inc();
     }
 
     /// A policy refused `action` (`iot:Publish`, …).
@@ -364,14 +366,14 @@ mod tests {
             "pubsub_store_commit_seconds",
             "pubsub_connect_seconds",
         ] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} in:\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} in:\n{text}"
+            );
         }
         assert_eq!(sample(&text, "pubsub_messages_in_total"), Some(0.0));
         assert_eq!(
-            sample(
-                &text,
-                "pubsub_connections{listener=\"ws\",protocol=\"5\"}"
-            ),
+            sample(&text, "pubsub_connections{listener=\"ws\",protocol=\"5\"}"),
             Some(0.0)
         );
         assert_eq!(

@@ -421,9 +421,10 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) 
 /// `Ok` when the request is SigV4-signed by the admin key: what `GET /metrics` asks with
 /// `[admin] metrics_auth = true`. `Err` is the refusal's reason.
 pub(crate) fn authenticate_admin(broker: &Broker, request: &ApiRequest<'_>) -> Result<(), String> {
-    match authenticate(&broker.auth, request)? {
-        Caller::Admin => Ok(()),
-        Caller::Principal(principal) => Err(admin_only(&principal)),
+    let caller = authenticate(&broker.auth, request)?;
+    match caller.principal() {
+        None => Ok(()),
+        Some(principal) => Err(admin_only(principal)),
     }
 }
 

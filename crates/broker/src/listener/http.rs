@@ -94,7 +94,12 @@ async fn scrape(
         }
     }
     let text = broker.metrics.render(&broker.router.metrics_snapshot());
-    (StatusCode::OK, [("content-type", metrics::CONTENT_TYPE)], text).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 /// The headers as `(name, value)` pairs, as the control plane reads them (values that are
@@ -200,7 +205,8 @@ pub(super) async fn serve_control_plane<S>(
         head: Bytes::from(head),
         stream,
     });
-    let service = hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate, false));
+    let service =
+        hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate, false));
     let serving = http1(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);

@@ -129,16 +129,14 @@ pub fn serve_mqtts(
     let limit = broker.config.limits.handshake_timeout;
     let handshake = mqtts_handshake(configs, stream, peer, limit, shutdown.clone());
     gated(&broker, Box::pin(handshake)).then(move |accepted| match accepted {
-        Some((tls, identity)) => {
-            Either::Left(connection::serve(
-                broker,
-                tls,
-                peer,
-                shutdown,
-                Listener::Mqtts,
-                identity,
-            ))
-        }
+        Some((tls, identity)) => Either::Left(connection::serve(
+            broker,
+            tls,
+            peer,
+            shutdown,
+            Listener::Mqtts,
+            identity,
+        )),
         None => Either::Right(std::future::ready(())),
     })
 }

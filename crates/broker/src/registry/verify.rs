@@ -45,11 +45,7 @@ impl Registry {
                 if ca.status != CertificateStatus::Active {
                     return Err(refuse(
                         "ca_not_active",
-                        format!(
-                        "its CA {} is {}",
-                            ca.certificate_id,
-                            status_name(ca.status)
-                        ),
+                        format!("its CA {} is {}", ca.certificate_id, status_name(ca.status)),
                     ));
                 }
             }
@@ -65,11 +61,7 @@ impl Registry {
         if ca.status != CertificateStatus::Active {
             return Err(refuse(
                 "ca_not_active",
-                format!(
-                    "its CA {} is {}",
-                    ca.certificate_id,
-                    status_name(ca.status)
-                ),
+                format!("its CA {} is {}", ca.certificate_id, status_name(ca.status)),
             ));
         }
         if !ca.auto_register {

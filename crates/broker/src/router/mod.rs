@@ -781,9 +781,8 @@ impl Router {
             } else {
                 snapshot.sessions_offline += 1;
             }
-            snapshot.queued_messages += session
-                .with_state(|state| state.queued_len() + state.inflight_len())
-                as u64;
+            snapshot.queued_messages +=
+                session.with_state(|state| state.queued_len() + state.inflight_len()) as u64;
         }
         snapshot.retained_messages = self.retained_count() as u64;
         let stats = &self.stats;
