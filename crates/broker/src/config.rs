@@ -463,13 +463,6 @@ impl Config {
             budget.saturating_sub(self.store_cache_bytes())
         }
     }
-
-    /// Configured features whose implementation has not landed yet: logged at start so
-    /// nobody believes they are enforced.
-    pub fn inactive_features(&self) -> Vec<&'static str> {
-        // None at present: `[[things]]`, the last one, is applied to the registry at start.
-        Vec::new()
-    }
 }
 
 fn require_file(path: &Path, owner: &str) -> Result<(), ConfigError> {

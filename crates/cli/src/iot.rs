@@ -673,13 +673,7 @@ fn request(command: &IotCommand) -> anyhow::Result<Call> {
             thing_type_name,
             attribute_payload,
         } => {
-            let mut body = serde_json::Map::new();
-            if let Some(type_name) = thing_type_name {
-                body.insert("thingTypeName".into(), type_name.clone().into());
-            }
-            if let Some(payload) = attribute_payload {
-                body.insert("attributePayload".into(), parse_attribute_payload(payload)?);
-            }
+            let body = thing_body(thing_type_name, attribute_payload)?;
             Call::new("POST", format!("/things/{}", e(thing_name))).body(Value::Object(body))
         }
         IotCommand::DescribeThing { thing_name } => {
@@ -714,13 +708,7 @@ fn request(command: &IotCommand) -> anyhow::Result<Call> {
             expected_version,
             remove_thing_type,
         } => {
-            let mut body = serde_json::Map::new();
-            if let Some(type_name) = thing_type_name {
-                body.insert("thingTypeName".into(), type_name.clone().into());
-            }
-            if let Some(payload) = attribute_payload {
-                body.insert("attributePayload".into(), parse_attribute_payload(payload)?);
-            }
+            let mut body = thing_body(thing_type_name, attribute_payload)?;
             if let Some(version) = expected_version {
                 body.insert("expectedVersion".into(), (*version).into());
             }
@@ -906,6 +894,22 @@ fn parse_attribute_payload(text: &str) -> anyhow::Result<Value> {
 }
 
 /// As the AWS CLI: an empty answer prints nothing.
+/// The body fields CreateThing and UpdateThing share: `thingTypeName` and
+/// `attributePayload`, each when given.
+fn thing_body(
+    thing_type_name: &Option<String>,
+    attribute_payload: &Option<String>,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut body = serde_json::Map::new();
+    if let Some(type_name) = thing_type_name {
+        body.insert("thingTypeName".into(), type_name.clone().into());
+    }
+    if let Some(payload) = attribute_payload {
+        body.insert("attributePayload".into(), parse_attribute_payload(payload)?);
+    }
+    Ok(body)
+}
+
 fn print_answer(answer: &Value) -> anyhow::Result<()> {
     if answer.as_object().is_some_and(|object| object.is_empty()) {
         return Ok(());

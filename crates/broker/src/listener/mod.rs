@@ -117,9 +117,6 @@ impl Drop for RunningBroker {
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
     config.validate()?;
-    for feature in config.inactive_features() {
-        warn!("{feature} is configured but not active yet in this version");
-    }
     let limits = &config.limits;
     if limits.publishes_per_sec() > 0 || limits.bytes_per_sec() > 0 {
         info!(
