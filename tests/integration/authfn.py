@@ -49,13 +49,19 @@ def deny_answer(principal: str = "denied") -> dict:
     return a
 
 
+# Sockets held by free_port for the whole test run: a bound socket that never listens
+# refuses connections, and the OS cannot hand its port to a broker started later (a
+# released port was once reused by the broker's own WebSocket listener, which turned "the
+# function is down" into "the function answered 404").
+_HELD: list = []
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
+    """A loopback port nothing listens on and nothing else can take (bound, never listening)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 class _Server(ThreadingHTTPServer):
