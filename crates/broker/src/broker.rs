@@ -3,7 +3,9 @@
 //! ([`ShadowService`]) above the data plane. Connections, listeners and the control
 //! plane hold one `Arc<Broker>` and reach each plane through it.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 
@@ -12,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::shadow::ShadowService;
+use crate::sign_ins::SignIns;
 use crate::store::{Recovered, Store};
 
 pub struct Broker {
@@ -27,6 +30,18 @@ pub struct Broker {
     /// What `/metrics` shows beyond what the planes count anyway (made with the identity
     /// plane's policy store, which counts denials into it).
     pub(crate) metrics: Arc<Metrics>,
+    /// When it started and what it listens on (the console's Overview).
+    pub(crate) started: Started,
+    /// Signed-in console sessions (the console's cookies).
+    pub(crate) sign_ins: SignIns,
+}
+
+/// When the broker started and the addresses its listeners bound.
+#[derive(Debug)]
+pub struct Started {
+    pub at: SystemTime,
+    /// Set once every listener is bound.
+    pub listeners: OnceLock<Vec<(&'static str, SocketAddr)>>,
 }
 
 impl Broker {
@@ -60,6 +75,11 @@ impl Broker {
             shadows,
             openings: Arc::new(Semaphore::new(opening_permits)),
             metrics,
+            started: Started {
+                at: SystemTime::now(),
+                listeners: OnceLock::new(),
+            },
+            sign_ins: SignIns::default(),
         }))
     }
 }

@@ -56,10 +56,12 @@ pub(crate) mod message;
 pub(crate) mod metrics;
 pub mod pki;
 pub(crate) mod registry;
+pub(crate) mod refusals;
 pub(crate) mod router;
 pub(crate) mod secrets;
 pub(crate) mod session;
 pub(crate) mod shadow;
+pub(crate) mod sign_ins;
 pub(crate) mod store;
 pub(crate) mod token_bucket;
 

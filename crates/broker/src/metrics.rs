@@ -22,6 +22,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::refusals::{RecentRefusals, Refusal};
+
 /// The `Content-Type` of a scrape (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -119,6 +121,9 @@ pub struct Metrics {
     policy_denials: Family<Labels1, Counter>,
     store_commit_seconds: Histogram,
     connect_seconds: Histogram,
+    /// The latest of the denials `pubsub_policy_denials_total` counts, with their reasons
+    /// (the console's "why denied").
+    pub refusals: RecentRefusals,
 }
 
 /// The `(method, reason)` pairs of `pubsub_auth_refusals_total`, shown at 0 from the start
@@ -163,6 +168,7 @@ impl Default for Metrics {
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
             // 100 µs to about 3.3 s: a plain CONNECT up to a slow custom authorizer.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            refusals: RecentRefusals::default(),
         };
         for listener in [Listener::Mqtt, Listener::Mqtts, Listener::Tls, Listener::Ws] {
             for protocol in ["3.1.1", "5"] {
@@ -216,7 +222,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A policy refused `action` (`iot:Publish`, …).
+    /// A policy refused an action: counted, and kept among the latest refusals.
+    pub fn policy_refused(&self, refusal: Refusal) {
+        self.policy_denied(refusal.action);
+        self.refusals.record(refusal);
+    }
+
+    /// A policy refused `action` (`iot:Publish`, …) again, for a resource already among the
+    /// latest refusals (a cached, silent denial): counted only.
     pub fn policy_denied(&self, action: &str) {
         self.policy_denials
             .get_or_create(&[("action", action.to_owned())])

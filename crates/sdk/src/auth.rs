@@ -131,13 +131,11 @@ pub fn custom_auth_username(
     u
 }
 
-/// Presign `wss://<authority>/mqtt` with SigV4 for AWS IoT (query-string signing).
+/// Presign `wss://<authority>/mqtt` with SigV4 for AWS IoT (query-string signing):
+/// [`iot::sigv4::presign_websocket_url`], the one signer the broker's console uses too.
 ///
 /// `authority` is the host, plus `:port` when the port is not 443; it is exactly what the
-/// WebSocket client sends as `Host`, the only signed header. The signature is computed by
-/// the `aws-sigv4` crate with `SignatureLocation::QueryParams` and
-/// `SessionTokenMode::Exclude`; a session token is then appended, unsigned and
-/// percent-encoded, as `X-Amz-Security-Token` (as IoT Core requires).
+/// WebSocket client sends as `Host`, the only signed header.
 pub fn presign_websocket_url(
     authority: &str,
     region: &str,
@@ -146,60 +144,8 @@ pub fn presign_websocket_url(
     time: SystemTime,
     expires: Duration,
 ) -> Result<String, Error> {
-    use aws_sigv4::http_request::{
-        sign, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    };
-    use aws_sigv4::sign::v4;
-
-    let sign_err = |e: &dyn std::fmt::Display| Error::Signing(e.to_string());
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.session_token_mode = SessionTokenMode::Exclude;
-    settings.expires_in = Some(expires);
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| sign_err(&e))?
-        .into();
-    let url = format!("wss://{authority}/mqtt");
-    let signable = SignableRequest::new(
-        "GET",
-        url.as_str(),
-        std::iter::once(("host", authority)),
-        SignableBody::Bytes(&[]),
-    )
-    .map_err(|e| sign_err(&e))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| sign_err(&e))?
-        .into_parts();
-    let (_headers, query) = instructions.into_parts();
-    let mut out = url;
-    let mut token = None;
-    for (name, value) in query.iter() {
-        if *name == "X-Amz-Security-Token" {
-            token = Some(value.clone());
-            continue;
-        }
-        out.push(if out.contains('?') { '&' } else { '?' });
-        out.push_str(&percent_encode(name));
-        out.push('=');
-        out.push_str(&percent_encode(value));
-    }
-    // aws-sigv4 reports the token among the parameters even in Exclude mode; make sure it is
-    // present (and last) whenever the credentials carry one.
-    let token = token
-        .map(|t| t.into_owned())
-        .or_else(|| credentials.session_token().map(str::to_owned));
-    if let Some(token) = token {
-        out.push_str("&X-Amz-Security-Token=");
-        out.push_str(&percent_encode(&token));
-    }
-    Ok(out)
+    iot::sigv4::presign_websocket_url("wss", authority, region, service, credentials, time, expires)
+        .map_err(Error::Signing)
 }
 
 #[cfg(test)]

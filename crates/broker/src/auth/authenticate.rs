@@ -12,7 +12,7 @@ use iot::sigv4::{self, SignedRequest};
 use mqtt::Connect;
 
 use super::custom::{AuthorizedIdentity, ConnectionFacts};
-use super::policy::ANONYMOUS;
+use super::policy::{ADMINISTRATOR, ANONYMOUS};
 use super::IdentityPlane;
 use crate::http_head::RequestHead;
 use crate::registry::CertificateIdentity;
@@ -26,6 +26,9 @@ pub enum Identity {
     Certificate(CertificateIdentity),
     /// SigV4 credentials: the principal is their identity id (e.g. a Cognito identity).
     Credentials { principal: String },
+    /// SigV4 by the control plane's admin key (the console's MQTT connection): an IAM
+    /// administrator, allowed `iot:*` (`PolicyStore::administrator`).
+    Administrator,
     /// A custom authorizer's answer: its principal id and the policies it returned.
     Authorizer(AuthorizedIdentity),
     /// Not yet: the CONNECT username carries authorizer fields (ALPN `mqtt`, or a bare
@@ -42,6 +45,7 @@ impl Identity {
             Identity::Anonymous => ANONYMOUS,
             Identity::Certificate(certificate) => &certificate.certificate_id,
             Identity::Credentials { principal } => principal,
+            Identity::Administrator => ADMINISTRATOR,
             Identity::Authorizer(authorized) => &authorized.principal_id,
             Identity::AtConnect { .. } => "unauthenticated",
         }
@@ -111,13 +115,23 @@ pub async fn authenticate_upgrade(
         .map_err(|error| format!("SigV4 query malformed: {error}"))
         .map_err(refused(broker, "sigv4", "malformed"))?
     {
-        let credential = broker
-            .signing_credential(
-                &presigned.access_key_id,
-                presigned.security_token.as_deref(),
-            )
-            .map_err(refused(broker, "sigv4", "credentials"))?;
-        let (secret, principal) = (credential.secret, credential.principal);
+        let admin = broker
+            .admin_key()
+            .ok()
+            .filter(|(id, _)| *id == presigned.access_key_id);
+        let (secret, identity) = match admin {
+            Some((_, secret)) => (secret.clone(), Identity::Administrator),
+            None => {
+                let credential = broker
+                    .signing_credential(
+                        &presigned.access_key_id,
+                        presigned.security_token.as_deref(),
+                    )
+                    .map_err(refused(broker, "sigv4", "credentials"))?;
+                let principal = credential.principal;
+                (credential.secret, Identity::Credentials { principal })
+            }
+        };
         let signed = SignedRequest {
             method: &request.method,
             path: &request.path,
@@ -134,7 +148,7 @@ pub async fn authenticate_upgrade(
         .map_err(|error| format!("SigV4 (access key {}): {error}", presigned.access_key_id))
         .map_err(refused(broker, "sigv4", "signature"))?;
         return Ok(Admission {
-            identity: Identity::Credentials { principal },
+            identity,
             lifetime: ttl,
         });
     }

@@ -10,6 +10,8 @@ use iot::{
 };
 
 use super::policy::PolicyStore;
+use crate::clock::unix_millis;
+use crate::refusals::Refusal;
 
 /// Past this many cached resource names a connection starts its cache afresh, so a client
 /// publishing to endless distinct topics cannot grow it without bound.
@@ -43,6 +45,23 @@ pub struct Denied {
     pub action: Action,
     pub resource: String,
     pub decision: Decision,
+}
+
+impl Denied {
+    /// The refusal as the console's "why denied" keeps it.
+    pub fn refusal(&self, client_id: Option<&str>, principal: &str) -> Refusal {
+        Refusal {
+            time_ms: unix_millis(),
+            client_id: client_id.map(str::to_owned),
+            principal: principal.to_owned(),
+            action: self.action.as_str(),
+            resource: self.resource.clone(),
+            policy: self.decision.policy.clone(),
+            statement: self.decision.statement,
+            sid: self.decision.sid.clone(),
+            reason: self.decision.reason.clone(),
+        }
+    }
 }
 
 // Two bits per action in a u32.
@@ -153,8 +172,12 @@ impl ConnectionPolicy {
         if allowed {
             Ok(())
         } else {
-            self.store.metrics.policy_denied(action.as_str());
-            Err(Box::new(self.decide(action, kind, name)))
+            let denied = self.decide(action, kind, name);
+            self.store.metrics.policy_refused(denied.refusal(
+                self.context.client_id.as_deref(),
+                &self.principal,
+            ));
+            Err(Box::new(denied))
         }
     }
 

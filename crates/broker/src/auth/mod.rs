@@ -28,7 +28,10 @@ pub(crate) use policy::PolicyStore;
 
 use iot::{Action, RequestContext, ResourceKind};
 
+use serde_json::{json, Value};
+
 use crate::config::{Config, ConfigError};
+use crate::secrets::{access_key_pair, write_private};
 use crate::registry::{CertificateIdentity, Registry};
 use cognito::TemporaryCredentials;
 use custom::CustomAuthorizers;
@@ -44,12 +47,40 @@ pub struct Credential {
     pub expires_at: Option<SystemTime>,
 }
 
+/// The access key the control plane accepts: `[admin]`, or a pair generated on first
+/// start into `<data_dir>/admin-credentials` (mode 0600), which `pubsub iot` reads.
+pub fn admin_credentials(config: &Config) -> std::io::Result<(String, String)> {
+    if let Some((id, secret)) = config.admin_key() {
+        return Ok((id.to_owned(), secret.to_owned()));
+    }
+    let path = config.data_dir.join("admin-credentials");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(value) = serde_json::from_str::<Value>(&text) {
+            if let (Some(id), Some(secret)) = (
+                value["accessKeyId"].as_str(),
+                value["secretAccessKey"].as_str(),
+            ) {
+                return Ok((id.to_owned(), secret.to_owned()));
+            }
+        }
+    }
+    let (id, secret) = access_key_pair("AKIA");
+    write_private(
+        &path,
+        &json!({"accessKeyId": id, "secretAccessKey": secret}).to_string(),
+    )?;
+    Ok((id, secret))
+}
+
 /// Everything that decides identity and rights: policies, the registry (certificates,
 /// attachments, authorizers, identity pools, access keys), custom authorizer functions and
 /// Cognito's temporary credentials. The control plane works on one of these whether the
 /// broker runs or not (`pubsub iot` offline opens one on the data directory).
 pub struct IdentityPlane {
     pub config: Arc<Config>,
+    /// The admin key pair once read ([`admin_credentials`]): a WebSocket upgrade signed
+    /// with it must not read a file.
+    admin_key: std::sync::OnceLock<(String, String)>,
     pub policies: Arc<PolicyStore>,
     pub registry: Arc<Registry>,
     pub authorizers: CustomAuthorizers,
@@ -87,11 +118,21 @@ impl IdentityPlane {
         let authorizers = CustomAuthorizers::from_config(&config)?;
         Ok(IdentityPlane {
             config,
+            admin_key: std::sync::OnceLock::new(),
             policies,
             registry,
             authorizers,
             temporary_credentials: TemporaryCredentials::default(),
         })
+    }
+
+    /// The control plane's admin key pair ([`admin_credentials`], read once).
+    pub fn admin_key(&self) -> std::io::Result<&(String, String)> {
+        if let Some(key) = self.admin_key.get() {
+            return Ok(key);
+        }
+        let key = admin_credentials(&self.config)?;
+        Ok(self.admin_key.get_or_init(|| key))
     }
 
     /// Picks up what `pubsub iot` (another process) changed in the registry since the last
@@ -223,7 +264,9 @@ impl IdentityPlane {
         if decided.decision.is_allowed() {
             Ok(())
         } else {
-            self.policies.metrics.policy_denied(action.as_str());
+            self.policies
+                .metrics
+                .policy_refused(decided.refusal(None, principal));
             Err(Box::new(decided))
         }
     }

@@ -16,8 +16,15 @@ use crate::registry::ThingRecord;
 /// The anonymous principal: clients of the plain listener.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// The principal of a connection signed with the control plane's admin key.
+pub const ADMINISTRATOR: &str = "admin";
+
 const DEV_ALLOW_ALL_DOCUMENT: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#;
+
+/// The name decisions for the admin's MQTT connection report (IAM's policy of that name
+/// allows `iot:*`, as `dev-allow-all` does).
+pub const ADMINISTRATOR_POLICY: &str = "AdministratorAccess";
 
 /// The built-in `dev-allow-all` document.
 pub fn dev_allow_all_document() -> &'static str {
@@ -39,6 +46,9 @@ pub struct PolicyStore {
     /// The registry's things as the `${iot:Connection.Thing.*}` variables see them, by name.
     things: RwLock<HashMap<String, ThingFacts>>,
     generation: AtomicU64,
+    /// What the control plane's admin is allowed over MQTT (the console's connection):
+    /// `iot:*`, as IAM's AdministratorAccess allows an IAM user on IoT Core.
+    pub(crate) administrator: Arc<Policy>,
     /// The broker's metrics: made here, the first part of a broker to exist, and shared
     /// by every connection's decisions (denials are counted where they are decided).
     pub(crate) metrics: Arc<Metrics>,
@@ -103,6 +113,10 @@ impl PolicyStore {
             dynamic: RwLock::new(DynamicPolicies::default()),
             things: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
+            administrator: Arc::new(
+                Policy::parse(ADMINISTRATOR_POLICY, DEV_ALLOW_ALL_DOCUMENT)
+                    .expect("the built-in policy parses"),
+            ),
             metrics: Arc::new(Metrics::default()),
         })
     }

@@ -40,7 +40,9 @@ use crate::clock::unix_millis;
 use crate::config::SubscribeDenied;
 use crate::message::MessageMeta;
 use crate::metrics::Listener;
-use crate::session::{ConnectionId, Delivery, LiveConnection, Outgoing, Session, SessionKind};
+use crate::session::{
+    ConnectionId, ConnectionInfo, Delivery, LiveConnection, Outgoing, Session, SessionKind,
+};
 
 use super::rate::{ConnectionRates, RateReport, Throttling};
 
@@ -286,6 +288,15 @@ impl PacketHandler {
             Identity::Certificate(_) | Identity::Credentials { .. } => {
                 ConnectionPolicy::new(policies, identity.principal(), context).with_thing_facts()
             }
+            Identity::Administrator => {
+                let administrator = vec![policies.administrator.clone()];
+                ConnectionPolicy::with_policies(
+                    policies,
+                    identity.principal(),
+                    administrator,
+                    context,
+                )
+            }
             _ => ConnectionPolicy::new(policies, identity.principal(), context),
         };
         let now_secs = unix_millis() / 1000;
@@ -322,7 +333,14 @@ impl PacketHandler {
             Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
             _ => None,
         };
-        let live = Arc::new(LiveConnection::new(policy.principal(), authorizer_name));
+        let live = Arc::new(LiveConnection::new(policy.principal(), authorizer_name).with_info(
+            ConnectionInfo {
+                listener: self.listener,
+                protocol: protocol_label(self.protocol),
+                peer: self.peer,
+                connected_at_ms: unix_millis(),
+            },
+        ));
         let opened = broker.router.open_session(
             &connect.client_id,
             connect.clean_session,

@@ -15,7 +15,8 @@
 //!
 //! Operations are answered by resource family: `certificates`, `policies` (and
 //! test-authorization), `authorizers`, `things` (the registry's things and their
-//! principals), `data` (iot-data), `shadows` (iot-data's shadow API), `cognito`. They
+//! principals), `data` (iot-data), `shadows` (iot-data's shadow API), `cognito`, and
+//! `views` (PubSub's own read-only views of the running broker, for the console). They
 //! work on a `Plane`: the identity plane always, the data plane only while the broker
 //! runs.
 
@@ -26,6 +27,7 @@ mod data;
 mod policies;
 mod shadows;
 mod things;
+mod views;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -37,13 +39,12 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::auth::{Denied, IdentityPlane};
-use crate::broker::Broker;
+use crate::broker::{Broker, Started};
 use crate::config::{CertificateStatus, Config};
 use crate::registry::{
     status_name, AuthorizerRecord, CertificateIdentity, CertificateRecord, RegistryError,
 };
 use crate::router::Router;
-use crate::secrets::{access_key_pair, write_private};
 use crate::shadow::ShadowService;
 
 /// An AWS-shaped error: HTTP status, `x-amzn-ErrorType`, `{"message": …}` (or a
@@ -150,30 +151,7 @@ impl From<RegistryError> for ApiError {
 
 pub(super) type ApiResult = Result<Value, ApiError>;
 
-/// The access key the control plane accepts: `[admin]`, or a pair generated on first
-/// start into `<data_dir>/admin-credentials` (mode 0600), which `pubsub iot` reads.
-pub fn admin_credentials(config: &Config) -> std::io::Result<(String, String)> {
-    if let Some((id, secret)) = config.admin_key() {
-        return Ok((id.to_owned(), secret.to_owned()));
-    }
-    let path = config.data_dir.join("admin-credentials");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(value) = serde_json::from_str::<Value>(&text) {
-            if let (Some(id), Some(secret)) = (
-                value["accessKeyId"].as_str(),
-                value["secretAccessKey"].as_str(),
-            ) {
-                return Ok((id.to_owned(), secret.to_owned()));
-            }
-        }
-    }
-    let (id, secret) = access_key_pair("AKIA");
-    write_private(
-        &path,
-        &json!({"accessKeyId": id, "secretAccessKey": secret}).to_string(),
-    )?;
-    Ok((id, secret))
-}
+pub use crate::auth::admin_credentials;
 
 /// A control-plane answer, whatever carried the request (the `http` listener, or HTTPS on
 /// the TLS port's HTTP branch).
@@ -201,6 +179,7 @@ pub(crate) struct Plane<'a> {
     auth: &'a IdentityPlane,
     router: Option<&'a Router>,
     shadows: Option<&'a ShadowService>,
+    started: Option<&'a Started>,
 }
 
 impl Deref for Plane<'_> {
@@ -226,25 +205,23 @@ impl Plane<'_> {
 
     /// The data plane, for operations that exist only while the broker runs.
     pub(super) fn data_plane(&self) -> Result<&Router, ApiError> {
-        self.router.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                "this operation needs a running broker",
-            )
-        })
+        self.router.ok_or_else(needs_running_broker)
     }
 
     /// The Device Shadow service, which exists only while the broker runs.
     pub(super) fn shadows(&self) -> Result<&ShadowService, ApiError> {
-        self.shadows.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                "this operation needs a running broker",
-            )
-        })
+        self.shadows.ok_or_else(needs_running_broker)
     }
+}
+
+/// What an operation of the running broker answers offline (`pubsub iot` on a data
+/// directory).
+pub(super) fn needs_running_broker() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailableException",
+        "this operation needs a running broker",
+    )
 }
 
 /// Who made a request, once its signature is verified.
@@ -328,6 +305,7 @@ fn running(broker: &Broker) -> Plane<'_> {
         auth: &broker.auth,
         router: Some(&broker.router),
         shadows: Some(&broker.shadows),
+        started: Some(&broker.started),
     }
 }
 
@@ -350,6 +328,7 @@ pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
         auth: &auth,
         router: None,
         shadows: None,
+        started: None,
     };
     answer_on(&plane, request, Sender::Trusted).await
 }
@@ -460,6 +439,7 @@ async fn route(plane: &Plane<'_>, request: &ApiRequest<'_>, caller: &Caller) -> 
         "topics" | "retainedMessage" | "connections" => {
             data::route(plane, request, &parts, caller).await
         }
+        "pubsub" => views::route(plane, request, &parts),
         _ => Err(unknown_operation(request)),
     }
 }

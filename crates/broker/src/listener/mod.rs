@@ -190,6 +190,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         )));
     }
     write_listeners_file(&broker.config.data_dir, &listeners)?;
+    let _ = broker.started.listeners.set(listeners.clone());
     tasks.push(tokio::spawn(housekeeping(
         broker.clone(),
         shutdown_rx.clone(),

@@ -25,7 +25,7 @@ use crate::message::MessageMeta;
 use crate::metrics::Snapshot;
 use crate::session::{
     ApiKick, ConnectionId, Delivery, Detached, Enqueued, LiveConnection, LiveConnections,
-    MemoryBudget, Owner, Session, SessionKind, SessionState, StoreAs,
+    MemoryBudget, Owner, Session, SessionKind, SessionState, SessionView, StoreAs,
 };
 use crate::store::{Op, Recovered, Store, StoredMessage};
 
@@ -767,6 +767,15 @@ impl Router {
 
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+
+    /// Every session as the console shows it, by client id. Takes each session's lock in
+    /// turn, briefly, as a scrape does.
+    pub fn session_views(&self) -> Vec<SessionView> {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let mut views: Vec<SessionView> = sessions.iter().map(|session| session.view()).collect();
+        views.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        views
     }
 
     /// What `/metrics` reads from the data plane when scraped: sessions by state, queued

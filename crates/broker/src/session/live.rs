@@ -3,12 +3,15 @@
 //! shutdown), plus the registry of every live connection that those requests walk.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
+
+use crate::metrics::Listener;
 
 /// Identifies one connection for the life of the broker (never reused).
 pub type ConnectionId = u64;
@@ -17,12 +20,25 @@ pub type ConnectionId = u64;
 /// "server shutting down" rather than "administrative action").
 pub const SHUTDOWN_REASON: &str = "the broker is shutting down";
 
+/// What is shown of a connection (the console's Clients page, `GET /pubsub/clients`),
+/// fixed at CONNECT.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub listener: Listener,
+    /// `3.1.1` or `5`, as `pubsub_connections` labels it.
+    pub protocol: &'static str,
+    pub peer: SocketAddr,
+    pub connected_at_ms: u64,
+}
+
 /// One per connection, shared by the connection, its session and the live registry; a
 /// flag and a waker rather than a `Notify`, whose waiting future the connection would
 /// have to keep (docs/DESIGN-NOTES.md, "Memory per connection").
 #[derive(Debug)]
 pub struct LiveConnection {
     principal: Box<str>,
+    /// Where it came from and when, for the console's list of clients.
+    info: Option<ConnectionInfo>,
     /// The custom authorizer that admitted it, if one did.
     authorizer: Option<Box<str>>,
     reason: Mutex<Option<String>>,
@@ -37,12 +53,26 @@ impl LiveConnection {
     pub fn new(principal: &str, authorizer: Option<&str>) -> LiveConnection {
         LiveConnection {
             principal: principal.into(),
+            info: None,
             authorizer: authorizer.map(Into::into),
             reason: Mutex::new(None),
             api_kick: AtomicU8::new(0),
             woken: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         }
+    }
+
+    pub fn with_info(mut self, info: ConnectionInfo) -> LiveConnection {
+        self.info = Some(info);
+        self
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    pub fn info(&self) -> Option<&ConnectionInfo> {
+        self.info.as_ref()
     }
 
     /// The DeleteConnection options, when that is why it must close.

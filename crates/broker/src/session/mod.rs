@@ -10,6 +10,8 @@ pub(crate) mod shared;
 pub(crate) mod state;
 
 pub(crate) use budget::MemoryBudget;
-pub(crate) use live::{ApiKick, ConnectionId, LiveConnection, LiveConnections, SHUTDOWN_REASON};
-pub(crate) use shared::{Detached, Owner, Session, SessionKind, StoreAs};
+pub(crate) use live::{
+    ApiKick, ConnectionId, ConnectionInfo, LiveConnection, LiveConnections, SHUTDOWN_REASON,
+};
+pub(crate) use shared::{Detached, Owner, Session, SessionKind, SessionView, StoreAs};
 pub(crate) use state::{Delivery, Enqueued, Outgoing, SessionState};

@@ -37,6 +37,20 @@ struct SessionInner {
     expiry_ms: u64,
 }
 
+/// A session as the console's Clients page shows it ([`Session::view`]).
+#[derive(Debug)]
+pub struct SessionView {
+    pub client_id: Arc<str>,
+    pub clean: bool,
+    /// The connection that holds it, if one does.
+    pub owner: Option<Arc<LiveConnection>>,
+    pub subscriptions: Vec<String>,
+    /// Queued and in-flight messages.
+    pub queued: usize,
+    /// How long an offline persistent session has left.
+    pub expires_in: Option<Duration>,
+}
+
 /// The registry entry of one client id.
 pub struct Session {
     pub client_id: Arc<str>,
@@ -177,6 +191,25 @@ impl Session {
                 true
             }
             None => false,
+        }
+    }
+
+    /// What the console shows of the session, read under its lock at once.
+    pub fn view(&self) -> SessionView {
+        let inner = self.inner.lock();
+        SessionView {
+            client_id: self.client_id.clone(),
+            clean: self.clean,
+            owner: inner.owner.as_ref().map(|owner| owner.live.clone()),
+            subscriptions: inner
+                .state
+                .subscriptions()
+                .map(|(filter, _)| filter.to_owned())
+                .collect(),
+            queued: inner.state.queued_len() + inner.state.inflight_len(),
+            expires_in: inner
+                .expires_at
+                .map(|at| at.saturating_duration_since(Instant::now())),
         }
     }
 
