@@ -46,6 +46,7 @@ pub(crate) mod broker;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub mod control;
 // Public only so the fuzz targets (`crates/fuzz-targets`) can reach the parser of what
 // WebSocket and control-plane clients send; not part of the broker's API.
@@ -55,8 +56,8 @@ pub(crate) mod listener;
 pub(crate) mod message;
 pub(crate) mod metrics;
 pub mod pki;
-pub(crate) mod registry;
 pub(crate) mod refusals;
+pub(crate) mod registry;
 pub(crate) mod router;
 pub(crate) mod secrets;
 pub(crate) mod session;

@@ -92,6 +92,8 @@ pub enum Listener {
     /// The TLS port: ALPN MQTT, and WebSocket over HTTPS.
     Tls,
     Ws,
+    /// The `http` listener's `/mqtt` (the console's connection).
+    Http,
 }
 
 impl Listener {
@@ -101,6 +103,7 @@ impl Listener {
             Listener::Mqtts => "mqtts",
             Listener::Tls => "tls",
             Listener::Ws => "ws",
+            Listener::Http => "http",
         }
     }
 }
@@ -170,7 +173,13 @@ impl Default for Metrics {
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             refusals: RecentRefusals::default(),
         };
-        for listener in [Listener::Mqtt, Listener::Mqtts, Listener::Tls, Listener::Ws] {
+        for listener in [
+            Listener::Mqtt,
+            Listener::Mqtts,
+            Listener::Tls,
+            Listener::Ws,
+            Listener::Http,
+        ] {
             for protocol in ["3.1.1", "5"] {
                 metrics.connection(listener, protocol, 0);
             }

@@ -91,6 +91,9 @@ mod tests {
             sign_ins.begin(now + Duration::from_millis(n));
         }
         assert_eq!(sign_ins.tokens.lock().len(), MAX_SIGN_INS);
-        assert!(!sign_ins.is_valid(&first, now), "the oldest sign-in made room");
+        assert!(
+            !sign_ins.is_valid(&first, now),
+            "the oldest sign-in made room"
+        );
     }
 }

@@ -144,8 +144,16 @@ pub fn presign_websocket_url(
     time: SystemTime,
     expires: Duration,
 ) -> Result<String, Error> {
-    iot::sigv4::presign_websocket_url("wss", authority, region, service, credentials, time, expires)
-        .map_err(Error::Signing)
+    iot::sigv4::presign_websocket_url(
+        "wss",
+        authority,
+        region,
+        service,
+        credentials,
+        time,
+        expires,
+    )
+    .map_err(Error::Signing)
 }
 
 #[cfg(test)]

@@ -173,10 +173,9 @@ impl ConnectionPolicy {
             Ok(())
         } else {
             let denied = self.decide(action, kind, name);
-            self.store.metrics.policy_refused(denied.refusal(
-                self.context.client_id.as_deref(),
-                &self.principal,
-            ));
+            self.store
+                .metrics
+                .policy_refused(denied.refusal(self.context.client_id.as_deref(), &self.principal));
             Err(Box::new(denied))
         }
     }

@@ -31,8 +31,8 @@ use iot::{Action, RequestContext, ResourceKind};
 use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigError};
-use crate::secrets::{access_key_pair, write_private};
 use crate::registry::{CertificateIdentity, Registry};
+use crate::secrets::{access_key_pair, write_private};
 use cognito::TemporaryCredentials;
 use custom::CustomAuthorizers;
 

@@ -333,14 +333,14 @@ impl PacketHandler {
             Identity::Authorizer(authorized) => Some(authorized.authorizer.as_str()),
             _ => None,
         };
-        let live = Arc::new(LiveConnection::new(policy.principal(), authorizer_name).with_info(
-            ConnectionInfo {
+        let live = Arc::new(
+            LiveConnection::new(policy.principal(), authorizer_name).with_info(ConnectionInfo {
                 listener: self.listener,
                 protocol: protocol_label(self.protocol),
                 peer: self.peer,
                 connected_at_ms: unix_millis(),
-            },
-        ));
+            }),
+        );
         let opened = broker.router.open_session(
             &connect.client_id,
             connect.clean_session,

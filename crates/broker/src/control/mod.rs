@@ -161,6 +161,25 @@ pub struct Answer {
     pub body: String,
 }
 
+impl axum::response::IntoResponse for Answer {
+    /// The HTTP response: the status, `x-amzn-ErrorType` on errors, the JSON body.
+    fn into_response(self) -> axum::response::Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match self.error_kind {
+            Some(kind) => (
+                status,
+                [
+                    ("x-amzn-ErrorType", kind),
+                    ("content-type", "application/json"),
+                ],
+                self.body,
+            )
+                .into_response(),
+            None => (status, [("content-type", "application/json")], self.body).into_response(),
+        }
+    }
+}
+
 /// One control-plane request, as received.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiRequest<'a> {

@@ -127,11 +127,7 @@ async fn a_principal_may_do_what_its_policies_allow_the_admin_everything() {
     use iot::{Action, ResourceKind};
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::new(config_with_reader(dir.path())).unwrap();
-    let plane = Plane {
-        auth: &broker.auth,
-        router: Some(&broker.router),
-        shadows: Some(&broker.shadows),
-    };
+    let plane = running(&broker);
     let reader = Caller::Principal("reader".into());
     let thing = ResourceKind::Thing;
     assert!(reader

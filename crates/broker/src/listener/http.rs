@@ -22,11 +22,11 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
+use crate::console;
 use crate::control::{self, ApiRequest};
 use crate::http_head::RequestHead;
 use crate::metrics;
@@ -47,24 +47,39 @@ struct Served {
     certificate: Option<CertificateIdentity>,
 }
 
+/// Where an HTTP connection came in, which decides what its app serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// The `http` listener (and the plain `ws` listener's non-`/mqtt` requests): the
+    /// control plane, the console and `/metrics`.
+    Plain,
+    /// HTTPS on the TLS port: the control plane and the console (no `/metrics`: the port
+    /// faces devices).
+    Https,
+    /// HTTPS on ALPN `x-amzn-http-ca`: the client certificate's iot-data requests only.
+    Certificate,
+}
+
 /// The control plane as an axum app: every method and path goes to [`control::answer`]
-/// (or [`control::answer_for_certificate`]), but `/metrics` where `with_metrics` (the
-/// `http` listener; not the TLS port, which faces devices).
-fn app(
-    broker: Arc<Broker>,
-    certificate: Option<CertificateIdentity>,
-    with_metrics: bool,
-) -> Router {
+/// (or [`control::answer_for_certificate`]), but `/metrics` on the plain side and the
+/// console's routes where no certificate is the caller.
+fn app(broker: Arc<Broker>, certificate: Option<CertificateIdentity>, side: Side) -> Router {
     let router = Router::new();
-    let router = if with_metrics {
+    let router = if side == Side::Plain {
         router.route("/metrics", axum::routing::get(scrape))
     } else {
         router
     };
-    router.fallback(handle).with_state(Served {
+    let console = (side != Side::Certificate && certificate.is_none())
+        .then(|| console::router(broker.clone(), side == Side::Https));
+    let router = router.fallback(handle).with_state(Served {
         broker,
         certificate,
-    })
+    });
+    match console {
+        Some(console) => router.merge(console),
+        None => router,
+    }
 }
 
 /// `GET /metrics`: the Prometheus text exposition; with `[admin] metrics_auth = true`, only
@@ -111,19 +126,27 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Serves one connection of the `http` listener: keep-alive requests until the client
+/// Serves one connection of the `http` listener whose first request head (`head`, replayed
+/// in front of the stream) is not a `/mqtt` upgrade: keep-alive requests until the client
 /// leaves or shutdown (requests under way finish). Every request head, and the wait for
 /// the next one, is bounded by `[limits] handshake_timeout`: a client that stalls in a head
 /// or sits idle does not hold its socket for longer.
-pub(super) async fn serve_connection(
+pub(super) async fn serve_connection<S>(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    stream: S,
+    head: Vec<u8>,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limit = broker.config.limits.handshake_timeout;
-    let service = hyper_util::service::TowerToHyperService::new(app(broker, None, true));
-    let serving = http1(limit).serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let service = hyper_util::service::TowerToHyperService::new(app(broker, None, Side::Plain));
+    let io = hyper_util::rt::TokioIo::new(Replayed {
+        head: Bytes::from(head),
+        stream,
+    });
+    let serving = http1(limit).serve_connection(io, service);
     let mut serving = std::pin::pin!(serving);
     let served = tokio::select! {
         served = serving.as_mut() => served,
@@ -172,31 +195,21 @@ async fn handle(
         Some(certificate) => control::answer_for_certificate(&broker, &request, certificate).await,
         None => control::answer(&broker, &request).await,
     };
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    match answer.error_kind {
-        Some(kind) => (
-            status,
-            [
-                ("x-amzn-ErrorType", kind),
-                ("content-type", "application/json"),
-            ],
-            answer.body,
-        )
-            .into_response(),
-        None => (status, [("content-type", "application/json")], answer.body).into_response(),
-    }
+    answer.into_response()
 }
 
 /// Serves one control-plane request over HTTPS on the TLS port, whose head may have been
 /// read already (`head`, replayed in front of the stream), with the same app as the `http`
 /// listener: one request, then the connection closes (as IoT Core's data endpoint does),
 /// within [`REQUEST_TIMEOUT`] and until shutdown. With `certificate` (ALPN
-/// `x-amzn-http-ca`) the request is that certificate holder's.
+/// `x-amzn-http-ca`) the request is that certificate holder's. `https` is false only for
+/// the plain `ws` listener's requests.
 pub(super) async fn serve_control_plane<S>(
     broker: &Arc<Broker>,
     stream: S,
     head: Vec<u8>,
     certificate: Option<CertificateIdentity>,
+    https: bool,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -205,8 +218,13 @@ pub(super) async fn serve_control_plane<S>(
         head: Bytes::from(head),
         stream,
     });
+    let side = match (&certificate, https) {
+        (Some(_), _) => Side::Certificate,
+        (None, true) => Side::Https,
+        (None, false) => Side::Plain,
+    };
     let service =
-        hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate, false));
+        hyper_util::service::TowerToHyperService::new(app(broker.clone(), certificate, side));
     let serving = http1(broker.config.limits.handshake_timeout)
         .keep_alive(false)
         .serve_connection(io, service);

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::auth::{Identity, Transport};
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
-use crate::connection::{self, gated};
+use crate::connection;
 use crate::control;
 use crate::metrics::Listener;
 use crate::pki::{self, TlsMaterialError};
@@ -259,15 +259,26 @@ async fn accept_loop(
                         alive,
                     ),
                     ListenerKind::WebSocket => spawn_connection(
-                        websocket::serve(broker, stream, peer, shutdown, Transport::Plain),
+                        websocket::serve(
+                            broker,
+                            stream,
+                            peer,
+                            shutdown,
+                            Transport::Plain,
+                            Listener::Ws,
+                        ),
                         alive,
                     ),
-                    // Not authenticated until each request's signature is checked: its
-                    // work takes turns with the other openings.
+                    // The control plane, the console and `/metrics`, and `/mqtt` upgrades
+                    // (the console's MQTT connection, same origin as its page).
                     ListenerKind::Http => spawn_connection(
-                        gated(
-                            &broker.clone(),
-                            Box::pin(http::serve_connection(broker, stream, peer, shutdown)),
+                        websocket::serve(
+                            broker,
+                            stream,
+                            peer,
+                            shutdown,
+                            Transport::Plain,
+                            Listener::Http,
                         ),
                         alive,
                     ),

@@ -198,6 +198,7 @@ pub fn serve_tls(
                     peer,
                     shutdown,
                     Transport::Tls { server_name },
+                    Listener::Tls,
                 ));
                 return Either::Right(Either::Left(serving));
             }
@@ -225,7 +226,8 @@ async fn serve_https(
     certificate: CertificateIdentity,
     shutdown: watch::Receiver<bool>,
 ) {
-    let request = http::serve_control_plane(&broker, tls, Vec::new(), Some(certificate), shutdown);
+    let request =
+        http::serve_control_plane(&broker, tls, Vec::new(), Some(certificate), true, shutdown);
     gated(&broker, Box::pin(request)).await
 }
 

@@ -1,5 +1,7 @@
-//! HTTP on the TLS port (ALPN `http/1.1` or none) and on the plain `ws` listener:
-//! `GET /mqtt` upgraded to a WebSocket whose binary frames carry the MQTT byte stream.
+//! HTTP on the TLS port (ALPN `http/1.1` or none), on the plain `ws` listener and on the
+//! `http` listener: `GET /mqtt` upgraded to a WebSocket whose binary frames carry the MQTT
+//! byte stream. Other requests go to the control plane (signed requests, the console);
+//! on the `http` listener every other request does, on a keep-alive connection.
 //!
 //! The upgrade request is read and answered here rather than inside the WebSocket library
 //! because authenticating it (SigV4, or a custom authorizer's HTTP call) is asynchronous
@@ -23,10 +25,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use super::http::{read_head, respond, serve_control_plane};
+use super::http::{read_head, respond, serve_connection, serve_control_plane};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
+use crate::console;
 use crate::metrics::Listener;
 
 /// What a WebSocket connection reads into at a time (and keeps).
@@ -42,19 +45,17 @@ pub fn serve<S>(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     transport: Transport,
+    listener: Listener,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let listener = match transport {
-        Transport::Tls { .. } => Listener::Tls,
-        Transport::Plain => Listener::Ws,
-    };
     let upgrading = Box::pin(upgrade(
         broker.clone(),
         stream,
         peer,
         transport,
+        listener,
         shutdown.clone(),
     ));
     gated(&broker, upgrading).then(move |upgraded| match upgraded {
@@ -77,6 +78,7 @@ async fn upgrade<S>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
+    listener: Listener,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<(WebSocketStream<S>, Admission)>
 where
@@ -101,11 +103,19 @@ where
     };
     let request = &read.request;
     if request.path != "/mqtt" {
+        if listener == Listener::Http {
+            serve_connection(broker, stream, read.received, peer, shutdown).await;
+            return None;
+        }
         // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
         // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
-        // as the `http` listener.
-        if request.header("authorization").is_some() || request.header("x-amz-target").is_some() {
-            serve_control_plane(&broker, stream, read.received, None, shutdown).await;
+        // as the `http` listener; and so is the console.
+        if request.header("authorization").is_some()
+            || request.header("x-amz-target").is_some()
+            || console::serves(&request.path)
+        {
+            let https = matches!(transport, Transport::Tls { .. });
+            serve_control_plane(&broker, stream, read.received, None, https, shutdown).await;
             return None;
         }
         info!(%peer, path = %request.path, "HTTP 404: only /mqtt and signed control-plane requests are served");

@@ -1,0 +1,1 @@
+// The console page script (written by the console-ui work).
