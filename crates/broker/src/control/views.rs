@@ -114,3 +114,59 @@ fn overview(plane: &Plane<'_>) -> ApiResult {
         "queuedMessages": snapshot.queued_messages,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Listener;
+    use crate::session::{ConnectionInfo, LiveConnection};
+
+    #[test]
+    fn clients_split_online_from_offline_sessions_with_their_details() {
+        let live = LiveConnection::new("anonymous", None).with_info(ConnectionInfo {
+            listener: Listener::Mqtt,
+            protocol: "5",
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            connected_at_ms: 1_000,
+        });
+        let views = [
+            SessionView {
+                client_id: "on".into(),
+                clean: true,
+                owner: Some(Arc::new(live)),
+                subscriptions: vec!["a/#".into()],
+                queued: 2,
+                expires_in: None,
+            },
+            SessionView {
+                client_id: "off".into(),
+                clean: false,
+                owner: None,
+                subscriptions: vec!["b/+".into()],
+                queued: 3,
+                expires_in: Some(Duration::from_secs(60)),
+            },
+        ];
+        let before = unix_millis();
+        let answer = clients(&views);
+        let connected = &answer["connected"][0];
+        assert_eq!(connected["clientId"], "on");
+        assert_eq!(connected["principal"], "anonymous");
+        assert_eq!(connected["listener"], "mqtt");
+        assert_eq!(connected["protocol"], "5");
+        assert_eq!(connected["peer"], "127.0.0.1:5000");
+        assert_eq!(connected["connectedAt"], 1_000);
+        assert_eq!(connected["subscriptions"], json!(["a/#"]));
+        assert_eq!(connected["queued"], 2);
+        let offline = &answer["offline"][0];
+        assert_eq!(offline["clientId"], "off");
+        assert_eq!(offline["queued"], 3);
+        let expires = offline["expiresAt"].as_u64().unwrap();
+        assert!(expires >= before + 60_000 && expires <= unix_millis() + 60_000);
+        assert_eq!(answer["connected"].as_array().unwrap().len(), 1);
+        assert_eq!(answer["offline"].as_array().unwrap().len(), 1);
+    }
+}
