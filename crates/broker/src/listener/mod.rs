@@ -162,8 +162,9 @@ pub async fn start(config: Config) -> Result<RunningBroker, BrokerError> {
         })?;
         info!("listening {name} {bound}");
         listeners.push((name, bound));
-        if name == "http" {
-            // Generated now (not at the first request) so `pubsub iot` can read it.
+        if name == "http" || name == "tls" {
+            // Generated now (not at the first request) so `pubsub iot` and a console user
+            // can read it.
             control::admin_credentials(&broker.config).map_err(|source| BrokerError::DataDir {
                 path: broker
                     .config
