@@ -145,6 +145,15 @@ function describePayload(bytes) {
   return { kind: 'text', size, text: (escaped === '' ? '(empty)' : escaped) + cut };
 }
 
+/** An element showing how long ago (or ahead) `ms` is; refreshRelative() keeps it current. */
+function since(ms) {
+  return h('div', { class: 'muted', 'data-since': ms }, relative(ms));
+}
+
+function refreshRelative(root) {
+  for (const node of root.querySelectorAll('[data-since]')) node.textContent = relative(Number(node.dataset.since));
+}
+
 /** Rebuilds `tbody` only when `data` differs from last time, so that a periodic refresh does
  *  not replace the rows (and the button a user is about to press) for nothing. */
 function renderRows(tbody, data, build, emptyText, columns) {
@@ -768,7 +777,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       h('td', { class: 'mono wrap' }, c.principal ?? '—'),
       h('td', {}, c.listener ?? '—', c.peer ? h('div', { class: 'muted mono' }, c.peer) : null),
       h('td', {}, c.protocol ? `MQTT ${c.protocol}` : '—'),
-      h('td', {}, dateTime(c.connectedAt), h('div', { class: 'muted' }, c.connectedAt ? relative(c.connectedAt) : '')),
+      h('td', {}, dateTime(c.connectedAt), c.connectedAt ? since(c.connectedAt) : null),
       h('td', {}, filters(c.subscriptions)),
       h('td', { class: 'num' }, String(c.queued ?? 0)),
       h('td', {}, actionButton('Disconnect', c.clientId, () => disconnect(c.clientId), { class: 'small danger' }))),
@@ -777,8 +786,10 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       h('td', { class: 'mono' }, s.clientId),
       h('td', {}, filters(s.subscriptions)),
       h('td', { class: 'num' }, String(s.queued ?? 0)),
-      h('td', {}, s.expiresAt ? [dateTime(s.expiresAt), h('div', { class: 'muted' }, relative(s.expiresAt))] : 'never')),
+      h('td', {}, s.expiresAt ? [dateTime(s.expiresAt), since(s.expiresAt)] : 'never')),
     'No persistent session is offline.', 4);
+    // Rows stay when the data does not change; their "3 min ago" must move on anyway.
+    refreshRelative($('page-clients'));
   }
 
   const poller = poll(refresh, 3000, isShown('clients'));
@@ -793,22 +804,24 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
 
 (() => {
   const alert = $('security-error');
-  const statusLine = $('security-status');
   /** `arn:aws:iot:REGION:ACCOUNT:` of this broker, learnt from a policy ARN it lists. */
   let arnPrefix = null;
 
   // ---- certificates
 
+  const certificatesAlert = $('certificates-error');
+  const certificatesStatus = $('certificates-status');
+
   async function setStatus(certificate, newStatus) {
     if (newStatus === 'REVOKED' &&
         !confirm(`Revoke certificate ${certificate.certificateId}? A revoked certificate cannot be activated again.`)) return;
-    say(statusLine, '');
+    say(certificatesStatus, '');
     try {
       await api('PUT', `/certificates/${encodeURIComponent(certificate.certificateId)}?newStatus=${newStatus}`);
-      say(alert, '');
-      say(statusLine, `Certificate ${certificate.certificateId} is now ${newStatus}.`);
+      say(certificatesAlert, '');
+      say(certificatesStatus, `Certificate ${certificate.certificateId} is now ${newStatus}.`);
     } catch (error) {
-      say(alert, `Updating certificate ${certificate.certificateId} failed: ${errorText(error)}`);
+      say(certificatesAlert, `Updating certificate ${certificate.certificateId} failed: ${errorText(error)}`);
     }
     await loadCertificates();
   }
@@ -823,7 +836,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
         certificate.policies = (answer.policies || []).map((p) => p.policyName);
       }));
     } catch (error) {
-      say(alert, `The certificates could not be read: ${errorText(error)}`);
+      say(certificatesAlert, `The certificates could not be read: ${errorText(error)}`);
       return;
     }
     const principals = $('known-principals');
@@ -861,7 +874,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
         row.classList.toggle('selected', row.dataset.name === name);
       }
     } catch (error) {
-      say(alert, `Policy ${name} could not be read: ${errorText(error)}`);
+      say($('policies-error'), `Policy ${name} could not be read: ${errorText(error)}`);
     }
   }
 
@@ -870,7 +883,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     try {
       policies = (await api('GET', '/policies')).policies || [];
     } catch (error) {
-      say(alert, `The policies could not be read: ${errorText(error)}`);
+      say($('policies-error'), `The policies could not be read: ${errorText(error)}`);
       return;
     }
     const known = policies.find((p) => /^arn:[^:]+:iot:[^:]*:[^:]*:/.test(p.policyArn || ''));
@@ -917,7 +930,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     textarea.removeAttribute('aria-invalid');
     $('policy-error-excerpt').hidden = true;
     say(formAlert, '');
-    say(statusLine, '');
+    say($('create-policy-status'), '');
     if (!name) { say(formAlert, 'Enter a policy name.'); $('policy-name').focus(); return; }
     try {
       await api('POST', `/policies/${encodeURIComponent(name)}`, { policyDocument: textarea.value });
@@ -929,7 +942,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       }
       return;
     }
-    say(statusLine, `Policy ${name} created.`);
+    say($('create-policy-status'), `Policy ${name} created.`);
     await loadPolicies();
     viewPolicy(name);
   });
@@ -970,8 +983,9 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     const principal = $('auth-principal').value.trim();
     const clientId = $('auth-client-id').value.trim();
     let resource = $('auth-resource').value.trim();
-    if (!principal) { say(alert, 'Enter the principal to test.'); $('auth-principal').focus(); return; }
-    if (!resource) { say(alert, 'Enter the resource (an ARN) to test.'); $('auth-resource').focus(); return; }
+    const formAlert = $('auth-error');
+    if (!principal) { say(formAlert, 'Enter the principal to test.'); $('auth-principal').focus(); return; }
+    if (!resource) { say(formAlert, 'Enter the resource (an ARN) to test.'); $('auth-resource').focus(); return; }
     if (!resource.startsWith('arn:') && arnPrefix) resource = arnPrefix + resource;
     const body = { principal, authInfos: [{ actionType: $('auth-action').value, resources: [resource] }] };
     if (clientId) body.clientId = clientId;
@@ -980,10 +994,10 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     try {
       answer = await api('POST', '/test-authorization', body);
     } catch (error) {
-      say(alert, `Test authorization failed: ${errorText(error)}`);
+      say(formAlert, `Test authorization failed: ${errorText(error)}`);
       return;
     }
-    say(alert, '');
+    say(formAlert, '');
     const outcome = (answer.authResults || [])[0];
     if (!outcome) { say(result, 'The broker gave no result.'); return; }
     const decision = outcome.authDecision;
@@ -1012,7 +1026,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
 
 (() => {
   const alert = $('things-error');
-  const statusLine = $('things-status');
+  const statusLine = $('desired-status');
   let selected = null; // the thing shown
   let shadowDocs = new Map(); // shadow name ('' = classic) → its document
 
@@ -1055,7 +1069,6 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
   }
 
   async function openThing(name) {
-    say(statusLine, '');
     let thing, classic, named;
     try {
       thing = await api('GET', `/things/${encodeURIComponent(name)}`);
@@ -1093,12 +1106,22 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     $('shadow-names').replaceChildren(...named.map((n) => h('option', { value: n })));
     $('thing-shadows').replaceChildren(...[...docs].map(([shadow, doc]) => h('section', { class: 'shadow', 'aria-label': shadowTitle(shadow) },
       h('div', { class: 'section-head' },
-        h('h4', {}, shadowTitle(shadow)),
+        h('h4', {}, shadowTitle(shadow).replace(/^./, (c) => c.toUpperCase())),
         doc ? h('span', { class: 'muted' }, `version ${doc.version ?? '—'}`) : null,
         h('button', { type: 'button', class: 'small', 'aria-label': `Edit desired state of the ${shadowTitle(shadow)}`, onclick: () => editDesired(shadow) }, 'Edit desired')),
-      doc ? h('pre', { class: 'code', tabindex: '0', 'aria-label': `Document of the ${shadowTitle(shadow)}` }, prettyJson(JSON.stringify(doc)))
+      doc ? shadowDocument(shadow, doc)
         : h('p', { class: 'muted' }, 'This shadow does not exist yet: updating its desired state creates it.'))));
-    if (switched) editDesired('');
+    if (switched) { say(statusLine, ''); editDesired(''); }
+  }
+
+  /** The document: its state (desired, reported, delta) in view, the metadata folded away. */
+  function shadowDocument(shadow, doc) {
+    const { metadata, ...rest } = doc;
+    return [
+      h('pre', { class: 'code', tabindex: '0', 'aria-label': `Document of the ${shadowTitle(shadow)}` }, prettyJson(JSON.stringify(rest))),
+      metadata ? h('details', {}, h('summary', {}, 'Metadata (timestamps)'),
+        h('pre', { class: 'code' }, prettyJson(JSON.stringify(metadata)))) : null,
+    ];
   }
 
   const shadowTitle = (name) => (name ? `shadow ${name}` : 'classic shadow');
@@ -1159,7 +1182,8 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
   let last = null;
 
   function tile(term, value, detail) {
-    return [h('div', { class: 'tile' }, h('dt', {}, term), h('dd', {}, value, detail ? h('span', { class: 'muted' }, detail) : null))];
+    return [h('div', { class: 'tile' }, h('dt', {}, term),
+      h('dd', {}, value), detail ? h('dd', { class: 'detail muted' }, detail) : null)];
   }
 
   async function refresh() {
@@ -1187,11 +1211,11 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     const number = (n) => (n ?? 0).toLocaleString('en');
     $('overview-facts').replaceChildren(
       ...tile('Version', o.version ?? '—'),
-      ...tile('Uptime', duration(o.uptimeSeconds ?? 0), ` since ${dateTime(o.startedAt)}`),
+      ...tile('Uptime', duration(o.uptimeSeconds ?? 0), `since ${dateTime(o.startedAt)}`),
       ...tile('Connections', number(o.connections)),
-      ...tile('Sessions', `${number(o.sessions?.online)} online`, `, ${number(o.sessions?.offline)} offline`),
-      ...tile('Messages in', number(o.messagesIn), ` (${number(o.bytesIn)} bytes)`),
-      ...tile('Messages out', number(o.messagesOut), ` (${number(o.bytesOut)} bytes)`),
+      ...tile('Sessions', `${number(o.sessions?.online)} online`, `${number(o.sessions?.offline)} offline`),
+      ...tile('Messages in', number(o.messagesIn), `${number(o.bytesIn)} bytes`),
+      ...tile('Messages out', number(o.messagesOut), `${number(o.bytesOut)} bytes`),
       ...tile('Retained messages', number(o.retainedMessages)),
       ...tile('Queued messages', number(o.queuedMessages)));
     renderRows($('listeners-table').tBodies[0], o.listeners || [], (l) => h('tr', {},
@@ -1233,8 +1257,9 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     g.font = '11px system-ui, sans-serif';
     g.lineWidth = 1;
 
-    function pane(top, bottom, maxValue, label) {
-      const niceMax = niceCeiling(maxValue);
+    function pane(top, bottom, maxValue, label, whole) {
+      // Counts (connections) get whole-number grid lines: a top that 4 divides.
+      const niceMax = whole ? Math.max(4, Math.ceil(maxValue / 4) * 4) : niceCeiling(maxValue);
       g.strokeStyle = colour('--grid');
       g.fillStyle = colour('--muted');
       g.textAlign = 'right';
@@ -1263,7 +1288,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     const maxRate = Math.max(1, ...samples.map((s) => Math.max(s.in, s.out)));
     const rateY = pane(rateTop, rateBottom, maxRate, 'messages / s');
     const maxConn = Math.max(1, ...samples.map((s) => s.connections));
-    const connY = pane(connTop, connBottom, maxConn, 'connections');
+    const connY = pane(connTop, connBottom, maxConn, 'connections', true);
     line('in', rateY, '--series-in');
     line('out', rateY, '--series-out');
     line('connections', connY, '--series-conn');
