@@ -404,7 +404,9 @@ class MqttClient {
     clearInterval(this.pingTimer);
     for (const { reject, timer } of this.waiting.values()) {
       clearTimeout(timer);
-      reject(new Error(`connection closed: ${reason}`));
+      const error = new Error(`connection closed: ${reason}`);
+      error.connectionClosed = true;
+      reject(error);
     }
     this.waiting.clear();
     if (!deliberate) this.events.onClosed(reason);
@@ -552,6 +554,8 @@ const testClient = (() => {
   const subscriptions = new Map();
   const MAX_MESSAGES = 500;
   let shown = 0, paused = false, held = [], clientId = null, retryMs = 3000, retryTimer = null;
+  /** {topic, at}: a QoS 0 publish has no answer, so a close just after it is the only sign of a refusal. */
+  let lastQos0Publish = null;
 
   const client = new MqttClient({
     onConnected() {
@@ -560,6 +564,11 @@ const testClient = (() => {
       for (const filter of subscriptions.keys()) subscribe(filter, true);
     },
     onClosed(reason) {
+      if (lastQos0Publish && Date.now() - lastQos0Publish.at < 2000) {
+        say(alert, `The connection closed right after publishing to ${lastQos0Publish.topic}: IoT Core closes an ` +
+          'MQTT 3.1.1 connection whose PUBLISH it refuses (see Security, "Why denied").');
+      }
+      lastQos0Publish = null;
       for (const filter of subscriptions.keys()) subscriptions.set(filter, 'pending');
       renderSubscriptions();
       reconnectLater(reason);
@@ -620,7 +629,17 @@ const testClient = (() => {
     try {
       code = await client.subscribe(filter);
     } catch (error) {
-      if (client.connected) say(alert, `Subscribing to ${filter} failed: ${error.message}`);
+      if (error.connectionClosed && !again) {
+        // IoT Core closes the connection on a SUBSCRIBE it refuses (a filter beyond its
+        // limits): subscribing again after reconnecting would close it again, so it goes.
+        subscriptions.delete(filter);
+        renderSubscriptions();
+        say(alert, `The broker closed the connection when asked to subscribe to ${filter}, as IoT Core does ` +
+          'for a topic filter it refuses (too long, too many levels, or not allowed); the broker\'s log says why. ' +
+          'The filter is dropped.');
+      } else if (!error.connectionClosed) {
+        say(alert, `Subscribing to ${filter} failed: ${error.message}`);
+      }
       return;
     }
     if (!subscriptions.has(filter)) return; // unsubscribed meanwhile
@@ -672,7 +691,7 @@ const testClient = (() => {
   }
 
   function updateCount() {
-    let text = shown === 0 ? 'No messages yet.' : `${shown} message${shown === 1 ? '' : 's'}${shown >= MAX_MESSAGES ? ' (the latest)' : ''}`;
+    let text = shown === 0 ? (paused ? 'No messages shown' : 'No messages yet.') : `${shown} message${shown === 1 ? '' : 's'}${shown >= MAX_MESSAGES ? ' (the latest)' : ''}`;
     if (paused) text += `; paused, ${held.length} held`;
     count.textContent = text;
   }
@@ -700,9 +719,13 @@ const testClient = (() => {
     say(alert, '');
     try {
       await client.publish(topic, utf8.encode($('message-payload').value), qos, retain);
+      if (qos === 0) lastQos0Publish = { topic, at: Date.now() };
       say(publishStatus, qos === 1 ? `Published to ${topic} (QoS 1, acknowledged by the broker).` : `Published to ${topic} (QoS 0).`);
     } catch (error) {
-      say(alert, `Publishing to ${topic} failed: ${error.message}`);
+      say(alert, error.connectionClosed
+        ? `Publishing to ${topic} failed: the broker closed the connection, as IoT Core does for an MQTT 3.1.1 ` +
+          'PUBLISH it refuses (see Security, "Why denied").'
+        : `Publishing to ${topic} failed: ${error.message}`);
     }
   });
 
@@ -1008,7 +1031,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
         h('dd', { class: 'mono wrap' }, `${$('auth-action').selectedOptions[0].textContent} on ${resource}`),
         h('dt', {}, 'Allowed by'), h('dd', { class: 'mono' }, policyNames(outcome.allowed)),
         h('dt', {}, 'Explicitly denied by'), h('dd', { class: 'mono' }, policyNames(outcome.denied?.explicitDeny)),
-        h('dt', {}, 'Implicit deny: policies evaluated'), h('dd', { class: 'mono' }, policyNames(outcome.denied?.implicitDeny)),
+        h('dt', {}, 'Implicitly denied (no statement allows) by'), h('dd', { class: 'mono' }, policyNames(outcome.denied?.implicitDeny)),
         h('dt', {}, 'Reason'), h('dd', { class: 'wrap' }, outcome.reason || '—')));
   });
 
@@ -1235,7 +1258,8 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     $('chart-summary').textContent =
       `Over the last ${span}: messages in ${rate(latest.in)}/s now (peak ${rate(max('in'))}/s), ` +
       `messages out ${rate(latest.out)}/s now (peak ${rate(max('out'))}/s), ` +
-      `connections ${latest.connections} now (between ${min('connections')} and ${max('connections')}).`;
+      `connections ${latest.connections} now` +
+      (min('connections') === max('connections') ? ' (steady).' : ` (between ${min('connections')} and ${max('connections')}).`);
   }
 
   /** Draws two panes on the canvas: messages per second (in, out) above, connections below. */
