@@ -575,7 +575,10 @@ const testClient = (() => {
     },
     onMessage(message) {
       message.time = new Date();
-      if (paused) held.push(message);
+      if (paused) {
+        held.push(message);
+        if (held.length > MAX_MESSAGES) held.shift(); // only the latest would be shown anyway
+      }
       else showMessage(message);
       updateCount();
     },
