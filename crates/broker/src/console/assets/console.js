@@ -31,6 +31,12 @@ function actionButton(visible, subject, onClick, extra) {
     visible, h('span', { class: 'visually-hidden' }, ` ${subject}`));
 }
 
+/** An ARN or topic with line-break chances after each ":" and "/" (rather than at its "-"). */
+function breakable(text) {
+  if (text == null) return '—';
+  return String(text).split(/(?<=[:/])/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+}
+
 /** Puts `text` in an alert or status element (empty hides it, see console.css). */
 function say(element, text) {
   element.textContent = text || '';
@@ -892,9 +898,9 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       $('policy-viewer-empty').hidden = true;
       $('policy-viewer-body').hidden = false;
       $('policy-viewer-name').textContent = policy.policyName;
-      $('policy-viewer-targets').textContent = targets
-        ? (targets.targets.length ? `Attached to: ${targets.targets.join(', ')}` : 'Attached to nothing.')
-        : '';
+      $('policy-viewer-targets').replaceChildren(...(targets
+        ? (targets.targets.length ? ['Attached to: ', ...breakable(targets.targets.join(', '))] : ['Attached to nothing.'])
+        : []));
       $('policy-viewer-document').textContent = maybePrettyJson(policy.policyDocument || '');
       for (const row of $('policies-table').tBodies[0].rows) {
         row.classList.toggle('selected', row.dataset.name === name);
@@ -989,7 +995,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       h('td', { class: 'mono' }, r.clientId ?? h('span', { class: 'muted' }, 'none (HTTP)')),
       h('td', { class: 'mono wrap' }, r.principal ?? '—'),
       h('td', { class: 'mono nowrap' }, r.action ?? '—'),
-      h('td', { class: 'mono wrap' }, r.resource ?? '—'),
+      h('td', { class: 'mono wrap' }, breakable(r.resource)),
       h('td', { class: 'mono' }, r.policy ?? h('span', { class: 'muted' }, 'none (implicit deny)')),
       h('td', {}, r.statement == null ? '—' : String(r.statement), r.sid ? h('div', { class: 'muted mono' }, `Sid ${r.sid}`) : null),
       h('td', { class: 'wrap' }, r.reason ?? '', r.outcome ? h('div', { class: 'muted' }, r.outcome) : null)),
@@ -1031,7 +1037,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       h('p', { class: `decision ${decision === 'ALLOWED' ? 'allowed' : 'denied'}` }, decision),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Question'),
-        h('dd', { class: 'mono wrap' }, `${$('auth-action').selectedOptions[0].textContent} on ${resource}`),
+        h('dd', { class: 'mono wrap' }, `${$('auth-action').selectedOptions[0].textContent} on `, breakable(resource)),
         h('dt', {}, 'Allowed by'), h('dd', { class: 'mono' }, policyNames(outcome.allowed)),
         h('dt', {}, 'Explicitly denied by'), h('dd', { class: 'mono' }, policyNames(outcome.denied?.explicitDeny)),
         h('dt', {}, 'Implicitly denied (no statement allows) by'), h('dd', { class: 'mono' }, policyNames(outcome.denied?.implicitDeny)),
@@ -1303,12 +1309,14 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       return (v) => bottom - (bottom - top) * (v / niceMax);
     }
 
-    function line(key, y, css) {
+    function line(key, y, css, dash) {
       g.strokeStyle = colour(css);
       g.lineWidth = 2;
+      g.setLineDash(dash || []);
       g.beginPath();
       samples.forEach((s, i) => (i ? g.lineTo(x(s.t), y(s[key])) : g.moveTo(x(s.t), y(s[key]))));
       g.stroke();
+      g.setLineDash([]);
       g.lineWidth = 1;
     }
 
@@ -1317,7 +1325,8 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
     const maxConn = Math.max(1, ...samples.map((s) => s.connections));
     const connY = pane(connTop, connBottom, maxConn, 'connections', true);
     line('in', rateY, '--series-in');
-    line('out', rateY, '--series-out');
+    // Dashed, so that "in" shows through where both rates are the same (a 1:1 fan-out).
+    line('out', rateY, '--series-out', [6, 4]);
     line('connections', connY, '--series-conn');
     g.fillStyle = colour('--muted');
     g.textBaseline = 'top';
