@@ -247,8 +247,9 @@ function poll(task, ms, isActive) {
 let currentPage = null;
 
 function route(moveFocus) {
-  const wanted = location.hash.replace(/^#\/?/, '');
-  const name = pages[wanted] ? wanted : 'test';
+  // Routes are `#/name`; another fragment (the skip link's `#main`) keeps the page shown.
+  const wanted = /^#\/([a-z]+)$/.exec(location.hash);
+  const name = wanted && pages[wanted[1]] ? wanted[1] : (currentPage || 'test');
   if (name === currentPage) return;
   if (currentPage) {
     pages[currentPage].section.hidden = true;
@@ -581,11 +582,12 @@ const testClient = (() => {
     },
     onMessage(message) {
       message.time = new Date();
-      if (paused) {
+      if (!paused) {
+        showMessage(message);
+      } else {
         held.push(message);
         if (held.length > MAX_MESSAGES) held.shift(); // only the latest would be shown anyway
       }
-      else showMessage(message);
       updateCount();
     },
   });
@@ -614,7 +616,11 @@ const testClient = (() => {
       return;
     }
     clientId = info.clientId;
-    client.open(info.url, info.clientId);
+    try {
+      client.open(info.url, info.clientId);
+    } catch (error) { // a URL the WebSocket constructor refuses
+      reconnectLater(`the WebSocket could not be opened (${error.message})`);
+    }
   }
 
   /** A topic filter's shape (MQTT §4.7): `#` only last and alone in its level, `+` alone. */
