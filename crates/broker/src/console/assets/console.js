@@ -377,9 +377,10 @@ class MqttClient {
       this.socket = null;
       let reason = this.closeReason;
       if (!reason) {
-        reason = event.code === 1006
-          ? 'the connection was refused or lost (WebSocket 1006)'
-          : `the broker closed the connection (WebSocket ${event.code}${event.reason ? ': ' + event.reason : ''})`;
+        // 1006: no closing handshake (refused upgrade, lost network); 1005: a close without a code.
+        if (event.code === 1006) reason = 'the connection was refused or lost (WebSocket 1006)';
+        else if (event.reason) reason = `the broker closed the connection: ${event.reason} (WebSocket ${event.code})`;
+        else reason = `the broker closed the connection (WebSocket ${event.code}${event.code === 1005 ? ', no reason given' : ''})`;
       }
       this.ended(reason);
     };
@@ -1220,7 +1221,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
   let last = null;
 
   function tile(term, value, detail) {
-    return [h('div', { class: 'tile' }, h('dt', {}, term),
+    return [h('dl', { class: 'tile' }, h('dt', {}, term),
       h('dd', {}, value), detail ? h('dd', { class: 'detail muted' }, detail) : null)];
   }
 
