@@ -1005,11 +1005,30 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
       h('td', { class: 'mono wrap' }, breakable(r.resource)),
       h('td', { class: 'mono' }, r.policy ?? h('span', { class: 'muted' }, 'none (implicit deny)')),
       h('td', {}, r.statement == null ? '—' : String(r.statement), r.sid ? h('div', { class: 'muted mono' }, `Sid ${r.sid}`) : null),
-      h('td', { class: 'wrap' }, r.reason ?? '', r.outcome ? h('div', { class: 'muted' }, r.outcome) : null)),
-    'Nothing has been refused yet.', 8);
+      h('td', { class: 'wrap' }, r.reason ?? '', r.outcome ? h('div', { class: 'muted' }, r.outcome) : null),
+      h('td', {}, testActionOf(r.action) && r.principal
+        ? actionButton('Test again', `${r.action} on ${r.resource}`, () => testAgain(r), { class: 'small' })
+        : null)),
+    'Nothing has been refused yet.', 9);
   }
 
   // ---- test authorization
+
+  /** The Action choice (its value: the actionType sent) for a refusal's action, if offered. */
+  function testActionOf(action) {
+    const option = [...$('auth-action').options].find((o) => o.textContent === action);
+    return option ? option.value : null;
+  }
+
+  /** Asks TestAuthorization the question a refusal answered: the form shows why, today. */
+  function testAgain(refusal) {
+    $('auth-principal').value = refusal.principal;
+    $('auth-client-id').value = refusal.clientId ?? '';
+    $('auth-action').value = testActionOf(refusal.action);
+    $('auth-resource').value = refusal.resource;
+    $('test-auth-heading').scrollIntoView({ block: 'start' });
+    $('test-auth-form').requestSubmit();
+  }
 
   function policyNames(list) {
     const names = (list && list.policies || []).map((p) => p.policyName);
