@@ -1327,7 +1327,7 @@ pages.test = { section: $('page-test'), title: 'MQTT test client' };
         const y = bottom - (bottom - top) * i / 4;
         g.beginPath(); g.moveTo(left, Math.round(y) + 0.5); g.lineTo(right, Math.round(y) + 0.5); g.stroke();
         const v = niceMax * i / 4;
-        g.fillText(Number.isInteger(v) ? String(v) : v.toFixed(1), left - 6, y);
+        g.fillText(String(Number(v.toFixed(2))), left - 6, y); // 0.25, not 0.3
       }
       g.textAlign = 'left';
       g.textBaseline = 'bottom';
