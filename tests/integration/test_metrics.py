@@ -63,8 +63,10 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def signed_headers(b, key: str, secret: str) -> dict:
-    request = AWSRequest(method="GET", url=f"http://127.0.0.1:{b.http_port}/metrics")
+def signed_headers(b, key: str, secret: str, method: str = "GET", path: str = "/metrics",
+                   body: bytes = b"") -> dict:
+    """The SigV4 headers (service `iot`) of a request to the `http` listener."""
+    request = AWSRequest(method=method, url=f"http://127.0.0.1:{b.http_port}{path}", data=body)
     SigV4Auth(Credentials(key, secret), "iot", "us-east-1").add_auth(request)
     return dict(request.headers.items())
 
