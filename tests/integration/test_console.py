@@ -215,7 +215,7 @@ def test_the_console_api_answers_what_a_signed_request_answers(broker, clients):
         iot.create_thing(thingName=name, attributePayload={"attributes": {"floor": "3"}})
 
     for path in ("/things", "/things?maxResults=1", f"/things/{names[0]}",
-                 f"/things/{uid('nosuch')}", "/policies", "/pubsub/overview"):
+                 f"/things/{uid('nosuch')}", "/policies"):
         assert_same_answer(console(b, cookie, "GET", "/console/api/iot" + path),
                            signed(b, "GET", path), f"GET {path}")
     listed = console(b, cookie, "GET", "/console/api/iot/things").json()
@@ -235,6 +235,16 @@ def test_the_console_api_answers_what_a_signed_request_answers(broker, clients):
     connected = console(b, cookie, "GET", "/console/api/iot/pubsub/clients").json()["connected"]
     row = next((c for c in connected if c["clientId"] == p.client_id), None)
     assert row and row["subscriptions"] == ["seen/#"] and row["listener"] == "mqtt", connected
+
+    # a denied publish, in the refusals both ask for; the overview names the listeners
+    raw = clients.raw(b)
+    raw.connect_ok(uid("denied"))
+    raw.send(publish_packet("m/denied", b"x", 1, pid=1))
+    assert raw.closed_within(T), "a denied PUBLISH closes a 3.1.1 connection"
+    assert_same_answer(console(b, cookie, "GET", "/console/api/iot/pubsub/refusals"),
+                       signed(b, "GET", "/pubsub/refusals"), "GET /pubsub/refusals")
+    overview = console(b, cookie, "GET", "/console/api/iot/pubsub/overview").json()
+    assert {"name": "mqtt", "address": b.addr} in overview["listeners"], overview
 
     # a body reaches the operation: CreatePolicy through the console, read back signed
     document = {"Version": "2012-10-17",
