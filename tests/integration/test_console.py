@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -329,7 +330,7 @@ class Page:
         self.wait = WebDriverWait(driver, T, poll_frequency=0.1,
                                   ignored_exceptions=(StaleElementReferenceException,))
 
-    def _shown(self, xpath: str, scope=None):
+    def shown(self, xpath: str, scope=None):
         for e in (scope or self.d).find_elements(self.By.XPATH, xpath):
             if e.is_displayed():
                 return e
@@ -346,9 +347,10 @@ class Page:
             controls = (self.d.find_elements(self.By.ID, target) if target else
                         label.find_elements(self.By.XPATH, ".//input|.//textarea|.//select"))
             for control in controls:
+                # a styled checkbox or radio may hide its box and show its label only
                 if control.is_displayed() or control.get_attribute("type") in ("checkbox", "radio"):
                     return control
-        return self._shown(f"//*[(self::input or self::textarea or self::select) and "
+        return self.shown(f"//*[(self::input or self::textarea or self::select) and "
                            f"(@aria-label={n} or @aria-labelledby=//*[normalize-space(.)={n}]/@id)]")
 
     def field(self, name: str):
@@ -357,21 +359,21 @@ class Page:
 
     def button(self, name: str, scope=None):
         n = xpath_literal(name)
-        return self.until(lambda: self._shown(
+        return self.until(lambda: self.shown(
             f".//button[normalize-space(.)={n} or @aria-label={n}]"
             f"|.//input[(@type='submit' or @type='button') and @value={n}]", scope or self.d),
             f"no button named {name!r}")
 
     def nav(self, name: str):
         n = xpath_literal(name)
-        return self.until(lambda: self._shown(
+        return self.until(lambda: self.shown(
             f"//nav//*[(self::a or self::button) and (normalize-space(.)={n} or @aria-label={n})]"
             f"|//*[@role='tab' and normalize-space(.)={n}]"), f"no navigation entry {name!r}")
 
     def labelled(self, name: str, tag: str = "*"):
         """The region or table named `name` (aria-label, aria-labelledby or caption)."""
         n = xpath_literal(name)
-        return self.until(lambda: self._shown(
+        return self.until(lambda: self.shown(
             f"//{tag}[@aria-label={n} or @aria-labelledby=//*[normalize-space(.)={n}]/@id"
             f" or caption[normalize-space(.)={n}]]"), f"no {tag} labelled {name!r}")
 
@@ -397,7 +399,7 @@ class Page:
             select = self._labelled_control(name)
             if select is not None and select.tag_name == "select":
                 return select
-            return self._shown(
+            return self.shown(
                 f"//fieldset[legend[normalize-space(.)={n}]]"
                 f"|//*[@role='radiogroup' and (@aria-label={n} or "
                 f"@aria-labelledby=//*[normalize-space(.)={n}]/@id)]")
@@ -406,7 +408,8 @@ class Page:
         if found.tag_name == "select":
             Select(found).select_by_value(value)
         else:
-            radio = found.find_element(self.By.XPATH, f".//input[@type='radio' and @value={xpath_literal(value)}]")
+            radio = found.find_element(
+                self.By.XPATH, f".//input[@type='radio' and @value={xpath_literal(value)}]")
             radio.click()
             self.until(radio.is_selected, f"{name!r} {value} not chosen")
 
@@ -414,6 +417,14 @@ class Page:
         """The cells' texts of each body row."""
         return [[c.text for c in r.find_elements(self.By.XPATH, "./td|./th")]
                 for r in table.find_elements(self.By.XPATH, ".//tbody/tr|./tr[td]")]
+
+    def accept_confirmation(self) -> None:
+        """Accepts a confirm() dialog if the last click opened one (it opens synchronously)."""
+        from selenium.webdriver.support import expected_conditions
+
+        dialog = expected_conditions.alert_is_present()(self.d)
+        if dialog:
+            dialog.accept()
 
     def shot(self, path: Path) -> None:
         assert self.d.save_screenshot(str(path)), f"screenshot {path} not saved"
@@ -437,7 +448,7 @@ def test_the_console_in_a_browser(broker, clients, browser, screenshots):
     page.type("Access key ID", ADMIN_KEY)
     page.type("Secret access key", "not-the-secret")
     page.button("Sign in").click()
-    alert = page.until(lambda: page._shown("//*[@role='alert' and normalize-space(.)!='']"),
+    alert = page.until(lambda: page.shown("//*[@role='alert' and normalize-space(.)!='']"),
                        "a wrong secret shows no error in the role=alert element")
     assert ADMIN_SECRET not in alert.text
     page.type("Access key ID", ADMIN_KEY)
@@ -462,7 +473,7 @@ def test_the_console_in_a_browser(broker, clients, browser, screenshots):
         return next((c for c in connected if c["clientId"].startswith("console-")
                      and f"{root}/#" in c["subscriptions"]), None)
     me = wait_until(console_client, T, msg="the page's MQTT client never subscribed at the broker")
-    assert me["listener"] in ("http", "ws"), me
+    assert me["listener"] == "http" and me["principal"] == "admin", me
 
     publisher = clients.paho(b, uid("publisher"))
     first = {"temperature": 21.5, "unit": "C", "id": uid("m")}
@@ -499,9 +510,13 @@ def test_the_console_in_a_browser(broker, clients, browser, screenshots):
                "the page's own publish did not come back to its subscription")
     page.shot(screenshots / "mqtt-test-client.png")
 
+    # what arrives while paused is held, and shown on Resume
     page.button("Pause").click()
+    held = {"held": uid("m")}
+    publisher.publish(f"{root}/up/3", json.dumps(held), qos=1)
     page.button("Resume").click()
     page.button("Pause")
+    page.until(lambda: json.dumps(held, indent=2) in messages(), "a message held by Pause is lost")
     page.button("Clear").click()
     page.until(lambda: f"{root}/up/1" not in messages(), "Clear left the messages")
     page.button(f"Unsubscribe {root}/#").click()
@@ -530,11 +545,7 @@ def test_the_console_in_a_browser(broker, clients, browser, screenshots):
                f"{away.client_id} not in Offline sessions")
     page.shot(screenshots / "clients.png")
     page.button(f"Disconnect {victim.client_id}").click()
-    from selenium.webdriver.support import expected_conditions
-
-    confirm = expected_conditions.alert_is_present()(browser)
-    if confirm:  # a confirmation dialog, if the page asks
-        confirm.accept()
+    page.accept_confirmation()
     wait_closed(victim, "Disconnect on the Clients page")
     event = events.expect(T, topic=DISCONNECTED + victim.client_id).json()
     assert event["disconnectReason"] == "API_INITIATED_DISCONNECT", event
@@ -557,17 +568,31 @@ def test_the_console_in_a_browser(broker, clients, browser, screenshots):
     row = page.until(refusal_row, f"{denied_id}'s denied publish not in Why denied")
     assert "iot:Publish" in row and f"{ARN}:topic/m/denied" in row, row
     assert "metrics-test" in row, f"the deciding policy is named: {row}"
-    for name in ("Principal", "Client ID", "Action", "Resource"):
-        page.field(name)
-    page.button("Test authorization")
     page.shot(screenshots / "security.png")
+
+    # ... and the TestAuthorization form, for an identity with test_metrics' policy
+    identity = f"us-east-1:{uuid.uuid4()}"
+    boto(b, "iot").attach_policy(policyName="metrics-test", target=identity)
+    page.type("Principal", identity)
+    page.type("Client ID", uid("asker"))
+    page.choose("Action", "PUBLISH")
+    for resource, decision in ((f"{ARN}:topic/m/denied", "EXPLICIT_DENY"), ("topic/m/fine", "ALLOWED")):
+        page.type("Resource", resource)
+        page.button("Test authorization").click()
+
+        def answered() -> bool:
+            result = page.shown("//*[@aria-labelledby=//h2[normalize-space(.)='Test authorization']/@id]"
+                                "//*[@role='status']")
+            return result is not None and decision in result.text.split() and "metrics-test" in result.text
+        page.until(answered,
+                   f"Test authorization of iot:Publish on {resource}: no {decision} by metrics-test")
 
     # -- Things and Overview show what the broker has
     page.nav("Things and shadows").click()
-    page.until(lambda: page._shown(f"//*[normalize-space(.)={xpath_literal(thing)}]"),
+    page.until(lambda: page.shown(f"//*[normalize-space(.)={xpath_literal(thing)}]"),
                f"thing {thing} not listed")
     page.nav("Overview").click()
-    page.until(lambda: page._shown(f"//*[contains(normalize-space(.), {xpath_literal(b.addr)})]"),
+    page.until(lambda: page.shown(f"//*[contains(normalize-space(.), {xpath_literal(b.addr)})]"),
                f"the mqtt listener's address {b.addr} not on the Overview")
 
     # -- Sign out: the console is closed again
