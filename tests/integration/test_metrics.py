@@ -1,13 +1,16 @@
 """`GET /metrics` on the `http` listener: Prometheus text, parsed with the Prometheus
 project's own Python parser, moving by exactly what a scripted workload did (paho
 publishes and deliveries, a refused certificate, a denied publish, connections opening and
-closing); `[admin] metrics_auth = true` asks for the admin's SigV4 signature."""
+closing); `[admin] metrics_auth = true` asks for the admin's SigV4 signature; the Grafana
+dashboard in docs/ uses only metric and label names a scrape shows."""
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -60,8 +63,10 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def signed_headers(b, key: str, secret: str) -> dict:
-    request = AWSRequest(method="GET", url=f"http://127.0.0.1:{b.http_port}/metrics")
+def signed_headers(b, key: str, secret: str, method: str = "GET", path: str = "/metrics",
+                   body: bytes = b"") -> dict:
+    """The SigV4 headers (service `iot`) of a request to the `http` listener."""
+    request = AWSRequest(method=method, url=f"http://127.0.0.1:{b.http_port}{path}", data=body)
     SigV4Auth(Credentials(key, secret), "iot", "us-east-1").add_auth(request)
     return dict(request.headers.items())
 
@@ -148,3 +153,77 @@ def test_metrics_auth_requires_the_admin_signature(broker):
     assert status == 200, f"signed scrape: {status} {body}"
     names = {family.name for family in parser.text_string_to_metric_families(body)}
     assert {"pubsub_messages_in", "pubsub_connections", "pubsub_store_commit_seconds"} <= names, names
+
+
+# -- the Grafana dashboard (docs/grafana-dashboard.json) ------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+# Labels Prometheus attaches to every scraped series itself (the broker never writes them).
+TARGET_LABELS = {"instance", "job"}
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str, str]]:
+    """(where, PromQL expression, legend format) of every panel target and template query."""
+    found = []
+
+    def panels(items):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))  # panels folded into a row
+
+    for panel in panels(dashboard["panels"]):
+        for target in panel.get("targets", []):
+            found.append((f"panel {panel['title']!r} {target['refId']}", target["expr"],
+                          target.get("legendFormat", "")))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        query = query.get("query", "") if isinstance(query, dict) else query or ""
+        found.append((f"variable {variable['name']!r}", query, ""))
+    return found
+
+
+def query_labels(expr: str, legend: str) -> set[str]:
+    """The label names an expression groups by, matches on, or its legend prints."""
+    labels = set()
+    for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        labels |= {name.strip() for name in group.split(",") if name.strip()}
+    for selector in re.findall(r"\{([^}]*)\}", expr):
+        labels |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", selector))
+    labels |= set(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", legend))
+    # label_values(metric, label) in a template variable
+    labels |= set(re.findall(r"label_values\([^,]+,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)", expr))
+    return labels - TARGET_LABELS
+
+
+def test_the_grafana_dashboard_uses_only_what_the_broker_exports(broker):
+    dashboard = json.loads(DASHBOARD.read_text())
+    # importable: the datasource is an input chosen at import, used by every panel
+    assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"], dashboard["__inputs"]
+    assert dashboard["schemaVersion"] >= 36, "Grafana 10's JSON model"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), f"panel ids repeat: {ids}"
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"]), panel["title"]
+
+    b = metrics_broker(broker)
+    labels_of: dict[str, set[str]] = {}
+    for (name, labels), _ in scrape(b).items():
+        labels_of.setdefault(name, set()).update(k for k, _ in labels)
+    used = set()
+    for where, expr, legend in dashboard_queries(dashboard):
+        names = set(re.findall(r"\bpubsub_[a-z0-9_]+\b", expr))
+        assert names, f"{where}: no pubsub_* metric in {expr!r}"
+        for name in names:
+            assert name in labels_of, \
+                f"{where}: {name} is not in the broker's /metrics ({sorted(labels_of)})"
+            missing = query_labels(expr, legend) - labels_of[name]
+            assert not missing, f"{where}: {name} has no label {missing} ({expr!r})"
+        used |= names
+    # and the dashboard shows every metric the issue lists
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
+    assert {"pubsub_connections", "pubsub_sessions", "pubsub_messages_in", "pubsub_messages_out",
+            "pubsub_bytes_in", "pubsub_bytes_out", "pubsub_messages_dropped",
+            "pubsub_auth_refusals", "pubsub_policy_denials", "pubsub_queued_messages",
+            "pubsub_retained_messages", "pubsub_store_commit_seconds",
+            "pubsub_connect_seconds"} <= families, families
