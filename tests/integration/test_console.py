@@ -24,6 +24,7 @@ import pytest
 
 from helpers import uid, wait_until
 from mqttraw import publish_packet
+from tlscerts import client_context
 from test_control_plane import (ADMIN_KEY, ADMIN_SECRET, ADMIN_TOML, ARN, DISCONNECTED, T, boto,
                                 observer, wait_closed)
 from test_metrics import metrics_broker, signed_headers
@@ -261,6 +262,49 @@ def test_the_console_api_answers_what_a_signed_request_answers(broker, clients):
     assert (via_console.status, via_console.headers.get("x-amzn-ErrorType")) == \
         (via_signed.status, via_signed.headers.get("x-amzn-ErrorType")), (via_console, via_signed)
     assert via_console.status == 400 and "Malformed" in via_console.headers["x-amzn-ErrorType"]
+
+
+# -- the TLS port's HTTPS branch ----------------------------------------------------------------
+
+def test_the_console_on_the_tls_port_is_https_with_a_secure_cookie_and_wss(broker, clients):
+    """The console on the TLS port (HTTP/1.1 over TLS): the sign-in page, a `Secure` cookie,
+    the API, and a `wss://` MQTT URL for the host the page was loaded from, which an
+    independent WebSocket client (paho over TLS) connects with as the admin."""
+    b = broker(listeners={"tls": "127.0.0.1:0"}, extra_toml=ADMIN_TOML,
+               anonymous=["dev-allow-all"])
+    context = client_context(b.ca_file, alpn=["http/1.1"])
+
+    def https(method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPSConnection("localhost", b.tls_port, timeout=T, context=context)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return Reply(r.status, r.headers, r.read())
+        finally:
+            conn.close()
+
+    assert https("GET", "/console/sign-in").status == 200
+    page = https("GET", "/console/")
+    assert page.status == 303 and page.headers["Location"] == "/console/sign-in", page
+    form = urllib.parse.urlencode({"accessKeyId": ADMIN_KEY, "secretAccessKey": ADMIN_SECRET})
+    r = https("POST", "/console/sign-in", form.encode(),
+              {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 303, r
+    set_cookie = r.headers["Set-Cookie"]
+    assert "Secure" in set_cookie and "HttpOnly" in set_cookie, set_cookie
+    cookie = {"Cookie": f"{COOKIE}={r.cookie()}", "X-PubSub-Console": "1"}
+    things = https("GET", "/console/api/iot/things", headers=cookie)
+    assert things.status == 200 and things.json() == {"things": []}, things
+    mqtt = https("GET", "/console/api/mqtt", headers=cookie).json()
+    assert mqtt["url"].startswith(f"wss://localhost:{b.tls_port}/mqtt?"), mqtt
+    assert mqtt["clientId"].startswith("console-")
+    path = mqtt["url"][mqtt["url"].index("/mqtt"):]
+    admin = clients.paho_tls(b, context, b.tls_port, client_id=mqtt["clientId"],
+                             transport="websockets", ws_path=path)
+    topic = f"console/{uid('https')}"
+    admin.subscribe(topic, 1)
+    clients.paho(b, uid("pub")).publish(topic, b"over wss", qos=1)
+    assert admin.expect(T, topic=topic).payload == b"over wss"
 
 
 # -- the browser ------------------------------------------------------------------------------
