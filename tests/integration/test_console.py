@@ -60,9 +60,13 @@ class Reply:
 
 
 def request(b, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> Reply:
-    """One request on its own connection; http.client never follows a redirect."""
-    conn = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=T)
+            headers: dict | None = None, tls=None) -> Reply:
+    """One request on its own connection, to the `http` listener, or with `tls` (an
+    SSLContext) to the TLS port; http.client never follows a redirect."""
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=T)
+    else:
+        conn = http.client.HTTPSConnection("localhost", b.tls_port, timeout=T, context=tls)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -71,10 +75,10 @@ def request(b, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def sign_in(b, key: str = ADMIN_KEY, secret: str = ADMIN_SECRET) -> Reply:
+def sign_in(b, key: str = ADMIN_KEY, secret: str = ADMIN_SECRET, tls=None) -> Reply:
     form = urllib.parse.urlencode({"accessKeyId": key, "secretAccessKey": secret}).encode()
     return request(b, "POST", "/console/sign-in", form,
-                   {"Content-Type": "application/x-www-form-urlencoded"})
+                   {"Content-Type": "application/x-www-form-urlencoded"}, tls)
 
 
 def signed_in(b) -> str:
@@ -274,21 +278,13 @@ def test_the_console_on_the_tls_port_is_https_with_a_secure_cookie_and_wss(broke
                anonymous=["dev-allow-all"])
     context = client_context(b.ca_file, alpn=["http/1.1"])
 
-    def https(method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPSConnection("localhost", b.tls_port, timeout=T, context=context)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            return Reply(r.status, r.headers, r.read())
-        finally:
-            conn.close()
+    def https(method: str, path: str, headers: dict | None = None) -> Reply:
+        return request(b, method, path, None, headers, tls=context)
 
     assert https("GET", "/console/sign-in").status == 200
     page = https("GET", "/console/")
     assert page.status == 303 and page.headers["Location"] == "/console/sign-in", page
-    form = urllib.parse.urlencode({"accessKeyId": ADMIN_KEY, "secretAccessKey": ADMIN_SECRET})
-    r = https("POST", "/console/sign-in", form.encode(),
-              {"Content-Type": "application/x-www-form-urlencoded"})
+    r = sign_in(b, tls=context)
     assert r.status == 303, r
     set_cookie = r.headers["Set-Cookie"]
     assert "Secure" in set_cookie and "HttpOnly" in set_cookie, set_cookie

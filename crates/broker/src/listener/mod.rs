@@ -259,30 +259,26 @@ async fn accept_loop(
                         tls::serve_tls(broker, configs.clone(), stream, peer, shutdown),
                         alive,
                     ),
-                    ListenerKind::WebSocket => spawn_connection(
-                        websocket::serve(
-                            broker,
-                            stream,
-                            peer,
-                            shutdown,
-                            Transport::Plain,
-                            Listener::Ws,
-                        ),
-                        alive,
-                    ),
-                    // The control plane, the console and `/metrics`, and `/mqtt` upgrades
-                    // (the console's MQTT connection, same origin as its page).
-                    ListenerKind::Http => spawn_connection(
-                        websocket::serve(
-                            broker,
-                            stream,
-                            peer,
-                            shutdown,
-                            Transport::Plain,
-                            Listener::Http,
-                        ),
-                        alive,
-                    ),
+                    // `ws`: `/mqtt` upgrades (and signed control-plane requests); `http`: the
+                    // control plane, the console and `/metrics`, and `/mqtt` upgrades (the
+                    // console's MQTT connection, same origin as its page).
+                    ListenerKind::WebSocket | ListenerKind::Http => {
+                        let listener = match kind {
+                            ListenerKind::Http => Listener::Http,
+                            _ => Listener::Ws,
+                        };
+                        spawn_connection(
+                            websocket::serve(
+                                broker,
+                                stream,
+                                peer,
+                                shutdown,
+                                Transport::Plain,
+                                listener,
+                            ),
+                            alive,
+                        )
+                    }
                 }
             }
             Err(error) => {
