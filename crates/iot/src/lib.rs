@@ -10,9 +10,11 @@
 //! - [`topic`]: topic-name and filter validation, reserved topics, IoT Core matching.
 //! - [`trie`]: the subscription index, matching exactly as [`topic_matches`].
 //! - [`policy`]: IoT policy documents: parsing, validation and authorization decisions.
+//! - [`cognito`]: Cognito user pools' SRP sign-in and RS256 tokens (both sides).
 //! - [`lifecycle`]: lifecycle event topics, payloads and disconnect reasons.
 
 pub mod client_rules;
+pub mod cognito;
 pub mod custom_auth;
 pub mod lifecycle;
 pub mod limits;
