@@ -51,6 +51,7 @@ pub struct Config {
     pub credentials: Vec<CredentialConfig>,
     pub authorizers: Vec<AuthorizerConfig>,
     pub identity_pools: Vec<IdentityPoolConfig>,
+    pub user_pools: Vec<UserPoolConfig>,
 }
 
 impl Default for Config {
@@ -77,6 +78,7 @@ impl Default for Config {
             credentials: Vec::new(),
             authorizers: Vec::new(),
             identity_pools: Vec::new(),
+            user_pools: Vec::new(),
         }
     }
 }
@@ -258,6 +260,116 @@ fn one_hour() -> Duration {
     Duration::from_secs(3600)
 }
 
+/// A Cognito user pool (`[[user_pools]]`), made at start if missing (it keeps the id its
+/// first start gave it), with its app clients and users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPoolConfig {
+    pub name: String,
+    /// `SignUp` confirms the user at once (no `ConfirmSignUp` needed), since no e-mail
+    /// leaves the machine.
+    #[serde(default)]
+    pub auto_confirm: bool,
+    /// The code `ConfirmSignUp` accepts (the one the e-mail would have carried).
+    #[serde(default = "default_confirmation_code")]
+    pub confirmation_code: String,
+    #[serde(default)]
+    pub password_policy: PasswordPolicyConfig,
+    #[serde(default)]
+    pub clients: Vec<UserPoolClientConfig>,
+    #[serde(default)]
+    pub users: Vec<UserPoolUserConfig>,
+}
+
+pub fn default_confirmation_code() -> String {
+    "123456".into()
+}
+
+/// Cognito's password policy; the defaults are a new pool's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicyConfig {
+    pub minimum_length: u32,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_numbers: bool,
+    pub require_symbols: bool,
+}
+
+impl Default for PasswordPolicyConfig {
+    fn default() -> Self {
+        PasswordPolicyConfig {
+            minimum_length: 8,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_numbers: true,
+            require_symbols: true,
+        }
+    }
+}
+
+/// An app client of a `[[user_pools]]` pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPoolClientConfig {
+    pub name: String,
+    /// A fixed client id (so that apps and tests can name it); default: one is generated at
+    /// the first start and kept.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// As CreateUserPoolClient's `ExplicitAuthFlows`; default AWS's: `ALLOW_USER_SRP_AUTH`,
+    /// `ALLOW_CUSTOM_AUTH`, `ALLOW_REFRESH_TOKEN_AUTH`.
+    #[serde(default)]
+    pub explicit_auth_flows: Vec<String>,
+    #[serde(default = "one_hour", with = "humantime_serde")]
+    pub access_token_validity: Duration,
+    #[serde(default = "one_hour", with = "humantime_serde")]
+    pub id_token_validity: Duration,
+    #[serde(default = "thirty_days", with = "humantime_serde")]
+    pub refresh_token_validity: Duration,
+}
+
+/// What a client without `ExplicitAuthFlows` allows (as CreateUserPoolClient defaults).
+pub const DEFAULT_AUTH_FLOWS: [&str; 3] = [
+    "ALLOW_USER_SRP_AUTH",
+    "ALLOW_CUSTOM_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+];
+
+/// Every `ExplicitAuthFlows` value AWS knows (the legacy names too).
+pub const KNOWN_AUTH_FLOWS: [&str; 9] = [
+    "ADMIN_NO_SRP_AUTH",
+    "CUSTOM_AUTH_FLOW_ONLY",
+    "USER_PASSWORD_AUTH",
+    "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+    "ALLOW_CUSTOM_AUTH",
+    "ALLOW_USER_PASSWORD_AUTH",
+    "ALLOW_USER_SRP_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+    "ALLOW_USER_AUTH",
+];
+
+fn thirty_days() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+/// A user of a `[[user_pools]]` pool, made at the first start (a user that exists is left
+/// as it is: its password may have been changed since).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPoolUserConfig {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub confirmed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl Config {
     /// The embedded default of `pubsub broker` without `--config`: anonymous clients on the
     /// plain listener may do anything.
@@ -393,6 +505,7 @@ impl Config {
             Ok(())
         };
         require_policies("[anonymous]", self.anonymous_policies())?;
+        validate_user_pools(&self.user_pools)?;
         for certificate in &self.certificates {
             require_file(&certificate.pem_file, "[[certificates]]")?;
             require_policies("[[certificates]]", &certificate.policies)?;
@@ -463,6 +576,61 @@ impl Config {
             budget.saturating_sub(self.store_cache_bytes())
         }
     }
+}
+
+/// `[[user_pools]]`: names unique (pools, their clients, their users), client ids of
+/// Cognito's grammar and unique, auth flows of AWS's names.
+fn validate_user_pools(pools: &[UserPoolConfig]) -> Result<(), ConfigError> {
+    let invalid = |message: String| Err(ConfigError::Invalid(message));
+    let mut client_ids = Vec::new();
+    for (index, pool) in pools.iter().enumerate() {
+        let owner = format!("[[user_pools]] {:?}", pool.name);
+        if pool.name.is_empty() || pool.name.len() > 128 {
+            return invalid(format!("{owner}: name must be 1 to 128 characters"));
+        }
+        if pools[..index].iter().any(|other| other.name == pool.name) {
+            return invalid(format!("{owner}: two user pools have this name"));
+        }
+        for (at, client) in pool.clients.iter().enumerate() {
+            if pool.clients[..at].iter().any(|other| other.name == client.name) {
+                return invalid(format!("{owner}: two clients are named {:?}", client.name));
+            }
+            if let Some(id) = &client.client_id {
+                let grammar = !id.is_empty()
+                    && id.len() <= 128
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'+');
+                if !grammar {
+                    return invalid(format!(
+                        "{owner}: client_id {id:?} must be 1 to 128 characters of a-z, A-Z, 0-9, '_' and '+'"
+                    ));
+                }
+                if client_ids.contains(&id) {
+                    return invalid(format!("{owner}: client_id {id:?} is used twice"));
+                }
+                client_ids.push(id);
+            }
+            for flow in &client.explicit_auth_flows {
+                if !KNOWN_AUTH_FLOWS.contains(&flow.as_str()) {
+                    return invalid(format!(
+                        "{owner}: client {:?}: unknown explicit_auth_flows value {flow:?}",
+                        client.name
+                    ));
+                }
+            }
+        }
+        for (at, user) in pool.users.iter().enumerate() {
+            if pool.users[..at].iter().any(|other| other.username == user.username) {
+                return invalid(format!("{owner}: two users are named {:?}", user.username));
+            }
+            if user.attributes.contains_key("sub") {
+                return invalid(format!(
+                    "{owner}: user {:?}: `sub` is the pool's to give",
+                    user.username
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn require_file(path: &Path, owner: &str) -> Result<(), ConfigError> {

@@ -117,7 +117,7 @@ impl ApiClient {
         } else {
             format!("{}{path}?{query}", self.endpoint)
         };
-        let service = signing_service(path);
+        let service = signing_service(path, headers);
         let host = url
             .split("://")
             .nth(1)
@@ -126,7 +126,10 @@ impl ApiClient {
             .to_owned();
         let mut all_headers: Vec<(&str, &str)> = vec![("host", host.as_str())];
         all_headers.extend_from_slice(headers);
-        if !body.is_empty() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if !body.is_empty() && !typed {
             all_headers.push(("content-type", "application/json"));
         }
         let identity = self.credentials.clone().into();
@@ -182,9 +185,17 @@ fn status_and_kind(
     (status.as_u16(), kind)
 }
 
-/// The service name a request is signed for: `iotdata` for the data plane (publish,
-/// retained messages, the shadow API), `iot` for the rest, as the AWS SDKs sign them.
-fn signing_service(path: &str) -> &'static str {
+/// The service name a request is signed for: `cognito-idp` for a user pools call (by its
+/// `X-Amz-Target`), `iotdata` for the data plane (publish, retained messages, the shadow
+/// API), `iot` for the rest, as the AWS SDKs sign them.
+fn signing_service(path: &str, headers: &[(&str, &str)]) -> &'static str {
+    let user_pools = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("x-amz-target")
+            && value.starts_with("AWSCognitoIdentityProviderService.")
+    });
+    if user_pools {
+        return "cognito-idp";
+    }
     let shadow_api = path.starts_with("/api/things/shadow/")
         || (path.starts_with("/things/") && path.trim_end_matches('/').ends_with("/shadow"));
     if shadow_api || path.starts_with("/topics/") || path.starts_with("/retainedMessage") {

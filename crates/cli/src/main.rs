@@ -28,6 +28,7 @@ mod api;
 mod bench;
 mod client;
 mod cognito;
+mod cognito_idp;
 mod demo;
 mod iot;
 mod iot_data;
@@ -70,6 +71,16 @@ enum Command {
         #[command(subcommand)]
         command: cognito::CognitoCommand,
     },
+    /// Cognito user pools, named and shaped as `aws cognito-idp` (create-user-pool,
+    /// sign-up, initiate-auth, …), on the running broker or offline.
+    #[command(name = "cognito-idp")]
+    CognitoIdp {
+        /// Where the broker is (`--config`, `--data-dir`, `--endpoint-url`), as for `iot`.
+        #[command(flatten)]
+        location: iot::Location,
+        #[command(subcommand)]
+        command: cognito_idp::CognitoIdpCommand,
+    },
     /// The control plane, named and shaped as `aws iot`.
     Iot {
         /// Where the broker's state is (`--config`, `--data-dir`, `--endpoint-url`); given
@@ -110,7 +121,7 @@ fn main() {
     );
     let default_level = match cli.command {
         _ if quiet => "off",
-        Command::Iot { .. } | Command::IotData { .. } => "warn",
+        Command::Iot { .. } | Command::IotData { .. } | Command::CognitoIdp { .. } => "warn",
         _ => "info",
     };
     let filter =
@@ -138,6 +149,7 @@ fn main() {
         Command::Iot { location, command } => iot::run(location, command),
         Command::IotData { location, command } => iot_data::run(location, command),
         Command::Cognito { command } => cognito::run(command),
+        Command::CognitoIdp { location, command } => cognito_idp::run(location, command),
         Command::Bench { scenario, plot } => bench::run(scenario, plot),
     };
     if let Err(error) = result {

@@ -8,6 +8,7 @@
 //!   memory: no file I/O inside a handshake).
 //! - [`custom`]: custom authorizer functions and their answer cache.
 //! - [`cognito`]: temporary credentials from the Cognito emulation.
+//! - [`user_pools`]: Cognito user pools' sign-ins and tokens, and their verification.
 //!
 //! Imports `registry`, `config`, `secrets` and `clock`; never the data plane.
 
@@ -18,6 +19,7 @@ pub(crate) mod connection_policy;
 pub(crate) mod custom;
 pub(crate) mod policy;
 pub(crate) mod test_authorization;
+pub(crate) mod user_pools;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,6 +27,8 @@ use std::time::SystemTime;
 pub(crate) use authenticate::{Admission, Identity, Transport};
 pub(crate) use connection_policy::{ConnectionPolicy, Denied};
 pub(crate) use policy::PolicyStore;
+#[allow(unused_imports)] // for identity pools' Logins (issue 19, item 2)
+pub use user_pools::VerifiedLogin;
 
 use iot::{Action, RequestContext, ResourceKind};
 
@@ -85,6 +89,8 @@ pub struct IdentityPlane {
     pub registry: Arc<Registry>,
     pub authorizers: CustomAuthorizers,
     pub temporary_credentials: TemporaryCredentials,
+    /// User pools' challenges in flight and parsed signing keys.
+    pub(crate) user_pools: user_pools::UserPools,
 }
 
 impl IdentityPlane {
@@ -96,6 +102,7 @@ impl IdentityPlane {
         plane.registry.apply_config(&plane.config)?;
         plane.sync_registry();
         cognito::apply_config_pools(&plane);
+        user_pools::apply_config_pools(&plane)?;
         Ok(plane)
     }
 
@@ -123,6 +130,7 @@ impl IdentityPlane {
             registry,
             authorizers,
             temporary_credentials: TemporaryCredentials::default(),
+            user_pools: user_pools::UserPools::default(),
         })
     }
 

@@ -15,7 +15,8 @@
 //!
 //! Operations are answered by resource family: `certificates`, `policies` (and
 //! test-authorization), `authorizers`, `things` (the registry's things and their
-//! principals), `data` (iot-data), `shadows` (iot-data's shadow API), `cognito`, and
+//! principals), `data` (iot-data), `shadows` (iot-data's shadow API), `cognito`,
+//! `user_pools` (Cognito user pools, `cognito-idp`, and their JWKS), and
 //! `views` (PubSub's own read-only views of the running broker, for the console). They
 //! work on a `Plane`: the identity plane always, the data plane only while the broker
 //! runs.
@@ -27,6 +28,7 @@ mod data;
 mod policies;
 mod shadows;
 mod things;
+mod user_pools;
 mod views;
 
 use std::collections::BTreeMap;
@@ -352,8 +354,44 @@ pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
     answer_on(&plane, request, Sender::Trusted).await
 }
 
+/// Whether a request is one of the unsigned reads the control plane serves to anyone (a
+/// user pool's JWKS), so that the TLS port hands it to the control plane.
+pub fn serves_unsigned(method: &str, path: &str) -> bool {
+    method == "GET" && user_pools::jwks_pool_id(path).is_some()
+}
+
 async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) -> Answer {
     let ApiRequest { method, path, .. } = *request;
+    if method == "GET" {
+        if let Some(pool_id) = user_pools::jwks_pool_id(path) {
+            plane.refresh_registry();
+            return match user_pools::jwks(plane, pool_id) {
+                Ok(keys) => Answer {
+                    status: 200,
+                    error_kind: None,
+                    body: keys.to_string(),
+                },
+                Err(error) => {
+                    info!(%path, kind = error.kind, message = %error.message, "JWKS request failed");
+                    idp_failure(404, error.kind, error.message)
+                }
+            };
+        }
+    }
+    let target = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+        .map(|(_, target)| *target);
+    if let Some(operation) = target.and_then(|target| target.strip_prefix(user_pools::TARGET_PREFIX)) {
+        if let Sender::Certificate(certificate) = sender {
+            let reason = admin_only(&certificate.certificate_id);
+            warn!(%method, %path, %reason, "cognito-idp request refused: HTTP 403");
+            return idp_failure(403, "NotAuthorizedException", reason);
+        }
+        let signed = matches!(sender, Sender::Signature);
+        return answer_user_pools(plane, operation, request, signed);
+    }
     let cognito_operation = request
         .headers
         .iter()
@@ -528,6 +566,64 @@ fn answer_cognito(
     }
 }
 
+fn idp_failure(status: u16, kind: &'static str, message: String) -> Answer {
+    Answer {
+        status,
+        error_kind: Some(kind),
+        body: json!({ "__type": kind, "message": message }).to_string(),
+    }
+}
+
+/// Cognito user pools' JSON 1.1 operations: the app's calls for its users are unsigned,
+/// as in AWS; the pool's management and the Admin operations need the admin signature.
+/// Every refusal is HTTP 400 with Cognito's exception name and message, and logged.
+fn answer_user_pools(
+    plane: &Plane<'_>,
+    operation: &str,
+    request: &ApiRequest<'_>,
+    signed: bool,
+) -> Answer {
+    if signed && !user_pools::is_unsigned_operation(operation) {
+        let refused = match authenticate(plane, request) {
+            Ok(caller) => caller.principal().map(admin_only),
+            Err(reason) => Some(reason),
+        };
+        if let Some(reason) = refused {
+            warn!(operation, %reason, "cognito-idp request refused: HTTP 403");
+            return idp_failure(403, "NotAuthorizedException", reason);
+        }
+    }
+    let body: Value = if request.body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(request.body) {
+            Ok(value) => value,
+            Err(error) => {
+                return idp_failure(
+                    400,
+                    "InvalidParameterException",
+                    format!("body is not JSON: {error}"),
+                )
+            }
+        }
+    };
+    plane.refresh_registry();
+    match user_pools::answer(plane, operation, &body) {
+        Ok(value) => {
+            info!(operation, "cognito-idp request");
+            Answer {
+                status: 200,
+                error_kind: None,
+                body: value.to_string(),
+            }
+        }
+        Err(error) => {
+            info!(operation, kind = error.kind, message = %error.message, "cognito-idp request refused");
+            idp_failure(400, error.kind, error.message)
+        }
+    }
+}
+
 /// SigV4 in the Authorization header, for service `iot` / `iotdata` /
 /// `iotdevicegateway` (both names of iot-data are in circulation): by the admin key, or by
 /// another key the broker knows (`IdentityPlane::signing_credential`, the rule WebSocket
@@ -573,6 +669,7 @@ fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<Call
             "iotdevicegateway",
             "execute-api",
             "cognito-identity",
+            "cognito-idp",
         ],
         SystemTime::now(),
     )

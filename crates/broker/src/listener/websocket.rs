@@ -107,12 +107,13 @@ where
             serve_connection(broker, stream, read.received, peer, shutdown).await;
             return None;
         }
-        // A SigV4-signed request (or a Cognito JSON 1.1 call) is for the control plane,
-        // here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same API
-        // as the `http` listener; and so is the console.
+        // A SigV4-signed request (or a Cognito JSON 1.1 call, or a user pool's JWKS) is for
+        // the control plane, here over HTTPS (as IoT Core's data endpoint serves HTTPS
+        // publish): the same API as the `http` listener; and so is the console.
         if request.header("authorization").is_some()
             || request.header("x-amz-target").is_some()
             || console::serves(&request.path)
+            || crate::control::serves_unsigned(&request.method, &request.path)
         {
             let https = matches!(transport, Transport::Tls { .. });
             serve_control_plane(&broker, stream, read.received, None, https, shutdown).await;

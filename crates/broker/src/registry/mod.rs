@@ -1,7 +1,7 @@
 //! The certificate registry, with IoT Core's semantics: certificates and CA certificates
 //! by id (lowercase hex SHA-256 of the DER), their status, and the policies attached to
 //! them, plus access keys made by `create-access-key`, and things (`things.rs`) with the
-//! principals attached to them.
+//! principals attached to them, and Cognito user pools (`user_pools.rs`).
 //!
 //! Kept in `<data_dir>/registry.json`, not in the redb store, because `pubsub iot …`
 //! changes it from another process while the broker runs and redb locks its file to one
@@ -21,6 +21,7 @@ use crate::config::{CertificateStatus, Config, ConfigError};
 
 mod records;
 mod things;
+mod user_pools;
 mod verify;
 use verify::verifying_ca;
 mod x509;
@@ -28,6 +29,10 @@ pub use records::*;
 pub use things::{
     is_certificate_id, principal_of_target, validate_thing_name, AttributePayload, NewThing,
     ThingUpdate,
+};
+pub use user_pools::{
+    now_secs, refresh_token_digest, PasswordPolicy, SignInSession, UserPoolClientRecord,
+    UserPoolRecord, UserRecord, UserStatus, DEFAULT_AUTH_FLOWS, KNOWN_AUTH_FLOWS,
 };
 use x509::der_of_pem;
 pub use x509::{certificate_id_of_pem, identity_of_der, CertificateIdentity};
@@ -59,6 +64,9 @@ struct RegistryState {
     /// Things, by name.
     #[serde(default)]
     things: BTreeMap<String, ThingRecord>,
+    /// Cognito user pools, by id.
+    #[serde(default)]
+    user_pools: BTreeMap<String, UserPoolRecord>,
 }
 
 pub struct Registry {
