@@ -390,7 +390,7 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) 
             return idp_failure(403, "NotAuthorizedException", reason);
         }
         let signed = matches!(sender, Sender::Signature);
-        return answer_user_pools(plane, operation, request, signed);
+        return answer_user_pools(plane, operation, request, signed).await;
     }
     let cognito_operation = request
         .headers
@@ -577,7 +577,7 @@ fn idp_failure(status: u16, kind: &'static str, message: String) -> Answer {
 /// Cognito user pools' JSON 1.1 operations: the app's calls for its users are unsigned,
 /// as in AWS; the pool's management and the Admin operations need the admin signature.
 /// Every refusal is HTTP 400 with Cognito's exception name and message, and logged.
-fn answer_user_pools(
+async fn answer_user_pools(
     plane: &Plane<'_>,
     operation: &str,
     request: &ApiRequest<'_>,
@@ -608,7 +608,7 @@ fn answer_user_pools(
         }
     };
     plane.refresh_registry();
-    match user_pools::answer(plane, operation, &body) {
+    match user_pools::answer(plane, operation, &body).await {
         Ok(value) => {
             info!(operation, "cognito-idp request");
             Answer {

@@ -195,7 +195,7 @@ fn validity_secs(body: &Value, field: &str, unit_field: &str, default_unit: &str
 
 /// Answers one cognito-idp operation (the caller checked the signature where one is
 /// needed).
-pub(crate) fn answer(
+pub(crate) async fn answer(
     plane: &IdentityPlane,
     operation: &str,
     body: &Value,
@@ -205,7 +205,10 @@ pub(crate) fn answer(
     match operation {
         "CreateUserPool" => {
             let name = string(body, "PoolName")?;
-            let (signing_key_pem, kid) = new_signing_key();
+            // Making an RSA key takes a while: not on the runtime's worker.
+            let (signing_key_pem, kid) = tokio::task::spawn_blocking(new_signing_key)
+                .await
+                .map_err(|error| idp_error("InternalErrorException", error.to_string()))?;
             let record = UserPoolRecord {
                 id: new_pool_id(&plane.config.region),
                 name,
