@@ -592,13 +592,18 @@ fn validate_user_pools(pools: &[UserPoolConfig]) -> Result<(), ConfigError> {
             return invalid(format!("{owner}: two user pools have this name"));
         }
         for (at, client) in pool.clients.iter().enumerate() {
-            if pool.clients[..at].iter().any(|other| other.name == client.name) {
+            if pool.clients[..at]
+                .iter()
+                .any(|other| other.name == client.name)
+            {
                 return invalid(format!("{owner}: two clients are named {:?}", client.name));
             }
             if let Some(id) = &client.client_id {
                 let grammar = !id.is_empty()
                     && id.len() <= 128
-                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'+');
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'+');
                 if !grammar {
                     return invalid(format!(
                         "{owner}: client_id {id:?} must be 1 to 128 characters of a-z, A-Z, 0-9, '_' and '+'"
@@ -619,7 +624,10 @@ fn validate_user_pools(pools: &[UserPoolConfig]) -> Result<(), ConfigError> {
             }
         }
         for (at, user) in pool.users.iter().enumerate() {
-            if pool.users[..at].iter().any(|other| other.username == user.username) {
+            if pool.users[..at]
+                .iter()
+                .any(|other| other.username == user.username)
+            {
                 return invalid(format!("{owner}: two users are named {:?}", user.username));
             }
             if user.attributes.contains_key("sub") {

@@ -347,7 +347,10 @@ pub(crate) fn string_map(text: &str, flag: &str) -> anyhow::Result<Value> {
     if text.trim_start().starts_with('{') {
         let value: Value =
             serde_json::from_str(text).with_context(|| format!("{flag} is not JSON"))?;
-        if !value.as_object().is_some_and(|map| map.values().all(Value::is_string)) {
+        if !value
+            .as_object()
+            .is_some_and(|map| map.values().all(Value::is_string))
+        {
             bail!("{flag}: a JSON object of strings, e.g. {{\"USERNAME\": \"alice\"}}");
         }
         return Ok(value);
@@ -397,7 +400,10 @@ mod tests {
 
     #[test]
     fn user_attributes_in_shorthand_and_json() {
-        let items = ["Name=email,Value=a@b.c".to_owned(), "Name=name,Value=Al".to_owned()];
+        let items = [
+            "Name=email,Value=a@b.c".to_owned(),
+            "Name=name,Value=Al".to_owned(),
+        ];
         let list = attribute_list(&items).unwrap();
         assert_eq!(
             list,

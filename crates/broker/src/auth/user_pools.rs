@@ -361,11 +361,14 @@ impl UserPools {
         if let Some(key) = keys.get(&pool.id).filter(|key| key.kid() == pool.kid) {
             return Ok(key.clone());
         }
-        let key = jwt::SigningKey::from_pkcs8_pem(&pool.kid, &pool.signing_key_pem)
-            .map_err(|error| {
+        let key =
+            jwt::SigningKey::from_pkcs8_pem(&pool.kid, &pool.signing_key_pem).map_err(|error| {
                 idp_error(
                     "InternalErrorException",
-                    format!("the signing key of user pool {} is unusable: {error}", pool.id),
+                    format!(
+                        "the signing key of user pool {} is unusable: {error}",
+                        pool.id
+                    ),
                 )
             })?;
         let key = Arc::new(key);
@@ -384,12 +387,15 @@ impl IdentityPlane {
         &self,
         client_id: &str,
     ) -> Result<(UserPoolRecord, UserPoolClientRecord), IdpError> {
-        let pool = self.registry.user_pool_of_client(client_id).ok_or_else(|| {
-            idp_error(
-                "ResourceNotFoundException",
-                format!("User pool client {client_id} does not exist."),
-            )
-        })?;
+        let pool = self
+            .registry
+            .user_pool_of_client(client_id)
+            .ok_or_else(|| {
+                idp_error(
+                    "ResourceNotFoundException",
+                    format!("User pool client {client_id} does not exist."),
+                )
+            })?;
         let client = pool.clients[client_id].clone();
         Ok((pool, client))
     }
@@ -694,10 +700,9 @@ impl IdentityPlane {
                 let salt = random_bytes();
                 let user = self.registry.change_user_pool(&pool.id, |stored| {
                     let snapshot = stored.clone();
-                    let user = stored
-                        .users
-                        .get_mut(&pending.username)
-                        .ok_or_else(|| RegistryError::NotFound(format!("user {}", pending.username)))?;
+                    let user = stored.users.get_mut(&pending.username).ok_or_else(|| {
+                        RegistryError::NotFound(format!("user {}", pending.username))
+                    })?;
                     set_password(&snapshot, user, &new_password, salt);
                     user.status = UserStatus::Confirmed;
                     user.attributes.extend(attributes);
@@ -705,7 +710,11 @@ impl IdentityPlane {
                     Ok(user.clone())
                 })?;
                 tracing::info!(user_pool = %pool.id, username = %user.username, created = pending.created, "new password set (NEW_PASSWORD_REQUIRED)");
-                Ok(SignIn::Tokens(self.issue_tokens(&pool, &client, &user.username)?))
+                Ok(SignIn::Tokens(self.issue_tokens(
+                    &pool,
+                    &client,
+                    &user.username,
+                )?))
             }
             other => Err(idp_error(
                 "InvalidParameterException",
@@ -800,7 +809,10 @@ impl IdentityPlane {
             .and_then(|(_, id)| self.registry.user_pool(id))
             .filter(|pool| pool.provider_name() == provider_name)
             .ok_or_else(|| {
-                tracing::info!(provider = provider_name, "Logins names no user pool of this broker");
+                tracing::info!(
+                    provider = provider_name,
+                    "Logins names no user pool of this broker"
+                );
                 format!("Invalid login token. Issuer doesn't match providerName")
             })?;
         let jwks = self
@@ -812,9 +824,7 @@ impl IdentityPlane {
             jwt::JwtError::Expired { expired_at } => {
                 refused(&format!("Token expired: {now} >= {expired_at}"))
             }
-            jwt::JwtError::Malformed(_) => {
-                refused("Not a valid OpenId Connect identity token.")
-            }
+            jwt::JwtError::Malformed(_) => refused("Not a valid OpenId Connect identity token."),
             _ => refused("Couldn't verify signed token."),
         })?;
         if claims["iss"] != json!(pool.issuer()) {

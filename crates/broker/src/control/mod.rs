@@ -383,7 +383,9 @@ async fn answer_on(plane: &Plane<'_>, request: &ApiRequest<'_>, sender: Sender) 
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
         .map(|(_, target)| *target);
-    if let Some(operation) = target.and_then(|target| target.strip_prefix(user_pools::TARGET_PREFIX)) {
+    if let Some(operation) =
+        target.and_then(|target| target.strip_prefix(user_pools::TARGET_PREFIX))
+    {
         if let Sender::Certificate(certificate) = sender {
             let reason = admin_only(&certificate.certificate_id);
             warn!(%method, %path, %reason, "cognito-idp request refused: HTTP 403");

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::auth::user_pools::{
-    attribute_list, idp_error, new_client_id, new_pool_id, new_signing_key, new_user,
-    set_password, IdpError, SignIn,
+    attribute_list, idp_error, new_client_id, new_pool_id, new_signing_key, new_user, set_password,
+    IdpError, SignIn,
 };
 use crate::auth::IdentityPlane;
 use crate::registry::{
@@ -176,7 +176,13 @@ fn password_policy_of(body: &Value) -> PasswordPolicy {
 
 /// A validity of CreateUserPoolClient in seconds: the value in its `TokenValidityUnits`
 /// unit (AWS's defaults: hours for access and ID tokens, days for refresh tokens).
-fn validity_secs(body: &Value, field: &str, unit_field: &str, default_unit: &str, default: u64) -> Result<u64, IdpError> {
+fn validity_secs(
+    body: &Value,
+    field: &str,
+    unit_field: &str,
+    default_unit: &str,
+    default: u64,
+) -> Result<u64, IdpError> {
     let Some(value) = body[field].as_u64() else {
         return Ok(default);
     };
@@ -188,7 +194,11 @@ fn validity_secs(body: &Value, field: &str, unit_field: &str, default_unit: &str
         "minutes" => 60,
         "hours" => 3600,
         "days" => 86400,
-        other => return Err(invalid(format!("unknown TokenValidityUnits value {other:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "unknown TokenValidityUnits value {other:?}"
+            )))
+        }
     };
     Ok((value * scale).max(1))
 }
@@ -300,15 +310,34 @@ pub(crate) async fn answer(
                 creation_date: now,
                 last_modified_date: now,
                 explicit_auth_flows: flows,
-                access_token_validity_secs: validity_secs(body, "AccessTokenValidity", "AccessToken", "hours", 3600)?,
-                id_token_validity_secs: validity_secs(body, "IdTokenValidity", "IdToken", "hours", 3600)?,
-                refresh_token_validity_secs: validity_secs(body, "RefreshTokenValidity", "RefreshToken", "days", 30 * 86400)?,
+                access_token_validity_secs: validity_secs(
+                    body,
+                    "AccessTokenValidity",
+                    "AccessToken",
+                    "hours",
+                    3600,
+                )?,
+                id_token_validity_secs: validity_secs(
+                    body,
+                    "IdTokenValidity",
+                    "IdToken",
+                    "hours",
+                    3600,
+                )?,
+                refresh_token_validity_secs: validity_secs(
+                    body,
+                    "RefreshTokenValidity",
+                    "RefreshToken",
+                    "days",
+                    30 * 86400,
+                )?,
                 prevent_user_existence_errors: prevent.to_owned(),
             };
             plane
                 .registry
                 .change_user_pool(&pool_id, |pool| {
-                    pool.clients.insert(client.client_id.clone(), client.clone());
+                    pool.clients
+                        .insert(client.client_id.clone(), client.clone());
                     Ok(())
                 })
                 .map_err(|error| pool_change_error(&pool_id, error))?;
@@ -532,12 +561,15 @@ fn rand_salt() -> [u8; 16] {
 }
 
 fn pool_of_client(plane: &IdentityPlane, client_id: &str) -> Result<UserPoolRecord, IdpError> {
-    plane.registry.user_pool_of_client(client_id).ok_or_else(|| {
-        idp_error(
-            "ResourceNotFoundException",
-            format!("User pool client {client_id} does not exist."),
-        )
-    })
+    plane
+        .registry
+        .user_pool_of_client(client_id)
+        .ok_or_else(|| {
+            idp_error(
+                "ResourceNotFoundException",
+                format!("User pool client {client_id} does not exist."),
+            )
+        })
 }
 
 /// ConfirmSignUp (with the code) and AdminConfirmSignUp (without): UNCONFIRMED →

@@ -53,7 +53,14 @@ fn pool() -> UserPoolRecord {
     };
     pool.clients.insert(CLIENT_ID.into(), client("LEGACY"));
     let attributes = BTreeMap::from([("email".to_owned(), "alice@example.com".to_owned())]);
-    let alice = new_user(&pool, "alice", PASSWORD, attributes, UserStatus::Confirmed, 0);
+    let alice = new_user(
+        &pool,
+        "alice",
+        PASSWORD,
+        attributes,
+        UserStatus::Confirmed,
+        0,
+    );
     pool.users.insert("alice".into(), alice);
     pool
 }
@@ -87,7 +94,14 @@ fn the_password_is_kept_only_as_a_verifier_that_recomputes() {
     assert!(!serde_json::to_string(alice).unwrap().contains(PASSWORD));
     assert!(password_matches(&pool, alice, PASSWORD));
     assert!(!password_matches(&pool, alice, "Passw0rd?"));
-    let again = new_user(&pool, "alice", PASSWORD, BTreeMap::new(), UserStatus::Confirmed, 0);
+    let again = new_user(
+        &pool,
+        "alice",
+        PASSWORD,
+        BTreeMap::new(),
+        UserStatus::Confirmed,
+        0,
+    );
     assert_ne!(again.salt, alice.salt, "every password gets its own salt");
     assert_ne!(again.verifier_hex, alice.verifier_hex);
 }
@@ -149,7 +163,10 @@ fn token_claims_are_cognitos() {
     assert_eq!(id["cognito:username"], json!("alice"));
     assert_eq!(id["email"], json!("alice@example.com"));
     assert_eq!(id["sub"], json!(alice.sub));
-    assert_eq!((id["iat"].clone(), id["exp"].clone()), (json!(200), json!(3800)));
+    assert_eq!(
+        (id["iat"].clone(), id["exp"].clone()),
+        (json!(200), json!(3800))
+    );
     assert_eq!(id["auth_time"], json!(100));
     assert_eq!(id["jti"], json!("jti-id"));
     assert_eq!(access["iss"], json!(issuer));
@@ -158,7 +175,10 @@ fn token_claims_are_cognitos() {
     assert_eq!(access["username"], json!("alice"));
     assert_eq!(access["origin_jti"], json!("origin"));
     assert_eq!(access["jti"], json!("jti-access"));
-    assert!(access.get("aud").is_none(), "access tokens carry client_id, not aud");
+    assert!(
+        access.get("aud").is_none(),
+        "access tokens carry client_id, not aud"
+    );
 }
 
 #[test]
@@ -168,7 +188,11 @@ fn a_challenge_is_answered_once_and_only_within_five_minutes() {
     assert_eq!(pending.take("a", 1000 + CHALLENGE_TTL_SECS - 1), Some(1));
     assert_eq!(pending.take("a", 1001), None, "taken");
     pending.put("b".into(), 1000, 2);
-    assert_eq!(pending.take("b", 1000 + CHALLENGE_TTL_SECS), None, "expired");
+    assert_eq!(
+        pending.take("b", 1000 + CHALLENGE_TTL_SECS),
+        None,
+        "expired"
+    );
 }
 
 #[test]
@@ -192,21 +216,33 @@ fn an_id_token_verifies_for_its_pools_provider_name_until_signed_out() {
     );
     // Another pool's provider name, an access token, a tampered token: refused.
     let foreign = plane
-        .verify_user_pool_id_token("cognito-idp.us-east-1.amazonaws.com/us-east-1_Other0000", id_token)
+        .verify_user_pool_id_token(
+            "cognito-idp.us-east-1.amazonaws.com/us-east-1_Other0000",
+            id_token,
+        )
         .unwrap_err();
-    assert!(foreign.contains("Issuer doesn't match providerName"), "{foreign}");
+    assert!(
+        foreign.contains("Issuer doesn't match providerName"),
+        "{foreign}"
+    );
     let access = tokens["AccessToken"].as_str().unwrap();
-    let wrong_use = plane.verify_user_pool_id_token(&provider(), access).unwrap_err();
+    let wrong_use = plane
+        .verify_user_pool_id_token(&provider(), access)
+        .unwrap_err();
     assert!(wrong_use.starts_with("Invalid login token."), "{wrong_use}");
     let mut parts: Vec<&str> = id_token.split('.').collect();
     parts[2] = "AAAA";
     let tampered = parts.join(".");
-    let bad = plane.verify_user_pool_id_token(&provider(), &tampered).unwrap_err();
+    let bad = plane
+        .verify_user_pool_id_token(&provider(), &tampered)
+        .unwrap_err();
     assert!(bad.contains("Couldn't verify signed token"), "{bad}");
     // After GlobalSignOut the same token is refused.
     let grant = plane.verify_access_token(access).unwrap();
     assert_eq!(plane.global_sign_out(&grant).unwrap(), 1);
-    let revoked = plane.verify_user_pool_id_token(&provider(), id_token).unwrap_err();
+    let revoked = plane
+        .verify_user_pool_id_token(&provider(), id_token)
+        .unwrap_err();
     assert!(revoked.contains("revoked"), "{revoked}");
 }
 
@@ -356,18 +392,33 @@ fn an_srp_sign_in_with_the_client_side_of_the_same_module_gets_tokens() {
     };
     let first = challenge();
     let wrong = plane
-        .respond_to_auth_challenge(CLIENT_ID, "PASSWORD_VERIFIER", &answer(&first, "Wr0ng!pass"), None)
+        .respond_to_auth_challenge(
+            CLIENT_ID,
+            "PASSWORD_VERIFIER",
+            &answer(&first, "Wr0ng!pass"),
+            None,
+        )
         .unwrap_err();
     assert_eq!(wrong, not_authorized(INCORRECT_PASSWORD));
     // The challenge was used up by the wrong answer.
     let again = plane
-        .respond_to_auth_challenge(CLIENT_ID, "PASSWORD_VERIFIER", &answer(&first, PASSWORD), None)
+        .respond_to_auth_challenge(
+            CLIENT_ID,
+            "PASSWORD_VERIFIER",
+            &answer(&first, PASSWORD),
+            None,
+        )
         .unwrap_err();
     assert_eq!(again.kind, "NotAuthorizedException");
     assert!(again.message.contains("session is expired"), "{again:?}");
     let second = challenge();
     let signed_in = plane
-        .respond_to_auth_challenge(CLIENT_ID, "PASSWORD_VERIFIER", &answer(&second, PASSWORD), None)
+        .respond_to_auth_challenge(
+            CLIENT_ID,
+            "PASSWORD_VERIFIER",
+            &answer(&second, PASSWORD),
+            None,
+        )
         .unwrap();
     let SignIn::Tokens(tokens) = signed_in else {
         panic!("tokens after the right answer")
