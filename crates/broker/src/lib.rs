@@ -18,7 +18,7 @@
 //! | `session` | one session: the pure `SessionState`, its shared wrapper, live-connection wake-ups and kicks |
 //! | `store` | the durable store (redb, group commit) |
 //! | `auth` | the identity plane: authentication (certificates, SigV4, custom authorizers), policies and per-connection decisions, Cognito's temporary credentials |
-//! | `registry` | the identity file `registry.json`: certificates, CAs, attachments, authorizers, identity pools, access keys |
+//! | `registry` | the identity file `registry.json`: certificates, CAs, attachments, authorizers, identity pools, access keys, things, user pools |
 //! | `config`, `pki`, `http_head`, `secrets`, `clock`, `token_bucket` | configuration; certificate material; HTTP request heads; random ids; time; rate counting |
 //!
 //! `router` and `auth` never see each other: the connection asks `auth` what a client may

@@ -813,7 +813,7 @@ impl IdentityPlane {
                     provider = provider_name,
                     "Logins names no user pool of this broker"
                 );
-                format!("Invalid login token. Issuer doesn't match providerName")
+                "Invalid login token. Issuer doesn't match providerName".to_owned()
             })?;
         let jwks = self
             .user_pools
