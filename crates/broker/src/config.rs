@@ -785,6 +785,49 @@ credentials_ttl = "1h"
     }
 
     #[test]
+    fn user_pools_are_validated_and_named_in_the_error() {
+        let pool = |body: &str| format!("[[user_pools]]\nname = \"p\"\n{body}");
+        let ok = pool(
+            "[[user_pools.clients]]\nname = \"app\"\nclient_id = \"abc123\"\nexplicit_auth_flows = [\"ALLOW_USER_SRP_AUTH\"]\n\
+             [[user_pools.users]]\nusername = \"alice\"\npassword = \"Passw0rd!\"\n",
+        );
+        let config = Config::parse(&ok).unwrap();
+        config.validate().unwrap();
+        let pools = &config.user_pools;
+        assert_eq!(pools[0].confirmation_code, "123456");
+        assert!(pools[0].users[0].confirmed);
+        assert_eq!(
+            pools[0].clients[0].refresh_token_validity,
+            Duration::from_secs(30 * 86400)
+        );
+        for (body, needle) in [
+            (
+                "[[user_pools.clients]]\nname = \"a\"\nclient_id = \"no spaces\"\n",
+                "client_id",
+            ),
+            (
+                "[[user_pools.clients]]\nname = \"a\"\nexplicit_auth_flows = [\"ALLOW_MAGIC\"]\n",
+                "ALLOW_MAGIC",
+            ),
+            (
+                "[[user_pools.users]]\nusername = \"u\"\npassword = \"x\"\n[[user_pools.users]]\nusername = \"u\"\npassword = \"y\"\n",
+                "two users",
+            ),
+            (
+                "[[user_pools.users]]\nusername = \"u\"\npassword = \"x\"\nattributes = { sub = \"s\" }\n",
+                "sub",
+            ),
+        ] {
+            let error = Config::parse(&pool(body))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("[[user_pools]] \"p\"") && error.contains(needle), "{error}");
+        }
+    }
+
+    #[test]
     fn bad_listener_address_is_named() {
         let config = Config::parse("[listeners]\nmqtt = \"nowhere\"").unwrap();
         let error = config.validate().unwrap_err().to_string();

@@ -439,3 +439,56 @@ async fn a_certificate_reaches_iot_data_by_its_policies_and_nothing_else() {
         (403, Some("NotAuthorizedException"))
     );
 }
+
+fn idp_request<'a>(headers: &'a [(&'a str, &'a str)], body: &'a [u8]) -> ApiRequest<'a> {
+    ApiRequest {
+        headers,
+        ..request("POST", "/", body)
+    }
+}
+
+#[tokio::test]
+async fn cognito_idp_admin_operations_need_the_signature_the_apps_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::new(config(dir.path())).unwrap();
+    let target = |op: &'static str| [("x-amz-target", op)];
+    let create = target("AWSCognitoIdentityProviderService.CreateUserPool");
+    let unsigned = answer(&broker, &idp_request(&create, br#"{"PoolName": "p"}"#)).await;
+    assert_eq!(
+        (unsigned.status, unsigned.error_kind),
+        (403, Some("NotAuthorizedException"))
+    );
+    assert!(unsigned.body.contains("not signed"), "{}", unsigned.body);
+    // An app's call needs no signature; it is answered (here: no such client).
+    let sign_up = target("AWSCognitoIdentityProviderService.SignUp");
+    let body = br#"{"ClientId": "nope", "Username": "u", "Password": "Passw0rd!"}"#;
+    let app = answer(&broker, &idp_request(&sign_up, body)).await;
+    assert_eq!(
+        (app.status, app.error_kind),
+        (400, Some("ResourceNotFoundException"))
+    );
+    assert!(
+        app.body.contains("User pool client nope does not exist."),
+        "{}",
+        app.body
+    );
+    // A JWKS is anyone's to read; an unknown pool's is 404.
+    let jwks = answer(
+        &broker,
+        &request("GET", "/us-east-1_None00000/.well-known/jwks.json", b""),
+    )
+    .await;
+    assert_eq!(
+        (jwks.status, jwks.error_kind),
+        (404, Some("ResourceNotFoundException"))
+    );
+    assert!(serves_unsigned(
+        "GET",
+        "/us-east-1_AbC/.well-known/jwks.json"
+    ));
+    assert!(!serves_unsigned(
+        "POST",
+        "/us-east-1_AbC/.well-known/jwks.json"
+    ));
+    assert!(!serves_unsigned("GET", "/a/b/.well-known/jwks.json"));
+}
