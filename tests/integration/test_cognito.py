@@ -5,7 +5,9 @@ declared in the config (`[[identity_pools]]`); GetId / GetCredentialsForIdentity
 GetOpenIdToken are unsigned as in AWS. The temporary credentials are then used by the
 official AWS CRT SDK (and an independent presigner, `sigv4presign.py`) for a SigV4 WebSocket
 on the tls port: only with their own session token, only until they expire; the principal is
-the IdentityId and `${cognito-identity.amazonaws.com:sub}` resolves to it. The
+the IdentityId and `${cognito-identity.amazonaws.com:sub}` resolves to it. What a guest identity
+may do is what its pool's unauthenticated role allows (SetIdentityPoolRoles with a role of
+`[[roles]]`), as IoT Core grants it (test_cognito_roles.py checks the rule itself). The
 `pubsub cognito …` CLI is checked against the same API.
 
 Every wait is bounded (≤ 10 s); every broker is per test."""
@@ -33,7 +35,7 @@ from sigv4presign import presign_query
 from tlscerts import client_context
 from wsraw import ws_connect
 from test_control_plane import (
-    ADMIN_KEY, ADMIN_SECRET, ALLOW_MQTT, ARN, REGION, api_error, boto, cp_broker, create_policy,
+    ADMIN_KEY, ADMIN_SECRET, ALLOW_MQTT, ARN, REGION, api_error, boto, cp_broker,
     endpoint, LogCursor,
 )
 
@@ -53,7 +55,20 @@ USERS_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"{ARN}:topic/users/{SUB}/*"},
     {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{ARN}:topicfilter/users/{SUB}/*"},
 ]}
-SHORT_POOL_TOML = '\n[[identity_pools]]\nname = "short"\nallow_unauthenticated = true\ncredentials_ttl = "2s"\n'
+# The roles guest identities get: SetIdentityPoolRoles names them by ARN.
+ROLES_TOML = (f"\n[[roles]]\nname = \"allow-mqtt\"\npolicy = '{json.dumps(ALLOW_MQTT)}'\n"
+              f"\n[[roles]]\nname = \"users\"\npolicy = '{json.dumps(USERS_POLICY)}'\n")
+SHORT_POOL_TOML = ('\n[[identity_pools]]\nname = "short"\nallow_unauthenticated = true\ncredentials_ttl = "2s"\n'
+                   f"unauthenticated_role_policy = '{json.dumps(ALLOW_MQTT)}'\n")
+
+
+def role_arn(name: str) -> str:
+    return f"arn:aws:iam::{ARN.split(':')[4]}:role/{name}"
+
+
+def cog_broker(broker, extra_toml: str = ""):
+    """A control-plane broker with the roles of ROLES_TOML."""
+    return cp_broker(broker, extra_toml=ROLES_TOML + extra_toml)
 
 
 # -- fixtures & helpers ------------------------------------------------------------------------
@@ -85,14 +100,20 @@ def cognito(b, **kw):
     return boto(b, "cognito-identity", **kw)
 
 
-def new_pool(cog, allow_unauthenticated: bool = True) -> str:
+def new_pool(cog, allow_unauthenticated: bool = True, role: str | None = "allow-mqtt") -> str:
+    """A pool whose guests get `role` (a [[roles]] entry), as an AWS deployment sets it."""
     name = uid("pool").replace("-", "_")
     r = cog.create_identity_pool(IdentityPoolName=name,
                                  AllowUnauthenticatedIdentities=allow_unauthenticated)
     assert ID_RE.fullmatch(r.get("IdentityPoolId", "")), f"IdentityPoolId must be us-east-1:<uuid>: {r}"
     assert r.get("IdentityPoolName") == name, r
     assert r.get("AllowUnauthenticatedIdentities") is allow_unauthenticated, r
-    return r["IdentityPoolId"]
+    pool = r["IdentityPoolId"]
+    if role:
+        cog.set_identity_pool_roles(IdentityPoolId=pool, Roles={"unauthenticated": role_arn(role)})
+        got = cog.get_identity_pool_roles(IdentityPoolId=pool)
+        assert got == {**got, "IdentityPoolId": pool, "Roles": {"unauthenticated": role_arn(role)}}, got
+    return pool
 
 
 def pool_id_by_name(cog, name: str) -> str:
@@ -199,19 +220,14 @@ def cognito_json(b, op: str, body: dict, sign: tuple[str, str] | None = None) ->
 # ============================================================================================
 
 def test_full_flow_identity_credentials_policy_websocket(broker, clients, crt):
-    b = cp_broker(broker)
-    cog, iot = cognito(b), boto(b, "iot")
-    pool = new_pool(cog)
+    b = cog_broker(broker)
+    cog = cognito(b)
+    pool = new_pool(cog, role="users")
     identity = new_identity(cog, pool)
     other = new_identity(cog, pool)
     assert other != identity, "each unauthenticated GetId makes a new identity"
     c = credentials(cog, identity)
     assert 60 < seconds_left(c) <= 3600 + 60, f"Expiration of a default pool: {c['Expiration']}"
-
-    pol = create_policy(iot, USERS_POLICY, "cog")
-    iot.attach_policy(policyName=pol, target=identity)
-    attached = [p["policyName"] for p in iot.list_attached_policies(target=identity)["policies"]]
-    assert attached == [pol], attached
 
     witness = clients.witness(b)
     cid = uid("cog-crt")
@@ -245,15 +261,14 @@ def test_full_flow_identity_credentials_policy_websocket(broker, clients, crt):
 # ============================================================================================
 
 def test_session_token_is_required_and_bound(broker, clients, crt, raws):
-    b = cp_broker(broker)
-    cog, iot = cognito(b), boto(b, "iot")
+    b = cog_broker(broker)
+    cog = cognito(b)
     pool = new_pool(cog)
     identity = new_identity(cog, pool)
     c = credentials(cog, identity)
     c2 = credentials(cog, new_identity(cog, pool))
     assert c2["SessionToken"] != c["SessionToken"] and c2["AccessKeyId"] != c["AccessKeyId"], \
         "two identities must get different temporary credentials"
-    iot.attach_principal_policy(policyName=create_policy(iot, ALLOW_MQTT, "cog"), principal=identity)
     witness = clients.witness(b)
 
     # control: the right token (independent presigner, then the CRT) works
@@ -285,11 +300,13 @@ def test_session_token_is_required_and_bound(broker, clients, crt, raws):
 
 def test_expired_credentials_are_refused(broker, clients, crt, raws):
     b = cp_broker(broker, extra_toml=SHORT_POOL_TOML)
-    cog, iot = cognito(b), boto(b, "iot")
+    cog = cognito(b)
     d = cog.describe_identity_pool(IdentityPoolId=pool_id_by_name(cog, "short"))
     assert d["IdentityPoolName"] == "short" and d["AllowUnauthenticatedIdentities"] is True, d
+    # the config's unauthenticated_role_policy is the role the AWS console would name so
+    roles = cog.get_identity_pool_roles(IdentityPoolId=d["IdentityPoolId"])["Roles"]
+    assert roles == {"unauthenticated": role_arn("Cognito_shortUnauth_Role")}, roles
     identity = new_identity(cog, d["IdentityPoolId"])
-    iot.attach_policy(policyName=create_policy(iot, ALLOW_MQTT, "cog"), target=identity)
     witness = clients.witness(b)
     c = credentials(cog, identity)
     left = seconds_left(c)
@@ -327,7 +344,7 @@ def test_expired_credentials_are_refused(broker, clients, crt, raws):
 # ============================================================================================
 
 def test_error_shapes(broker):
-    b = cp_broker(broker)
+    b = cog_broker(broker)
     cog = cognito(b)
     unknown_pool = f"us-east-1:{uuid.uuid4()}"
     code, status, msg = api_error(cog.get_id, IdentityPoolId=unknown_pool)
@@ -347,6 +364,20 @@ def test_error_shapes(broker):
     assert msg, "NotAuthorizedException needs a message"
     # the broker still serves an open pool
     assert ID_RE.fullmatch(cog.get_id(IdentityPoolId=new_pool(cog))["IdentityId"])
+
+    # a pool without an unauthenticated role cannot give a guest credentials (as in AWS)
+    roleless = new_identity(cog, new_pool(cog, role=None))
+    code, status, msg = api_error(cog.get_credentials_for_identity, IdentityId=roleless)
+    assert code == "InvalidIdentityPoolConfigurationException" and status == 400, (code, status, msg)
+    assert "IAM roles" in msg, msg
+    # roles name IAM role ARNs of roles the broker knows
+    pool = new_pool(cog, role=None)
+    not_a_role = f"arn:aws:iam::{ARN.split(':')[4]}:user/alice"
+    for roles in ({"unauthenticated": not_a_role}, {"unauthenticated": role_arn("no-such-role")},
+                  {"guests": role_arn("allow-mqtt")}):
+        code, status, msg = api_error(cog.set_identity_pool_roles, IdentityPoolId=pool, Roles=roles)
+        assert code == "InvalidParameterException" and status == 400, (roles, code, status, msg)
+    assert cog.get_identity_pool_roles(IdentityPoolId=pool)["Roles"] == {}
 
 
 @pytest.mark.parametrize("case", ["unsigned", "wrong-secret", "unknown-key"])
@@ -370,7 +401,7 @@ def test_admin_operations_need_the_admin_signature(broker, case, op):
 
 def test_get_id_signed_or_unsigned(broker):
     """boto3 sends GetId unsigned (authtype none); a signed GetId (other SDKs) works too."""
-    b = cp_broker(broker)
+    b = cog_broker(broker)
     pool = new_pool(cognito(b))
     status, body = cognito_json(b, "GetId", {"IdentityPoolId": pool})
     assert status == 200 and ID_RE.fullmatch(body.get("IdentityId", "")), (status, body)
@@ -389,7 +420,7 @@ def test_get_id_signed_or_unsigned(broker):
 # ============================================================================================
 
 def test_describe_list_pools_and_open_id_token(broker):
-    b = cp_broker(broker, extra_toml=SHORT_POOL_TOML)
+    b = cog_broker(broker, extra_toml=SHORT_POOL_TOML)
     cog = cognito(b)
     a = new_pool(cog)
     closed = new_pool(cog, allow_unauthenticated=False)
@@ -439,8 +470,8 @@ def cognito_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_get_id_and_credentials(broker, crt, tmp_path):
-    b = cp_broker(broker)
-    cog, iot = cognito(b), boto(b, "iot")
+    b = cog_broker(broker)
+    cog = cognito(b)
     pool = new_pool(cog)
     url = endpoint(b)
     work = tmp_path / "cli"
@@ -460,8 +491,7 @@ def test_cli_get_id_and_credentials(broker, crt, tmp_path):
     for k in ("AccessKeyId", "SecretKey", "SessionToken", "Expiration"):
         assert c.get(k), f"Credentials.{k} missing: {out}"
 
-    # the CLI's credentials connect
-    iot.attach_policy(policyName=create_policy(iot, ALLOW_MQTT, "cog"), target=identity)
+    # the CLI's credentials connect (the pool's unauthenticated role allows it)
     cid = uid("cog-cli")
     conn = crt_conn(b, c["AccessKeyId"], c["SecretKey"], c["SessionToken"], cid)
     crt.append(conn)

@@ -22,7 +22,7 @@ from conftest import BIN
 from helpers import uid
 from test_control_plane import (
     ADMIN_KEY, ADMIN_SECRET, ARN, BOTO_CONFIG, REGION, api_error, boto, cp_broker,
-    create_policy, endpoint,
+    endpoint,
 )
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in tests/integration/requirements.txt")
@@ -420,29 +420,28 @@ def test_cli_without_a_running_broker_says_so(tmp_path):
 def test_cli_signs_with_cognito_temporary_credentials(broker, tmp_path):
     """`pubsub iot-data` with Cognito's temporary credentials in the AWS environment
     variables sends the session token (`X-Amz-Security-Token`, signed, as the AWS CLI
-    does); the identity's policies decide; without the token, or with another, 401."""
+    does); the identity's pool's unauthenticated role decides (a guest); without the token,
+    or with another, 401."""
     # Here, not at the top: test_cognito skips itself without awscrt, and this module's
     # other tests need none of it.
     from test_cognito import cognito, credentials, new_identity, new_pool
 
-    b = shadow_broker(broker)
     thing, other = uid("cog"), uid("cog-other")
+    role = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:GetThingShadow", "Resource": f"{ARN}:thing/{thing}"}]})
+    b = shadow_broker(broker, extra_toml=f"\n[[roles]]\nname = \"cogread\"\npolicy = '{role}'\n")
     for name in (thing, other):
         update(data(b), name, {"reported": {"n": 1}})
     cog = cognito(b)
-    identity = new_identity(cog, new_pool(cog))
+    identity = new_identity(cog, new_pool(cog, role="cogread"))
     c = credentials(cog, identity)
-    policy = create_policy(boto(b, "iot"), {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "iot:GetThingShadow", "Resource": f"{ARN}:thing/{thing}"}]},
-        "cogread")
-    boto(b, "iot").attach_policy(policyName=policy, target=identity)
     temporary = (c["AccessKeyId"], c["SecretKey"], c["SessionToken"])
 
     ok(iot_data(b, ["get-thing-shadow", "--thing-name", thing, "got.json"], tmp_path, temporary))
     assert json.loads((tmp_path / "got.json").read_text())["state"] == {"reported": {"n": 1}}
     line = b.log_lines_with("control plane request", identity)
     assert line, "the request's principal must be the identity id"
-    # Its policy decides: another thing is 403.
+    # Its role decides: another thing is 403.
     r = iot_data(b, ["get-thing-shadow", "--thing-name", other, "no.json"], tmp_path, temporary)
     assert r.returncode == 1 and "ForbiddenException (HTTP 403): Forbidden" in r.stderr, r.stderr
     # Without its session token, or with a wrong one, the credentials are not accepted.

@@ -52,6 +52,11 @@ pub struct Config {
     pub authorizers: Vec<AuthorizerConfig>,
     pub identity_pools: Vec<IdentityPoolConfig>,
     pub user_pools: Vec<UserPoolConfig>,
+    /// IAM roles an identity pool's roles may name (SetIdentityPoolRoles takes role ARNs:
+    /// `arn:aws:iam::<account>:role/<name>` names the entry `name`).
+    pub roles: Vec<RoleConfig>,
+    /// OpenID Connect providers whose ID tokens identity pools may accept as logins.
+    pub openid_providers: Vec<OpenIdProviderConfig>,
 }
 
 impl Default for Config {
@@ -79,6 +84,8 @@ impl Default for Config {
             authorizers: Vec::new(),
             identity_pools: Vec::new(),
             user_pools: Vec::new(),
+            roles: Vec::new(),
+            openid_providers: Vec::new(),
         }
     }
 }
@@ -254,6 +261,121 @@ pub struct IdentityPoolConfig {
     pub allow_unauthenticated: bool,
     #[serde(default = "one_hour", with = "humantime_serde")]
     pub credentials_ttl: Duration,
+    /// The IAM policy of the pool's unauthenticated role (what a guest identity may do),
+    /// inline or in a file: the role `Cognito_<name>Unauth_Role`, as the AWS console
+    /// names the role it makes for a pool.
+    #[serde(default)]
+    pub unauthenticated_role_policy: Option<String>,
+    #[serde(default)]
+    pub unauthenticated_role_policy_file: Option<PathBuf>,
+    /// The same for authenticated identities: `Cognito_<name>Auth_Role`.
+    #[serde(default)]
+    pub authenticated_role_policy: Option<String>,
+    #[serde(default)]
+    pub authenticated_role_policy_file: Option<PathBuf>,
+    /// The developer provider name of developer-authenticated identities
+    /// (GetOpenIdTokenForDeveloperIdentity's `Logins` key), e.g. `login.mycompany.myapp`.
+    #[serde(default)]
+    pub developer_provider_name: Option<String>,
+    /// User pools whose ID tokens are logins of this pool.
+    #[serde(default)]
+    pub user_pools: Vec<UserPoolProviderConfig>,
+    /// Issuers of `[[openid_providers]]` whose ID tokens are logins of this pool.
+    #[serde(default)]
+    pub openid_providers: Vec<String>,
+}
+
+impl Default for IdentityPoolConfig {
+    fn default() -> Self {
+        IdentityPoolConfig {
+            name: String::new(),
+            allow_unauthenticated: false,
+            credentials_ttl: one_hour(),
+            unauthenticated_role_policy: None,
+            unauthenticated_role_policy_file: None,
+            authenticated_role_policy: None,
+            authenticated_role_policy_file: None,
+            developer_provider_name: None,
+            user_pools: Vec::new(),
+            openid_providers: Vec::new(),
+        }
+    }
+}
+
+impl IdentityPoolConfig {
+    /// The role a pool's `<kind>_role_policy` defines: `Cognito_<name>Unauth_Role` or
+    /// `Cognito_<name>Auth_Role` (characters IAM refuses in role names become `_`).
+    pub fn role_name(&self, authenticated: bool) -> String {
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let kind = if authenticated { "Auth" } else { "Unauth" };
+        format!("Cognito_{name}{kind}_Role")
+    }
+
+    /// The inline document or the file of one of the two role policies.
+    pub fn role_policy(&self, authenticated: bool) -> (Option<&String>, Option<&PathBuf>) {
+        if authenticated {
+            (
+                self.authenticated_role_policy.as_ref(),
+                self.authenticated_role_policy_file.as_ref(),
+            )
+        } else {
+            (
+                self.unauthenticated_role_policy.as_ref(),
+                self.unauthenticated_role_policy_file.as_ref(),
+            )
+        }
+    }
+}
+
+/// A user pool as a login provider of an identity pool (CognitoIdentityProviders).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPoolProviderConfig {
+    /// `cognito-idp.<region>.amazonaws.com/<userPoolId>`, the Logins key apps send.
+    pub provider_name: String,
+    /// The app client whose tokens are accepted; any client of the pool when absent.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// An IAM role: its name and its (permissions) policy document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub name: String,
+    pub policy: Option<String>,
+    pub policy_file: Option<PathBuf>,
+}
+
+/// An OpenID Connect provider (IAM's OIDC identity provider): tokens whose `iss` is
+/// `issuer`, signed by a key of `jwks_file`, for one of `audiences`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenIdProviderConfig {
+    /// `https://…`; the Logins key is the issuer without `https://`.
+    pub issuer: String,
+    pub jwks_file: PathBuf,
+    pub audiences: Vec<String>,
+}
+
+impl OpenIdProviderConfig {
+    /// The Logins key apps send for this provider: the issuer without `https://`.
+    pub fn provider_name(&self) -> &str {
+        self.issuer
+            .strip_prefix("https://")
+            .unwrap_or(&self.issuer)
+            .trim_end_matches('/')
+    }
 }
 
 fn one_hour() -> Duration {
@@ -455,6 +577,25 @@ impl Config {
         for ca in &mut self.ca_certificates {
             join(&mut ca.pem_file);
         }
+        for pool in &mut self.identity_pools {
+            for file in [
+                &mut pool.unauthenticated_role_policy_file,
+                &mut pool.authenticated_role_policy_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                join(file);
+            }
+        }
+        for role in &mut self.roles {
+            if let Some(file) = &mut role.policy_file {
+                join(file);
+            }
+        }
+        for provider in &mut self.openid_providers {
+            join(&mut provider.jwks_file);
+        }
         for certificate in &mut self.certificates {
             join(&mut certificate.pem_file);
         }
@@ -525,6 +666,7 @@ impl Config {
                 require_file(key, &format!("authorizer {:?}", authorizer.name))?;
             }
         }
+        self.validate_identity_pools()?;
         if let Some(tls) = &self.tls {
             require_file(&tls.cert, "[tls] cert")?;
             require_file(&tls.key, "[tls] key")?;
@@ -641,6 +783,92 @@ fn validate_user_pools(pools: &[UserPoolConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+impl Config {
+    /// Roles, OpenID Connect providers and what identity pools say of them.
+    fn validate_identity_pools(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let mut role_names: Vec<String> = Vec::new();
+        for role in &self.roles {
+            let owner = format!("role {:?}", role.name);
+            if role.name.is_empty() || role.name.len() > 64 {
+                return invalid(format!("{owner}: a role name has 1 to 64 characters"));
+            }
+            match (&role.policy, &role.policy_file) {
+                (Some(_), None) => {}
+                (None, Some(file)) => require_file(file, &owner)?,
+                _ => {
+                    return invalid(format!(
+                        "{owner} needs exactly one of policy or policy_file"
+                    ))
+                }
+            }
+            if role_names.contains(&role.name) {
+                return invalid(format!("{owner} is declared twice"));
+            }
+            role_names.push(role.name.clone());
+        }
+        for provider in &self.openid_providers {
+            let owner = format!("openid provider {:?}", provider.issuer);
+            if !provider.issuer.starts_with("https://") {
+                return invalid(format!("{owner}: the issuer must be an https:// URL"));
+            }
+            if provider.audiences.is_empty() {
+                return invalid(format!(
+                    "{owner}: audiences must name at least one client id"
+                ));
+            }
+            require_file(&provider.jwks_file, &owner)?;
+        }
+        for pool in &self.identity_pools {
+            let owner = format!("identity pool {:?}", pool.name);
+            for authenticated in [false, true] {
+                let key = if authenticated {
+                    "authenticated_role_policy"
+                } else {
+                    "unauthenticated_role_policy"
+                };
+                match pool.role_policy(authenticated) {
+                    (Some(_), Some(_)) => {
+                        return invalid(format!("{owner}: give {key} or {key}_file, not both"))
+                    }
+                    (None, Some(file)) => require_file(file, &format!("{owner} {key}_file"))?,
+                    _ => {}
+                }
+                let implied = pool.role_name(authenticated);
+                if pool.role_policy(authenticated) != (None, None) {
+                    if role_names.contains(&implied) {
+                        return invalid(format!(
+                            "{owner}: its {key} defines role {implied:?}, which is declared again"
+                        ));
+                    }
+                    role_names.push(implied);
+                }
+            }
+            for user_pool in &pool.user_pools {
+                let valid = user_pool
+                    .provider_name
+                    .strip_prefix("cognito-idp.")
+                    .and_then(|rest| rest.split_once(".amazonaws.com/"))
+                    .is_some_and(|(region, id)| !region.is_empty() && !id.is_empty());
+                if !valid {
+                    return invalid(format!(
+                        "{owner}: user pool provider {:?} is not cognito-idp.<region>.amazonaws.com/<userPoolId>",
+                        user_pool.provider_name
+                    ));
+                }
+            }
+            for issuer in &pool.openid_providers {
+                if !self.openid_providers.iter().any(|p| &p.issuer == issuer) {
+                    return invalid(format!(
+                        "{owner} refers to unknown openid provider {issuer:?} (declare it in [[openid_providers]])"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn require_file(path: &Path, owner: &str) -> Result<(), ConfigError> {
     if path.is_file() {
         Ok(())
@@ -749,6 +977,71 @@ credentials_ttl = "1h"
         let half = Config::parse("[admin]\naccess_key_id = \"AKIA\"").unwrap();
         let error = half.validate().unwrap_err().to_string();
         assert!(error.contains("[admin]"), "{error}");
+    }
+
+    #[test]
+    fn identity_pool_roles_and_providers_are_validated_at_start() {
+        let ok = r#"
+[[roles]]
+name = "guests"
+policy = "{}"
+[[openid_providers]]
+issuer = "https://id.example"
+jwks_file = "Cargo.toml"
+audiences = ["app"]
+[[identity_pools]]
+name = "app pool"
+unauthenticated_role_policy = "{}"
+developer_provider_name = "login.example"
+openid_providers = ["https://id.example"]
+user_pools = [{ provider_name = "cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC" }]
+"#;
+        let config = Config::parse(ok).unwrap();
+        config.validate().unwrap();
+        let pool = &config.identity_pools[0];
+        assert_eq!(pool.role_name(false), "Cognito_app_poolUnauth_Role");
+        assert_eq!(pool.role_name(true), "Cognito_app_poolAuth_Role");
+        assert_eq!(config.openid_providers[0].provider_name(), "id.example");
+        for (broken, named) in [
+            ("[[roles]]\nname = \"r\"", "policy_file"),
+            (
+                "[[roles]]\nname = \"r\"\npolicy = \"{}\"\n[[roles]]\nname = \"r\"\npolicy = \"{}\"",
+                "twice",
+            ),
+            (
+                "[[identity_pools]]\nname = \"p\"\nauthenticated_role_policy = \"{}\"\nauthenticated_role_policy_file = \"x\"",
+                "not both",
+            ),
+            (
+                "[[identity_pools]]\nname = \"p\"\nopenid_providers = [\"https://nobody\"]",
+                "unknown openid provider",
+            ),
+            (
+                "[[identity_pools]]\nname = \"p\"\nuser_pools = [{ provider_name = \"us-east-1_AbC\" }]",
+                "cognito-idp.<region>",
+            ),
+            (
+                "[[openid_providers]]\nissuer = \"http://id.example\"\njwks_file = \"Cargo.toml\"\naudiences = [\"a\"]",
+                "https://",
+            ),
+        ] {
+            let error = Config::parse(broken)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(named), "{broken}: {error}");
+        }
+        // A role policy that does not parse names its role, at start.
+        let config = Config::parse(
+            "[[identity_pools]]\nname = \"p\"\nunauthenticated_role_policy = \"{not json\"",
+        )
+        .unwrap();
+        let error = crate::auth::PolicyStore::from_config(&config)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("Cognito_pUnauth_Role"), "{error}");
     }
 
     #[test]

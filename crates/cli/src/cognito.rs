@@ -12,6 +12,10 @@ pub enum CognitoCommand {
     GetId {
         #[arg(long)]
         identity_pool_id: String,
+        /// Logins of an authenticated identity: `provider=token`, comma-separated or
+        /// repeated (as `aws cognito-identity --logins`).
+        #[arg(long, value_delimiter = ',')]
+        logins: Vec<String>,
         /// The broker's control plane, e.g. http://127.0.0.1:8088.
         #[arg(long, default_value = "http://127.0.0.1:8088")]
         endpoint_url: String,
@@ -21,27 +25,49 @@ pub enum CognitoCommand {
     GetCredentialsForIdentity {
         #[arg(long)]
         identity_id: String,
+        /// The identity's logins, `provider=token` (e.g.
+        /// `cognito-identity.amazonaws.com=<token>`).
+        #[arg(long, value_delimiter = ',')]
+        logins: Vec<String>,
         #[arg(long, default_value = "http://127.0.0.1:8088")]
         endpoint_url: String,
     },
+}
+
+/// Adds `Logins` (from `provider=token` pairs) to a request body.
+fn with_logins(mut body: Value, logins: &[String]) -> anyhow::Result<Value> {
+    if logins.is_empty() {
+        return Ok(body);
+    }
+    let mut map = serde_json::Map::new();
+    for login in logins {
+        let Some((provider, token)) = login.split_once('=') else {
+            bail!("--logins {login:?}: expected provider=token");
+        };
+        map.insert(provider.to_owned(), json!(token));
+    }
+    body["Logins"] = Value::Object(map);
+    Ok(body)
 }
 
 pub fn run(command: CognitoCommand) -> anyhow::Result<()> {
     let (operation, body, endpoint) = match command {
         CognitoCommand::GetId {
             identity_pool_id,
+            logins,
             endpoint_url,
         } => (
             "GetId",
-            json!({ "IdentityPoolId": identity_pool_id }),
+            with_logins(json!({ "IdentityPoolId": identity_pool_id }), &logins)?,
             endpoint_url,
         ),
         CognitoCommand::GetCredentialsForIdentity {
             identity_id,
+            logins,
             endpoint_url,
         } => (
             "GetCredentialsForIdentity",
-            json!({ "IdentityId": identity_id }),
+            with_logins(json!({ "IdentityId": identity_id }), &logins)?,
             endpoint_url,
         ),
     };

@@ -190,10 +190,15 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             http: "127.0.0.1:0".into(),
         },
         admin: Some(admin),
+        // The web app's guest identity may do what the pool's unauthenticated role allows,
+        // as on AWS (an IoT policy attached to a guest identity is not consulted): the
+        // role's policy is the same document as the devices' IoT policy.
         identity_pools: vec![IdentityPoolConfig {
             name: "app-pool".into(),
             allow_unauthenticated: true,
             credentials_ttl: Duration::from_secs(3600),
+            unauthenticated_role_policy: Some(POLICY_DOCUMENT.into()),
+            ..IdentityPoolConfig::default()
         }],
         anonymous: Some(Anonymous {
             policies: vec![POLICY.into()],
@@ -229,7 +234,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let http_port = port("http")?;
 
     // --- the seed's Cognito flow: the app gets an identity id and temporary credentials
-    // from the identity pool; an operator attaches myIOTPolicy to that identity id ---
+    // from the identity pool, whose unauthenticated role decides what it may do ---
     let pools = control(
         &running,
         "POST",
@@ -264,20 +269,15 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         "us-east-1",
         app_credentials,
     );
-    control(
-        &running,
-        "PUT",
-        &format!("/target-policies/{}", encode_segment(POLICY)),
-        &[],
-        serde_json::json!({ "target": identity_id }),
-    )
-    .await?;
     println!("broker      mqtt :{mqtt_port}   mqtts :{mqtts_port}   tls :{tls_port} (plays IoT Core's 443)   http :{http_port} (Cognito, iot-data)");
     println!("policy      {POLICY}: connect as client/${{iot:ClientId}}, publish/receive topic chat/*, subscribe chat/*;");
     println!("            publish/receive/subscribe $aws/things/${{iot:ClientId}}/shadow/*; Get/UpdateThingShadow");
     println!("            on thing/{THING} and receive/subscribe its shadow's update/documents");
     println!("identities  certificates backend + device; Cognito pool {pool_id} gave the web app");
-    println!("            identity {identity_id} and temporary credentials (SigV4);");
+    println!("            guest identity {identity_id} and temporary credentials (SigV4), allowed");
+    println!(
+        "            what the pool's unauthenticated role allows (the same document as {POLICY});"
+    );
     println!("            authorizer {AUTHORIZER} at http://{authorizer_addr}/authorize (token {TOKEN:?}, signing disabled)");
     println!();
 

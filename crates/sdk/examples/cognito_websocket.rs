@@ -37,7 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let credentials = credentials.build()?;
 
-    // credentialsProvider.getIdentityId() — the id to attach an IoT policy to.
+    // credentialsProvider.getIdentityId() — the id a signed-in user's IoT policy is attached
+    // to. This guest identity gets what its pool's unauthenticated role allows (IoT Core
+    // does not consult IoT policies attached to a guest).
     let runtime = tokio::runtime::Runtime::new()?;
     let identity_id = runtime.block_on(credentials.identity_id())?;
     println!("identity id {identity_id}");

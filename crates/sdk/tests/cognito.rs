@@ -501,8 +501,10 @@ async fn plugs_into_service_configuration() {
 }
 
 /// End to end with the broker in process: its Cognito emulation (on the `http` listener;
-/// the TLS port answers only signed control-plane requests) gives credentials, the identity gets the chat policy, and a
-/// SigV4 WebSocket connection made with those credentials publishes.
+/// the TLS port answers only signed control-plane requests) gives a guest identity
+/// credentials, the pool's unauthenticated role allows the chat policy's actions (as IoT
+/// Core grants a guest exactly its role's permissions), and a SigV4 WebSocket connection
+/// made with those credentials publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_in_process_end_to_end() {
     use broker_support::*;
@@ -511,6 +513,8 @@ async fn broker_in_process_end_to_end() {
         name: "app-pool".into(),
         allow_unauthenticated: true,
         credentials_ttl: Duration::from_secs(3600),
+        unauthenticated_role_policy: Some(POLICY_DOCUMENT.into()),
+        ..Default::default()
     }];
     setup.config.listeners.http = "127.0.0.1:0".into();
     let running = broker::start(setup.config.clone()).await.unwrap();
@@ -553,19 +557,6 @@ async fn broker_in_process_end_to_end() {
         .duration_since(SystemTime::now())
         .unwrap();
     assert!(left > Duration::from_secs(3500), "{left:?}");
-    // attach-principal-policy, as the control plane does it.
-    let body = serde_json::json!({ "target": identity }).to_string();
-    let attached = running
-        .control(&broker::control::ApiRequest {
-            method: "PUT",
-            path: &format!("/target-policies/{POLICY}"),
-            query: "",
-            headers: &[],
-            body: body.as_bytes(),
-        })
-        .await;
-    assert_eq!(attached.status, 200, "{}", attached.body);
-
     let config = service(&setup, p, no_reconnect()).credentials_provider(provider.clone());
     let m = pubsub::DataManager::new(config);
     m.connect_using_websocket("cognito-app", true, |_| {})

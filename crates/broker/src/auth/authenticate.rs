@@ -24,8 +24,12 @@ pub enum Identity {
     Anonymous,
     /// A registered (or CA-vouched) client certificate: the principal is its id.
     Certificate(CertificateIdentity),
-    /// SigV4 credentials: the principal is their identity id (e.g. a Cognito identity).
-    Credentials { principal: String },
+    /// SigV4 credentials: the principal is their identity id (e.g. a Cognito identity);
+    /// `cognito` for an identity pool's temporary credentials (the role rule decides).
+    Credentials {
+        principal: String,
+        cognito: Option<super::CognitoPrincipal>,
+    },
     /// SigV4 by the control plane's admin key (the console's MQTT connection): an IAM
     /// administrator, allowed `iot:*` (`PolicyStore::administrator`).
     Administrator,
@@ -44,7 +48,7 @@ impl Identity {
         match self {
             Identity::Anonymous => ANONYMOUS,
             Identity::Certificate(certificate) => &certificate.certificate_id,
-            Identity::Credentials { principal } => principal,
+            Identity::Credentials { principal, .. } => principal,
             Identity::Administrator => ADMINISTRATOR,
             Identity::Authorizer(authorized) => &authorized.principal_id,
             Identity::AtConnect { .. } => "unauthenticated",
@@ -128,8 +132,11 @@ pub async fn authenticate_upgrade(
                         presigned.security_token.as_deref(),
                     )
                     .map_err(refused(broker, "sigv4", "credentials"))?;
-                let principal = credential.principal;
-                (credential.secret, Identity::Credentials { principal })
+                let identity = Identity::Credentials {
+                    principal: credential.principal,
+                    cognito: credential.cognito,
+                };
+                (credential.secret, identity)
             }
         };
         let signed = SignedRequest {

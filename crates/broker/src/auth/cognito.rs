@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
+use super::logins::oidc_provider_arn;
+use super::roles::{role_arn, CognitoPrincipal};
 use super::IdentityPlane;
-use crate::registry::IdentityPoolRecord;
+use crate::registry::{CognitoProviderRecord, IdentityPoolRecord, AUTHENTICATED, UNAUTHENTICATED};
 use crate::secrets::{access_key_pair, random_alphanumeric, uuid_shaped};
 
 /// Temporary credentials handed out by GetCredentialsForIdentity.
@@ -19,6 +21,8 @@ pub struct TemporaryCredential {
     pub secret_access_key: String,
     pub session_token: String,
     pub identity_id: String,
+    /// The pool, and whether a verified login got them: which role decides.
+    pub cognito: CognitoPrincipal,
     pub expires_at: SystemTime,
 }
 
@@ -37,12 +41,18 @@ impl TemporaryCredentials {
         credentials.get(access_key_id).cloned()
     }
 
-    pub(crate) fn issue(&self, identity_id: &str, ttl: Duration) -> (String, TemporaryCredential) {
+    pub(crate) fn issue(
+        &self,
+        identity_id: &str,
+        cognito: CognitoPrincipal,
+        ttl: Duration,
+    ) -> (String, TemporaryCredential) {
         let (access_key_id, secret_access_key) = access_key_pair("ASIA");
         let credential = TemporaryCredential {
             secret_access_key,
             session_token: format!("pubsub-session/{}", random_alphanumeric(64)),
             identity_id: identity_id.to_owned(),
+            cognito,
             expires_at: SystemTime::now() + ttl,
         };
         let mut credentials = self.by_access_key.lock();
@@ -54,15 +64,47 @@ impl TemporaryCredentials {
 }
 
 /// Makes sure every `[[identity_pools]]` entry exists in the registry (keeping the id a
-/// previous start gave it).
+/// previous start gave it), with the roles its role policies define and its providers.
 pub(crate) fn apply_config_pools(broker: &IdentityPlane) {
-    for declared in &broker.config.identity_pools {
+    let config = &broker.config;
+    for declared in &config.identity_pools {
+        let mut roles = std::collections::BTreeMap::new();
+        for (authenticated, key) in [(false, UNAUTHENTICATED), (true, AUTHENTICATED)] {
+            if declared.role_policy(authenticated) != (None, None) {
+                let name = declared.role_name(authenticated);
+                roles.insert(key.to_owned(), role_arn(&config.account_id, &name));
+            }
+        }
         let record = IdentityPoolRecord {
-            identity_pool_id: format!("{}:{}", broker.config.region, uuid_shaped()),
+            identity_pool_id: format!("{}:{}", config.region, uuid_shaped()),
             identity_pool_name: declared.name.clone(),
             allow_unauthenticated: declared.allow_unauthenticated,
             credentials_ttl_secs: declared.credentials_ttl.as_secs().max(1),
+            roles,
+            developer_provider_name: declared.developer_provider_name.clone(),
+            cognito_identity_providers: declared
+                .user_pools
+                .iter()
+                .map(|user_pool| CognitoProviderRecord {
+                    provider_name: user_pool.provider_name.clone(),
+                    client_id: user_pool.client_id.clone(),
+                })
+                .collect(),
+            open_id_connect_provider_arns: declared
+                .openid_providers
+                .iter()
+                .filter_map(|issuer| {
+                    config
+                        .openid_providers
+                        .iter()
+                        .find(|provider| &provider.issuer == issuer)
+                })
+                .map(|provider| oidc_provider_arn(&config.account_id, provider.provider_name()))
+                .collect(),
         };
+        if record.developer_provider_name.is_some() {
+            super::logins::prepare_open_id_key(&broker.registry);
+        }
         if let Err(error) = broker.registry.ensure_identity_pool(record) {
             tracing::error!(%error, pool = %declared.name, "cannot record the identity pool");
         }

@@ -10,6 +10,7 @@ use iot::{
 };
 
 use super::policy::PolicyStore;
+use super::roles::{self, CognitoPrincipal, RoleRule};
 use crate::clock::unix_millis;
 use crate::refusals::Refusal;
 
@@ -37,6 +38,10 @@ pub struct ConnectionPolicy {
     // Boxed on purpose: 8 bytes in every connection instead of a 48-byte empty map.
     #[allow(clippy::box_collection)]
     cache: Option<Box<HashMap<Box<str>, u32>>>,
+    /// Credentials from an identity pool: IoT Core's rule for Cognito identities decides
+    /// (the pool's role policy, and for an authenticated identity the attached IoT
+    /// policies too). Boxed: most connections have none.
+    cognito: Option<Box<(CognitoPrincipal, RoleRule)>>,
 }
 
 /// A refused action: the full decision (with its reason) and the resource it concerned.
@@ -93,7 +98,15 @@ impl ConnectionPolicy {
             fixed_policies: false,
             thing_facts: false,
             cache: None,
+            cognito: None,
         }
+    }
+
+    /// Decides as IoT Core does for an identity pool's credentials (`roles`).
+    pub fn with_cognito(mut self, cognito: &CognitoPrincipal) -> ConnectionPolicy {
+        let rule = self.store.role_rule(cognito);
+        self.cognito = Some(Box::new((cognito.clone(), rule)));
+        self
     }
 
     /// Resolves the thing variables as IoT Core does for a certificate or a Cognito
@@ -125,7 +138,18 @@ impl ConnectionPolicy {
     /// Evaluates (without the cache) and returns the decision with its reason.
     pub fn decide(&self, action: Action, kind: ResourceKind, name: &str) -> Denied {
         let resource = resource_arn(&self.store.region, &self.store.account, kind, name);
-        let decision = evaluate(&self.policies, action, &resource, &self.context);
+        let decision = match &self.cognito {
+            None => evaluate(&self.policies, action, &resource, &self.context),
+            Some(cognito) => roles::decision(
+                &cognito.1,
+                &self.principal,
+                &self.policies,
+                !cognito.0.authenticated && !self.policies.is_empty(),
+                action,
+                &resource,
+                &self.context,
+            ),
+        };
         Denied {
             action,
             resource,
@@ -155,7 +179,12 @@ impl ConnectionPolicy {
             kind,
             name,
         );
-        let allowed = decide(&self.policies, action, &arn, &self.context).is_allowed();
+        let allowed = match &self.cognito {
+            None => decide(&self.policies, action, &arn, &self.context).is_allowed(),
+            Some(cognito) => {
+                roles::allowed(&cognito.1, &self.policies, action, &arn, &self.context)
+            }
+        };
         if action != Action::Connect {
             let cache = self.cache.get_or_insert_default();
             if cache.len() >= MAX_CACHED_DECISIONS {
@@ -208,6 +237,9 @@ impl ConnectionPolicy {
             self.policies = self.store.policies_of(&self.principal);
             if self.thing_facts {
                 self.store.resolve_thing(&mut self.context, &self.principal);
+            }
+            if let Some(cognito) = &mut self.cognito {
+                cognito.1 = self.store.role_rule(&cognito.0);
             }
             self.generation = generation;
             self.cache = None;

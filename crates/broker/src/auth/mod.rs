@@ -7,7 +7,9 @@
 //! - [`certificate`]: the TLS client-certificate verifier (registry and CA checks, from
 //!   memory: no file I/O inside a handshake).
 //! - [`custom`]: custom authorizer functions and their answer cache.
-//! - [`cognito`]: temporary credentials from the Cognito emulation.
+//! - [`cognito`]: temporary credentials from the Cognito emulation; [`logins`]: the logins
+//!   of authenticated identities, verified; [`roles`]: IoT Core's rule for Cognito
+//!   identities (the pool's role policy, and for authenticated ones an IoT policy too).
 //! - [`user_pools`]: Cognito user pools' sign-ins and tokens, and their verification.
 //!
 //! Imports `registry`, `config`, `secrets` and `clock`; never the data plane.
@@ -17,7 +19,9 @@ pub(crate) mod certificate;
 pub(crate) mod cognito;
 pub(crate) mod connection_policy;
 pub(crate) mod custom;
+pub(crate) mod logins;
 pub(crate) mod policy;
+pub(crate) mod roles;
 pub(crate) mod test_authorization;
 pub(crate) mod user_pools;
 
@@ -27,8 +31,7 @@ use std::time::SystemTime;
 pub(crate) use authenticate::{Admission, Identity, Transport};
 pub(crate) use connection_policy::{ConnectionPolicy, Denied};
 pub(crate) use policy::PolicyStore;
-#[allow(unused_imports)] // for identity pools' Logins (issue 19, item 2)
-pub use user_pools::VerifiedLogin;
+pub use roles::CognitoPrincipal;
 
 use iot::{Action, RequestContext, ResourceKind};
 
@@ -49,6 +52,8 @@ pub struct Credential {
     pub session_token: Option<String>,
     /// …and until they expire.
     pub expires_at: Option<SystemTime>,
+    /// Credentials from an identity pool: the role rule decides (`roles`).
+    pub cognito: Option<CognitoPrincipal>,
 }
 
 /// The access key the control plane accepts: `[admin]`, or a pair generated on first
@@ -91,6 +96,8 @@ pub struct IdentityPlane {
     pub temporary_credentials: TemporaryCredentials,
     /// User pools' challenges in flight and parsed signing keys.
     pub(crate) user_pools: user_pools::UserPools,
+    /// The key of the broker's own OpenID tokens (Cognito Identity's), read once.
+    open_id_key: logins::OpenIdKey,
 }
 
 impl IdentityPlane {
@@ -100,9 +107,10 @@ impl IdentityPlane {
     pub fn open(config: Arc<Config>) -> Result<IdentityPlane, ConfigError> {
         let plane = IdentityPlane::load(config)?;
         plane.registry.apply_config(&plane.config)?;
-        plane.sync_registry();
-        cognito::apply_config_pools(&plane);
+        // User pools first: an identity pool may name one of them as a login provider.
         user_pools::apply_config_pools(&plane)?;
+        cognito::apply_config_pools(&plane);
+        plane.sync_registry();
         Ok(plane)
     }
 
@@ -131,6 +139,7 @@ impl IdentityPlane {
             authorizers,
             temporary_credentials: TemporaryCredentials::default(),
             user_pools: user_pools::UserPools::default(),
+            open_id_key: logins::OpenIdKey::default(),
         })
     }
 
@@ -158,6 +167,8 @@ impl IdentityPlane {
         let (policies, attachments) = self.registry.dynamic_policies();
         self.policies.replace_dynamic(policies, attachments);
         self.policies.replace_things(self.registry.things());
+        self.policies
+            .replace_pool_roles(&self.registry.identity_pools());
         self.authorizers.sync(
             &self.registry.authorizers(),
             self.registry.default_authorizer(),
@@ -174,6 +185,7 @@ impl IdentityPlane {
             principal,
             session_token: None,
             expires_at: None,
+            cognito: None,
         };
         self.config
             .credentials
@@ -194,6 +206,7 @@ impl IdentityPlane {
                         principal: temporary.identity_id,
                         session_token: Some(temporary.session_token),
                         expires_at: Some(temporary.expires_at),
+                        cognito: Some(temporary.cognito),
                     })
             })
     }
@@ -229,19 +242,25 @@ impl IdentityPlane {
     }
 
     /// One decision for a principal outside any connection (an iot-data REST call signed
-    /// by its access key): its attached policies, with the facts a SigV4 WebSocket
+    /// by its access key): its attached policies — or, for an identity pool's credentials,
+    /// IoT Core's rule for Cognito identities (`roles`) — with the facts a SigV4 WebSocket
     /// connection of the same principal has (its identity id as the Cognito identity).
     /// `Err` carries the decision's reason for the log.
     pub fn authorize(
         &self,
         principal: &str,
+        cognito: Option<&CognitoPrincipal>,
         action: Action,
         kind: ResourceKind,
         name: &str,
     ) -> Result<(), Box<Denied>> {
         let mut context = RequestContext::default();
         context.facts_mut().cognito_identity_id = Some(principal.to_owned());
-        self.decide(principal, context, action, kind, name)
+        let mut policy = ConnectionPolicy::new(self.policies.clone(), principal, context);
+        if let Some(cognito) = cognito {
+            policy = policy.with_cognito(cognito);
+        }
+        self.decided(principal, policy.decide(action, kind, name))
     }
 
     /// The same for a request made over mutual TLS (iot-data on ALPN `x-amzn-http-ca`):
@@ -256,19 +275,13 @@ impl IdentityPlane {
     ) -> Result<(), Box<Denied>> {
         let mut context = RequestContext::default();
         certificate.add_facts(&mut context);
-        self.decide(&certificate.certificate_id, context, action, kind, name)
-    }
-
-    fn decide(
-        &self,
-        principal: &str,
-        context: RequestContext,
-        action: Action,
-        kind: ResourceKind,
-        name: &str,
-    ) -> Result<(), Box<Denied>> {
+        let principal = &certificate.certificate_id;
         let decided = ConnectionPolicy::new(self.policies.clone(), principal, context)
             .decide(action, kind, name);
+        self.decided(principal, decided)
+    }
+
+    fn decided(&self, principal: &str, decided: Denied) -> Result<(), Box<Denied>> {
         if decided.decision.is_allowed() {
             Ok(())
         } else {

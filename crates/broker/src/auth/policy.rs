@@ -9,9 +9,10 @@ use std::sync::Arc;
 use iot::{Policy, RequestContext};
 use parking_lot::RwLock;
 
+use super::roles::{role_name_of_arn, CognitoPrincipal, RoleRule};
 use crate::config::{Config, ConfigError, DEV_ALLOW_ALL};
 use crate::metrics::Metrics;
-use crate::registry::ThingRecord;
+use crate::registry::{IdentityPoolRecord, ThingRecord, AUTHENTICATED, UNAUTHENTICATED};
 
 /// The anonymous principal: clients of the plain listener.
 pub const ANONYMOUS: &str = "anonymous";
@@ -25,6 +26,29 @@ const DEV_ALLOW_ALL_DOCUMENT: &str =
 /// The name decisions for the admin's MQTT connection report (IAM's policy of that name
 /// allows `iot:*`, as `dev-allow-all` does).
 pub const ADMINISTRATOR_POLICY: &str = "AdministratorAccess";
+
+/// A config document, inline or from its file (validated to be exactly one).
+fn read_document(
+    owner: &str,
+    inline: Option<&String>,
+    file: Option<&std::path::PathBuf>,
+) -> Result<String, ConfigError> {
+    match (inline, file) {
+        (Some(document), _) => Ok(document.clone()),
+        (None, Some(file)) => std::fs::read_to_string(file).map_err(|error| {
+            ConfigError::Invalid(format!("{owner}: cannot read {}: {error}", file.display()))
+        }),
+        (None, None) => Err(ConfigError::Invalid(format!("{owner} has no document"))),
+    }
+}
+
+/// A role's permissions policy, in the IoT policy grammar (actions of other services
+/// parse and match nothing: a role for an app usually allows more than `iot:`).
+fn parse_role(owner: &str, name: &str, document: &str) -> Result<Arc<Policy>, ConfigError> {
+    Policy::parse(name, document)
+        .map(Arc::new)
+        .map_err(|error| ConfigError::Invalid(format!("{owner}: {error}")))
+}
 
 /// The built-in `dev-allow-all` document.
 pub fn dev_allow_all_document() -> &'static str {
@@ -42,6 +66,12 @@ pub struct PolicyStore {
     pub(super) account: String,
     config_policies: HashMap<String, Arc<Policy>>,
     config_attachments: HashMap<String, Vec<String>>,
+    /// IAM roles by name (`[[roles]]`, and those config pools' role policies define): the
+    /// permissions policy of each, evaluated like an IoT policy.
+    roles: HashMap<String, Arc<Policy>>,
+    /// Identity pool id → the names of its unauthenticated and authenticated roles (from
+    /// the registry, where SetIdentityPoolRoles keeps their ARNs).
+    pool_roles: RwLock<HashMap<String, [Option<String>; 2]>>,
     dynamic: RwLock<DynamicPolicies>,
     /// The registry's things as the `${iot:Connection.Thing.*}` variables see them, by name.
     things: RwLock<HashMap<String, ThingFacts>>,
@@ -75,25 +105,36 @@ impl PolicyStore {
             .expect("the built-in policy parses");
         policies.insert(DEV_ALLOW_ALL.to_owned(), Arc::new(builtin));
         for declared in &config.policies {
-            let document = match (&declared.document, &declared.document_file) {
-                (Some(document), _) => document.clone(),
-                (None, Some(file)) => std::fs::read_to_string(file).map_err(|error| {
-                    ConfigError::Invalid(format!(
-                        "policy {:?}: cannot read {}: {error}",
-                        declared.name,
-                        file.display()
-                    ))
-                })?,
-                (None, None) => {
-                    return Err(ConfigError::Invalid(format!(
-                        "policy {:?} has no document",
-                        declared.name
-                    )))
-                }
-            };
+            let owner = format!("policy {:?}", declared.name);
+            let document = read_document(
+                &owner,
+                declared.document.as_ref(),
+                declared.document_file.as_ref(),
+            )?;
             let policy = Policy::parse(&declared.name, &document)
                 .map_err(|error| ConfigError::Invalid(error.to_string()))?;
             policies.insert(declared.name.clone(), Arc::new(policy));
+        }
+        let mut roles = HashMap::new();
+        for role in &config.roles {
+            let owner = format!("role {:?}", role.name);
+            let document = read_document(&owner, role.policy.as_ref(), role.policy_file.as_ref())?;
+            roles.insert(
+                role.name.clone(),
+                parse_role(&owner, &role.name, &document)?,
+            );
+        }
+        for pool in &config.identity_pools {
+            for authenticated in [false, true] {
+                let (inline, file) = pool.role_policy(authenticated);
+                if inline.is_none() && file.is_none() {
+                    continue;
+                }
+                let name = pool.role_name(authenticated);
+                let owner = format!("identity pool {:?} role {name:?}", pool.name);
+                let document = read_document(&owner, inline, file)?;
+                roles.insert(name.clone(), parse_role(&owner, &name, &document)?);
+            }
         }
         let mut attachments: HashMap<String, Vec<String>> = HashMap::new();
         attachments.insert(ANONYMOUS.to_owned(), config.anonymous_policies().to_vec());
@@ -110,6 +151,8 @@ impl PolicyStore {
             account: config.account_id.clone(),
             config_policies: policies,
             config_attachments: attachments,
+            roles,
+            pool_roles: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(DynamicPolicies::default()),
             things: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
@@ -224,6 +267,63 @@ impl PolicyStore {
                     facts.thing_attributes = Vec::new();
                 }
             }
+        }
+    }
+
+    /// Replaces the identity pools' role names with the registry's (ARNs of roles not of the
+    /// form `arn:aws:iam::<account>:role/<name>` name no role).
+    pub fn replace_pool_roles(&self, pools: &[IdentityPoolRecord]) {
+        let roles = pools
+            .iter()
+            .map(|pool| {
+                let name = |kind: &str| {
+                    pool.roles
+                        .get(kind)
+                        .and_then(|arn| role_name_of_arn(arn))
+                        .map(str::to_owned)
+                };
+                (
+                    pool.identity_pool_id.clone(),
+                    [name(UNAUTHENTICATED), name(AUTHENTICATED)],
+                )
+            })
+            .collect();
+        *self.pool_roles.write() = roles;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a role of this name is declared.
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.contains_key(name)
+    }
+
+    /// The rule a Cognito identity's decisions follow: its pool's role for its kind, or
+    /// why it has none.
+    pub(crate) fn role_rule(&self, cognito: &CognitoPrincipal) -> RoleRule {
+        let kind = if cognito.authenticated {
+            AUTHENTICATED
+        } else {
+            UNAUTHENTICATED
+        };
+        let pool_roles = self.pool_roles.read();
+        let role = match pool_roles.get(&cognito.pool_id) {
+            None => Err(format!("identity pool {} does not exist", cognito.pool_id)),
+            Some(names) => match &names[usize::from(cognito.authenticated)] {
+                None => Err(format!(
+                    "identity pool {} has no {kind} role (SetIdentityPoolRoles, or {kind}_role_policy in [[identity_pools]])",
+                    cognito.pool_id
+                )),
+                Some(name) => self.roles.get(name).cloned().ok_or_else(|| {
+                    format!(
+                        "the {kind} role {name:?} of identity pool {} is not declared in [[roles]]",
+                        cognito.pool_id
+                    )
+                }),
+            },
+        };
+        RoleRule {
+            authenticated: cognito.authenticated,
+            role,
         }
     }
 
@@ -379,6 +479,7 @@ document = '''{"Version":"2012-10-17","Statement":[
                 context: &context,
                 action: Action::Publish,
                 resources: &[arn],
+                cognito: None,
             },
         )
         .unwrap();
@@ -397,6 +498,7 @@ document = '''{"Version":"2012-10-17","Statement":[
                 context: &context,
                 action: Action::Publish,
                 resources: &[other],
+                cognito: None,
             },
         )
         .unwrap();
@@ -416,6 +518,7 @@ document = '''{"Version":"2012-10-17","Statement":[
                 context: &context,
                 action: Action::Publish,
                 resources: &[],
+                cognito: None,
             },
         )
         .is_err());
@@ -517,6 +620,74 @@ document = '''{"Version":"2012-10-17","Statement":[
             "detached: the thing variables no longer resolve"
         );
         assert_eq!(connection.context.facts().thing_name, None);
+    }
+
+    fn pool(id: &str, unauthenticated: Option<&str>) -> IdentityPoolRecord {
+        IdentityPoolRecord {
+            identity_pool_id: id.into(),
+            identity_pool_name: id.into(),
+            allow_unauthenticated: true,
+            credentials_ttl_secs: 60,
+            roles: unauthenticated
+                .map(|name| {
+                    let arn = format!("arn:aws:iam::123456789012:role/{name}");
+                    (UNAUTHENTICATED.to_owned(), arn)
+                })
+                .into_iter()
+                .collect(),
+            developer_provider_name: None,
+            cognito_identity_providers: Vec::new(),
+            open_id_connect_provider_arns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_guest_connection_follows_its_pool_role_as_it_changes() {
+        let store = store(&format!(
+            "{SEED}\n[[roles]]\nname = \"guests\"\npolicy = '{DEV_ALLOW_ALL_DOCUMENT}'\n"
+        ));
+        // An IoT policy attached to the guest: not consulted.
+        store.attach("us-east-1:guest", &[DEV_ALLOW_ALL.to_owned()]);
+        store.replace_pool_roles(&[pool("us-east-1:pool", None)]);
+        let guest = CognitoPrincipal {
+            pool_id: "us-east-1:pool".into(),
+            authenticated: false,
+        };
+        let context = RequestContext {
+            client_id: Some("app".into()),
+            ..RequestContext::default()
+        };
+        let mut connection =
+            ConnectionPolicy::new(store.clone(), "us-east-1:guest", context).with_cognito(&guest);
+        let denied = connection
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .unwrap_err();
+        assert!(
+            denied
+                .decision
+                .reason
+                .contains("has no unauthenticated role"),
+            "{}",
+            denied.decision.reason
+        );
+        // SetIdentityPoolRoles reaches the open connection at its next decision…
+        store.replace_pool_roles(&[pool("us-east-1:pool", Some("guests"))]);
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .is_ok());
+        assert!(connection
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .is_ok());
+        // …and so does a role the config does not declare (nothing allowed).
+        store.replace_pool_roles(&[pool("us-east-1:pool", Some("gone"))]);
+        let denied = connection
+            .check(Action::Publish, ResourceKind::Topic, "t")
+            .unwrap_err();
+        assert!(
+            denied.decision.reason.contains("not declared in [[roles]]"),
+            "{}",
+            denied.decision.reason
+        );
     }
 
     #[test]

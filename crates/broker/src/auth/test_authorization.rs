@@ -4,6 +4,7 @@
 use iot::{evaluate, Action, AuthDecision, RequestContext};
 
 use super::policy::PolicyStore;
+use super::roles::{self, role_arn, CognitoPrincipal};
 use crate::config::Config;
 
 /// AWS's `actionType` names for the actions test-authorization accepts.
@@ -48,6 +49,9 @@ pub struct AuthorizationQuestion<'a> {
     pub context: &'a RequestContext,
     pub action: Action,
     pub resources: &'a [String],
+    /// A Cognito identity of an identity pool: IoT Core's rule for Cognito identities
+    /// decides (`roles`), and the answer names which side denied.
+    pub cognito: Option<&'a CognitoPrincipal>,
 }
 
 pub fn test_authorization(
@@ -62,6 +66,7 @@ pub fn test_authorization(
         context,
         action,
         resources,
+        cognito,
     } = *question;
     let attached = store.attached(principal);
     if attached.is_none() && !known_principal && policy_names_to_add.is_empty() {
@@ -82,39 +87,90 @@ pub fn test_authorization(
             "policyArn": format!("arn:aws:iot:{}:{}:policy/{name}", config.region, config.account_id),
         })
     };
+    let rule = cognito.map(|cognito| store.role_rule(cognito));
+    let role_ref = |name: &str| serde_json::json!({"policyName": name, "policyArn": role_arn(&config.account_id, name)});
     let mut decision = AuthDecision::Allowed;
     let (mut allowed_by, mut explicit, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let mut implicit_sides = (false, false);
     for resource in resources {
-        let outcome = evaluate(&policies, action, resource, context);
+        let outcome = match &rule {
+            None => evaluate(&policies, action, resource, context),
+            Some(rule) => roles::decision(
+                rule,
+                principal,
+                &policies,
+                !rule.authenticated && !policies.is_empty(),
+                action,
+                resource,
+                context,
+            ),
+        };
+        // Which policies allowed or denied: for a Cognito identity, each side's own.
+        let sides = rule
+            .as_ref()
+            .map(|rule| roles::sides(rule, &policies, action, resource, context));
         match outcome.decision {
-            AuthDecision::Allowed => allowed_by.extend(outcome.policy.clone()),
+            AuthDecision::Allowed => match &sides {
+                None => allowed_by.extend(outcome.policy.clone().map(|name| policy_ref(&name))),
+                Some(sides) => {
+                    let role = sides.role.as_ref().and_then(|role| role.policy.clone());
+                    allowed_by.extend(role.map(|name| role_ref(&name)));
+                    let iot = sides.iot.as_ref().and_then(|iot| iot.policy.clone());
+                    allowed_by.extend(iot.map(|name| policy_ref(&name)));
+                }
+            },
             AuthDecision::ExplicitDeny => {
-                explicit.extend(outcome.policy.clone());
+                let by_role = sides.as_ref().is_some_and(|sides| {
+                    sides
+                        .role
+                        .as_ref()
+                        .is_some_and(|role| role.decision == AuthDecision::ExplicitDeny)
+                });
+                explicit.extend(outcome.policy.clone().map(|name| {
+                    if by_role {
+                        role_ref(&name)
+                    } else {
+                        policy_ref(&name)
+                    }
+                }));
                 decision = AuthDecision::ExplicitDeny;
             }
             AuthDecision::ImplicitDeny => {
                 if decision == AuthDecision::Allowed {
                     decision = AuthDecision::ImplicitDeny;
                 }
+                match &sides {
+                    None => implicit_sides.1 = true,
+                    Some(sides) => {
+                        let role_denied =
+                            !sides.role.as_ref().is_some_and(|role| role.is_allowed());
+                        implicit_sides.0 |= role_denied;
+                        implicit_sides.1 |= !role_denied;
+                    }
+                }
             }
         }
         reasons.push(serde_json::json!({"resource": resource, "reason": outcome.reason}));
     }
-    let implicit: Vec<_> = if decision == AuthDecision::ImplicitDeny {
-        policies
-            .iter()
-            .map(|policy| policy_ref(policy.name()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut implicit: Vec<_> = Vec::new();
+    if decision == AuthDecision::ImplicitDeny {
+        if implicit_sides.0 {
+            let role = rule.as_ref().and_then(|rule| rule.role.as_ref().ok());
+            implicit.extend(role.map(|role| role_ref(role.name())));
+        }
+        if implicit_sides.1 {
+            implicit.extend(policies.iter().map(|policy| policy_ref(policy.name())));
+        }
+    }
+    allowed_by.dedup();
+    explicit.dedup();
     Ok(serde_json::json!({
         "authResults": [{
             "authInfo": {"actionType": action_type(action), "resources": resources},
-            "allowed": {"policies": allowed_by.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
+            "allowed": {"policies": allowed_by},
             "denied": {
                 "implicitDeny": {"policies": implicit},
-                "explicitDeny": {"policies": explicit.iter().map(|name| policy_ref(name)).collect::<Vec<_>>()},
+                "explicitDeny": {"policies": explicit},
             },
             "authDecision": decision.as_str(),
             "missingContextValues": [],

@@ -71,8 +71,6 @@ fn capitalized(text: &str) -> String {
 }
 
 /// A verified user pool ID token: who signed in, for identity pools' `Logins`.
-// Identity pools' authenticated identities (issue 19, item 2) are its users.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedLogin {
     /// `cognito-idp.<region>.amazonaws.com/<userPoolId>`.
@@ -792,8 +790,6 @@ impl IdentityPlane {
     /// client of the pool, token_use == "id", not signed out), for identity pools'
     /// `Logins` under `provider_name` (`cognito-idp.<region>.amazonaws.com/<poolId>`).
     /// `Err` is Cognito Identity's NotAuthorizedException message.
-    // Identity pools' authenticated identities (issue 19, item 2) call it.
-    #[allow(dead_code)]
     pub fn verify_user_pool_id_token(
         &self,
         provider_name: &str,

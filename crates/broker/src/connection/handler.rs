@@ -285,6 +285,12 @@ impl PacketHandler {
                 authorized.policies.clone(),
                 context,
             ),
+            Identity::Credentials {
+                cognito: Some(cognito),
+                ..
+            } => ConnectionPolicy::new(policies, identity.principal(), context)
+                .with_thing_facts()
+                .with_cognito(cognito),
             Identity::Certificate(_) | Identity::Credentials { .. } => {
                 ConnectionPolicy::new(policies, identity.principal(), context).with_thing_facts()
             }
@@ -1196,7 +1202,7 @@ fn connect_context(
     };
     match identity {
         Identity::Certificate(certificate) => certificate.add_facts(&mut context),
-        Identity::Credentials { principal } => {
+        Identity::Credentials { principal, .. } => {
             context.facts_mut().cognito_identity_id = Some(principal.clone());
         }
         _ => {}

@@ -253,8 +253,8 @@ pub(crate) enum Caller {
     Admin,
     /// Another access key the broker knows (`[[credentials]]`, `create-access-key`,
     /// Cognito temporary credentials), for iot-data operations only: its principal's
-    /// policies decide each one.
-    Principal(String),
+    /// policies decide each one (for an identity pool's credentials, the role rule too).
+    Principal(String, Option<crate::auth::CognitoPrincipal>),
     /// A client certificate verified in the TLS handshake (ALPN `x-amzn-http-ca`), for
     /// iot-data operations only: the certificate's policies decide, as for MQTT.
     Certificate(CertificateIdentity),
@@ -265,7 +265,7 @@ impl Caller {
     fn principal(&self) -> Option<&str> {
         match self {
             Caller::Admin => None,
-            Caller::Principal(principal) => Some(principal),
+            Caller::Principal(principal, _) => Some(principal),
             Caller::Certificate(certificate) => Some(&certificate.certificate_id),
         }
     }
@@ -281,8 +281,8 @@ impl Caller {
     ) -> Result<(), ApiError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::Principal(principal) => plane
-                .authorize(principal, action, kind, name)
+            Caller::Principal(principal, cognito) => plane
+                .authorize(principal, cognito.as_ref(), action, kind, name)
                 .map_err(|denied| ApiError::forbidden(principal, &denied)),
             Caller::Certificate(certificate) => plane
                 .authorize_certificate(certificate, action, kind, name)
@@ -651,7 +651,10 @@ fn authenticate(broker: &IdentityPlane, request: &ApiRequest<'_>) -> Result<Call
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
             .map(|(_, token)| *token);
         let credential = broker.signing_credential(&authorization.access_key_id, session_token)?;
-        (credential.secret, Caller::Principal(credential.principal))
+        (
+            credential.secret,
+            Caller::Principal(credential.principal, credential.cognito),
+        )
     };
     let signed = SignedRequest {
         method,

@@ -3,6 +3,7 @@
 use iot::{Action, Policy, PrincipalFacts, RequestContext};
 
 use crate::auth::test_authorization::{parse_action, test_authorization, AuthorizationQuestion};
+use crate::auth::CognitoPrincipal;
 
 use super::*;
 
@@ -160,6 +161,16 @@ pub(super) async fn route(
                 ..RequestContext::default()
             };
             broker.policies.resolve_thing(&mut context, &principal);
+            // A Cognito identity id (or a principal asked about with AWS's
+            // cognitoIdentityPoolId): IoT Core's rule for Cognito identities decides.
+            let pool_id = broker.registry.identity(&principal).or_else(|| {
+                query_param(query, "cognitoIdentityPoolId")
+                    .or_else(|| body["cognitoIdentityPoolId"].as_str().map(str::to_owned))
+            });
+            let cognito = pool_id.map(|pool_id| CognitoPrincipal {
+                pool_id,
+                authenticated: broker.registry.is_authenticated_identity(&principal),
+            });
             let mut results = Vec::new();
             for info in body["authInfos"].as_array().cloned().unwrap_or_default() {
                 let action_text = info["actionType"].as_str().unwrap_or_default();
@@ -174,8 +185,9 @@ pub(super) async fn route(
                             .collect()
                     })
                     .unwrap_or_default();
-                // A registered certificate with nothing attached is known: IMPLICIT_DENY.
-                let known = broker.registry.describe(&principal).is_ok();
+                // A registered certificate or a Cognito identity with nothing attached is
+                // known: IMPLICIT_DENY.
+                let known = broker.registry.describe(&principal).is_ok() || cognito.is_some();
                 let answer = test_authorization(
                     &broker.policies,
                     &broker.config,
@@ -186,6 +198,7 @@ pub(super) async fn route(
                         context: &context,
                         action,
                         resources: &resources,
+                        cognito: cognito.as_ref(),
                     },
                 )
                 .map_err(|error| ApiError::not_found(error.to_string()))?;

@@ -128,7 +128,7 @@ async fn a_principal_may_do_what_its_policies_allow_the_admin_everything() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::new(config_with_reader(dir.path())).unwrap();
     let plane = running(&broker);
-    let reader = Caller::Principal("reader".into());
+    let reader = Caller::Principal("reader".into(), None);
     let thing = ResourceKind::Thing;
     assert!(reader
         .authorize(&plane, Action::GetThingShadow, thing, "a")
@@ -151,7 +151,7 @@ async fn a_principal_may_do_what_its_policies_allow_the_admin_everything() {
         );
         assert!(Caller::Admin.authorize(&plane, action, thing, name).is_ok());
     }
-    let stranger = Caller::Principal("stranger".into());
+    let stranger = Caller::Principal("stranger".into(), None);
     assert!(stranger
         .authorize(&plane, Action::GetThingShadow, thing, "a")
         .is_err());

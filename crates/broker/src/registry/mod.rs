@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CertificateStatus, Config, ConfigError};
 
+mod cognito;
 mod records;
 mod things;
 mod user_pools;
 mod verify;
 use verify::verifying_ca;
 mod x509;
+pub use cognito::SigningKeyRecord;
 pub use records::*;
 pub use things::{
     is_certificate_id, principal_of_target, validate_thing_name, AttributePayload, NewThing,
@@ -61,6 +63,9 @@ struct RegistryState {
     /// Cognito identity id → its pool's id.
     #[serde(default)]
     identities: BTreeMap<String, String>,
+    /// Authenticated identities (`cognito.rs`): logins and the broker's token key.
+    #[serde(default, flatten)]
+    cognito_logins: cognito::CognitoLogins,
     /// Things, by name.
     #[serde(default)]
     things: BTreeMap<String, ThingRecord>,
@@ -339,6 +344,18 @@ impl Registry {
                 Some(pool) => {
                     pool.allow_unauthenticated = record.allow_unauthenticated;
                     pool.credentials_ttl_secs = record.credentials_ttl_secs;
+                    // What the config declares wins; roles it leaves out stay as
+                    // SetIdentityPoolRoles set them.
+                    pool.roles.extend(record.roles);
+                    if record.developer_provider_name.is_some() {
+                        pool.developer_provider_name = record.developer_provider_name;
+                    }
+                    if !record.cognito_identity_providers.is_empty() {
+                        pool.cognito_identity_providers = record.cognito_identity_providers;
+                    }
+                    if !record.open_id_connect_provider_arns.is_empty() {
+                        pool.open_id_connect_provider_arns = record.open_id_connect_provider_arns;
+                    }
                 }
                 None => {
                     state

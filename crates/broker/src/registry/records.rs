@@ -66,6 +66,33 @@ pub struct IdentityPoolRecord {
     pub identity_pool_name: String,
     pub allow_unauthenticated: bool,
     pub credentials_ttl_secs: u64,
+    /// SetIdentityPoolRoles' `Roles`: [`UNAUTHENTICATED`] / [`AUTHENTICATED`] → role ARN.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// Developer-authenticated identities' provider name (GetOpenIdTokenForDeveloperIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developer_provider_name: Option<String>,
+    /// User pools whose ID tokens are logins (CognitoIdentityProviders).
+    #[serde(default)]
+    pub cognito_identity_providers: Vec<CognitoProviderRecord>,
+    /// OpenID Connect providers whose ID tokens are logins, by IAM OIDC provider ARN
+    /// (`arn:aws:iam::<account>:oidc-provider/<issuer without https://>`).
+    #[serde(default)]
+    pub open_id_connect_provider_arns: Vec<String>,
+}
+
+/// The keys of an identity pool's `Roles`.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+pub const AUTHENTICATED: &str = "authenticated";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CognitoProviderRecord {
+    /// `cognito-idp.<region>.amazonaws.com/<userPoolId>`.
+    pub provider_name: String,
+    /// The app client whose tokens are accepted (any client of the pool when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
