@@ -300,3 +300,74 @@ def test_openid_provider_tokens_verified_before_credentials(broker, crt, tmp_pat
     iot.attach_policy(policyName=create_policy(iot, ALLOW_MQTT, "oidc"), target=identity)
     conn = connect_ok(b, c, crt, "oidc")
     crt_round_trip(conn, f"auth/{uid('t')}")
+
+
+# ============================================================================================
+# 4. A user pool's signed-in user
+# ============================================================================================
+
+def test_user_pool_sign_in_gets_an_authenticated_identity(broker, crt):
+    b = cp_broker(broker, extra_toml=f"\n[[roles]]\nname = \"signed-in\"\npolicy = {toml_json(scoped('auth'))}\n")
+    idp, cog, iot = boto(b, "cognito-idp"), cognito(b), boto(b, "iot")
+    user_pool = idp.create_user_pool(PoolName=uid("users").replace("-", "_"))["UserPool"]["Id"]
+    client = idp.create_user_pool_client(UserPoolId=user_pool, ClientName="app",
+                                         ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH",
+                                                            "ALLOW_REFRESH_TOKEN_AUTH"])
+    client_id = client["UserPoolClient"]["ClientId"]
+    idp.admin_create_user(UserPoolId=user_pool, Username="erin")
+    idp.admin_set_user_password(UserPoolId=user_pool, Username="erin", Password="Passw0rd!x",
+                                Permanent=True)
+    provider = f"cognito-idp.{REGION}.amazonaws.com/{user_pool}"
+    pool = cog.create_identity_pool(
+        IdentityPoolName=uid("signed").replace("-", "_"), AllowUnauthenticatedIdentities=False,
+        CognitoIdentityProviders=[{"ProviderName": provider, "ClientId": client_id}])["IdentityPoolId"]
+    cog.set_identity_pool_roles(IdentityPoolId=pool, Roles={"authenticated": role_arn("signed-in")})
+
+    def sign_in() -> str:
+        r = boto(b, "cognito-idp", unsigned=True).initiate_auth(
+            ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": "erin", "PASSWORD": "Passw0rd!x"})
+        return r["AuthenticationResult"]["IdToken"]
+
+    token = sign_in()
+    identity = cog.get_id(IdentityPoolId=pool, Logins={provider: token})["IdentityId"]
+    assert cog.get_id(IdentityPoolId=pool, Logins={provider: sign_in()})["IdentityId"] == identity, \
+        "the same user, signed in again, must get the same identity id"
+    code, _, msg = api_error(cog.get_id, IdentityPoolId=pool,
+                             Logins={provider: token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")})
+    assert code == "NotAuthorizedException" and msg.startswith("Invalid login token."), (code, msg)
+    c = cog.get_credentials_for_identity(IdentityId=identity, Logins={provider: token})["Credentials"]
+
+    # the authenticated role alone: refused; with the user's IoT policy too: allowed
+    crt_refused(crt_conn(b, c["AccessKeyId"], c["SecretKey"], c["SessionToken"], uid("erin")),
+                "a signed-in user with no IoT policy attached")
+    iot.attach_policy(policyName=create_policy(iot, ALLOW_MQTT, "erin"), target=identity)
+    conn = connect_ok(b, c, crt, "erin")
+    crt_round_trip(conn, f"auth/{uid('t')}")
+    result = why(b, identity, "PUBLISH", f"{ARN}:topic/other/x")
+    assert "authenticated role policy does not allow iot:Publish" in result["reason"], result
+
+
+def test_config_identity_pool_names_a_config_user_pool(broker, crt):
+    client_id = "appclient0000000000000000r"
+    b = cp_broker(broker, extra_toml=(
+        "\n[[user_pools]]\nname = \"app-users\"\n"
+        f"[[user_pools.clients]]\nname = \"app\"\nclient_id = \"{client_id}\"\n"
+        "explicit_auth_flows = [\"ALLOW_USER_PASSWORD_AUTH\", \"ALLOW_REFRESH_TOKEN_AUTH\"]\n"
+        "[[user_pools.users]]\nusername = \"frank\"\npassword = \"Passw0rd!x\"\nconfirmed = true\n"
+        + auth_pool_toml("signed-in", 'user_pools = [{ user_pool = "app-users", client = "app" }]\n')))
+    idp, cog, iot = boto(b, "cognito-idp"), cognito(b), boto(b, "iot")
+    user_pool = [p["Id"] for p in idp.list_user_pools(MaxResults=10)["UserPools"]
+                 if p["Name"] == "app-users"][0]
+    provider = f"cognito-idp.{REGION}.amazonaws.com/{user_pool}"
+    pool = pool_id(cog, "signed-in")
+    providers = cog.describe_identity_pool(IdentityPoolId=pool)["CognitoIdentityProviders"]
+    assert [(p["ProviderName"], p.get("ClientId")) for p in providers] == [(provider, client_id)], providers
+
+    token = boto(b, "cognito-idp", unsigned=True).initiate_auth(
+        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "frank", "PASSWORD": "Passw0rd!x"})["AuthenticationResult"]["IdToken"]
+    identity = cog.get_id(IdentityPoolId=pool, Logins={provider: token})["IdentityId"]
+    c = cog.get_credentials_for_identity(IdentityId=identity, Logins={provider: token})["Credentials"]
+    iot.attach_policy(policyName=create_policy(iot, ALLOW_MQTT, "frank"), target=identity)
+    crt_round_trip(connect_ok(b, c, crt, "frank"), f"auth/{uid('t')}")

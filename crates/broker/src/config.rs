@@ -337,13 +337,21 @@ impl IdentityPoolConfig {
     }
 }
 
-/// A user pool as a login provider of an identity pool (CognitoIdentityProviders).
-#[derive(Debug, Clone, Deserialize)]
+/// A user pool as a login provider of an identity pool (CognitoIdentityProviders): a
+/// `[[user_pools]]` entry by name, or any pool by its provider name.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPoolProviderConfig {
-    /// `cognito-idp.<region>.amazonaws.com/<userPoolId>`, the Logins key apps send.
-    pub provider_name: String,
-    /// The app client whose tokens are accepted; any client of the pool when absent.
+    /// The name of a `[[user_pools]]` entry (its id is made at its first start).
+    #[serde(default)]
+    pub user_pool: Option<String>,
+    /// Or `cognito-idp.<region>.amazonaws.com/<userPoolId>`, the Logins key apps send.
+    #[serde(default)]
+    pub provider_name: Option<String>,
+    /// The app client whose tokens are accepted, by name (of the `[[user_pools]]` entry)…
+    #[serde(default)]
+    pub client: Option<String>,
+    /// …or by id; any client of the pool when neither is given.
     #[serde(default)]
     pub client_id: Option<String>,
 }
@@ -845,16 +853,46 @@ impl Config {
                 }
             }
             for user_pool in &pool.user_pools {
-                let valid = user_pool
-                    .provider_name
-                    .strip_prefix("cognito-idp.")
-                    .and_then(|rest| rest.split_once(".amazonaws.com/"))
-                    .is_some_and(|(region, id)| !region.is_empty() && !id.is_empty());
-                if !valid {
-                    return invalid(format!(
-                        "{owner}: user pool provider {:?} is not cognito-idp.<region>.amazonaws.com/<userPoolId>",
-                        user_pool.provider_name
-                    ));
+                match (&user_pool.user_pool, &user_pool.provider_name) {
+                    (Some(name), None) => {
+                        let Some(declared) = self.user_pools.iter().find(|p| &p.name == name)
+                        else {
+                            return invalid(format!(
+                                "{owner} refers to unknown user pool {name:?} (declare it in [[user_pools]])"
+                            ));
+                        };
+                        if let Some(client) = &user_pool.client {
+                            if !declared.clients.iter().any(|c| &c.name == client) {
+                                return invalid(format!(
+                                    "{owner}: user pool {name:?} has no client {client:?}"
+                                ));
+                            }
+                        }
+                    }
+                    (None, Some(provider)) => {
+                        let valid = provider
+                            .strip_prefix("cognito-idp.")
+                            .and_then(|rest| rest.split_once(".amazonaws.com/"))
+                            .is_some_and(|(region, id)| !region.is_empty() && !id.is_empty());
+                        if !valid {
+                            return invalid(format!(
+                                "{owner}: user pool provider {provider:?} is not cognito-idp.<region>.amazonaws.com/<userPoolId>"
+                            ));
+                        }
+                        if user_pool.client.is_some() {
+                            return invalid(format!(
+                                "{owner}: a user pool given by provider_name names its client by client_id"
+                            ));
+                        }
+                    }
+                    _ => {
+                        return invalid(format!(
+                            "{owner}: a user pool provider needs exactly one of user_pool (a [[user_pools]] name) or provider_name"
+                        ))
+                    }
+                }
+                if user_pool.client.is_some() && user_pool.client_id.is_some() {
+                    return invalid(format!("{owner}: give client or client_id, not both"));
                 }
             }
             for issuer in &pool.openid_providers {
@@ -994,7 +1032,11 @@ name = "app pool"
 unauthenticated_role_policy = "{}"
 developer_provider_name = "login.example"
 openid_providers = ["https://id.example"]
-user_pools = [{ provider_name = "cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC" }]
+user_pools = [{ provider_name = "cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC" }, { user_pool = "users", client = "app" }]
+[[user_pools]]
+name = "users"
+[[user_pools.clients]]
+name = "app"
 "#;
         let config = Config::parse(ok).unwrap();
         config.validate().unwrap();
@@ -1019,6 +1061,10 @@ user_pools = [{ provider_name = "cognito-idp.us-east-1.amazonaws.com/us-east-1_A
             (
                 "[[identity_pools]]\nname = \"p\"\nuser_pools = [{ provider_name = \"us-east-1_AbC\" }]",
                 "cognito-idp.<region>",
+            ),
+            (
+                "[[identity_pools]]\nname = \"p\"\nuser_pools = [{ user_pool = \"nobody\" }]",
+                "unknown user pool",
             ),
             (
                 "[[openid_providers]]\nissuer = \"http://id.example\"\njwks_file = \"Cargo.toml\"\naudiences = [\"a\"]",

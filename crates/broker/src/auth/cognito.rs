@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use super::logins::oidc_provider_arn;
 use super::roles::{role_arn, CognitoPrincipal};
 use super::IdentityPlane;
+use crate::config::UserPoolProviderConfig;
 use crate::registry::{CognitoProviderRecord, IdentityPoolRecord, AUTHENTICATED, UNAUTHENTICATED};
 use crate::secrets::{access_key_pair, random_alphanumeric, uuid_shaped};
 
@@ -63,6 +64,36 @@ impl TemporaryCredentials {
     }
 }
 
+/// A pool's user pool provider as the registry keeps it: a `[[user_pools]]` entry named
+/// resolves to its provider name and client id (made at its first start).
+fn user_pool_provider(
+    broker: &IdentityPlane,
+    declared: &UserPoolProviderConfig,
+) -> Option<CognitoProviderRecord> {
+    let Some(name) = &declared.user_pool else {
+        return Some(CognitoProviderRecord {
+            provider_name: declared.provider_name.clone()?,
+            client_id: declared.client_id.clone(),
+        });
+    };
+    let Some(pool) = broker.registry.user_pool_named(name) else {
+        tracing::error!(user_pool = %name, "the identity pool's user pool does not exist");
+        return None;
+    };
+    let client_id = match &declared.client {
+        Some(client) => pool
+            .clients
+            .values()
+            .find(|c| &c.client_name == client)
+            .map(|c| c.client_id.clone()),
+        None => declared.client_id.clone(),
+    };
+    Some(CognitoProviderRecord {
+        provider_name: pool.provider_name(),
+        client_id,
+    })
+}
+
 /// Makes sure every `[[identity_pools]]` entry exists in the registry (keeping the id a
 /// previous start gave it), with the roles its role policies define and its providers.
 pub(crate) fn apply_config_pools(broker: &IdentityPlane) {
@@ -85,10 +116,7 @@ pub(crate) fn apply_config_pools(broker: &IdentityPlane) {
             cognito_identity_providers: declared
                 .user_pools
                 .iter()
-                .map(|user_pool| CognitoProviderRecord {
-                    provider_name: user_pool.provider_name.clone(),
-                    client_id: user_pool.client_id.clone(),
-                })
+                .filter_map(|user_pool| user_pool_provider(broker, user_pool))
                 .collect(),
             open_id_connect_provider_arns: declared
                 .openid_providers
