@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import urllib.request
 import uuid
 
 import pytest
 
+from conftest import BIN
 from helpers import uid
 from test_control_plane import ARN, REGION, ADMIN_KEY, ADMIN_SECRET, api_error, boto, create_policy, \
     cp_broker, endpoint, scoped, ALLOW_MQTT, LogCursor
@@ -361,6 +363,11 @@ def test_config_identity_pool_names_a_config_user_pool(broker, crt):
                  if p["Name"] == "app-users"][0]
     provider = f"cognito-idp.{REGION}.amazonaws.com/{user_pool}"
     pool = pool_id(cog, "signed-in")
+    # `pubsub cognito list-identity-pools` finds the broker (and its admin key) by its config
+    r = subprocess.run([BIN, "cognito", "list-identity-pools", "--config", str(b.config_path)],
+                       capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r
+    assert [p["IdentityPoolId"] for p in json.loads(r.stdout)["IdentityPools"]] == [pool], r.stdout
     providers = cog.describe_identity_pool(IdentityPoolId=pool)["CognitoIdentityProviders"]
     assert [(p["ProviderName"], p.get("ClientId")) for p in providers] == [(provider, client_id)], providers
 

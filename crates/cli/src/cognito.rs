@@ -32,6 +32,16 @@ pub enum CognitoCommand {
         #[arg(long, default_value = "http://127.0.0.1:8088")]
         endpoint_url: String,
     },
+    /// Lists the identity pools (with the `[admin]` credentials, found as `pubsub iot`
+    /// finds them: `--config`, `--data-dir`, `--endpoint-url`; offline on the data
+    /// directory when no broker runs).
+    #[command(name = "list-identity-pools")]
+    ListIdentityPools {
+        #[command(flatten)]
+        location: crate::iot::Location,
+        #[arg(long, default_value_t = 60)]
+        max_results: u32,
+    },
 }
 
 /// Adds `Logins` (from `provider=token` pairs) to a request body.
@@ -52,6 +62,19 @@ fn with_logins(mut body: Value, logins: &[String]) -> anyhow::Result<Value> {
 
 pub fn run(command: CognitoCommand) -> anyhow::Result<()> {
     let (operation, body, endpoint) = match command {
+        CognitoCommand::ListIdentityPools {
+            location,
+            max_results,
+        } => {
+            // Needs the `[admin]` signature: through the running broker's API or offline.
+            let answer = crate::cognito_idp::call(
+                &location,
+                "AWSCognitoIdentityService.ListIdentityPools",
+                &json!({ "MaxResults": max_results }),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            return Ok(());
+        }
         CognitoCommand::GetId {
             identity_pool_id,
             logins,

@@ -161,9 +161,19 @@ pub enum CognitoIdpCommand {
 pub fn run(location: Location, command: CognitoIdpCommand) -> anyhow::Result<()> {
     let (operation, body) = request(command)?;
     let target = format!("AWSCognitoIdentityProviderService.{operation}");
+    let answer = call(&location, &target, &body)?;
+    if !answer.as_object().is_some_and(|object| object.is_empty()) {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
+}
+
+/// One JSON 1.1 call (`X-Amz-Target: target`) through the running broker's API (signed by
+/// the `[admin]` credentials), or offline on the data directory.
+pub(crate) fn call(location: &Location, target: &str, body: &Value) -> anyhow::Result<Value> {
     let text = body.to_string();
     let headers = [
-        ("x-amz-target", target.as_str()),
+        ("x-amz-target", target),
         ("content-type", "application/x-amz-json-1.1"),
     ];
     let answer = match location.api()? {
@@ -183,10 +193,7 @@ pub fn run(location: Location, command: CognitoIdpCommand) -> anyhow::Result<()>
             read_answer(answer.status, answer.error_kind, &answer.body)?
         }
     };
-    if !answer.as_object().is_some_and(|object| object.is_empty()) {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    }
-    Ok(())
+    Ok(answer)
 }
 
 /// The operation and JSON body of a command.
