@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -97,11 +97,13 @@ pub struct CognitoError {
 }
 
 impl CognitoError {
-    /// The operation that failed: `"GetId"` or `"GetCredentialsForIdentity"`.
+    /// The operation that failed: `"GetId"` or `"GetCredentialsForIdentity"` (and, for a
+    /// [`UserPoolCredentialsProvider`](crate::user_pool::UserPoolCredentialsProvider),
+    /// `"InitiateAuth"` or `"RespondToAuthChallenge"`).
     ///
     /// ```
     /// # fn f(e: &pubsub::cognito::CognitoError) {
-    /// assert!(["GetId", "GetCredentialsForIdentity"].contains(&e.operation()));
+    /// println!("{} failed", e.operation());
     /// # }
     /// ```
     pub fn operation(&self) -> &'static str {
@@ -289,14 +291,7 @@ impl CognitoCredentialsProviderBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(self) -> Result<CognitoCredentialsProvider, Error> {
-        let tls = crate::tls::client_config(self.ca_file.as_deref(), None, &[])?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout.min(self.timeout))
-            .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Credentials(format!("Cognito HTTP client: {e}")))?;
+        let client = http_client(self.ca_file.as_deref(), self.timeout, self.connect_timeout)?;
         let endpoint = self
             .endpoint
             .unwrap_or_else(|| default_endpoint(&self.region));
@@ -483,12 +478,9 @@ impl CognitoCredentialsProvider {
                     tracing::debug!(old = %id, new = %new_id, "Cognito identity id changed");
                     state.identity_id = Some(new_id);
                 }
-                let now = SystemTime::now();
-                let lifetime = expires.duration_since(now).unwrap_or_default();
-                let refresh_at = expires - REFRESH_MARGIN.min(lifetime / 2);
                 state.cached = Some(Cached {
                     credentials: credentials.clone(),
-                    refresh_at,
+                    refresh_at: refresh_at(SystemTime::now(), expires),
                     expires,
                 });
                 Ok(credentials)
@@ -515,7 +507,7 @@ impl ProvideCredentials for CognitoCredentialsProvider {
 }
 
 /// Formats an error with its sources, `a: b: c`.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
+pub(crate) struct DisplayChain<'a>(pub(crate) &'a dyn std::error::Error);
 
 impl fmt::Display for DisplayChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -534,16 +526,14 @@ impl Inner {
         if let Some(id) = &state.identity_id {
             return Ok(id.clone());
         }
-        let mut body = Map::new();
-        body.insert("IdentityPoolId".into(), json!(self.identity_pool_id));
-        self.add_logins(&mut body);
-        let answer = self.call("GetId", TARGET_GET_ID, body).await?;
-        let id = answer
-            .get("IdentityId")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid("GetId", "no IdentityId in the answer"))?
-            .to_owned();
+        let id = get_id(
+            &self.client,
+            &self.endpoint,
+            &self.identity_pool_id,
+            &self.logins,
+        )
+        .await
+        .map_err(CredentialsError::provider_error)?;
         state.identity_id = Some(id.clone());
         Ok(id)
     }
@@ -552,140 +542,196 @@ impl Inner {
         &self,
         identity_id: &str,
     ) -> Result<(String, Credentials, SystemTime), CredentialsError> {
-        const OP: &str = "GetCredentialsForIdentity";
-        let mut body = Map::new();
-        body.insert("IdentityId".into(), json!(identity_id));
-        self.add_logins(&mut body);
-        let answer = self
-            .call(OP, TARGET_GET_CREDENTIALS_FOR_IDENTITY, body)
-            .await?;
-        let new_id = answer
-            .get("IdentityId")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(identity_id)
-            .to_owned();
-        let c = answer
-            .get("Credentials")
-            .ok_or_else(|| invalid(OP, "no Credentials in the answer"))?;
-        let field = |name: &str| {
-            c.get(name)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| invalid(OP, &format!("no Credentials.{name} in the answer")))
-        };
-        let access_key_id = field("AccessKeyId")?;
-        let secret_key = field("SecretKey")?;
-        let session_token = field("SessionToken")?;
-        let expires = c
-            .get("Expiration")
-            .and_then(epoch_seconds)
-            .ok_or_else(|| invalid(OP, "no valid Credentials.Expiration in the answer"))?;
-        let credentials = Credentials::new(
-            access_key_id,
-            secret_key,
-            Some(session_token.to_owned()),
-            Some(expires),
-            PROVIDER_NAME,
-        );
-        Ok((new_id, credentials, expires))
-    }
-
-    fn add_logins(&self, body: &mut Map<String, Value>) {
-        if !self.logins.is_empty() {
-            body.insert("Logins".into(), json!(self.logins));
-        }
-    }
-
-    /// POST one AWS JSON 1.1 request; the parsed answer, or the service's error.
-    async fn call(
-        &self,
-        operation: &'static str,
-        target: &str,
-        body: Map<String, Value>,
-    ) -> Result<Value, CredentialsError> {
-        let body = serde_json::to_vec(&Value::Object(body)).map_err(|e| {
-            CredentialsError::unhandled(format!("Cognito {operation}: encoding: {e}"))
-        })?;
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .header("X-Amz-Target", target)
-            .body(body)
-            .send()
+        get_credentials_for_identity(&self.client, &self.endpoint, identity_id, &self.logins)
             .await
-            .map_err(|e| {
-                CredentialsError::provider_error(CognitoError {
-                    operation,
-                    status: None,
-                    error_type: "NetworkError".into(),
-                    message: DisplayChain(&e).to_string(),
-                })
-            })?;
-        let status = response.status();
-        let header_type = response
-            .headers()
-            .get("x-amzn-ErrorType")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| {
-            CredentialsError::provider_error(CognitoError {
-                operation,
-                status: Some(status.as_u16()),
-                error_type: "NetworkError".into(),
-                message: DisplayChain(&e).to_string(),
-            })
-        })?;
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !status.is_success() {
-            let body_field = |k: &str| {
-                parsed
-                    .as_ref()
-                    .and_then(|v| v.get(k))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            let error_type = body_field("__type")
-                .or(header_type)
-                .map(|t| short_error_type(&t))
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| {
-                    status
-                        .canonical_reason()
-                        .unwrap_or("UnknownError")
-                        .replace(' ', "")
-                });
-            let message = body_field("message")
-                .or_else(|| body_field("Message"))
-                .unwrap_or_else(|| {
-                    if parsed.is_some() {
-                        String::new()
-                    } else {
-                        String::from_utf8_lossy(&bytes).chars().take(200).collect()
-                    }
-                });
-            return Err(CredentialsError::provider_error(CognitoError {
-                operation,
-                status: Some(status.as_u16()),
-                error_type,
-                message,
-            }));
-        }
-        match parsed {
-            Some(v @ Value::Object(_)) => Ok(v),
-            _ => Err(invalid(operation, "the answer is not a JSON object")),
-        }
+            .map_err(CredentialsError::provider_error)
     }
 }
 
-fn invalid(operation: &'static str, message: &str) -> CredentialsError {
-    CredentialsError::provider_error(CognitoError {
+/// The HTTP client of the Cognito providers: the SDK's TLS roots (or `ca_file`'s), time
+/// limits, the SDK's user agent.
+pub(crate) fn http_client(
+    ca_file: Option<&Path>,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, Error> {
+    let tls = crate::tls::client_config(ca_file, None, &[])?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .timeout(timeout)
+        .connect_timeout(connect_timeout.min(timeout))
+        .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Credentials(format!("Cognito HTTP client: {e}")))
+}
+
+/// When something obtained at `now` and valid until `expires` should be renewed:
+/// [`REFRESH_MARGIN`] before `expires`, or half-way when the lifetime is shorter than twice that.
+pub(crate) fn refresh_at(now: SystemTime, expires: SystemTime) -> SystemTime {
+    let lifetime = expires.duration_since(now).unwrap_or_default();
+    expires - REFRESH_MARGIN.min(lifetime / 2)
+}
+
+/// `GetId`: the identity id of `logins` (none: a new unauthenticated identity) in the pool.
+pub(crate) async fn get_id(
+    client: &reqwest::Client,
+    endpoint: &str,
+    identity_pool_id: &str,
+    logins: &BTreeMap<String, String>,
+) -> Result<String, CognitoError> {
+    let mut body = Map::new();
+    body.insert("IdentityPoolId".into(), json!(identity_pool_id));
+    add_logins(&mut body, logins);
+    let answer = call(client, endpoint, "GetId", TARGET_GET_ID, body).await?;
+    answer
+        .get("IdentityId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| invalid("GetId", "no IdentityId in the answer"))
+}
+
+/// `GetCredentialsForIdentity`: (identity id as answered, credentials, their expiry).
+pub(crate) async fn get_credentials_for_identity(
+    client: &reqwest::Client,
+    endpoint: &str,
+    identity_id: &str,
+    logins: &BTreeMap<String, String>,
+) -> Result<(String, Credentials, SystemTime), CognitoError> {
+    const OP: &str = "GetCredentialsForIdentity";
+    let mut body = Map::new();
+    body.insert("IdentityId".into(), json!(identity_id));
+    add_logins(&mut body, logins);
+    let answer = call(
+        client,
+        endpoint,
+        OP,
+        TARGET_GET_CREDENTIALS_FOR_IDENTITY,
+        body,
+    )
+    .await?;
+    let new_id = answer
+        .get("IdentityId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(identity_id)
+        .to_owned();
+    let c = answer
+        .get("Credentials")
+        .ok_or_else(|| invalid(OP, "no Credentials in the answer"))?;
+    let field = |name: &str| {
+        c.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid(OP, &format!("no Credentials.{name} in the answer")))
+    };
+    let access_key_id = field("AccessKeyId")?;
+    let secret_key = field("SecretKey")?;
+    let session_token = field("SessionToken")?;
+    let expires = c
+        .get("Expiration")
+        .and_then(epoch_seconds)
+        .ok_or_else(|| invalid(OP, "no valid Credentials.Expiration in the answer"))?;
+    let credentials = Credentials::new(
+        access_key_id,
+        secret_key,
+        Some(session_token.to_owned()),
+        Some(expires),
+        PROVIDER_NAME,
+    );
+    Ok((new_id, credentials, expires))
+}
+
+fn add_logins(body: &mut Map<String, Value>, logins: &BTreeMap<String, String>) {
+    if !logins.is_empty() {
+        body.insert("Logins".into(), json!(logins));
+    }
+}
+
+/// POST one AWS JSON 1.1 request (`X-Amz-Target: target`); the parsed answer, or the
+/// service's error.
+pub(crate) async fn call(
+    client: &reqwest::Client,
+    endpoint: &str,
+    operation: &'static str,
+    target: &str,
+    body: Map<String, Value>,
+) -> Result<Value, CognitoError> {
+    let body = serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| invalid(operation, &format!("encoding the request: {e}")))?;
+    let response = client
+        .post(endpoint)
+        .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+        .header("X-Amz-Target", target)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| CognitoError {
+            operation,
+            status: None,
+            error_type: "NetworkError".into(),
+            message: DisplayChain(&e).to_string(),
+        })?;
+    let status = response.status();
+    let header_type = response
+        .headers()
+        .get("x-amzn-ErrorType")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.bytes().await.map_err(|e| CognitoError {
+        operation,
+        status: Some(status.as_u16()),
+        error_type: "NetworkError".into(),
+        message: DisplayChain(&e).to_string(),
+    })?;
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if !status.is_success() {
+        let body_field = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let error_type = body_field("__type")
+            .or(header_type)
+            .map(|t| short_error_type(&t))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("UnknownError")
+                    .replace(' ', "")
+            });
+        let message = body_field("message")
+            .or_else(|| body_field("Message"))
+            .unwrap_or_else(|| {
+                if parsed.is_some() {
+                    String::new()
+                } else {
+                    String::from_utf8_lossy(&bytes).chars().take(200).collect()
+                }
+            });
+        return Err(CognitoError {
+            operation,
+            status: Some(status.as_u16()),
+            error_type,
+            message,
+        });
+    }
+    match parsed {
+        Some(v @ Value::Object(_)) => Ok(v),
+        _ => Err(invalid(operation, "the answer is not a JSON object")),
+    }
+}
+
+pub(crate) fn invalid(operation: &'static str, message: &str) -> CognitoError {
+    CognitoError {
         operation,
         status: None,
         error_type: "InvalidResponse".into(),
         message: message.to_owned(),
-    })
+    }
 }
 
 /// `com.amazonaws.cognito.identity#NotAuthorizedException` or

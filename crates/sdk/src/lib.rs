@@ -59,6 +59,7 @@ pub mod mqtt5;
 pub mod shadow;
 mod tls;
 pub mod topic;
+pub mod user_pool;
 
 pub use aws_credential_types::provider::ProvideCredentials;
 pub use aws_credential_types::Credentials;
@@ -78,6 +79,7 @@ pub use mqtt5::{
     ConnackProperties, PayloadFormat, ProtocolVersion, PublishOptions, PublishProperties,
     ReasonCode,
 };
+pub use user_pool::UserPoolCredentialsProvider;
 
 /// MQTT quality of service. IoT Core supports QoS 0 and 1 only, and so does this SDK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
