@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pubsub::cognito::{CognitoCredentialsProvider, CognitoError};
+use pubsub::user_pool::{SignInError, UserPoolCredentialsProvider};
 use pubsub::ProvideCredentials;
 use serde_json::{json, Value};
 
@@ -615,4 +616,240 @@ async fn against_broker() {
     assert_eq!(c.access_key_id(), again.access_key_id());
     assert_eq!(provider.identity_id().await.unwrap(), id);
     println!("identity {id}, access key {}", c.access_key_id());
+}
+
+// ---- UserPoolCredentialsProvider against a user pool served here: the server side of
+// USER_SRP_AUTH is iot::cognito::srp's (the broker's), the identity side `cognito(ttl)`.
+
+const USER_POOL: &str = "us-east-1_AbCdEf123";
+const USER_ID_FOR_SRP: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+const PASSWORD: &str = "Correct-Horse-1";
+const LOGIN_KEY: &str = "cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEf123";
+
+/// The fake user pool's knobs and what it handed out.
+#[derive(Default)]
+struct PoolState {
+    /// Sessions of InitiateAuth: (SRP_A, b, secret block).
+    sessions: Vec<(String, [u8; 32], String)>,
+    sign_ins: usize,
+    refuse_refresh: bool,
+}
+
+/// A user pool with one user (`alice`, internal id USER_ID_FOR_SRP) whose tokens live
+/// `token_ttl` seconds, federated into an identity pool whose credentials live `cred_ttl`.
+fn user_pool(
+    token_ttl: u64,
+    cred_ttl: u64,
+    state: Arc<Mutex<PoolState>>,
+) -> impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static {
+    use base64::Engine as _;
+    use iot::cognito::srp;
+    let verifier = srp::make_verifier(
+        iot::cognito::pool_name(USER_POOL),
+        USER_ID_FOR_SRP,
+        PASSWORD,
+        b"fixed test salt!",
+    );
+    let not_authorized = |m: &str| {
+        (
+            400,
+            vec![],
+            json!({"__type": "NotAuthorizedException", "message": m}).to_string(),
+        )
+    };
+    let identity = cognito(cred_ttl);
+    move |s, n| {
+        let mut st = state.lock().unwrap();
+        let ok = |v: Value| (200, vec![], v.to_string());
+        match s.target.as_deref() {
+            Some("AWSCognitoIdentityProviderService.InitiateAuth") => {
+                let params = &s.body["AuthParameters"];
+                match s.body["AuthFlow"].as_str() {
+                    Some("USER_SRP_AUTH") if params["USERNAME"] == "alice" => {
+                        let b = [n as u8 + 1; 32];
+                        let block = base64::engine::general_purpose::STANDARD
+                            .encode(format!("secret block {n}"));
+                        st.sessions.push((
+                            params["SRP_A"].as_str().unwrap().to_owned(),
+                            b,
+                            block.clone(),
+                        ));
+                        ok(json!({"ChallengeName": "PASSWORD_VERIFIER",
+                            "Session": format!("session-{}", st.sessions.len() - 1),
+                            "ChallengeParameters": {
+                                "SALT": verifier.salt_hex, "SECRET_BLOCK": block,
+                                "SRP_B": srp::server_public(&verifier.verifier_hex, &b),
+                                "USER_ID_FOR_SRP": USER_ID_FOR_SRP, "USERNAME": USER_ID_FOR_SRP}}))
+                    }
+                    Some("USER_SRP_AUTH") => (
+                        400,
+                        vec![],
+                        json!({"__type": "UserNotFoundException", "message": "User does not exist."})
+                            .to_string(),
+                    ),
+                    Some("REFRESH_TOKEN_AUTH") if !st.refuse_refresh => {
+                        let token = params["REFRESH_TOKEN"].as_str().unwrap();
+                        ok(json!({"AuthenticationResult": {
+                            "IdToken": format!("id-from-{token}"), "AccessToken": "access",
+                            "ExpiresIn": token_ttl, "TokenType": "Bearer"}}))
+                    }
+                    _ => not_authorized("Refresh Token has expired"),
+                }
+            }
+            Some("AWSCognitoIdentityProviderService.RespondToAuthChallenge") => {
+                let r = &s.body["ChallengeResponses"];
+                let session: usize = s.body["Session"].as_str().unwrap()["session-".len()..]
+                    .parse()
+                    .unwrap();
+                let (a_pub, b, block) = st.sessions[session].clone();
+                let ts = r["TIMESTAMP"].as_str().unwrap();
+                assert_eq!(r["USERNAME"], USER_ID_FOR_SRP);
+                assert_eq!(r["PASSWORD_CLAIM_SECRET_BLOCK"], block.as_str());
+                let verified = srp::verify_claim(
+                    iot::cognito::pool_name(USER_POOL),
+                    USER_ID_FOR_SRP,
+                    &verifier.verifier_hex,
+                    &a_pub,
+                    &b,
+                    &block,
+                    ts,
+                    r["PASSWORD_CLAIM_SIGNATURE"].as_str().unwrap(),
+                );
+                if verified.is_err() {
+                    return not_authorized("Incorrect username or password.");
+                }
+                st.sign_ins += 1;
+                ok(json!({"AuthenticationResult": {
+                    "IdToken": format!("id-{}", st.sign_ins), "AccessToken": "access",
+                    "RefreshToken": format!("refresh-{}", st.sign_ins),
+                    "ExpiresIn": token_ttl, "TokenType": "Bearer"}}))
+            }
+            _ => identity(s, n),
+        }
+    }
+}
+
+fn user_provider(url: &str, username: &str, password: &str) -> UserPoolCredentialsProvider {
+    UserPoolCredentialsProvider::builder(USER_POOL, "client-1", POOL, username, password)
+        .endpoint(url)
+        .build()
+        .unwrap()
+}
+
+fn sign_in_error(e: &(dyn std::error::Error + 'static)) -> SignInError {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(c) = err.downcast_ref::<SignInError>() {
+            return c.clone();
+        }
+        cur = err.source();
+    }
+    panic!("no SignInError in {e:?}");
+}
+
+#[tokio::test]
+async fn user_pool_sign_in_then_identity_credentials() {
+    let state = Arc::new(Mutex::new(PoolState::default()));
+    let fake = serve(user_pool(3600, 3600, state.clone()), None).await;
+    let provider = user_provider(&fake.url, "alice", PASSWORD);
+    let c = provider.provide_credentials().await.unwrap();
+    assert_eq!(c.access_key_id(), "ASIAKEY3");
+    assert_eq!(
+        fake.targets(),
+        [
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+            "AWSCognitoIdentityProviderService.RespondToAuthChallenge",
+            "AWSCognitoIdentityService.GetId",
+            "AWSCognitoIdentityService.GetCredentialsForIdentity",
+        ]
+    );
+    let seen = fake.seen();
+    assert_eq!(seen[0].body["AuthFlow"], "USER_SRP_AUTH");
+    assert_eq!(seen[0].body["ClientId"], "client-1");
+    let ts = seen[1].body["ChallengeResponses"]["TIMESTAMP"]
+        .as_str()
+        .unwrap();
+    assert!(ts.contains(" UTC "), "{ts}");
+    let logins = json!({ LOGIN_KEY: "id-1" });
+    assert_eq!(
+        seen[2].body,
+        json!({"IdentityPoolId": POOL, "Logins": logins})
+    );
+    assert_eq!(
+        seen[3].body,
+        json!({"IdentityId": IDENTITY, "Logins": logins})
+    );
+    // Cached: no more requests.
+    assert_eq!(provider.identity_id().await.unwrap(), IDENTITY);
+    let again = provider.provide_credentials().await.unwrap();
+    assert_eq!(again.access_key_id(), "ASIAKEY3");
+    assert_eq!(fake.seen().len(), 4);
+    assert_eq!(provider.tokens().await.unwrap().id_token, "id-1");
+}
+
+#[tokio::test]
+async fn user_pool_refusals_carry_type_and_message() {
+    let state = Arc::new(Mutex::new(PoolState::default()));
+    let fake = serve(user_pool(3600, 3600, state), None).await;
+    let wrong = user_provider(&fake.url, "alice", "not-the-password");
+    let e = wrong.sign_in().await.unwrap_err();
+    assert_eq!(e.error_type(), Some("NotAuthorizedException"));
+    assert!(
+        e.to_string().contains("Incorrect username or password."),
+        "{e}"
+    );
+    // Through ProvideCredentials, the same error is the source.
+    let e = wrong.provide_credentials().await.unwrap_err();
+    let e = sign_in_error(&e);
+    assert_eq!(e.error_type(), Some("NotAuthorizedException"));
+    let SignInError::Service(c) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(c.operation(), "RespondToAuthChallenge");
+
+    let nobody = user_provider(&fake.url, "bob", PASSWORD);
+    let e = nobody.identity_id().await.unwrap_err();
+    assert_eq!(e.error_type(), Some("UserNotFoundException"));
+    assert!(fake
+        .targets()
+        .iter()
+        .all(|t| t.starts_with("AWSCognitoIdentityProviderService.")));
+}
+
+#[tokio::test]
+async fn user_pool_refreshes_tokens_then_signs_in_again() {
+    let state = Arc::new(Mutex::new(PoolState::default()));
+    // Tokens and credentials of 2 s: renewed after 1 s (half their lifetime).
+    let fake = serve(user_pool(2, 2, state.clone()), None).await;
+    let provider = user_provider(&fake.url, "alice", PASSWORD);
+    provider.provide_credentials().await.unwrap();
+    assert_eq!(fake.seen().len(), 4);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    provider.provide_credentials().await.unwrap();
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 6, "{:#?}", fake.targets());
+    assert_eq!(seen[4].body["AuthFlow"], "REFRESH_TOKEN_AUTH");
+    assert_eq!(seen[4].body["AuthParameters"]["REFRESH_TOKEN"], "refresh-1");
+    assert_eq!(
+        seen[5].body,
+        json!({"IdentityId": IDENTITY, "Logins": {LOGIN_KEY: "id-from-refresh-1"}}),
+        "identity id kept, refreshed ID token sent"
+    );
+
+    // The refresh token is refused: a fresh SRP sign-in follows.
+    state.lock().unwrap().refuse_refresh = true;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    provider.provide_credentials().await.unwrap();
+    assert_eq!(
+        fake.targets()[6..],
+        [
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+            "AWSCognitoIdentityProviderService.RespondToAuthChallenge",
+            "AWSCognitoIdentityService.GetCredentialsForIdentity",
+        ]
+    );
+    assert_eq!(state.lock().unwrap().sign_ins, 2);
+    assert_eq!(provider.tokens().await.unwrap().id_token, "id-2");
 }
