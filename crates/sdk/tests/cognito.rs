@@ -853,3 +853,98 @@ async fn user_pool_refreshes_tokens_then_signs_in_again() {
     assert_eq!(state.lock().unwrap().sign_ins, 2);
     assert_eq!(provider.tokens().await.unwrap().id_token, "id-2");
 }
+
+/// The broker's user pool in process: the SDK's SRP sign-in is accepted, its ID token verifies
+/// with the pool's JWKS, refreshes with REFRESH_TOKEN_AUTH, and refusals carry Cognito's type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_pool_sign_in_against_the_broker() {
+    use broker::config::{UserPoolClientConfig, UserPoolConfig, UserPoolUserConfig};
+    use broker_support::*;
+    const CLIENT: &str = "sdkappclient0001";
+    let mut setup = setup("user-pool", true).await;
+    let user = |username: &str, confirmed: bool| UserPoolUserConfig {
+        username: username.into(),
+        password: "Passw0rd!".into(),
+        attributes: Default::default(),
+        confirmed,
+    };
+    setup.config.user_pools = vec![UserPoolConfig {
+        name: "app-users".into(),
+        auto_confirm: false,
+        confirmation_code: broker::config::default_confirmation_code(),
+        password_policy: Default::default(),
+        clients: vec![UserPoolClientConfig {
+            name: "app".into(),
+            client_id: Some(CLIENT.into()),
+            explicit_auth_flows: vec![
+                "ALLOW_USER_SRP_AUTH".into(),
+                "ALLOW_REFRESH_TOKEN_AUTH".into(),
+            ],
+            // Short-lived tokens: the provider refreshes them after 1 s.
+            access_token_validity: Duration::from_secs(2),
+            id_token_validity: Duration::from_secs(2),
+            refresh_token_validity: Duration::from_secs(3600),
+        }],
+        users: vec![user("alice", true), user("carol", false)],
+    }];
+    setup.config.listeners.http = "127.0.0.1:0".into();
+    let running = broker::start(setup.config.clone()).await.unwrap();
+    let listed = running
+        .control(&broker::control::ApiRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &[(
+                "x-amz-target",
+                "AWSCognitoIdentityProviderService.ListUserPools",
+            )],
+            body: br#"{"MaxResults": 60}"#,
+        })
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let pools: Value = serde_json::from_str(&listed.body).unwrap();
+    let pool_id = pools["UserPools"][0]["Id"].as_str().unwrap().to_owned();
+    let url = format!("http://{}/", running.address("http").unwrap());
+    let provider = |username: &str, password: &str| {
+        UserPoolCredentialsProvider::builder(&pool_id, CLIENT, POOL, username, password)
+            .endpoint(&url)
+            .build()
+            .unwrap()
+    };
+    let jwks: Value = reqwest::get(format!("{url}{pool_id}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = || epoch_now();
+
+    let alice = provider("alice", "Passw0rd!");
+    let tokens = alice.sign_in().await.unwrap_or_else(|e| panic!("{e}"));
+    let claims = iot::cognito::jwt::verify(&tokens.id_token, &jwks, now()).unwrap();
+    assert_eq!(
+        claims["iss"],
+        format!("https://cognito-idp.us-east-1.amazonaws.com/{pool_id}")
+    );
+    assert_eq!(claims["token_use"], "id");
+    assert_eq!(claims["aud"], CLIENT);
+    assert_eq!(claims["cognito:username"], "alice");
+    assert!(tokens.refresh_token.is_some());
+    assert_eq!(alice.tokens().await.unwrap().id_token, tokens.id_token);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refreshed = alice.tokens().await.unwrap();
+    assert_ne!(refreshed.id_token, tokens.id_token);
+    assert_eq!(refreshed.refresh_token, tokens.refresh_token);
+    let again = iot::cognito::jwt::verify(&refreshed.id_token, &jwks, now()).unwrap();
+    assert_eq!(again["sub"], claims["sub"]);
+
+    for (username, password, error_type) in [
+        ("alice", "Wrong-passw0rd!", "NotAuthorizedException"),
+        ("bob", "Passw0rd!", "UserNotFoundException"),
+        ("carol", "Passw0rd!", "UserNotConfirmedException"),
+    ] {
+        let e = provider(username, password).sign_in().await.unwrap_err();
+        assert_eq!(e.error_type(), Some(error_type), "{username}: {e}");
+    }
+}
