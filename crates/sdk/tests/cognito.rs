@@ -854,8 +854,10 @@ async fn user_pool_refreshes_tokens_then_signs_in_again() {
     assert_eq!(provider.tokens().await.unwrap().id_token, "id-2");
 }
 
-/// The broker's user pool in process: the SDK's SRP sign-in is accepted, its ID token verifies
-/// with the pool's JWKS, refreshes with REFRESH_TOKEN_AUTH, and refusals carry Cognito's type.
+/// The broker's user pool and identity pool in process: the SDK's SRP sign-in is accepted, its
+/// ID token verifies with the pool's JWKS and refreshes with REFRESH_TOKEN_AUTH, refusals carry
+/// Cognito's type; the identity id is stable across sign-ins, and the credentials connect over
+/// a SigV4 WebSocket once an IoT policy is attached to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_pool_sign_in_against_the_broker() {
     use broker::config::{UserPoolClientConfig, UserPoolConfig, UserPoolUserConfig};
@@ -887,8 +889,41 @@ async fn user_pool_sign_in_against_the_broker() {
         }],
         users: vec![user("alice", true), user("carol", false)],
     }];
+    // Signed-in users of the pool get the chat policy as their role (the IoT policy attached
+    // to the identity must allow too: IoT Core's two-policy rule).
+    setup.config.identity_pools = vec![broker::config::IdentityPoolConfig {
+        name: "app-pool".into(),
+        authenticated_role_policy: Some(POLICY_DOCUMENT.into()),
+        user_pools: vec![broker::config::UserPoolProviderConfig {
+            user_pool: Some("app-users".into()),
+            provider_name: None,
+            client: Some("app".into()),
+            client_id: None,
+        }],
+        ..Default::default()
+    }];
     setup.config.listeners.http = "127.0.0.1:0".into();
     let running = broker::start(setup.config.clone()).await.unwrap();
+    let identity_pool = {
+        let listed = running
+            .control(&broker::control::ApiRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &[(
+                    "x-amz-target",
+                    "AWSCognitoIdentityService.ListIdentityPools",
+                )],
+                body: br#"{"MaxResults": 60}"#,
+            })
+            .await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        let pools: Value = serde_json::from_str(&listed.body).unwrap();
+        pools["IdentityPools"][0]["IdentityPoolId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let listed = running
         .control(&broker::control::ApiRequest {
             method: "POST",
@@ -906,7 +941,7 @@ async fn user_pool_sign_in_against_the_broker() {
     let pool_id = pools["UserPools"][0]["Id"].as_str().unwrap().to_owned();
     let url = format!("http://{}/", running.address("http").unwrap());
     let provider = |username: &str, password: &str| {
-        UserPoolCredentialsProvider::builder(&pool_id, CLIENT, POOL, username, password)
+        UserPoolCredentialsProvider::builder(&pool_id, CLIENT, &identity_pool, username, password)
             .endpoint(&url)
             .build()
             .unwrap()
@@ -947,4 +982,42 @@ async fn user_pool_sign_in_against_the_broker() {
         let e = provider(username, password).sign_in().await.unwrap_err();
         assert_eq!(e.error_type(), Some(error_type), "{username}: {e}");
     }
+
+    // The identity: one per user, the same for a second sign-in.
+    let identity = alice.identity_id().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(identity.starts_with("us-east-1:"), "{identity}");
+    let alice_again = provider("alice", "Passw0rd!");
+    assert_eq!(alice_again.identity_id().await.unwrap(), identity);
+    let c = alice
+        .provide_credentials()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(c.session_token().is_some());
+
+    // attach-policy, then the credentials connect over a SigV4 WebSocket and publish.
+    let body = json!({ "target": identity }).to_string();
+    let attached = running
+        .control(&broker::control::ApiRequest {
+            method: "PUT",
+            path: &format!("/target-policies/{POLICY}"),
+            query: "",
+            headers: &[],
+            body: body.as_bytes(),
+        })
+        .await;
+    assert_eq!(attached.status, 200, "{}", attached.body);
+    let config = service(&setup, ports(&running), no_reconnect()).credentials_provider(alice);
+    let m = pubsub::DataManager::new(config);
+    m.connect_using_websocket("alice-phone", true, |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    let outcome = tokio::time::timeout(
+        T,
+        m.publish("chat/alice", "hello", pubsub::QoS::AtLeastOnce),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(outcome, pubsub::PublishOutcome::Acknowledged);
+    m.disconnect_and_wait().await;
 }
