@@ -381,19 +381,21 @@ impl UserPools {
 }
 
 impl IdentityPlane {
+    /// The pool an app client belongs to (ResourceNotFoundException, as Cognito, if none).
+    pub(crate) fn pool_of_client(&self, client_id: &str) -> Result<UserPoolRecord, IdpError> {
+        self.registry.user_pool_of_client(client_id).ok_or_else(|| {
+            idp_error(
+                "ResourceNotFoundException",
+                format!("User pool client {client_id} does not exist."),
+            )
+        })
+    }
+
     fn pool_and_client(
         &self,
         client_id: &str,
     ) -> Result<(UserPoolRecord, UserPoolClientRecord), IdpError> {
-        let pool = self
-            .registry
-            .user_pool_of_client(client_id)
-            .ok_or_else(|| {
-                idp_error(
-                    "ResourceNotFoundException",
-                    format!("User pool client {client_id} does not exist."),
-                )
-            })?;
+        let pool = self.pool_of_client(client_id)?;
         let client = pool.clients[client_id].clone();
         Ok((pool, client))
     }

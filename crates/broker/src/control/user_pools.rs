@@ -19,8 +19,8 @@ use crate::auth::user_pools::{
 };
 use crate::auth::IdentityPlane;
 use crate::registry::{
-    now_secs, PasswordPolicy, RegistryError, UserPoolClientRecord, UserPoolRecord, UserStatus,
-    DEFAULT_AUTH_FLOWS, KNOWN_AUTH_FLOWS,
+    now_secs, PasswordPolicy, RegistryError, UserPoolClientRecord, UserPoolRecord, UserRecord,
+    UserStatus, DEFAULT_AUTH_FLOWS, KNOWN_AUTH_FLOWS,
 };
 use crate::secrets::random_alphanumeric;
 
@@ -375,21 +375,13 @@ pub(crate) async fn answer(
                 UserStatus::ForceChangePassword,
                 now,
             );
-            plane
-                .registry
-                .change_user_pool(&pool_id, |pool| {
-                    if pool.users.contains_key(&username) {
-                        return Err(RegistryError::AlreadyExists(username.clone()));
-                    }
-                    pool.users.insert(username.clone(), user.clone());
-                    Ok(())
-                })
-                .map_err(|error| match error {
-                    RegistryError::AlreadyExists(_) => {
-                        idp_error("UsernameExistsException", "User account already exists")
-                    }
-                    other => pool_change_error(&pool_id, other),
-                })?;
+            add_user(
+                plane,
+                &pool_id,
+                &username,
+                &user,
+                "User account already exists",
+            )?;
             tracing::info!(user_pool = %pool_id, username, "user created (FORCE_CHANGE_PASSWORD)");
             Ok(json!({ "User": {
                 "Username": user.username,
@@ -461,7 +453,7 @@ pub(crate) async fn answer(
             let username = string(body, "Username")?;
             let password = string(body, "Password")?;
             let attributes = attributes_of(&body["UserAttributes"])?;
-            let pool = pool_of_client(plane, &client_id)?;
+            let pool = plane.pool_of_client(&client_id)?;
             pool.password_policy
                 .check(&password)
                 .map_err(|why| idp_error("InvalidPasswordException", why))?;
@@ -471,21 +463,7 @@ pub(crate) async fn answer(
                 UserStatus::Unconfirmed
             };
             let user = new_user(&pool, &username, &password, attributes, status, now);
-            plane
-                .registry
-                .change_user_pool(&pool.id, |pool| {
-                    if pool.users.contains_key(&username) {
-                        return Err(RegistryError::AlreadyExists(username.clone()));
-                    }
-                    pool.users.insert(username.clone(), user.clone());
-                    Ok(())
-                })
-                .map_err(|error| match error {
-                    RegistryError::AlreadyExists(_) => {
-                        idp_error("UsernameExistsException", "User already exists")
-                    }
-                    other => pool_change_error(&pool.id, other),
-                })?;
+            add_user(plane, &pool.id, &username, &user, "User already exists")?;
             tracing::info!(user_pool = %pool.id, username, status = user.status.name(), "user signed up");
             let mut answer = json!({
                 "UserConfirmed": status == UserStatus::Confirmed,
@@ -506,7 +484,7 @@ pub(crate) async fn answer(
             let client_id = string(body, "ClientId")?;
             let username = string(body, "Username")?;
             let code = string(body, "ConfirmationCode")?;
-            let pool = pool_of_client(plane, &client_id)?;
+            let pool = plane.pool_of_client(&client_id)?;
             confirm(plane, &pool.id, &username, Some(&code), now)?;
             Ok(json!({}))
         }
@@ -560,15 +538,27 @@ fn rand_salt() -> [u8; 16] {
     salt
 }
 
-fn pool_of_client(plane: &IdentityPlane, client_id: &str) -> Result<UserPoolRecord, IdpError> {
+/// Adds a new user to a pool; `exists` is Cognito's message when the name is taken
+/// (AdminCreateUser and SignUp word it differently).
+fn add_user(
+    plane: &IdentityPlane,
+    pool_id: &str,
+    username: &str,
+    user: &UserRecord,
+    exists: &'static str,
+) -> Result<(), IdpError> {
     plane
         .registry
-        .user_pool_of_client(client_id)
-        .ok_or_else(|| {
-            idp_error(
-                "ResourceNotFoundException",
-                format!("User pool client {client_id} does not exist."),
-            )
+        .change_user_pool(pool_id, |pool| {
+            if pool.users.contains_key(username) {
+                return Err(RegistryError::AlreadyExists(username.to_owned()));
+            }
+            pool.users.insert(username.to_owned(), user.clone());
+            Ok(())
+        })
+        .map_err(|error| match error {
+            RegistryError::AlreadyExists(_) => idp_error("UsernameExistsException", exists),
+            other => pool_change_error(pool_id, other),
         })
 }
 
