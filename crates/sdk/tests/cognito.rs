@@ -520,20 +520,7 @@ async fn broker_in_process_end_to_end() {
     setup.config.listeners.http = "127.0.0.1:0".into();
     let running = broker::start(setup.config.clone()).await.unwrap();
     let p = ports(&running);
-    let listed = running
-        .control(&broker::control::ApiRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &[(
-                "x-amz-target",
-                "AWSCognitoIdentityService.ListIdentityPools",
-            )],
-            body: br#"{"MaxResults": 60}"#,
-        })
-        .await;
-    assert_eq!(listed.status, 200, "{}", listed.body);
-    let pools: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
+    let pools = list(&running, "AWSCognitoIdentityService.ListIdentityPools").await;
     assert_eq!(pools["IdentityPools"].as_array().unwrap().len(), 1);
     let pool = pools["IdentityPools"][0]["IdentityPoolId"]
         .as_str()
@@ -637,6 +624,21 @@ struct PoolState {
 
 /// A user pool with one user (`alice`, internal id USER_ID_FOR_SRP) whose tokens live
 /// `token_ttl` seconds, federated into an identity pool whose credentials live `cred_ttl`.
+/// A Cognito list operation (`X-Amz-Target`), answered in process as the admin.
+async fn list(running: &broker::RunningBroker, target: &str) -> serde_json::Value {
+    let listed = running
+        .control(&broker::control::ApiRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &[("x-amz-target", target)],
+            body: br#"{"MaxResults": 60}"#,
+        })
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    serde_json::from_str(&listed.body).unwrap()
+}
+
 fn user_pool(
     token_ttl: u64,
     cred_ttl: u64,
@@ -905,39 +907,13 @@ async fn user_pool_sign_in_against_the_broker() {
     setup.config.listeners.http = "127.0.0.1:0".into();
     let running = broker::start(setup.config.clone()).await.unwrap();
     let identity_pool = {
-        let listed = running
-            .control(&broker::control::ApiRequest {
-                method: "POST",
-                path: "/",
-                query: "",
-                headers: &[(
-                    "x-amz-target",
-                    "AWSCognitoIdentityService.ListIdentityPools",
-                )],
-                body: br#"{"MaxResults": 60}"#,
-            })
-            .await;
-        assert_eq!(listed.status, 200, "{}", listed.body);
-        let pools: Value = serde_json::from_str(&listed.body).unwrap();
+        let pools = list(&running, "AWSCognitoIdentityService.ListIdentityPools").await;
         pools["IdentityPools"][0]["IdentityPoolId"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    let listed = running
-        .control(&broker::control::ApiRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &[(
-                "x-amz-target",
-                "AWSCognitoIdentityProviderService.ListUserPools",
-            )],
-            body: br#"{"MaxResults": 60}"#,
-        })
-        .await;
-    assert_eq!(listed.status, 200, "{}", listed.body);
-    let pools: Value = serde_json::from_str(&listed.body).unwrap();
+    let pools = list(&running, "AWSCognitoIdentityProviderService.ListUserPools").await;
     let pool_id = pools["UserPools"][0]["Id"].as_str().unwrap().to_owned();
     let url = format!("http://{}/", running.address("http").unwrap());
     let provider = |username: &str, password: &str| {

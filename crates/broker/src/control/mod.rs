@@ -356,7 +356,7 @@ pub async fn answer_local(config: Config, request: &ApiRequest<'_>) -> Answer {
 
 /// Whether a request is one of the unsigned reads the control plane serves to anyone (a
 /// user pool's JWKS), so that the TLS port hands it to the control plane.
-pub fn serves_unsigned(method: &str, path: &str) -> bool {
+pub(crate) fn serves_unsigned(method: &str, path: &str) -> bool {
     method == "GET" && user_pools::jwks_pool_id(path).is_some()
 }
 

@@ -238,6 +238,16 @@ pub(super) async fn serve_control_plane<S>(
     }
 }
 
+/// Whether the control-plane app answers `request` where `/mqtt` is the main business (the
+/// TLS port, the `ws` listener): a SigV4-signed request, a Cognito JSON 1.1 call, a user
+/// pool's JWKS, or the console. Anything else is a 404 there.
+pub(super) fn serves_request(request: &RequestHead) -> bool {
+    request.header("authorization").is_some()
+        || request.header("x-amz-target").is_some()
+        || console::serves(&request.path)
+        || control::serves_unsigned(&request.method, &request.path)
+}
+
 /// A request head read up to its blank line: the parsed head, every byte received
 /// (`received[..head_len]` is the head; what follows arrived in the same reads and belongs
 /// to the next layer: WebSocket frames, or a body for the control plane).

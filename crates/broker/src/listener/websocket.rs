@@ -25,11 +25,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use super::http::{read_head, respond, serve_connection, serve_control_plane};
+use super::http::{read_head, respond, serve_connection, serve_control_plane, serves_request};
 use crate::auth::{authenticate, Admission, Transport};
 use crate::broker::Broker;
 use crate::connection::{self, gated, opening_step, Abandoned};
-use crate::console;
 use crate::metrics::Listener;
 
 /// What a WebSocket connection reads into at a time (and keeps).
@@ -107,14 +106,9 @@ where
             serve_connection(broker, stream, read.received, peer, shutdown).await;
             return None;
         }
-        // A SigV4-signed request (or a Cognito JSON 1.1 call, or a user pool's JWKS) is for
-        // the control plane, here over HTTPS (as IoT Core's data endpoint serves HTTPS
-        // publish): the same API as the `http` listener; and so is the console.
-        if request.header("authorization").is_some()
-            || request.header("x-amz-target").is_some()
-            || console::serves(&request.path)
-            || crate::control::serves_unsigned(&request.method, &request.path)
-        {
+        // Here over HTTPS (as IoT Core's data endpoint serves HTTPS publish): the same app
+        // as the `http` listener, for what it serves.
+        if serves_request(request) {
             let https = matches!(transport, Transport::Tls { .. });
             serve_control_plane(&broker, stream, read.received, None, https, shutdown).await;
             return None;
