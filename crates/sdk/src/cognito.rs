@@ -562,7 +562,7 @@ pub(crate) fn http_client(
         .connect_timeout(connect_timeout.min(timeout))
         .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::Credentials(format!("Cognito HTTP client: {e}")))
+        .map_err(|e| Error::Credentials(Box::new(e)))
 }
 
 /// When something obtained at `now` and valid until `expires` should be renewed:

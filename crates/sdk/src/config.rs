@@ -94,6 +94,7 @@ impl fmt::Display for Endpoint {
 /// Per-connection-method port overrides. `None` means: the endpoint's own port if it has
 /// one, else the IoT Core default shown on each field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Ports {
     /// `connect` (mutual TLS): default 8883.
     pub certificate: Option<u16>,
@@ -112,10 +113,12 @@ pub struct Ports {
 /// What to do with a publish while the connection is down (after `connect*`, before
 /// `disconnect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OfflineQueuePolicy {
     /// How many messages the queue holds (default 100).
     pub capacity: usize,
-    /// Queue QoS 0 messages too (default false: a QoS 0 publish while offline is rejected).
+    /// Queue QoS 0 messages too (default true, as iOS: a QoS 0 publish made right after
+    /// `connect*`, before the CONNACK, is sent once connected rather than lost).
     pub queue_qos0: bool,
     /// What a publish into a full queue does (default [`WhenFull::RejectNew`]).
     pub when_full: WhenFull,
@@ -125,7 +128,7 @@ impl Default for OfflineQueuePolicy {
     fn default() -> Self {
         OfflineQueuePolicy {
             capacity: 100,
-            queue_qos0: false,
+            queue_qos0: true,
             when_full: WhenFull::RejectNew,
         }
     }
@@ -133,6 +136,7 @@ impl Default for OfflineQueuePolicy {
 
 /// Behaviour of a full offline queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WhenFull {
     /// The new message is rejected.
     RejectNew,
@@ -142,6 +146,7 @@ pub enum WhenFull {
 
 /// The last-will message the broker publishes when the connection ends without DISCONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LastWill {
     /// Topic of the will message.
     pub topic: String,
@@ -153,8 +158,39 @@ pub struct LastWill {
     pub retain: bool,
 }
 
+impl LastWill {
+    /// A will of `message` on `topic`.
+    pub fn new(
+        topic: impl Into<String>,
+        message: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Self {
+        LastWill {
+            topic: topic.into(),
+            message: message.into(),
+            qos,
+            retain,
+        }
+    }
+
+    pub(crate) fn to_wire(&self) -> mqtt::LastWill {
+        mqtt::LastWill {
+            topic: self.topic.clone(),
+            message: self.message.clone(),
+            qos: match self.qos {
+                QoS::AtMostOnce => mqtt::QoS::AtMostOnce,
+                QoS::AtLeastOnce => mqtt::QoS::AtLeastOnce,
+            },
+            retain: self.retain,
+            properties: mqtt::WillProperties::default(),
+        }
+    }
+}
+
 /// MQTT session behaviour; the defaults mirror the iOS SDK's `AWSIoTMQTTConfiguration`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MqttConfiguration {
     /// Keep-alive interval sent in CONNECT (default 300 s).
     pub keep_alive: Duration,
@@ -173,16 +209,50 @@ pub struct MqttConfiguration {
     pub max_packet_size: usize,
     /// Time allowed for TCP + TLS + WebSocket + CONNACK (default 10 s).
     pub connect_timeout: Duration,
-    /// Messages buffered per `subscribe_stream` before new ones are dropped (default 1024).
+    /// Unread messages a `subscribe_stream` holds (default 1024). When a stream is full,
+    /// delivery waits for the reader (back-pressure) instead of dropping messages.
     pub stream_buffer: usize,
     /// MQTT 3.1.1 (default, as the iOS SDK) or MQTT 5 (properties, reason codes,
     /// request/response; see [`crate::mqtt5`]).
     pub protocol: ProtocolVersion,
-    /// MQTT 5 with `clean_session = false`: the Session Expiry Interval asked for in CONNECT
-    /// (default 1 h, IoT Core's default; the broker may clamp it). MQTT 3.1.1 has no such
-    /// field, and MQTT 5 with `clean_session = true` asks for 0 (the session ends with the
-    /// connection), so both keep 3.1.1's meaning of the flag.
+    /// MQTT 5: the Session Expiry Interval sent in every CONNECT (default 1 h, IoT Core's
+    /// default; the broker may clamp it), so that an automatic reconnect can rejoin the
+    /// session. With `clean_session = true` the user's `disconnect()` ends the session
+    /// (DISCONNECT with Session Expiry Interval 0).
     pub session_expiry: Duration,
+    /// How long a PINGREQ waits for its PINGRESP before the link counts as dead (default
+    /// 10 s). A dead link is detected at most `keep_alive + ping_timeout` after the last
+    /// packet was written.
+    pub ping_timeout: Duration,
+    /// How long a QoS 1 publish, subscribe or unsubscribe waits for its acknowledgement
+    /// after each time it is written (default 30 s; CRT's `ack_timeout_sec`). `None`:
+    /// wait as long as the connection lasts.
+    pub ack_timeout: Option<Duration>,
+    /// On how many connections an operation is written before it fails with
+    /// [`crate::Error::GaveUp`] (default 3): an operation the broker answers by closing
+    /// the connection is not re-sent forever.
+    pub max_attempts: u32,
+    /// Which topic and payload rules the SDK checks before sending (default
+    /// [`ClientRules::Auto`]).
+    pub rules: ClientRules,
+}
+
+/// The rules the SDK checks locally, so that a bad topic or an oversize payload is an
+/// `Err` at the call instead of a connection the broker drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientRules {
+    /// IoT Core's on its connection methods (certificate, ALPN, WebSocket, custom auth)
+    /// and on `connect_mqtt` to an `*.amazonaws.com` endpoint; MQTT's otherwise.
+    #[default]
+    Auto,
+    /// IoT Core's (and the PubSub broker's): topics of at most 256 bytes and 7 slashes,
+    /// no publishing to reserved `$` topics other than IoT Core's services', payloads of
+    /// at most 128 KiB.
+    IotCore,
+    /// MQTT's only: valid UTF-8 without wildcards in topic names, valid filters,
+    /// `max_packet_size`.
+    Mqtt,
 }
 
 impl MqttConfiguration {
@@ -208,6 +278,10 @@ impl Default for MqttConfiguration {
             stream_buffer: 1024,
             protocol: ProtocolVersion::V311,
             session_expiry: Duration::from_secs(3600),
+            ping_timeout: Duration::from_secs(10),
+            ack_timeout: Some(Duration::from_secs(30)),
+            max_attempts: 3,
+            rules: ClientRules::Auto,
         }
     }
 }
@@ -223,6 +297,7 @@ pub struct ServiceConfiguration {
     pub(crate) identity_store: Option<IdentityStore>,
     pub(crate) mqtt: MqttConfiguration,
     pub(crate) metrics: MetricsMode,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for ServiceConfiguration {
@@ -259,6 +334,7 @@ impl ServiceConfiguration {
             identity_store: None,
             mqtt: MqttConfiguration::default(),
             metrics: MetricsMode::default(),
+            runtime: None,
         }
     }
 
@@ -319,6 +395,15 @@ impl ServiceConfiguration {
     pub fn mqtt_port(mut self, port: u16) -> Self {
         self.ports.mqtt_tcp = Some(port);
         self.ports.mqtt_tls = Some(port);
+        self
+    }
+
+    /// Run the manager's connection tasks on this tokio runtime instead of the SDK's own
+    /// (a one-thread runtime the SDK starts on first use). If that runtime shuts down
+    /// while connected, the manager reports `ConnectionError` ([`crate::Reason::TaskStopped`])
+    /// and is free for a new `connect*`; it never stays "connected" with no task.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
         self
     }
 

@@ -28,18 +28,54 @@ pub enum Error {
     /// The connection was closed by `disconnect()` before the operation completed.
     #[error("disconnected before the operation completed")]
     Disconnected,
-    /// A topic name or filter is not valid MQTT.
-    #[error("invalid topic {0:?}")]
-    InvalidTopic(String),
-    /// Acknowledgement callbacks exist only for QoS 1.
-    #[error("an acknowledgement needs QoS 1")]
-    AckNeedsQos1,
-    /// The payload (with the topic) exceeds `MqttConfiguration::max_packet_size`.
-    #[error("payload of {0} bytes is too large")]
-    PayloadTooLarge(usize),
-    /// The broker refused a subscription (SUBACK failure code).
-    #[error("subscription to {0:?} refused by the broker")]
-    SubscriptionRefused(String),
+    /// A topic name or filter is not valid: MQTT's rules, plus IoT Core's (256 bytes,
+    /// at most 7 slashes, reserved `$` topics) where they apply (see
+    /// [`crate::config::ClientRules`]). The connection is untouched.
+    #[error("invalid topic {topic:?}{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    InvalidTopic {
+        /// The topic or filter.
+        topic: String,
+        /// Which IoT Core rule it breaks (`None`: not valid MQTT).
+        #[source]
+        reason: Option<iot::topic::TopicError>,
+    },
+    /// The payload is larger than allowed: IoT Core's 128 KiB where its rules apply, else
+    /// what `MqttConfiguration::max_packet_size` leaves after the topic.
+    #[error("payload of {len} bytes is larger than the {max} allowed")]
+    PayloadTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The PUBLISH is larger than the broker's Maximum Packet Size (MQTT 5 CONNACK): sending
+    /// it would end the connection, so it is not sent.
+    #[error("packet of {len} bytes is larger than the broker's maximum of {max}")]
+    PacketTooLarge {
+        /// The encoded PUBLISH's size.
+        len: usize,
+        /// The broker's limit.
+        max: u32,
+    },
+    /// The operation was written on `attempts` connections and each ended before its
+    /// acknowledgement (IoT Core closes an MQTT 3.1.1 connection on a publish or
+    /// subscribe its policy denies): it is not sent again
+    /// (`MqttConfiguration::max_attempts`).
+    #[error("{what}: the connection closed {attempts} times before it was acknowledged; given up")]
+    GaveUp {
+        /// The operation.
+        what: String,
+        /// Connections it was written on.
+        attempts: u32,
+    },
+    /// No acknowledgement within `MqttConfiguration::ack_timeout` of writing it.
+    #[error("{what}: not acknowledged within {timeout:?}")]
+    AckTimeout {
+        /// The operation.
+        what: String,
+        /// The timeout.
+        timeout: Duration,
+    },
     /// The broker refused a QoS 1 publish: MQTT 5 PUBACK with a reason code of 0x80 or
     /// above (e.g. `0x87 Not authorized` for a topic outside the policy).
     #[error("publish refused by the broker: {reason}{}", detail(.reason_string))]
@@ -49,8 +85,8 @@ pub enum Error {
         /// The PUBACK's Reason String, if the broker sent one.
         reason_string: Option<String>,
     },
-    /// The broker refused a subscription on an MQTT 5 connection (SUBACK reason code of
-    /// 0x80 or above). MQTT 3.1.1 refusals carry no reason: [`Error::SubscriptionRefused`].
+    /// The broker refused a subscription (SUBACK failure code; on MQTT 3.1.1 always
+    /// `0x80`, which carries no reason).
     #[error("subscription to {filter:?} refused by the broker: {reason}{}", detail(.reason_string))]
     SubscribeRefused {
         /// The filter.
@@ -76,6 +112,10 @@ pub enum Error {
     /// [`crate::DataManager::request`] got no matching response in time.
     #[error("no response within {0:?}")]
     RequestTimedOut(Duration),
+    /// The connection attempt ended without a connection (see [`crate::StatusEvent`] for
+    /// the reason); from `DataManager::wait_for_connection` via `?`.
+    #[error(transparent)]
+    Connection(#[from] crate::status::StatusEvent),
     /// A message was dropped from the offline queue to make room.
     #[error("dropped from the full offline queue")]
     DroppedFromQueue,
@@ -103,9 +143,10 @@ pub enum Error {
     /// TLS configuration failed.
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
-    /// No AWS credentials could be obtained for SigV4 signing.
-    #[error("credentials: {0}")]
-    Credentials(String),
+    /// No AWS credentials could be obtained for SigV4 signing (the provider's error, e.g.
+    /// Cognito's, is the source).
+    #[error("credentials")]
+    Credentials(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// SigV4 signing failed.
     #[error("signing: {0}")]
     Signing(String),

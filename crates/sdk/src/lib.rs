@@ -48,41 +48,49 @@
 
 pub mod auth;
 pub mod backoff;
-mod client;
 pub mod cognito;
 pub mod config;
+mod dispatch;
 pub mod error;
 pub mod identity;
-pub(crate) mod inflight;
 mod manager;
 pub mod mqtt5;
+mod session;
 pub mod shadow;
+pub mod status;
+mod task;
 mod tls;
 pub mod topic;
+mod transport;
 pub mod user_pool;
 
 pub use aws_credential_types::provider::ProvideCredentials;
 pub use aws_credential_types::Credentials;
+pub use backoff::BackoffConfig;
 pub use bytes::Bytes;
 pub use cognito::CognitoCredentialsProvider;
 pub use config::{
-    Endpoint, EnvironmentCredentialsProvider, LastWill, MqttConfiguration, OfflineQueuePolicy,
-    Ports, ServiceConfiguration, WhenFull,
+    ClientRules, Endpoint, EnvironmentCredentialsProvider, LastWill, MqttConfiguration,
+    OfflineQueuePolicy, Ports, ServiceConfiguration, WhenFull,
 };
 pub use error::Error;
 pub use identity::IdentityStore;
+/// Why IoT Core's rules refuse a topic (the source of [`Error::InvalidTopic`]).
+pub use iot::topic::TopicError;
 pub use manager::{
-    CustomAuth, DataManager, Message, MessageStream, MqttConnectOptions, PublishOutcome,
-    RejectReason, Status,
+    CustomAuth, CustomAuthTransport, DataManager, Message, MessageStream, MqttConnectOptions,
+    PublishOutcome, RejectReason,
 };
 pub use mqtt5::{
     ConnackProperties, PayloadFormat, ProtocolVersion, PublishOptions, PublishProperties,
     ReasonCode,
 };
+pub use status::{Reason, Status, StatusEvent};
 pub use user_pool::UserPoolCredentialsProvider;
 
 /// MQTT quality of service. IoT Core supports QoS 0 and 1 only, and so does this SDK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
 pub enum QoS {
     /// At most once: no acknowledgement.
     #[default]

@@ -5,26 +5,19 @@
 //! properties on messages, reason codes on acknowledgements and
 //! [`crate::DataManager::request`].
 //!
-//! The MQTT 5 connection is rumqttc's v5 client, on the same transports (TCP, TLS with or
-//! without ALPN, WebSocket with SigV4 or custom-authorizer headers). What it cannot do that
-//! IoT Core would allow, and what this SDK does about it:
+//! Both versions run on the SDK's own session state machine over the workspace's codec
+//! (the `mqtt` crate the broker uses too), on the same transports (TCP, TLS with or
+//! without ALPN, WebSocket with SigV4 or custom-authorizer headers). On MQTT 5 the SDK:
 //!
-//! - A refused CONNACK reaches the SDK as its reason code only: rumqttc drops the CONNACK's
-//!   properties (reason string) on refusal. The status is `ConnectionRefused`, the code is
-//!   logged.
-//! - Keep-alive must be at least 5 s (rumqttc panics below): shorter or zero intervals are
-//!   raised to 5 s on MQTT 5 connections.
-//! - Publishes larger than the broker's Maximum Packet Size end rumqttc's connection, so the
-//!   SDK refuses them first ([`crate::Error::PayloadTooLarge`]).
-//! - rumqttc sends no outbound topic aliases on its own; the SDK does not use them (IoT Core
-//!   accepts them but they only save bytes).
-//! - Enhanced authentication (AUTH packets) is not supported by rumqttc; IoT Core does not
-//!   support it either.
-//! - rumqttc v5 skips its packet-id collision handling when a PUBACK carries a failure
-//!   code: a publish it held back because its packet id was still in flight stays held,
-//!   and rumqttc ends the connection two pings later (`CollisionTimeout`). The SDK then
-//!   reconnects and re-sends it. A collision needs a packet id still unacknowledged when
-//!   rumqttc's ids wrap around (after 100), so this is rare; it is rumqttc's to fix.
+//! - sends Session Expiry Interval (`MqttConfiguration::session_expiry`) on every CONNECT,
+//!   so an automatic reconnect has a session to rejoin;
+//! - honours the broker's Receive Maximum (QoS 1 publishes in flight) and Maximum Packet
+//!   Size (a larger publish fails with [`crate::Error::PacketTooLarge`] instead of ending
+//!   the connection);
+//! - reports a refused CONNACK or a server DISCONNECT with its reason code and Reason
+//!   String ([`crate::Reason`]);
+//! - uses no topic aliases and no enhanced authentication (AUTH), which IoT Core does not
+//!   support either.
 
 use bytes::Bytes;
 
@@ -53,13 +46,6 @@ impl PayloadFormat {
             PayloadFormat::Utf8
         } else {
             PayloadFormat::Unspecified
-        }
-    }
-
-    pub(crate) fn byte(self) -> u8 {
-        match self {
-            PayloadFormat::Unspecified => 0,
-            PayloadFormat::Utf8 => 1,
         }
     }
 }
@@ -210,6 +196,53 @@ pub struct ConnackProperties {
     pub server_keep_alive: Option<u16>,
     /// Response Information.
     pub response_information: Option<String>,
+}
+
+pub(crate) fn to_wire_properties(p: &PublishProperties) -> mqtt::PublishProperties {
+    mqtt::PublishProperties {
+        payload_format_indicator: p.payload_format.map(|f| f == PayloadFormat::Utf8),
+        message_expiry_interval: p.message_expiry_interval,
+        topic_alias: None,
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+        subscription_identifiers: Vec::new(),
+        content_type: p.content_type.clone(),
+    }
+}
+
+pub(crate) fn from_wire_properties(p: mqtt::PublishProperties) -> PublishProperties {
+    PublishProperties {
+        payload_format: p
+            .payload_format_indicator
+            .map(|utf8| PayloadFormat::from_byte(u8::from(utf8))),
+        message_expiry_interval: p.message_expiry_interval,
+        content_type: p.content_type,
+        response_topic: p.response_topic,
+        correlation_data: p.correlation_data,
+        user_properties: p.user_properties,
+    }
+}
+
+pub(crate) fn connack_properties(ack: &mqtt::ConnAck) -> ConnackProperties {
+    let p = &ack.properties;
+    ConnackProperties {
+        session_present: ack.session_present,
+        session_expiry_interval: p.session_expiry_interval,
+        receive_maximum: p.receive_maximum,
+        maximum_qos: p.maximum_qos.map(|q| q as u8),
+        retain_available: p.retain_available.map(u8::from),
+        maximum_packet_size: p.maximum_packet_size,
+        assigned_client_identifier: p.assigned_client_identifier.clone(),
+        topic_alias_maximum: p.topic_alias_maximum,
+        reason_string: p.reason_string.clone(),
+        user_properties: p.user_properties.clone(),
+        wildcard_subscription_available: p.wildcard_subscription_available.map(u8::from),
+        subscription_identifiers_available: p.subscription_identifiers_available.map(u8::from),
+        shared_subscription_available: p.shared_subscription_available.map(u8::from),
+        server_keep_alive: p.server_keep_alive,
+        response_information: p.response_information.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use serde_json::Map;
 
 use super::state::{update_body, ClientTokens, Refused, ShadowState};
 use super::{label, IntoShadowId, ShadowOperation, ShadowOperationStatus, ShadowOptions};
-use crate::manager::runtime;
 use crate::{DataManager, PublishOutcome};
 
 type ShadowCallback =
@@ -322,7 +321,7 @@ impl DataManager {
         let topic = id.request_topic(operation);
         let sent = matches!(
             self.try_publish(&topic, begun.payload.clone(), options.qos),
-            Ok(None | Some(PublishOutcome::Queued))
+            Ok(PublishOutcome::Submitted | PublishOutcome::Queued)
         );
         if !sent {
             tracing::warn!(%topic, "shadow request could not be sent");
@@ -336,7 +335,7 @@ impl DataManager {
         let seq = begun.seq;
         let timer_id = id.clone();
         let timeout = options.operation_timeout;
-        let timer = runtime().spawn(async move {
+        let timer = self.runtime().spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(manager) = weak.upgrade() {
                 manager.on_shadow_timeout(&timer_id, seq);
