@@ -537,7 +537,10 @@ async fn d06_reconnect_rejoins_the_session() {
     connect_mqtt(&m, "d06", true, |_| {}).unwrap();
     let mut first = peer.accept().await;
     let connect = first.handshake(false).await;
-    assert!(connect.clean_session, "the first connect uses the caller's flag");
+    assert!(
+        connect.clean_session,
+        "the first connect uses the caller's flag"
+    );
     connected(&m).await;
 
     drop(first); // outage: the SDK reconnects by itself
@@ -621,10 +624,7 @@ async fn d07_qos0_before_connack_is_queued() {
     assert!(before.is_ok(), "written before CONNACK: {before:?}");
     conn.connack(false).await;
     let p = conn.expect_publish().await;
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..]),
-        ("d07/t", &b"first"[..])
-    );
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("d07/t", &b"first"[..]));
     disconnect(&m).await;
 }
 
@@ -697,7 +697,10 @@ fn d08_slow_callback_does_not_stall_keepalive() {
         "with keep-alive 1 s the client was silent for {longest:?} while a callback blocked for 3 s (gaps {gaps:?}); a broker may drop it after 1.5 s"
     );
     let seen = log.lock().unwrap().clone();
-    assert!(!seen.contains(&Status::ConnectionError), "statuses {seen:?}");
+    assert!(
+        !seen.contains(&Status::ConnectionError),
+        "statuses {seen:?}"
+    );
     rt.block_on(disconnect(&m));
 }
 

@@ -99,10 +99,7 @@ impl PeerConn {
                 Ok(Some(Packet::PingReq)) => {}
                 Ok(Some(p)) => return p,
                 Ok(None) => panic!("peer: connection closed; seen {:?}", self.seen),
-                Err(()) => panic!(
-                    "peer: no packet within {STEP:?}; seen {:?}",
-                    self.seen
-                ),
+                Err(()) => panic!("peer: no packet within {STEP:?}; seen {:?}", self.seen),
             }
         }
     }
@@ -163,7 +160,11 @@ impl PeerConn {
 
     /// SUBACK granting every filter of `s` at its requested QoS.
     pub async fn suback(&mut self, s: &Subscribe) {
-        let return_codes = s.filters.iter().map(|f| ReasonCode::granted(f.qos)).collect();
+        let return_codes = s
+            .filters
+            .iter()
+            .map(|f| ReasonCode::granted(f.qos))
+            .collect();
         self.send(Packet::SubAck(SubAck {
             pkid: s.pkid,
             return_codes,
