@@ -1,5 +1,8 @@
-//! Test helpers: a mosquitto process on a loopback port, and a small PKI made with rcgen.
+//! Test helpers: a mosquitto process on a loopback port, a small PKI made with rcgen, and
+//! a scripted MQTT peer for wire-level checks ([`peer`]).
 #![allow(dead_code)]
+
+pub mod peer;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
