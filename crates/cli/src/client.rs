@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -12,7 +11,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use pubsub_sdk::{
     CustomAuth, DataManager, Endpoint, IdentityStore, Message, MqttConfiguration,
     MqttConnectOptions, PayloadFormat, Ports, ProtocolVersion, PublishOptions, PublishOutcome,
-    PublishProperties, QoS, ServiceConfiguration, Status,
+    PublishProperties, QoS, ServiceConfiguration, Status, StatusEvent,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -241,52 +240,8 @@ pub struct SubArgs {
 }
 
 // ---------------------------------------------------------------------------------------
-// Why a connection ended: the SDK reports only a `Status`; the detail (rumqttc's error) is
-// in its `connection ended` / `cannot prepare the connection` log events. The CLI records
-// the last such `error` field through this tracing layer.
-
-static LAST_REASON: Mutex<Option<String>> = Mutex::new(None);
-
-/// A tracing layer that keeps the `error` field of the SDK's warnings.
-pub struct ReasonLayer;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReasonLayer {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let meta = event.metadata();
-        if *meta.level() > tracing::Level::WARN || !meta.target().starts_with("pubsub::manager") {
-            return;
-        }
-        struct V(Option<String>);
-        impl tracing::field::Visit for V {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "error" {
-                    self.0 = Some(format!("{value:?}"));
-                }
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "error" {
-                    self.0 = Some(value.to_owned());
-                }
-            }
-        }
-        let mut v = V(None);
-        event.record(&mut v);
-        if let Some(reason) = v.0 {
-            *LAST_REASON.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-        }
-    }
-}
-
-fn last_reason() -> Option<String> {
-    LAST_REASON
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-}
+// Why a connection ended: the SDK's status event carries the reason (CONNACK code, HTTP
+// status of the upgrade, TLS alert, I/O error, DISCONNECT reason).
 
 fn describe(status: Status) -> &'static str {
     match status {
@@ -294,13 +249,30 @@ fn describe(status: Status) -> &'static str {
         Status::ConnectionError => "connection failed or lost",
         Status::ProtocolError => "protocol error",
         Status::Disconnected => "disconnected",
-        Status::Unknown | Status::Connecting | Status::Connected => "connection ended",
+        _ => "connection ended",
     }
 }
 
-fn failure(status: Status, context: &str) -> anyhow::Error {
-    let reason = last_reason().unwrap_or_else(|| format!("{status:?}"));
-    anyhow!("{}{context}: {reason}", describe(status))
+fn failure(event: &StatusEvent, context: &str) -> anyhow::Error {
+    match &event.reason {
+        Some(reason) => anyhow!("{}{context}: {}", describe(event.status), chain(reason)),
+        None => anyhow!("{}{context}", describe(event.status)),
+    }
+}
+
+/// An error and its sources, `: `-separated (a TLS alert inside an I/O error, ...).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let t = cause.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 // ---------------------------------------------------------------------------------------
@@ -355,10 +327,10 @@ impl ConnectionOptions {
             .clone()
             .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let mut mqtt = MqttConfiguration {
-            auto_reconnect: false,
-            ..MqttConfiguration::default()
-        };
+        let mut mqtt = MqttConfiguration::default();
+        mqtt.auto_reconnect = false;
+        // One attempt: a command that fails says why at once.
+        mqtt.max_attempts = 1;
         if self.mqtt5 {
             mqtt.protocol = ProtocolVersion::V5;
         }
@@ -370,14 +342,14 @@ impl ConnectionOptions {
         // AWS_SESSION_TOKEN).
         let mut config = ServiceConfiguration::new(region, endpoint).mqtt_configuration(mqtt);
         if let Some(p) = self.port {
-            config = config.ports(Ports {
-                certificate: Some(p),
-                alpn: Some(p),
-                websocket: Some(p),
-                custom_auth: Some(p),
-                mqtt_tcp: Some(p),
-                mqtt_tls: Some(p),
-            });
+            let mut ports = Ports::default();
+            ports.certificate = Some(p);
+            ports.alpn = Some(p);
+            ports.websocket = Some(p);
+            ports.custom_auth = Some(p);
+            ports.mqtt_tcp = Some(p);
+            ports.mqtt_tls = Some(p);
+            config = config.ports(ports);
         }
         if let Some(ca) = &self.ca {
             if !ca.is_file() {
@@ -411,20 +383,21 @@ impl ConnectionOptions {
             .unwrap_or_else(|| format!("pubsub-{:08x}", fastrand::u32(..)));
         let iot = DataManager::new(config);
         let clean = self.clean_session;
-        let token_key = self.token_key_name.clone().unwrap_or_default();
-        let token = self.token.clone().unwrap_or_default();
-        let authorizer = self.authorizer.clone().unwrap_or_default();
+        let mut custom = CustomAuth::new(
+            self.authorizer.clone().unwrap_or_default(),
+            self.token_key_name.clone().unwrap_or_default(),
+            self.token.clone().unwrap_or_default(),
+        );
+        custom.token_signature = self.token_signature.clone();
+        custom.username = self.username.clone();
+        custom.password = self.password.clone();
         let started = match mode {
-            Mode::Plain | Mode::Tls => iot.connect_mqtt(
-                &client_id,
-                clean,
-                &MqttConnectOptions {
-                    tls: matches!(mode, Mode::Tls),
-                    username: self.username.clone(),
-                    password: self.password.clone(),
-                },
-                |_| {},
-            ),
+            Mode::Plain | Mode::Tls => {
+                let mut options = MqttConnectOptions::new().tls(matches!(mode, Mode::Tls));
+                options.username = self.username.clone();
+                options.password = self.password.clone();
+                iot.connect_mqtt(&client_id, clean, &options, |_| {})
+            }
             Mode::Certificate { alpn: false } => {
                 iot.connect(&client_id, clean, &certificate_id, |_| {})
             }
@@ -432,32 +405,14 @@ impl ConnectionOptions {
                 iot.connect_using_alpn(&client_id, clean, &certificate_id, |_| {})
             }
             Mode::SigV4 => iot.connect_using_websocket(&client_id, clean, |_| {}),
-            Mode::CustomWebSocket => iot.connect_using_websocket_custom_auth(
-                &client_id,
-                clean,
-                &authorizer,
-                &token_key,
-                &token,
-                self.token_signature.as_deref().unwrap_or(""),
-                |_| {},
-            ),
-            Mode::CustomDirect => iot.connect_using_custom_auth(
-                &client_id,
-                clean,
-                &CustomAuth {
-                    username: self.username.clone(),
-                    authorizer_name: authorizer.clone(),
-                    token_key_name: token_key.clone(),
-                    token_value: token.clone(),
-                    token_signature: self.token_signature.clone(),
-                    password: self.password.clone(),
-                },
-                |_| {},
-            ),
+            Mode::CustomWebSocket => {
+                iot.connect_using_websocket_custom_auth(&client_id, clean, &custom, |_| {})
+            }
+            Mode::CustomDirect => iot.connect_using_custom_auth(&client_id, clean, &custom, |_| {}),
         };
         started.map_err(|e| anyhow!("cannot connect: {e}"))?;
-        if let Err(status) = iot.wait_for_connection().await {
-            return Err(failure(status, &format!(" ({})", self.endpoint)));
+        if let Err(event) = iot.wait_for_connection().await {
+            return Err(failure(&event, &format!(" ({})", self.endpoint)));
         }
         Ok((iot, scratch))
     }
@@ -497,17 +452,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Waits until the status leaves `Connected`; returns the new status.
-async fn lost(mut status: watch::Receiver<Status>) -> Status {
+/// Waits until the status leaves `Connected`; returns the event that ended it.
+async fn lost(mut status: watch::Receiver<StatusEvent>) -> StatusEvent {
     loop {
-        let s = *status.borrow_and_update();
-        if s != Status::Connected {
+        let s = status.borrow_and_update().clone();
+        if s.status != Status::Connected {
             return s;
         }
         if status.changed().await.is_err() {
-            return Status::Unknown;
+            return s;
         }
     }
+}
+
+/// Once the connection has ended (the SDK reports the end before it fails what was
+/// pending), the event that ended it.
+fn ended(iot: &DataManager) -> StatusEvent {
+    iot.status().borrow().clone()
 }
 
 pub fn run_pub(args: PubArgs) -> anyhow::Result<()> {
@@ -528,15 +489,15 @@ pub fn run_pub(args: PubArgs) -> anyhow::Result<()> {
         match outcome {
             Ok(PublishOutcome::Acknowledged) | Ok(PublishOutcome::Sent) => {}
             Ok(other) => {
-                let s = *iot.status().borrow();
-                bail!("{}{denied_hint}: publish {other:?}", describe(s))
+                let s = ended(&iot);
+                bail!("{}{denied_hint}: publish {other:?}", describe(s.status))
             }
             Err(e) => {
-                let s = *iot.status().borrow();
-                if s == Status::Connected {
-                    bail!("publish failed: {e}");
+                let s = ended(&iot);
+                if s.status == Status::Connected {
+                    bail!("publish failed: {}", chain(&e));
                 }
-                return Err(failure(s, &denied_hint));
+                return Err(failure(&s, &denied_hint));
             }
         }
         if qos == QoS::AtMostOnce {
@@ -548,10 +509,10 @@ pub fn run_pub(args: PubArgs) -> anyhow::Result<()> {
             // the connection first and the unsubscribe fails.
             let barrier =
                 tokio::time::timeout(Duration::from_secs(10), iot.unsubscribe(&args.topic)).await;
-            let s = *iot.status().borrow();
+            let s = ended(&iot);
             match barrier {
-                Ok(Ok(())) if s == Status::Connected => {}
-                Ok(_) => return Err(failure(s, &denied_hint)),
+                Ok(Ok(())) if s.status == Status::Connected => {}
+                Ok(_) => return Err(failure(&s, &denied_hint)),
                 Err(_) => bail!("no answer from the broker within 10 s{denied_hint}"),
             }
         }
@@ -570,11 +531,11 @@ pub fn run_sub(args: SubArgs) -> anyhow::Result<()> {
             let mut stream = match iot.subscribe_stream(filter, qos).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let s = *iot.status().borrow();
-                    if s == Status::Connected {
-                        bail!("subscribe {filter:?}: {e}");
+                    let s = ended(&iot);
+                    if s.status == Status::Connected {
+                        bail!("subscribe {filter:?}: {}", chain(&e));
                     }
-                    return Err(failure(s, &format!(" while subscribing to {filter:?}")));
+                    return Err(failure(&s, &format!(" while subscribing to {filter:?}")));
                 }
             };
             let tx = tx.clone();
@@ -619,7 +580,7 @@ pub fn run_sub(args: SubArgs) -> anyhow::Result<()> {
                     while let Ok(line) = rx.try_recv() {
                         println!("{line}");
                     }
-                    return Err(failure(s, ""));
+                    return Err(failure(&s, ""));
                 }
                 _ = tokio::signal::ctrl_c() => break,
             }
@@ -684,9 +645,4 @@ fn quoted(s: &str) -> String {
     } else {
         format!("{s:?}")
     }
-}
-
-/// Where the crate's default reason capture sits in main's tracing setup.
-pub fn reason_layer() -> ReasonLayer {
-    ReasonLayer
 }

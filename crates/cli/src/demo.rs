@@ -28,6 +28,7 @@ use pubsub_sdk::shadow::{ShadowDocument, ShadowStream};
 use pubsub_sdk::{
     CognitoCredentialsProvider, CustomAuth, DataManager, Endpoint, IdentityStore,
     MqttConfiguration, MqttConnectOptions, ProvideCredentials, QoS, ServiceConfiguration, Status,
+    StatusEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -291,12 +292,13 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         .custom_auth_port(tls_port)
         .mqtt_port(mqtt_port)
         .credentials_provider(cognito.clone())
-        .mqtt_configuration(MqttConfiguration {
-            backoff: BackoffConfig {
+        .mqtt_configuration({
+            let mut m = MqttConfiguration::default();
+            m.backoff = BackoffConfig {
                 base: Duration::from_millis(500),
                 ..BackoffConfig::default()
-            },
-            ..MqttConfiguration::default()
+            };
+            m
         });
 
     let specs: [(&str, &str, u16); 6] = [
@@ -311,35 +313,35 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     let mut clients = Vec::new();
     for (name, method, port) in specs {
         let iot = DataManager::new(base.clone());
-        let callback = move |s: Status| println!("{}  {name:<10} {s:?}", stamp(t0));
+        let callback = move |s: StatusEvent| println!("{}  {name:<10} {:?}", stamp(t0), s.status);
         match name {
             "backend" => iot.connect(name, true, &cert_ids["backend"], callback)?,
             "device" => iot.connect_using_alpn(name, true, &cert_ids["device"], callback)?,
             "web-app" => iot.connect_using_websocket(name, true, callback)?,
             "token-app" => iot.connect_using_websocket_custom_auth(
-                name, true, AUTHORIZER, TOKEN_KEY, TOKEN, "", callback,
+                name,
+                true,
+                &CustomAuth::new(AUTHORIZER, TOKEN_KEY, TOKEN),
+                callback,
             )?,
             "token-dev" => iot.connect_using_custom_auth(
                 name,
                 true,
-                &CustomAuth {
-                    authorizer_name: AUTHORIZER.into(),
-                    token_key_name: TOKEN_KEY.into(),
-                    token_value: TOKEN.into(),
-                    ..CustomAuth::default()
-                },
+                &CustomAuth::new(AUTHORIZER, TOKEN_KEY, TOKEN),
                 callback,
             )?,
             _ => iot.connect_mqtt(name, true, &MqttConnectOptions::default(), callback)?,
         }
-        if let Err(status) =
-            tokio::time::timeout(Duration::from_secs(10), iot.wait_for_connection())
-                .await
-                .map_err(|_| Status::Connecting)
-                .and_then(|r| r)
-        {
-            running.shutdown().await;
-            return Err(anyhow!("{name} ({method}) could not connect: {status:?}"));
+        match tokio::time::timeout(Duration::from_secs(10), iot.wait_for_connection()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(event)) => {
+                running.shutdown().await;
+                return Err(anyhow!("{name} ({method}) could not connect: {event}"));
+            }
+            Err(_) => {
+                running.shutdown().await;
+                return Err(anyhow!("{name} ({method}) could not connect within 10 s"));
+            }
         }
         clients.push(Arc::new(Client {
             name,
@@ -425,7 +427,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             if status.changed().await.is_err() {
                 return None;
             }
-            let s = *status.borrow_and_update();
+            let s = status.borrow_and_update().status;
             if s != Status::Connected {
                 return Some(s);
             }

@@ -134,12 +134,7 @@ fn main() {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(filter);
-        let registry = tracing_subscriber::registry().with(fmt);
-        if quiet {
-            registry.with(client::reason_layer()).init();
-        } else {
-            registry.init();
-        }
+        tracing_subscriber::registry().with(fmt).init();
     }
     let result = match cli.command {
         Command::Pub(args) => client::run_pub(args),

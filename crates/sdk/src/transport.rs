@@ -191,7 +191,7 @@ impl Transport {
                 let _ = s.shutdown().await;
             }
             Transport::WebSocket(ws) => {
-                let _ = ws.close(None).await;
+                let _ = SinkExt::close(ws).await;
             }
         }
     }
