@@ -694,3 +694,246 @@ fn unsubscribe_packet(pkid: u16, filters: &[String]) -> Packet {
         user_properties: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqtt::{ConnAck, SubAck};
+
+    fn config(clean_start: bool) -> SessionConfig {
+        SessionConfig {
+            client_id: "c1".into(),
+            clean_start,
+            protocol: Protocol::V311,
+            keep_alive: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(3),
+            username: None,
+            password: None,
+            will: None,
+            session_expiry: 3600,
+            max_packet_size: 1 << 20,
+            ack_timeout: Some(Duration::from_secs(5)),
+            max_attempts: 3,
+            inflight_limit: 2,
+        }
+    }
+
+    fn publish(topic: &str, qos: QoS) -> OutgoingPublish {
+        OutgoingPublish {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+        }
+    }
+
+    fn connack(present: bool) -> ConnAck {
+        ConnAck::new(present, ReasonCode::SUCCESS)
+    }
+
+    fn written(s: &mut ClientSession<u32>) -> Vec<Packet> {
+        std::iter::from_fn(|| s.poll_transmit()).collect()
+    }
+
+    fn done(s: &mut ClientSession<u32>) -> Vec<(u32, Result<(), String>)> {
+        std::iter::from_fn(|| s.poll_completion())
+            .map(|(t, r)| (t, r.map_err(|e| e.to_string())))
+            .collect()
+    }
+
+    fn clean_flag(p: &Packet) -> bool {
+        match p {
+            Packet::Connect(c) => c.clean_session,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_connect_uses_the_callers_flag_and_reconnects_rejoin() {
+        let t = Instant::now();
+        let mut s = ClientSession::<u32>::new(config(true));
+        assert!(clean_flag(&s.connect_packet()));
+        // Refused: nothing joined yet, so the next attempt is still clean.
+        let refused = ConnAck::new(false, ReasonCode::NOT_AUTHORIZED);
+        assert!(matches!(
+            s.on_connack(&refused, t),
+            Err(Reason::Refused { .. })
+        ));
+        assert!(clean_flag(&s.connect_packet()));
+        assert_eq!(s.on_connack(&connack(false), t).unwrap(), false);
+        s.on_connection_lost();
+        assert!(
+            !clean_flag(&s.connect_packet()),
+            "a reconnect asks to resume"
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_before_connack_and_qos0_then_goes_out_in_order() {
+        let t = Instant::now();
+        let mut s = ClientSession::new(config(true));
+        s.publish(publish("a", QoS::AtMostOnce), 1, t);
+        s.publish(publish("b", QoS::AtLeastOnce), 2, t);
+        assert!(written(&mut s).is_empty());
+        s.on_connack(&connack(false), t).unwrap();
+        let topics: Vec<_> = written(&mut s)
+            .into_iter()
+            .map(|p| match p {
+                Packet::Publish(p) => (p.topic, p.pkid),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(topics, vec![("a".into(), 0), ("b".into(), 1)]);
+        assert_eq!(
+            done(&mut s),
+            vec![(1, Ok(()))],
+            "QoS 0 completes once written"
+        );
+        s.on_packet(Packet::PubAck(Ack::new(1)), t).unwrap();
+        assert_eq!(done(&mut s), vec![(2, Ok(()))]);
+    }
+
+    #[test]
+    fn a_resend_keeps_its_packet_id_and_sets_dup() {
+        let t = Instant::now();
+        let mut s = ClientSession::new(config(false));
+        s.on_connack(&connack(false), t).unwrap();
+        s.publish(publish("a", QoS::AtLeastOnce), 1, t);
+        s.publish(publish("b", QoS::AtLeastOnce), 2, t);
+        let first = written(&mut s);
+        s.on_packet(Packet::PubAck(Ack::new(1)), t).unwrap();
+        s.on_connection_lost();
+        s.on_connack(&connack(true), t).unwrap();
+        let again = written(&mut s);
+        match (&first[1], &again[..]) {
+            (Packet::Publish(before), [Packet::Publish(after)]) => {
+                assert_eq!(after.pkid, before.pkid);
+                assert!(after.dup && !before.dup);
+                assert_eq!(after.topic, "b");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_operation_that_kills_every_connection_gives_up_after_max_attempts() {
+        let t = Instant::now();
+        let mut s = ClientSession::new(config(false));
+        s.on_connack(&connack(false), t).unwrap();
+        s.publish(publish("denied", QoS::AtLeastOnce), 7, t);
+        for _ in 0..2 {
+            assert_eq!(written(&mut s).len(), 1);
+            s.on_connection_lost();
+            s.on_connack(&connack(true), t).unwrap();
+        }
+        assert_eq!(written(&mut s).len(), 1, "third attempt");
+        s.on_connection_lost();
+        s.on_connack(&connack(true), t).unwrap();
+        assert!(written(&mut s).is_empty(), "not sent a fourth time");
+        let d = done(&mut s);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].1.as_ref().unwrap_err().contains("3 times"), "{d:?}");
+    }
+
+    #[test]
+    fn an_unanswered_operation_times_out_and_frees_the_window() {
+        let t = Instant::now();
+        let mut s = ClientSession::new(config(false));
+        s.on_connack(&connack(false), t).unwrap();
+        for token in 1..=3 {
+            s.publish(publish("t", QoS::AtLeastOnce), token, t);
+        }
+        assert_eq!(written(&mut s).len(), 2, "window of 2");
+        assert_eq!(s.next_deadline(), Some(t + Duration::from_secs(5)));
+        s.on_tick(t + Duration::from_secs(5)).unwrap();
+        let d = done(&mut s);
+        assert_eq!(d.len(), 2);
+        assert!(d[0]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .contains("not acknowledged within"));
+        assert_eq!(written(&mut s).len(), 1, "the third goes out");
+    }
+
+    #[test]
+    fn keep_alive_pings_when_idle_and_a_missing_pingresp_is_a_dead_link() {
+        let t = Instant::now();
+        let mut s = ClientSession::<u32>::new(config(false));
+        s.on_connect_written(t);
+        s.on_connack(&connack(false), t).unwrap();
+        s.on_tick(t + Duration::from_secs(9)).unwrap();
+        assert!(written(&mut s).is_empty());
+        s.on_tick(t + Duration::from_secs(10)).unwrap();
+        assert_eq!(written(&mut s), vec![Packet::PingReq]);
+        s.on_packet(Packet::PingResp, t + Duration::from_secs(11))
+            .unwrap();
+        s.on_tick(t + Duration::from_secs(20)).unwrap();
+        assert_eq!(written(&mut s), vec![Packet::PingReq]);
+        let dead = s.on_tick(t + Duration::from_secs(23));
+        assert!(matches!(dead, Err(Reason::KeepAliveTimeout(_))), "{dead:?}");
+    }
+
+    #[test]
+    fn qos1_is_acknowledged_only_when_handed_over_and_a_dup_in_hand_is_not_redelivered() {
+        let t = Instant::now();
+        let mut s = ClientSession::<u32>::new(config(false));
+        s.on_connack(&connack(true), t).unwrap();
+        let incoming = Publish {
+            dup: false,
+            qos: WireQoS::AtLeastOnce,
+            retain: false,
+            topic: "in".into(),
+            pkid: 9,
+            payload: Bytes::from_static(b"m"),
+            properties: PublishProperties::default(),
+        };
+        s.on_packet(Packet::Publish(incoming.clone()), t).unwrap();
+        let d = s.poll_delivery().unwrap();
+        assert_eq!(d.ack, Some(9));
+        assert!(written(&mut s).is_empty(), "no PUBACK before the hand-off");
+        let redelivery = Publish {
+            dup: true,
+            ..incoming
+        };
+        s.on_packet(Packet::Publish(redelivery), t).unwrap();
+        assert!(s.poll_delivery().is_none());
+        s.ack_delivery(9, t);
+        assert_eq!(written(&mut s), vec![Packet::PubAck(Ack::new(9))]);
+    }
+
+    #[test]
+    fn a_refused_filter_is_named_and_v5_disconnect_ends_a_clean_session() {
+        let t = Instant::now();
+        let mut c = config(true);
+        c.protocol = Protocol::V5;
+        let mut s = ClientSession::new(c);
+        s.on_connack(&connack(false), t).unwrap();
+        s.subscribe(
+            vec![
+                ("ok".into(), QoS::AtLeastOnce),
+                ("no".into(), QoS::AtMostOnce),
+            ],
+            1,
+            t,
+        );
+        assert_eq!(s.pending_filters().len(), 2);
+        let pkid = match &written(&mut s)[..] {
+            [Packet::Subscribe(sub)] => sub.pkid,
+            other => panic!("{other:?}"),
+        };
+        let suback = SubAck {
+            pkid,
+            return_codes: vec![ReasonCode::GRANTED_QOS_1, ReasonCode::NOT_AUTHORIZED],
+            properties: Default::default(),
+        };
+        s.on_packet(Packet::SubAck(suback), t).unwrap();
+        let d = done(&mut s);
+        assert!(d[0].1.as_ref().unwrap_err().contains("\"no\""), "{d:?}");
+        match s.disconnect_packet() {
+            Packet::Disconnect(d) => assert_eq!(d.properties.session_expiry_interval, Some(0)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
