@@ -20,15 +20,15 @@ pub const SIGV4_SERVICE: &str = "iotdevicegateway";
 pub const PRESIGN_EXPIRES: Duration = Duration::from_secs(86_400);
 
 /// Name this SDK reports in username metrics (`?SDK=<name>&Version=<v>`).
-pub const SDK_NAME: &str = "PubSubRust";
+pub(crate) const SDK_NAME: &str = "PubSubRust";
 
 /// Version this SDK reports in username metrics.
-pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Header (and username parameter) naming the custom authorizer.
-pub const CUSTOM_AUTHORIZER_NAME: &str = "x-amz-customauthorizer-name";
+pub(crate) const CUSTOM_AUTHORIZER_NAME: &str = "x-amz-customauthorizer-name";
 /// Header (and username parameter) carrying the token signature.
-pub const CUSTOM_AUTHORIZER_SIGNATURE: &str = "x-amz-customauthorizer-signature";
+pub(crate) const CUSTOM_AUTHORIZER_SIGNATURE: &str = "x-amz-customauthorizer-signature";
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (as SigV4 does).
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC
@@ -38,7 +38,7 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encode everything except RFC 3986 unreserved characters (`+`, `=`, `/` included).
-pub fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     utf8_percent_encode(s, STRICT).to_string()
 }
 
@@ -55,7 +55,7 @@ pub enum MetricsMode {
 }
 
 /// True when `host` is an AWS endpoint (ends with `amazonaws.com`, case-insensitive).
-pub fn is_aws_host(host: &str) -> bool {
+pub(crate) fn is_aws_host(host: &str) -> bool {
     let h = host.trim_end_matches('.').to_ascii_lowercase();
     h == "amazonaws.com" || h.ends_with(".amazonaws.com")
 }
@@ -70,7 +70,11 @@ pub fn is_aws_host(host: &str) -> bool {
 /// assert_eq!(u.as_deref(), Some(concat!("?SDK=PubSubRust&Version=", env!("CARGO_PKG_VERSION"))));
 /// assert_eq!(username_with_metrics(Some("bob"), "localhost", MetricsMode::AwsEndpointsOnly).as_deref(), Some("bob"));
 /// ```
-pub fn username_with_metrics(base: Option<&str>, host: &str, mode: MetricsMode) -> Option<String> {
+pub(crate) fn username_with_metrics(
+    base: Option<&str>,
+    host: &str,
+    mode: MetricsMode,
+) -> Option<String> {
     let add = match mode {
         MetricsMode::Always => true,
         MetricsMode::Never => false,
@@ -87,7 +91,7 @@ pub fn username_with_metrics(base: Option<&str>, host: &str, mode: MetricsMode) 
 /// The headers the iOS SDK adds to the WebSocket upgrade for custom authentication, in its
 /// order: `x-amz-customauthorizer-name: <name>`, `x-amz-customauthorizer-signature: <sig>`
 /// (when a signature is given), `<tokenKeyName>: <token>`.
-pub fn custom_auth_headers(
+pub(crate) fn custom_auth_headers(
     authorizer_name: &str,
     token_key_name: &str,
     token_value: &str,
@@ -110,7 +114,7 @@ pub fn custom_auth_headers(
 /// The signature is percent-encoded so that `+`, `=` and `/` survive query parsing; the
 /// authorizer name and token are sent as given (as the AWS device SDKs do). The signature
 /// parameter is left out when there is none (authorizer with signing disabled).
-pub fn custom_auth_username(
+pub(crate) fn custom_auth_username(
     user: Option<&str>,
     authorizer_name: &str,
     token_key_name: &str,

@@ -28,9 +28,16 @@ pub struct IdentityStore {
 /// A certificate chain and its private key, loaded from the store.
 pub struct Identity {
     /// The certificate chain, leaf first.
-    pub certificates: Vec<CertificateDer<'static>>,
-    /// The private key.
-    pub private_key: PrivateKeyDer<'static>,
+    pub(crate) certificates: Vec<CertificateDer<'static>>,
+    /// The private key: never public, so it is not copied or logged by accident.
+    pub(crate) private_key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// The certificate chain, leaf first.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.certificates
+    }
 }
 
 impl std::fmt::Debug for Identity {

@@ -697,7 +697,7 @@ impl DataManager {
 
     /// Connect with a custom authorizer directly over MQTT: TLS with ALPN `mqtt` on port
     /// 443 (or the override), the authorizer parameters in the CONNECT username
-    /// (see [`auth::custom_auth_username`]).
+    /// (`<user>?x-amz-customauthorizer-name=…&x-amz-customauthorizer-signature=…&<key>=<token>`).
     ///
     /// # Errors
     /// [`Error::EmptyClientId`]; [`Error::AlreadyConnected`]; TLS configuration errors.
@@ -852,7 +852,7 @@ impl DataManager {
             ClientRules::Auto => iot_method || auth::is_aws_host(&self.host()),
         };
         let session = self.session_config(client_id, clean_session);
-        let (generation, rx) = {
+        let (generation, rx, tx) = {
             let mut sh = inner.lock();
             if sh.live.is_some() {
                 return Err(Error::AlreadyConnected);
@@ -860,7 +860,7 @@ impl DataManager {
             let (tx, rx) = mpsc::unbounded_channel();
             sh.generation += 1;
             sh.live = Some(Live {
-                tx,
+                tx: tx.clone(),
                 status_callback: Arc::new(Mutex::new(status_callback)),
             });
             sh.connected = false;
@@ -869,10 +869,10 @@ impl DataManager {
             sh.iot_rules = iot_rules;
             let g = sh.generation;
             inner.report(&sh, g, StatusEvent::new(Status::Connecting));
-            (g, rx)
+            (g, rx, tx)
         };
         tracing::info!(client_id, ?dial, iot_rules, "connecting");
-        let task = SessionTask::new(inner.clone(), generation, session, dial, rx);
+        let task = SessionTask::new(inner.clone(), generation, session, dial, rx, tx);
         inner.runtime.spawn(task.run());
         Ok(())
     }

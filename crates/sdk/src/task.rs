@@ -232,13 +232,8 @@ impl SessionTask {
         session: SessionConfig,
         dial: Dial,
         cmds: mpsc::UnboundedReceiver<Command>,
+        commands_tx: mpsc::UnboundedSender<Command>,
     ) -> SessionTask {
-        let commands_tx = inner
-            .lock()
-            .live
-            .as_ref()
-            .map(|l| l.tx.clone())
-            .expect("a session is started with its command channel in place");
         SessionTask {
             inner,
             generation,

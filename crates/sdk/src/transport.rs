@@ -191,7 +191,7 @@ impl Transport {
                 let _ = s.shutdown().await;
             }
             Transport::WebSocket(ws) => {
-                let _ = SinkExt::close(ws).await;
+                let _ = SinkExt::close(&mut **ws).await;
             }
         }
     }
