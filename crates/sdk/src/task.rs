@@ -301,9 +301,8 @@ impl SessionTask {
     /// its current one) and report why, in one locked step.
     fn finish(&mut self, reason: Reason, done: Option<oneshot::Sender<()>>) {
         self.finished = true;
-        self.drain();
-        let open = self.session.fail_all(|| Error::Disconnected);
-        self.complete_all(open);
+        // State and status first, so that whoever hears an operation fail below already
+        // sees the status that explains it.
         let queued: Vec<_> = {
             let mut sh = self.inner.lock();
             if sh.generation == self.generation {
@@ -320,6 +319,9 @@ impl SessionTask {
                 Vec::new()
             }
         };
+        self.drain();
+        let open = self.session.fail_all(|| Error::Disconnected);
+        self.complete_all(open);
         for (_, sink) in queued {
             sink.complete(Err(Error::Disconnected), &self.inner.dispatcher);
         }
