@@ -15,11 +15,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "stream-example",
         true,
         &MqttConnectOptions::default(),
-        |s| println!("status: {s:?}"),
+        |s| println!("status: {s}"),
     )?;
     iot.wait_for_connection()
         .await
-        .map_err(|s| format!("connection failed: {s:?}"))?;
+        .map_err(|s| format!("connection failed: {s}"))?;
 
     let mut messages = iot
         .subscribe_stream("sensors/+/temp", QoS::AtLeastOnce)
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("publish: {outcome:?}");
     if let Some(m) = messages.recv().await {
-        println!("{} = {}", m.topic, String::from_utf8_lossy(&m.payload));
+        println!("{} = {}", m.topic, m.payload_str());
     }
     iot.disconnect_and_wait().await;
     Ok(())

@@ -54,27 +54,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iot = DataManager::get("MyAWSIoTDataManager")?;
 
     let (tx, rx) = std::sync::mpsc::channel();
-    iot.connect_using_websocket("cognito-example", true, move |status| {
-        println!("status: {status:?}");
-        let _ = tx.send(status);
+    iot.connect_using_websocket("cognito-example", true, move |event| {
+        println!("status: {event}"); // with the reason when it failed
+        let _ = tx.send(event);
     })?;
     loop {
-        match rx.recv_timeout(Duration::from_secs(15))? {
+        let event = rx.recv_timeout(Duration::from_secs(15))?;
+        match event.status {
             Status::Connected => break,
             Status::Connecting => {}
-            other => return Err(format!("connection failed: {other:?}").into()),
+            _ => return Err(event.into()),
         }
     }
 
-    let sent = iot.publish_string(
-        "Hello from a Cognito identity!",
+    let sent = iot.try_publish(
         "myTopic",
+        "Hello from a Cognito identity!",
         QoS::AtLeastOnce,
-    );
-    println!("publish queued: {sent}");
+    )?;
+    println!("publish: {sent:?}");
     std::thread::sleep(Duration::from_secs(1));
-    iot.disconnect();
+    iot.disconnect()?;
     std::thread::sleep(Duration::from_millis(200));
-    println!("status: {:?}", *iot.status().borrow());
+    println!("status: {}", *iot.status().borrow());
     Ok(())
 }

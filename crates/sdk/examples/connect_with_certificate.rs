@@ -35,27 +35,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iot = DataManager::get("MyKey")?;
 
     let (tx, rx) = std::sync::mpsc::channel();
-    iot.connect("client-1", true, &certificate_id, move |status| {
-        println!("status: {status:?}");
-        let _ = tx.send(status);
+    iot.connect("client-1", true, &certificate_id, move |event| {
+        println!("status: {event}");
+        let _ = tx.send(event);
     })?;
-    // Wait for the connection (the callback reports progress).
+    // Wait for the connection (the callback reports progress, and why it failed).
     loop {
-        match rx.recv_timeout(Duration::from_secs(15))? {
+        let event = rx.recv_timeout(Duration::from_secs(15))?;
+        match event.status {
             pubsub::Status::Connected => break,
             pubsub::Status::Connecting => {}
-            other => return Err(format!("connection failed: {other:?}").into()),
+            _ => return Err(event.into()),
         }
     }
 
-    iot.subscribe("myTopic", QoS::AtMostOnce, |payload: &[u8]| {
-        println!("received: {}", String::from_utf8_lossy(payload));
-    });
+    iot.subscribe("myTopic", QoS::AtMostOnce, |message| {
+        println!("received: {}", message.payload_str());
+    })?;
     std::thread::sleep(Duration::from_millis(500)); // let the SUBACK arrive
-    iot.publish_string("Hello to all subscribers!", "myTopic", QoS::AtMostOnce);
+    iot.try_publish("myTopic", "Hello to all subscribers!", QoS::AtMostOnce)?;
     std::thread::sleep(Duration::from_secs(1));
-    iot.unsubscribe_topic("myTopic");
-    iot.disconnect();
+    iot.unsubscribe_topic("myTopic")?;
+    iot.disconnect()?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(())
 }

@@ -20,41 +20,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "plain-example",
         true,
         &MqttConnectOptions::default(),
-        move |s| {
-            println!("status: {s:?}");
-            let _ = status_tx.send(s);
+        move |event| {
+            println!("status: {event}");
+            let _ = status_tx.send(event);
         },
     )?;
     loop {
-        match status_rx.recv_timeout(Duration::from_secs(10))? {
+        let event = status_rx.recv_timeout(Duration::from_secs(10))?;
+        match event.status {
             Status::Connected => break,
             Status::Connecting => {}
-            other => return Err(format!("connection failed: {other:?}").into()),
+            _ => return Err(event.into()),
         }
     }
 
     let (msg_tx, msg_rx) = mpsc::channel();
     let (ack_tx, ack_rx) = mpsc::channel();
-    iot.subscribe_extended_with_ack(
+    iot.subscribe_with_ack(
         "example/+",
         QoS::AtLeastOnce,
-        move |topic, payload| {
-            let _ = msg_tx.send(format!("{topic}: {}", String::from_utf8_lossy(payload)));
+        move |message| {
+            let _ = msg_tx.send(format!("{}: {}", message.topic, message.payload_str()));
         },
-        move || {
-            let _ = ack_tx.send(());
+        move |result| {
+            let _ = ack_tx.send(result);
         },
-    );
-    ack_rx.recv_timeout(Duration::from_secs(10))?;
-    iot.publish_string_with_ack(
-        "Hello to all subscribers!",
+    )?;
+    ack_rx.recv_timeout(Duration::from_secs(10))??; // Err: the broker refused it
+    iot.publish_with_ack(
         "example/greeting",
+        "Hello to all subscribers!",
         QoS::AtLeastOnce,
-        || println!("PUBACK received"),
-    );
+        |result| println!("publish: {result:?}"), // Ok(Acknowledged) on PUBACK
+    )?;
     println!("received {}", msg_rx.recv_timeout(Duration::from_secs(10))?);
-    iot.unsubscribe_topic("example/+");
-    iot.disconnect();
+    iot.unsubscribe_topic("example/+")?;
+    iot.disconnect()?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(())
 }

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     iot.wait_for_connection()
         .await
-        .map_err(|s| format!("connection failed: {s:?}"))?;
+        .map_err(|s| format!("connection failed: {s}"))?;
     ios_style(&iot)?;
     async_style(&iot).await?;
     iot.disconnect_and_wait().await;

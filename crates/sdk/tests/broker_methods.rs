@@ -7,7 +7,9 @@ mod broker_support;
 use std::sync::{Arc, Mutex};
 
 use broker_support::*;
-use pubsub::{CustomAuth, DataManager, MqttConnectOptions, PublishOutcome, QoS, Status};
+use pubsub::{
+    CustomAuth, DataManager, MqttConnectOptions, PublishOutcome, QoS, Status, StatusEvent,
+};
 use tokio::time::timeout;
 
 /// Subscribe `chat/<name>`, publish QoS 1 and QoS 0 there, receive both.
@@ -30,18 +32,22 @@ async fn round_trip(m: &DataManager, name: &str) {
         (msg.topic.as_str(), &msg.payload[..]),
         (topic.as_str(), format!("q1 from {name}").as_bytes())
     );
-    assert!(m.publish_string(&format!("q0 from {name}"), &topic, QoS::AtMostOnce));
+    assert_eq!(
+        m.try_publish(&topic, format!("q0 from {name}"), QoS::AtMostOnce)
+            .unwrap(),
+        PublishOutcome::Submitted
+    );
     let msg = timeout(T, stream.recv()).await.unwrap().unwrap();
     assert_eq!(&msg.payload[..], format!("q0 from {name}").as_bytes());
     timeout(T, m.disconnect_and_wait()).await.unwrap();
-    assert_eq!(*m.status().borrow(), Status::Disconnected);
+    assert_eq!(m.status().borrow().status, Status::Disconnected);
 }
 
 type Log = Arc<Mutex<Vec<Status>>>;
 
-fn recorder(l: &Log) -> impl Fn(Status) + Send + Sync + 'static {
+fn recorder(l: &Log) -> impl FnMut(StatusEvent) + Send + 'static {
     let l = l.clone();
-    move |s| l.lock().unwrap().push(s)
+    move |e| l.lock().unwrap().push(e.status)
 }
 
 async fn start() -> (Setup, broker::RunningBroker, Ports) {
@@ -101,10 +107,7 @@ async fn every_connection_method_round_trips() {
     m.connect_using_websocket_custom_auth(
         "ws-token",
         true,
-        AUTHORIZER,
-        TOKEN_KEY,
-        GOOD_TOKEN,
-        "",
+        &CustomAuth::new(AUTHORIZER, TOKEN_KEY, GOOD_TOKEN),
         |_| {},
     )
     .unwrap();
@@ -116,12 +119,7 @@ async fn every_connection_method_round_trips() {
     m.connect_using_custom_auth(
         "direct-token",
         true,
-        &CustomAuth {
-            authorizer_name: AUTHORIZER.into(),
-            token_key_name: TOKEN_KEY.into(),
-            token_value: GOOD_TOKEN.into(),
-            ..CustomAuth::default()
-        },
+        &CustomAuth::new(AUTHORIZER, TOKEN_KEY, GOOD_TOKEN),
         |_| {},
     )
     .unwrap();
@@ -226,7 +224,7 @@ async fn denied_publish_is_a_status_change() {
         .await
         .unwrap();
     assert!(r.is_err(), "{r:?}");
-    assert_eq!(*m.status().borrow(), Status::ConnectionError);
+    assert_eq!(m.status().borrow().status, Status::ConnectionError);
     running.shutdown().await;
 }
 
@@ -240,36 +238,22 @@ async fn refused_connections_are_connection_refused() {
     m.connect_using_custom_auth(
         "direct-bad",
         true,
-        &CustomAuth {
-            authorizer_name: AUTHORIZER.into(),
-            token_key_name: TOKEN_KEY.into(),
-            token_value: "wrong".into(),
-            ..CustomAuth::default()
-        },
+        &CustomAuth::new(AUTHORIZER, TOKEN_KEY, "wrong"),
         |_| {},
     )
     .unwrap();
-    assert_eq!(
-        timeout(T, m.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionRefused)
-    );
+    refused(&m).await;
 
     // Authorizer says no over WebSocket.
     let m = DataManager::new(cfg.clone());
     m.connect_using_websocket_custom_auth(
         "ws-bad",
         true,
-        AUTHORIZER,
-        TOKEN_KEY,
-        "wrong",
-        "",
+        &CustomAuth::new(AUTHORIZER, TOKEN_KEY, "wrong"),
         |_| {},
     )
     .unwrap();
-    assert_eq!(
-        timeout(T, m.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionRefused)
-    );
+    refused(&m).await;
 
     // Wrong SigV4 secret.
     let m = DataManager::new(
@@ -278,10 +262,7 @@ async fn refused_connections_are_connection_refused() {
     );
     m.connect_using_websocket("sigv4-bad", true, |_| {})
         .unwrap();
-    assert_eq!(
-        timeout(T, m.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionRefused)
-    );
+    refused(&m).await;
 
     running.shutdown().await;
 }

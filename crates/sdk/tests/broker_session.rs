@@ -9,42 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker_support::*;
-use pubsub::{DataManager, MqttConnectOptions, PublishOutcome, QoS, Status};
+use pubsub::{DataManager, MqttConnectOptions, PublishOutcome, QoS, Status, StatusEvent};
 use tokio::time::timeout;
-use tracing_subscriber::layer::SubscriberExt;
-
-/// `session_present` values of the SDK's "connected" log events.
-#[derive(Clone, Default)]
-struct SessionPresent(Arc<Mutex<Vec<bool>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SessionPresent {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if !event.metadata().target().starts_with("pubsub::") {
-            return;
-        }
-        struct V(Option<bool>);
-        impl tracing::field::Visit for V {
-            fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
-                if f.name() == "session_present" {
-                    self.0 = Some(v);
-                }
-            }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-        }
-        let mut v = V(None);
-        event.record(&mut v);
-        if let Some(b) = v.0 {
-            self.0.lock().unwrap().push(b);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_session_survives_a_broker_restart_on_the_same_port() {
-    let seen = SessionPresent::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(seen.clone()))
-        .unwrap();
-
     let setup = setup("restart", false).await;
     let running = broker::start(setup.config.clone()).await.unwrap();
     let p = ports(&running);
@@ -56,7 +25,7 @@ async fn persistent_session_survives_a_broker_restart_on_the_same_port() {
         m.auto_resubscribe = false; // what arrives after the restart comes from the broker's session
         m
     });
-    let statuses: Arc<Mutex<Vec<Status>>> = Arc::default();
+    let statuses: Arc<Mutex<Vec<StatusEvent>>> = Arc::default();
     let log = statuses.clone();
     let m = DataManager::new(cfg.clone());
     m.connect("dev1", false, &setup.certificates["dev1"], move |s| {
@@ -67,18 +36,16 @@ async fn persistent_session_survives_a_broker_restart_on_the_same_port() {
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
     let r2 = received.clone();
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    assert!(m.subscribe_with_ack(
+    m.subscribe_with_ack(
         "chat/inbox",
         QoS::AtLeastOnce,
-        move |p| r2
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(p).into_owned()),
-        move || {
-            let _ = ack_tx.send(());
-        }
-    ));
-    timeout(T, ack_rx.recv()).await.unwrap().unwrap();
+        move |msg| r2.lock().unwrap().push(msg.payload_str().into_owned()),
+        move |r| {
+            let _ = ack_tx.send(r);
+        },
+    )
+    .unwrap();
+    timeout(T, ack_rx.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(
         m.publish("chat/inbox", "before", QoS::AtLeastOnce)
             .await
@@ -116,7 +83,7 @@ async fn persistent_session_survives_a_broker_restart_on_the_same_port() {
         PublishOutcome::Acknowledged
     );
     assert_ne!(
-        *m.status().borrow(),
+        m.status().borrow().status,
         Status::Connected,
         "the SDK reconnected before the message was queued: the test's timing assumption failed"
     );
@@ -136,18 +103,30 @@ async fn persistent_session_survives_a_broker_restart_on_the_same_port() {
         vec!["before".to_owned(), "while you were away".to_owned()],
         "queued message delivered exactly once"
     );
-    assert!(
-        *seen.0.lock().unwrap().last().unwrap(),
+    let session_present: Vec<bool> = statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.status == Status::Connected)
+        .map(|e| e.session_present)
+        .collect();
+    assert_eq!(
+        session_present.first(),
+        Some(&false),
+        "first connect: new session"
+    );
+    assert_eq!(
+        session_present.last(),
+        Some(&true),
         "session_present after restart"
     );
-    assert!(!seen.0.lock().unwrap()[0], "first connect: new session");
     // And the subscription is live on the new broker.
     publisher
         .publish("chat/inbox", "after", QoS::AtLeastOnce)
         .await
         .unwrap();
     assert!(wait_until(|| received.lock().unwrap().len() == 3).await);
-    let s = statuses.lock().unwrap().clone();
+    let s: Vec<Status> = statuses.lock().unwrap().iter().map(|e| e.status).collect();
     assert_eq!(s.first(), Some(&Status::Connecting));
     assert!(s.contains(&Status::ConnectionError), "{s:?}");
     assert_eq!(s.last(), Some(&Status::Connected), "{s:?}");

@@ -18,8 +18,8 @@ use common::peer::Peer;
 use common::Mosquitto;
 use pubsub::backoff::BackoffConfig;
 use pubsub::{
-    DataManager, Endpoint, Error, MessageStream, MqttConfiguration, MqttConnectOptions,
-    PublishOutcome, QoS, ServiceConfiguration, Status,
+    DataManager, Endpoint, Error, Message, MessageStream, MqttConfiguration, MqttConnectOptions,
+    PublishOutcome, QoS, ServiceConfiguration, Status, StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -35,9 +35,9 @@ fn status_log() -> Log<Status> {
     Arc::default()
 }
 
-fn recorder(log: &Log<Status>) -> impl Fn(Status) + Send + Sync + 'static {
+fn recorder(log: &Log<Status>) -> impl FnMut(StatusEvent) + Send + 'static {
     let log = log.clone();
-    move |s| log.lock().unwrap().push(s)
+    move |e| log.lock().unwrap().push(e.status)
 }
 
 /// A manager for a plain-MQTT broker on 127.0.0.1:`port`.
@@ -53,7 +53,7 @@ fn connect_mqtt(
     m: &DataManager,
     client_id: &str,
     clean_session: bool,
-    on_status: impl Fn(Status) + Send + Sync + 'static,
+    on_status: impl FnMut(StatusEvent) + Send + 'static,
 ) -> Result<(), Error> {
     m.connect_mqtt(
         client_id,
@@ -68,7 +68,7 @@ async fn connected(m: &DataManager) {
     let mut status = m.status();
     timeout(T, status.wait_for(|s| *s == Status::Connected))
         .await
-        .unwrap_or_else(|_| panic!("not connected within {T:?}: {:?}", *m.status().borrow()))
+        .unwrap_or_else(|_| panic!("not connected within {T:?}: {}", *m.status().borrow()))
         .unwrap();
 }
 
@@ -90,7 +90,7 @@ fn try_publish(
     qos: QoS,
 ) -> Result<(), String> {
     match m.try_publish(topic, payload, qos) {
-        Ok(None) | Ok(Some(PublishOutcome::Queued)) => Ok(()),
+        Ok(PublishOutcome::Submitted | PublishOutcome::Queued) => Ok(()),
         other => Err(format!("{other:?}")),
     }
 }
@@ -100,17 +100,21 @@ async fn subscribe(
     m: &DataManager,
     filter: &str,
     qos: QoS,
-    on_message: impl Fn(&str, &[u8]) + Send + Sync + 'static,
+    on_message: impl Fn(&str, &[u8]) + Send + 'static,
 ) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let accepted = m.subscribe_extended_with_ack(filter, qos, on_message, move || {
-        let _ = tx.send(());
-    });
-    if !accepted {
-        return Err("subscribe returned false".into());
-    }
+    m.subscribe_with_ack(
+        filter,
+        qos,
+        move |msg: &Message| on_message(&msg.topic, &msg.payload),
+        move |r| {
+            let _ = tx.send(r);
+        },
+    )
+    .map_err(|e| format!("subscribe: {e}"))?;
     match timeout(T, rx.recv()).await {
-        Ok(Some(())) => Ok(()),
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err(e))) => Err(format!("subscription failed: {e}")),
         Ok(None) => Err("the acknowledgement callback was dropped".into()),
         Err(_) => Err(format!("no SUBACK within {T:?}")),
     }
@@ -122,13 +126,12 @@ fn subscribe_nowait(
     m: &DataManager,
     filter: &str,
     qos: QoS,
-    on_message: impl Fn(&str, &[u8]) + Send + Sync + 'static,
+    on_message: impl Fn(&str, &[u8]) + Send + 'static,
 ) -> Result<(), String> {
-    if m.subscribe_extended(filter, qos, on_message) {
-        Ok(())
-    } else {
-        Err("subscribe returned false".into())
-    }
+    m.subscribe(filter, qos, move |msg: &Message| {
+        on_message(&msg.topic, &msg.payload)
+    })
+    .map_err(|e| format!("subscribe: {e}"))
 }
 
 async fn stream(m: &DataManager, filter: &str, qos: QoS) -> Result<MessageStream, Error> {
@@ -137,11 +140,8 @@ async fn stream(m: &DataManager, filter: &str, qos: QoS) -> Result<MessageStream
 
 /// Unsubscribe without waiting: `Ok` when the SDK took the request.
 fn unsubscribe(m: &DataManager, filter: &str) -> Result<(), String> {
-    if m.unsubscribe_topic(filter) {
-        Ok(())
-    } else {
-        Err("unsubscribe_topic returned false".into())
-    }
+    m.unsubscribe_topic(filter)
+        .map_err(|e| format!("unsubscribe_topic: {e}"))
 }
 
 async fn disconnect(m: &DataManager) {
@@ -158,14 +158,13 @@ async fn mosquitto_client(port: u16, client_id: &str) -> DataManager {
 
 /// Reconnect after about `base` (for tests that cause outages).
 fn fast_reconnect(base: Duration) -> MqttConfiguration {
-    MqttConfiguration {
-        backoff: BackoffConfig {
-            base,
-            max: base * 4,
-            ..BackoffConfig::default()
-        },
-        ..MqttConfiguration::default()
-    }
+    let mut m = MqttConfiguration::default();
+    m.backoff = BackoffConfig {
+        base,
+        max: base * 4,
+        ..BackoffConfig::default()
+    };
+    m
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -224,13 +223,7 @@ async fn d01_register_over_a_key_ends_the_old_connection() {
 #[tokio::test]
 async fn d02_connect_from_the_status_callback() {
     let peer = Peer::bind().await;
-    let m = manager(
-        peer.port(),
-        MqttConfiguration {
-            auto_reconnect: false,
-            ..MqttConfiguration::default()
-        },
-    );
+    let m = manager(peer.port(), common::no_reconnect());
     // The iOS pattern: on ConnectionError, the status callback connects again.
     let me: Arc<OnceLock<DataManager>> = Arc::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -272,7 +265,7 @@ async fn d02_disconnect_then_connect_in_sequence() {
     first.handshake(false).await;
     connected(&m).await;
 
-    m.disconnect();
+    m.disconnect().unwrap();
     let again = connect_mqtt(&m, "d02-seq", true, |_| {});
     assert!(
         again.is_ok(),
@@ -313,7 +306,7 @@ fn d03_survives_the_callers_runtime_shutting_down() {
         .await;
         assert!(
             matches!(sent, Ok(Ok(PublishOutcome::Acknowledged))),
-            "QoS 1 publish after the runtime that called connect() shut down: {sent:?} (status {:?})",
+            "QoS 1 publish after the runtime that called connect() shut down: {sent:?} (status {})",
             *m.status().borrow()
         );
         let got = timeout(T, seen.recv()).await.unwrap().unwrap();
@@ -443,7 +436,7 @@ async fn d04_payload_over_128_kib_is_refused_locally() {
     )
     .await;
     assert!(
-        matches!(over, Ok(Err(Error::PayloadTooLarge(_)))),
+        matches!(over, Ok(Err(Error::PayloadTooLarge { .. }))),
         "a 128 KiB + 1 payload to IoT Core rules was not refused locally within 2 s: {over:?}; statuses {:?}",
         log.lock().unwrap()
     );
@@ -462,13 +455,11 @@ async fn d04_payload_over_128_kib_is_refused_locally() {
 #[tokio::test]
 async fn d05_full_stream_does_not_lose_qos1() {
     let broker = Mosquitto::start("allow_anonymous true");
-    let subscriber = manager(
-        broker.port,
-        MqttConfiguration {
-            stream_buffer: 1,
-            ..MqttConfiguration::default()
-        },
-    );
+    let subscriber = manager(broker.port, {
+        let mut m = MqttConfiguration::default();
+        m.stream_buffer = 1;
+        m
+    });
     connect_mqtt(&subscriber, "d05-sub", true, |_| {}).unwrap();
     connected(&subscriber).await;
     let mut messages = stream(&subscriber, "d05/t", QoS::AtLeastOnce)
@@ -638,13 +629,11 @@ fn d08_slow_callback_does_not_stall_keepalive() {
     let rt = current_thread();
     let peer = rt.block_on(Peer::bind());
     let log = status_log();
-    let m = manager(
-        peer.port(),
-        MqttConfiguration {
-            keep_alive: Duration::from_secs(1),
-            ..MqttConfiguration::default()
-        },
-    );
+    let m = manager(peer.port(), {
+        let mut m = MqttConfiguration::default();
+        m.keep_alive = Duration::from_secs(1);
+        m
+    });
     connect_mqtt(&m, "d08", true, recorder(&log)).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();

@@ -1,6 +1,7 @@
 //! One measurement (ignored by default; run with
 //! `cargo test --release -p pubsub --test measure -- --ignored --nocapture`):
-//! QoS 1 round trips through mosquitto with the SDK on both ends.
+//! QoS 1 round trips through mosquitto with the SDK on both ends, and the SDK against
+//! rumqttc (an independent Rust client) under the same load.
 
 mod common;
 

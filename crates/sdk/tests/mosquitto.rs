@@ -5,11 +5,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, Mosquitto, Pki, TempDir};
+use common::{eventually, no_reconnect, Mosquitto, Pki, TempDir};
 use pubsub::backoff::BackoffConfig;
 use pubsub::{
-    DataManager, Endpoint, Error, IdentityStore, MqttConfiguration, MqttConnectOptions,
-    PublishOutcome, QoS, RejectReason, ServiceConfiguration, Status,
+    DataManager, Endpoint, Error, IdentityStore, Message, MqttConfiguration, MqttConnectOptions,
+    PublishOutcome, QoS, Reason, ReasonCode, RejectReason, ServiceConfiguration, Status,
+    StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -33,9 +34,17 @@ fn log<T>() -> Log<T> {
     Arc::new(Mutex::new(Vec::new()))
 }
 
-fn recorder(l: &Log<Status>) -> impl Fn(Status) + Send + Sync + 'static {
+fn recorder(l: &Log<Status>) -> impl FnMut(StatusEvent) + Send + 'static {
     let l = l.clone();
-    move |s| l.lock().unwrap().push(s)
+    move |e| l.lock().unwrap().push(e.status)
+}
+
+/// The connection attempt's end (it must not connect).
+async fn ended(m: &DataManager) -> StatusEvent {
+    timeout(T, m.wait_for_connection())
+        .await
+        .unwrap()
+        .expect_err("connected")
 }
 
 async fn connected(port: u16, id: &str) -> DataManager {
@@ -45,14 +54,15 @@ async fn connected(port: u16, id: &str) -> DataManager {
     m
 }
 
-async fn subscribed_ack() -> (
-    impl Fn() + Send + Sync + 'static,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
+/// An ack callback and the channel it reports its result on.
+fn ack_channel<T: Send + 'static>() -> (
+    impl FnOnce(Result<T, Error>) + Send + 'static,
+    tokio::sync::mpsc::UnboundedReceiver<Result<T, Error>>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (
-        move || {
-            let _ = tx.send(());
+        move |r| {
+            let _ = tx.send(r);
         },
         rx,
     )
@@ -65,30 +75,39 @@ async fn plain_pubsub_callback_extended_and_stream() {
 
     let payloads: Log<Vec<u8>> = log();
     let p2 = payloads.clone();
-    let (ack, mut acks) = subscribed_ack().await;
-    assert!(m.subscribe_with_ack(
+    let (ack, mut acks) = ack_channel();
+    m.subscribe_with_ack(
         "t/a",
         QoS::AtMostOnce,
-        move |p| p2.lock().unwrap().push(p.to_vec()),
-        ack
-    ));
+        move |m: &Message| p2.lock().unwrap().push(m.payload.to_vec()),
+        ack,
+    )
+    .unwrap();
     let extended: Log<(String, Vec<u8>)> = log();
     let e2 = extended.clone();
-    let (ack, mut acks2) = subscribed_ack().await;
-    assert!(m.subscribe_extended_with_ack(
+    let (ack, mut acks2) = ack_channel();
+    m.subscribe_with_ack(
         "t/+",
         QoS::AtLeastOnce,
-        move |t, p| e2.lock().unwrap().push((t.to_owned(), p.to_vec())),
-        ack
-    ));
+        move |m: &Message| {
+            e2.lock()
+                .unwrap()
+                .push((m.topic.clone(), m.payload.to_vec()))
+        },
+        ack,
+    )
+    .unwrap();
     let mut stream = timeout(T, m.subscribe_stream("t/#", QoS::AtLeastOnce))
         .await
         .unwrap()
         .unwrap();
-    timeout(T, acks.recv()).await.unwrap().unwrap();
-    timeout(T, acks2.recv()).await.unwrap().unwrap();
+    timeout(T, acks.recv()).await.unwrap().unwrap().unwrap();
+    timeout(T, acks2.recv()).await.unwrap().unwrap().unwrap();
 
-    assert!(m.publish_string("hello", "t/a", QoS::AtMostOnce));
+    assert_eq!(
+        m.try_publish("t/a", "hello", QoS::AtMostOnce).unwrap(),
+        PublishOutcome::Submitted
+    );
     let msg = timeout(T, stream.recv()).await.unwrap().unwrap();
     assert_eq!(
         (msg.topic.as_str(), &msg.payload[..]),
@@ -115,7 +134,8 @@ async fn plain_pubsub_callback_extended_and_stream() {
 
     // Streams are real streams.
     use tokio_stream::StreamExt;
-    m.publish_data(b"deep", "t/x/y", QoS::AtMostOnce);
+    m.try_publish("t/x/y", &b"deep"[..], QoS::AtMostOnce)
+        .unwrap();
     let msg = timeout(T, stream.next()).await.unwrap().unwrap();
     assert_eq!(msg.topic, "t/x/y");
 
@@ -134,16 +154,27 @@ async fn qos1_publish_resolves_on_puback() {
             .unwrap();
         assert_eq!(r, PublishOutcome::Acknowledged);
     }
-    let (ack, mut acks) = subscribed_ack().await;
-    assert!(m.publish_string_with_ack("x", "q/1", QoS::AtLeastOnce, ack));
-    timeout(T, acks.recv()).await.unwrap().unwrap();
-    assert!(
-        !m.publish_string_with_ack("x", "q/1", QoS::AtMostOnce, || {}),
-        "ack needs QoS 1"
+    let (ack, mut acks) = ack_channel();
+    assert_eq!(
+        m.publish_with_ack("q/1", "x", QoS::AtLeastOnce, ack)
+            .unwrap(),
+        PublishOutcome::Submitted
+    );
+    assert_eq!(
+        timeout(T, acks.recv()).await.unwrap().unwrap().unwrap(),
+        PublishOutcome::Acknowledged
+    );
+    // QoS 0: the callback hears that it was written.
+    let (ack, mut acks) = ack_channel();
+    m.publish_with_ack("q/1", "x", QoS::AtMostOnce, ack)
+        .unwrap();
+    assert_eq!(
+        timeout(T, acks.recv()).await.unwrap().unwrap().unwrap(),
+        PublishOutcome::Sent
     );
     assert!(matches!(
         m.publish("bad/+", "x", QoS::AtLeastOnce).await,
-        Err(Error::InvalidTopic(_))
+        Err(Error::InvalidTopic { .. })
     ));
     timeout(T, m.disconnect_and_wait()).await.unwrap();
     assert!(matches!(
@@ -177,7 +208,8 @@ async fn unsubscribe_stops_delivery() {
     let m = connected(broker.port, "sdk-unsub").await;
     let count = Arc::new(Mutex::new(0));
     let c2 = count.clone();
-    assert!(m.subscribe("u/a", QoS::AtLeastOnce, move |_| *c2.lock().unwrap() += 1));
+    m.subscribe("u/a", QoS::AtLeastOnce, move |_| *c2.lock().unwrap() += 1)
+        .unwrap();
     let mut marker = timeout(T, m.subscribe_stream("u/marker", QoS::AtLeastOnce))
         .await
         .unwrap()
@@ -185,9 +217,9 @@ async fn unsubscribe_stops_delivery() {
     m.publish("u/a", "1", QoS::AtLeastOnce).await.unwrap();
     assert!(eventually(T, || *count.lock().unwrap() == 1).await);
 
-    let (ack, mut acks) = subscribed_ack().await;
-    assert!(m.unsubscribe_topic_with_ack("u/a", ack));
-    timeout(T, acks.recv()).await.unwrap().unwrap();
+    let (ack, mut acks) = ack_channel();
+    m.unsubscribe_topic_with_ack("u/a", ack).unwrap();
+    timeout(T, acks.recv()).await.unwrap().unwrap().unwrap();
     m.publish("u/a", "2", QoS::AtLeastOnce).await.unwrap();
     m.publish("u/marker", "after", QoS::AtLeastOnce)
         .await
@@ -211,7 +243,7 @@ async fn status_sequence_and_refusals() {
         m.connect_mqtt("", true, &plain(), |_| {}),
         Err(Error::EmptyClientId)
     ));
-    assert_eq!(*m.status().borrow(), Status::Unknown);
+    assert_eq!(m.status().borrow().status, Status::Unknown);
     m.connect_mqtt("sdk-status", true, &plain(), recorder(&statuses))
         .unwrap();
     assert!(matches!(
@@ -223,7 +255,7 @@ async fn status_sequence_and_refusals() {
         m.connect_mqtt("sdk-status", true, &plain(), |_| {}),
         Err(Error::AlreadyConnected)
     ));
-    assert!(m.disconnect());
+    m.disconnect().unwrap();
     let mut rx = m.status();
     timeout(T, rx.wait_for(|s| *s == Status::Disconnected))
         .await
@@ -234,32 +266,35 @@ async fn status_sequence_and_refusals() {
         *statuses.lock().unwrap(),
         vec![Status::Connecting, Status::Connected, Status::Disconnected]
     );
-    assert!(!m.disconnect());
+    assert!(matches!(m.disconnect(), Err(Error::NotConnected)));
 
     // The manager can connect again after a disconnect.
     m.connect_mqtt("sdk-status", true, &plain(), |_| {})
         .unwrap();
     timeout(T, m.wait_for_connection()).await.unwrap().unwrap();
     m.disconnect_and_wait().await;
-    assert_eq!(*m.status().borrow(), Status::Disconnected);
+    assert_eq!(m.status().borrow().status, Status::Disconnected);
 }
 
 #[tokio::test]
 async fn connection_refused_by_broker() {
     let broker = Mosquitto::start("allow_anonymous false");
-    let m = manager(
-        broker.port,
-        MqttConfiguration {
-            auto_reconnect: false,
-            ..Default::default()
-        },
-    );
+    let m = manager(broker.port, no_reconnect());
     let statuses = log();
     m.connect_mqtt("sdk-refused", true, &plain(), recorder(&statuses))
         .unwrap();
-    assert_eq!(
-        timeout(T, m.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionRefused)
+    let end = ended(&m).await;
+    assert_eq!(end.status, Status::ConnectionRefused);
+    // CONNACK return code 5 (not authorized), shown as its MQTT 5 equivalent.
+    assert!(
+        matches!(
+            end.reason,
+            Some(Reason::Refused {
+                code: ReasonCode::NOT_AUTHORIZED,
+                ..
+            })
+        ),
+        "{end}"
     );
     assert!(eventually(T, || statuses.lock().unwrap().len() == 2).await);
     assert_eq!(
@@ -279,19 +314,12 @@ async fn connection_refused_by_broker() {
 #[tokio::test]
 async fn nothing_listening_is_a_connection_error() {
     let port = common::free_port();
-    let m = manager(
-        port,
-        MqttConfiguration {
-            auto_reconnect: false,
-            ..Default::default()
-        },
-    );
+    let m = manager(port, no_reconnect());
     m.connect_mqtt("sdk-nobody", true, &plain(), |_| {})
         .unwrap();
-    assert_eq!(
-        timeout(T, m.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionError)
-    );
+    let end = ended(&m).await;
+    assert_eq!(end.status, Status::ConnectionError);
+    assert!(matches!(end.reason, Some(Reason::Io(_))), "{end}");
 }
 
 #[tokio::test]
@@ -318,10 +346,7 @@ async fn mutual_tls_with_identity_from_store() {
         .mqtt_port(broker.port)
         .ca_file(&ca)
         .identity_store(store)
-        .mqtt_configuration(MqttConfiguration {
-            auto_reconnect: false,
-            ..Default::default()
-        });
+        .mqtt_configuration(no_reconnect());
     let m = DataManager::new(config.clone());
     assert!(matches!(
         m.connect("c", true, "0000", |_| {}),
@@ -347,32 +372,22 @@ async fn mutual_tls_with_identity_from_store() {
 
     // TLS without a client certificate is refused by this broker during the handshake.
     let anon = DataManager::new(config);
-    anon.connect_mqtt(
-        "sdk-anon",
-        true,
-        &MqttConnectOptions {
-            tls: true,
-            ..Default::default()
-        },
-        |_| {},
-    )
-    .unwrap();
-    assert_eq!(
-        timeout(T, anon.wait_for_connection()).await.unwrap(),
-        Err(Status::ConnectionError)
-    );
+    anon.connect_mqtt("sdk-anon", true, &MqttConnectOptions::new().tls(true), |_| {})
+        .unwrap();
+    let end = ended(&anon).await;
+    assert_eq!(end.status, Status::ConnectionError, "{end}");
 }
 
 #[tokio::test]
 async fn reconnects_resubscribes_and_sends_offline_queue() {
     let mut broker = Mosquitto::start("allow_anonymous true");
-    let mqtt = MqttConfiguration {
-        backoff: BackoffConfig {
-            base: Duration::from_millis(200),
-            ..Default::default()
-        },
+    let mut mqtt = MqttConfiguration::default();
+    mqtt.backoff = BackoffConfig {
+        base: Duration::from_millis(200),
         ..Default::default()
     };
+    // QoS 0 is queued offline by default; this test checks the policy that refuses it.
+    mqtt.offline_queue.queue_qos0 = false;
     let m = manager(broker.port, mqtt);
     let statuses = log();
     m.connect_mqtt("sdk-reconnect", true, &plain(), recorder(&statuses))
@@ -380,14 +395,15 @@ async fn reconnects_resubscribes_and_sends_offline_queue() {
     timeout(T, m.wait_for_connection()).await.unwrap().unwrap();
     let got: Log<Vec<u8>> = log();
     let g2 = got.clone();
-    let (ack, mut acks) = subscribed_ack().await;
-    assert!(m.subscribe_with_ack(
+    let (ack, mut acks) = ack_channel();
+    m.subscribe_with_ack(
         "r/t",
         QoS::AtLeastOnce,
-        move |p| g2.lock().unwrap().push(p.to_vec()),
-        ack
-    ));
-    timeout(T, acks.recv()).await.unwrap().unwrap();
+        move |m: &Message| g2.lock().unwrap().push(m.payload.to_vec()),
+        ack,
+    )
+    .unwrap();
+    timeout(T, acks.recv()).await.unwrap().unwrap().unwrap();
 
     broker.stop();
     let mut rx = m.status();
@@ -407,7 +423,11 @@ async fn reconnects_resubscribes_and_sends_offline_queue() {
             .unwrap(),
         PublishOutcome::Rejected(RejectReason::Qos0WhileOffline)
     );
-    assert!(!m.publish_string("qos0-offline", "r/t", QoS::AtMostOnce));
+    assert_eq!(
+        m.try_publish("r/t", "qos0-offline", QoS::AtMostOnce)
+            .unwrap(),
+        PublishOutcome::Rejected(RejectReason::Qos0WhileOffline)
+    );
 
     broker.restart();
     timeout(

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pubsub::auth::{presign_websocket_url, PRESIGN_EXPIRES, SIGV4_SERVICE};
-use pubsub::{Credentials, DataManager, Endpoint, MqttConfiguration, ServiceConfiguration, Status};
+use pubsub::{Credentials, CustomAuth, DataManager, Endpoint, ServiceConfiguration, Status};
 use sha2::{Digest, Sha256};
 
 const NOW: u64 = 1_795_757_760; // 2026-11-27T05:36:00Z
@@ -227,10 +227,7 @@ fn ws_config(pki: &common::Pki, dir: &common::TempDir, port: u16) -> ServiceConf
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             Some("TOKEN/abc+=".into()),
         )
-        .mqtt_configuration(MqttConfiguration {
-            auto_reconnect: false,
-            ..Default::default()
-        })
+        .mqtt_configuration(common::no_reconnect())
 }
 
 #[tokio::test]
@@ -271,12 +268,11 @@ async fn sigv4_websocket_upgrade_on_the_wire() {
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     );
     assert_eq!(expected, got);
-    assert_eq!(
-        tokio::time::timeout(Duration::from_secs(10), m.wait_for_connection())
-            .await
-            .unwrap(),
-        Err(Status::ConnectionError)
-    );
+    let ended = tokio::time::timeout(Duration::from_secs(10), m.wait_for_connection())
+        .await
+        .unwrap()
+        .expect_err("connected");
+    assert_eq!(ended.status, Status::ConnectionError, "{ended}");
 }
 
 /// As `independent_signature`, with the date taken from the URL.
@@ -330,10 +326,7 @@ async fn custom_auth_websocket_headers_on_the_wire() {
     m.connect_using_websocket_custom_auth(
         "ca-client",
         true,
-        "MyAuthorizer",
-        "x-token",
-        "tokval",
-        "sig/abc+==",
+        &CustomAuth::new("MyAuthorizer", "x-token", "tokval").signature("sig/abc+=="),
         |_| {},
     )
     .unwrap();
@@ -419,19 +412,12 @@ async fn direct_custom_auth_username_and_alpn_on_the_wire() {
         ServiceConfiguration::new("us-east-1", Endpoint::parse("localhost").unwrap())
             .custom_auth_port(port)
             .ca_file(ca)
-            .mqtt_configuration(MqttConfiguration {
-                auto_reconnect: false,
-                ..Default::default()
-            }),
+            .mqtt_configuration(common::no_reconnect()),
     );
-    let custom = pubsub::CustomAuth {
-        username: Some("devuser".into()),
-        authorizer_name: "MyAuthorizer".into(),
-        token_key_name: "mytoken".into(),
-        token_value: "tokval".into(),
-        token_signature: Some("sig/abc+==".into()),
-        password: Some("secret-pw".into()),
-    };
+    let custom = CustomAuth::new("MyAuthorizer", "mytoken", "tokval")
+        .signature("sig/abc+==")
+        .username("devuser")
+        .password("secret-pw");
     m.connect_using_custom_auth("crt-ca-direct", true, &custom, |_| {})
         .unwrap();
     let (alpn, bytes) = tokio::time::timeout(Duration::from_secs(10), got)
@@ -470,10 +456,7 @@ async fn alpn_connect_offers_x_amzn_mqtt_ca() {
             .alpn_port(port)
             .ca_file(ca)
             .identity_store(store)
-            .mqtt_configuration(MqttConfiguration {
-                auto_reconnect: false,
-                ..Default::default()
-            }),
+            .mqtt_configuration(common::no_reconnect()),
     );
     m.connect_using_alpn("alpn-client", true, &id, |_| {})
         .unwrap();

@@ -174,21 +174,19 @@ pub fn service_in(
 
 /// No reconnect (failures stay visible as the final status).
 pub fn no_reconnect() -> MqttConfiguration {
-    MqttConfiguration {
-        auto_reconnect: false,
-        ..MqttConfiguration::default()
-    }
+    let mut m = MqttConfiguration::default();
+    m.auto_reconnect = false;
+    m
 }
 
 /// Reconnect quickly (base `base`).
 pub fn fast_reconnect(base: Duration) -> MqttConfiguration {
-    MqttConfiguration {
-        backoff: BackoffConfig {
-            base,
-            ..BackoffConfig::default()
-        },
-        ..MqttConfiguration::default()
-    }
+    let mut m = MqttConfiguration::default();
+    m.backoff = BackoffConfig {
+        base,
+        ..BackoffConfig::default()
+    };
+    m
 }
 
 pub async fn wait_connected(m: &DataManager) {
@@ -196,6 +194,16 @@ pub async fn wait_connected(m: &DataManager) {
         .await
         .expect("connect timed out")
         .expect("connection failed");
+}
+
+/// Wait for the connection attempt to end refused (CONNACK failure code, or HTTP
+/// 401/403 on the WebSocket upgrade).
+pub async fn refused(m: &DataManager) {
+    let ended = tokio::time::timeout(T, m.wait_for_connection())
+        .await
+        .expect("connect timed out")
+        .expect_err("connected");
+    assert_eq!(ended.status, pubsub::Status::ConnectionRefused, "{ended}");
 }
 
 /// The authorizer function: the Lambda event JSON in, the Lambda response JSON out;

@@ -193,6 +193,14 @@ impl Pki {
     }
 }
 
+/// The default MQTT configuration without automatic reconnects (a failure stays the
+/// final status).
+pub fn no_reconnect() -> pubsub::MqttConfiguration {
+    let mut m = pubsub::MqttConfiguration::default();
+    m.auto_reconnect = false;
+    m
+}
+
 /// Poll `f` until it returns true or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
