@@ -1,6 +1,5 @@
 //! The reconnect schedule as the session applies it, on tokio's paused clock.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pubsub::{
@@ -16,26 +15,31 @@ async fn reconnect_waits_follow_the_schedule() {
         .local_addr()
         .unwrap()
         .port();
+    // The session task runs on this runtime, so the back-off waits use its paused clock.
     let m = DataManager::new(
         ServiceConfiguration::new("local", Endpoint::parse("127.0.0.1").unwrap())
             .mqtt_port(port)
-            .mqtt_configuration(MqttConfiguration::default()),
+            .mqtt_configuration(MqttConfiguration::default())
+            .runtime(tokio::runtime::Handle::current()),
     );
-    let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let a2 = attempts.clone();
-    m.connect_mqtt("backoff", true, &MqttConnectOptions::default(), move |s| {
-        if s == Status::Connecting {
-            a2.lock().unwrap().push(Instant::now());
+    // Each failed attempt, seen on the status channel. The session task sets it, so the
+    // change is seen before the clock can advance; `Connecting` and the `ConnectionError`
+    // right after it may come as one change, two failures never do (a wait separates them).
+    let mut status = m.status();
+    m.connect_mqtt("backoff", true, &MqttConnectOptions::default(), |_| {})
+        .unwrap();
+    // 1 + 2 + 4 + 8 + 16 s of waits: six attempts within ~31 s of virtual time.
+    let mut failures = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(40), async {
+        while failures.len() < 6 && status.changed().await.is_ok() {
+            if status.borrow_and_update().status == Status::ConnectionError {
+                failures.push(Instant::now());
+            }
         }
     })
-    .unwrap();
-    // 1 + 2 + 4 + 8 + 16 s of waits: six attempts within ~31 s of virtual time.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while attempts.lock().unwrap().len() < 6 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     m.disconnect_and_wait().await;
-    let t = attempts.lock().unwrap().clone();
+    let t = failures;
     assert!(t.len() >= 6, "only {} attempts", t.len());
     for (i, w) in t.windows(2).take(5).enumerate() {
         let gap = w[1] - w[0];
