@@ -54,11 +54,11 @@ async fn connected(port: u16, id: &str) -> DataManager {
     m
 }
 
+/// Where an ack callback's results arrive.
+type Acks<T> = tokio::sync::mpsc::UnboundedReceiver<Result<T, Error>>;
+
 /// An ack callback and the channel it reports its result on.
-fn ack_channel<T: Send + 'static>() -> (
-    impl FnOnce(Result<T, Error>) + Send + 'static,
-    tokio::sync::mpsc::UnboundedReceiver<Result<T, Error>>,
-) {
+fn ack_channel<T: Send + 'static>() -> (impl FnOnce(Result<T, Error>) + Send + 'static, Acks<T>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (
         move |r| {
@@ -372,8 +372,13 @@ async fn mutual_tls_with_identity_from_store() {
 
     // TLS without a client certificate is refused by this broker during the handshake.
     let anon = DataManager::new(config);
-    anon.connect_mqtt("sdk-anon", true, &MqttConnectOptions::new().tls(true), |_| {})
-        .unwrap();
+    anon.connect_mqtt(
+        "sdk-anon",
+        true,
+        &MqttConnectOptions::new().tls(true),
+        |_| {},
+    )
+    .unwrap();
     let end = ended(&anon).await;
     assert_eq!(end.status, Status::ConnectionError, "{end}");
 }
