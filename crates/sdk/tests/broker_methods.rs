@@ -3,12 +3,16 @@
 //! surface as status changes.
 
 mod broker_support;
+mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use broker_support::*;
+use pubsub::auth::{presign_websocket_url, PRESIGN_EXPIRES, SIGV4_SERVICE};
 use pubsub::{
-    CustomAuth, DataManager, MqttConnectOptions, PublishOutcome, QoS, Status, StatusEvent,
+    Credentials, CustomAuth, CustomAuthTransport, DataManager, MqttConnectOptions, PublishOutcome,
+    QoS, Status, StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -224,7 +228,11 @@ async fn denied_publish_is_a_status_change() {
         .await
         .unwrap();
     assert!(r.is_err(), "{r:?}");
-    assert_eq!(m.status().borrow().status, Status::ConnectionError);
+    assert_eq!(
+        m.status().borrow().status,
+        Status::ConnectionError,
+        "the publish ended with {r:?}"
+    );
     running.shutdown().await;
 }
 
@@ -264,5 +272,109 @@ async fn refused_connections_are_connection_refused() {
         .unwrap();
     refused(&m).await;
 
+    running.shutdown().await;
+}
+
+/// Make our broker close the connection (as IoT Core does on MQTT 3.1.1): a QoS 0
+/// publish outside the chat policy.
+async fn provoke_close(m: &DataManager) {
+    // Watching from before the publish: the ConnectionError lasts only until the reconnect.
+    let mut status = m.status();
+    m.try_publish("admin/x", "nope", QoS::AtMostOnce).unwrap();
+    timeout(T, status.wait_for(|s| *s == Status::ConnectionError))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_url_provider_is_asked_on_every_attempt() {
+    let (setup, running, p) = start().await;
+    let m = DataManager::new(service(
+        &setup,
+        p,
+        fast_reconnect(std::time::Duration::from_millis(100)),
+    ));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let authority = format!("localhost:{}", p.tls);
+    m.connect_using_presigned_url(
+        "presigned-app",
+        true,
+        move || {
+            c2.fetch_add(1, Ordering::SeqCst);
+            // As a backend would: a fresh URL, signed now.
+            let url = presign_websocket_url(
+                &authority,
+                "us-east-1",
+                SIGV4_SERVICE,
+                &Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"),
+                std::time::SystemTime::now(),
+                PRESIGN_EXPIRES,
+            );
+            async move { url }
+        },
+        |_| {},
+    )
+    .unwrap();
+    wait_connected(&m).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    provoke_close(&m).await;
+    wait_status(&m, Status::Connected).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a new URL for the reconnect"
+    );
+    round_trip(&m, "presigned-app").await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_auth_provider_refreshes_the_token_per_attempt() {
+    let (setup, running, p) = start().await;
+    for transport in [CustomAuthTransport::Direct, CustomAuthTransport::WebSocket] {
+        let m = DataManager::new(service(
+            &setup,
+            p,
+            fast_reconnect(std::time::Duration::from_millis(100)),
+        ));
+        let events: Log = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        m.connect_using_custom_auth_provider(
+            &format!("provider-{transport:?}"),
+            true,
+            transport,
+            move || {
+                // The first token has expired; the provider's next one is good.
+                let token = match c2.fetch_add(1, Ordering::SeqCst) {
+                    0 => "expired",
+                    _ => GOOD_TOKEN,
+                };
+                async move { Ok(CustomAuth::new(AUTHORIZER, TOKEN_KEY, token)) }
+            },
+            recorder(&events),
+        )
+        .unwrap();
+        wait_status(&m, Status::Connected).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "{transport:?}");
+        assert!(
+            common::eventually(T, || events.lock().unwrap().len() >= 4).await,
+            "{transport:?}: {:?}",
+            events.lock().unwrap()
+        );
+        assert_eq!(
+            events.lock().unwrap()[..4],
+            [
+                Status::Connecting,
+                Status::ConnectionRefused,
+                Status::Connecting,
+                Status::Connected
+            ],
+            "{transport:?}"
+        );
+        round_trip(&m, &format!("provider-{transport:?}")).await;
+    }
     running.shutdown().await;
 }

@@ -65,11 +65,7 @@ fn connect_mqtt(
 
 /// Wait (bounded) until the manager reports `Connected`.
 async fn connected(m: &DataManager) {
-    let mut status = m.status();
-    timeout(T, status.wait_for(|s| *s == Status::Connected))
-        .await
-        .unwrap_or_else(|_| panic!("not connected within {T:?}: {}", *m.status().borrow()))
-        .unwrap();
+    broker_support::wait_status(m, Status::Connected).await;
 }
 
 /// Topic first, any payload; resolves on PUBACK for QoS 1.

@@ -426,3 +426,33 @@ async fn mosquitto_carries_every_property_and_request_response() {
     round_trip(&m, "mosquitto").await;
     request_response(mosquitto_config(broker.port), "mosq").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_over_the_brokers_maximum_packet_size_is_refused_locally() {
+    // mosquitto announces Maximum Packet Size 1000 in its MQTT 5 CONNACK.
+    let broker = common::Mosquitto::start("allow_anonymous true\nmax_packet_size 1000");
+    let m = DataManager::new(mosquitto_config(broker.port));
+    m.connect_mqtt("sdk-v5-max", true, &MqttConnectOptions::default(), |_| {})
+        .unwrap();
+    wait_connected(&m).await;
+    assert_eq!(m.connack().unwrap().maximum_packet_size, Some(1000));
+    let r = timeout(T, m.publish("big/1", vec![b'x'; 2000], QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(Error::PacketTooLarge { max: 1000, .. })),
+        "{r:?}"
+    );
+    // The connection is untouched: a small one goes through.
+    let mut s = m.subscribe_stream("big/#", QoS::AtLeastOnce).await.unwrap();
+    assert_eq!(
+        m.publish("big/1", "small", QoS::AtLeastOnce).await.unwrap(),
+        PublishOutcome::Acknowledged
+    );
+    assert_eq!(
+        &timeout(T, s.recv()).await.unwrap().unwrap().payload[..],
+        b"small"
+    );
+    assert_eq!(m.status().borrow().status, Status::Connected);
+    m.disconnect_and_wait().await;
+}

@@ -6,7 +6,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pubsub::auth::{presign_websocket_url, PRESIGN_EXPIRES, SIGV4_SERVICE};
-use pubsub::{Credentials, CustomAuth, DataManager, Endpoint, ServiceConfiguration, Status};
+use pubsub::{
+    Credentials, CustomAuth, DataManager, Endpoint, Error, MqttConnectOptions, QoS, ReasonCode,
+    ServiceConfiguration, Status,
+};
 use sha2::{Digest, Sha256};
 
 const NOW: u64 = 1_795_757_760; // 2026-11-27T05:36:00Z
@@ -466,4 +469,65 @@ async fn alpn_connect_offers_x_amzn_mqtt_ca() {
         .unwrap();
     assert_eq!(alpn.as_deref(), Some("x-amzn-mqtt-ca"));
     assert!(String::from_utf8_lossy(&bytes).contains("alpn-client"));
+}
+
+/// On MQTT 3.1.1 a SUBACK return code 0x80 refuses the subscription without a reason; the
+/// SDK reports it as on MQTT 5, and the connection stays. (mosquitto grants filters its
+/// ACL denies, and IoT Core closes the connection instead, so a scripted peer says it.)
+#[tokio::test]
+async fn suback_failure_on_mqtt311_is_subscribe_refused() {
+    use mqtt::{Packet, SubAck};
+    const T: Duration = Duration::from_secs(10);
+    let peer = common::peer::Peer::bind().await;
+    let m = DataManager::new(
+        ServiceConfiguration::new("us-east-1", Endpoint::parse("127.0.0.1").unwrap())
+            .mqtt_port(peer.port())
+            .mqtt_configuration(common::no_reconnect()),
+    );
+    m.connect_mqtt("refused-sub", true, &MqttConnectOptions::new(), |_| {})
+        .unwrap();
+    let mut conn = peer.accept().await;
+    conn.handshake(false).await;
+    tokio::time::timeout(T, m.wait_for_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let refuse = |pkid| {
+        Packet::SubAck(SubAck {
+            pkid,
+            return_codes: vec![ReasonCode(0x80)],
+            properties: Default::default(),
+        })
+    };
+
+    let subscribing = {
+        let m = m.clone();
+        tokio::spawn(async move { m.subscribe_stream("secret/#", QoS::AtLeastOnce).await })
+    };
+    let s = conn.expect_subscribe().await;
+    conn.send(refuse(s.pkid)).await;
+    match tokio::time::timeout(T, subscribing).await.unwrap().unwrap() {
+        Err(Error::SubscribeRefused { filter, reason, .. }) => {
+            assert_eq!((filter.as_str(), reason), ("secret/#", ReasonCode(0x80)))
+        }
+        other => panic!("want SubscribeRefused 0x80, got {:?}", other.map(|_| ())),
+    }
+
+    // The callback form hears it in its acknowledgement.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    m.subscribe_with_ack(
+        "secret/a",
+        QoS::AtMostOnce,
+        |_| {},
+        move |r| {
+            let _ = tx.send(r);
+        },
+    )
+    .unwrap();
+    let s = conn.expect_subscribe().await;
+    conn.send(refuse(s.pkid)).await;
+    let r = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
+    assert!(matches!(r, Err(Error::SubscribeRefused { .. })), "{r:?}");
+    assert_eq!(m.status().borrow().status, Status::Connected);
+    m.disconnect().unwrap();
 }

@@ -196,6 +196,15 @@ pub async fn wait_connected(m: &DataManager) {
         .expect("connection failed");
 }
 
+/// Wait (bounded) until the manager's status is `want`.
+pub async fn wait_status(m: &DataManager, want: pubsub::Status) {
+    let mut status = m.status();
+    tokio::time::timeout(T, status.wait_for(|s| *s == want))
+        .await
+        .unwrap_or_else(|_| panic!("not {want} within {T:?}: {}", *m.status().borrow()))
+        .unwrap();
+}
+
 /// Wait for the connection attempt to end refused (CONNACK failure code, or HTTP
 /// 401/403 on the WebSocket upgrade).
 pub async fn refused(m: &DataManager) {
