@@ -62,14 +62,8 @@ pub(crate) fn is_aws_host(host: &str) -> bool {
 
 /// The MQTT username to send: `base` with `SDK=<name>&Version=<v>` appended when `mode`
 /// says so for `host` (after `?`, or after `&` when `base` already has a query part).
-/// Returns `None` when there is neither a base username nor metrics to send.
-///
-/// ```
-/// use pubsub::auth::{username_with_metrics, MetricsMode};
-/// let u = username_with_metrics(None, "abc-ats.iot.us-east-1.amazonaws.com", MetricsMode::AwsEndpointsOnly);
-/// assert_eq!(u.as_deref(), Some(concat!("?SDK=PubSubRust&Version=", env!("CARGO_PKG_VERSION"))));
-/// assert_eq!(username_with_metrics(Some("bob"), "localhost", MetricsMode::AwsEndpointsOnly).as_deref(), Some("bob"));
-/// ```
+/// Returns `None` when there is neither a base username nor metrics to send (cases: the
+/// unit tests below; a crate-private function has no doc test).
 pub(crate) fn username_with_metrics(
     base: Option<&str>,
     host: &str,
