@@ -112,8 +112,9 @@ pub enum Error {
     /// [`crate::DataManager::request`] got no matching response in time.
     #[error("no response within {0:?}")]
     RequestTimedOut(Duration),
-    /// The connection attempt ended without a connection (see [`crate::StatusEvent`] for
-    /// the reason); from `DataManager::wait_for_connection` via `?`.
+    /// The connection ended (or never came up) for the reason inside: from
+    /// `DataManager::wait_for_connection` via `?`, and for operations still open when a
+    /// session ends other than by `disconnect()` (auto-reconnect off).
     #[error(transparent)]
     Connection(#[from] crate::status::StatusEvent),
     /// A message was dropped from the offline queue to make room.

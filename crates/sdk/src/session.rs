@@ -761,7 +761,7 @@ mod tests {
             Err(Reason::Refused { .. })
         ));
         assert!(clean_flag(&s.connect_packet()));
-        assert_eq!(s.on_connack(&connack(false), t).unwrap(), false);
+        assert!(!s.on_connack(&connack(false), t).unwrap());
         s.on_connection_lost();
         assert!(
             !clean_flag(&s.connect_packet()),

@@ -307,7 +307,7 @@ impl SessionTask {
             let mut sh = self.inner.lock();
             if sh.generation == self.generation {
                 self.inner
-                    .report(&sh, self.generation, StatusEvent::ended(reason));
+                    .report(&sh, self.generation, StatusEvent::ended(reason.clone()));
                 sh.live = None;
                 sh.connected = false;
                 sh.connack = None;
@@ -320,7 +320,14 @@ impl SessionTask {
             }
         };
         self.drain();
-        let open = self.session.fail_all(|| Error::Disconnected);
+        // A user's disconnect is `Disconnected`; any other end says why.
+        let why = match &reason {
+            Reason::UserDisconnect => None,
+            other => Some(StatusEvent::ended(other.clone())),
+        };
+        let open = self
+            .session
+            .fail_all(|| why.clone().map_or(Error::Disconnected, Error::Connection));
         self.complete_all(open);
         for (_, sink) in queued {
             sink.complete(Err(Error::Disconnected), &self.inner.dispatcher);

@@ -18,8 +18,8 @@ use common::peer::Peer;
 use common::Mosquitto;
 use pubsub::backoff::BackoffConfig;
 use pubsub::{
-    DataManager, Endpoint, Error, Message, MessageStream, MqttConfiguration, MqttConnectOptions,
-    PublishOutcome, QoS, ServiceConfiguration, Status, StatusEvent,
+    ClientRules, DataManager, Endpoint, Error, Message, MessageStream, MqttConfiguration,
+    MqttConnectOptions, PublishOutcome, QoS, ServiceConfiguration, Status, StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -754,10 +754,14 @@ async fn d10_invalid_topic_is_an_error_not_a_dropped_connection() {
     let reserved = "$aws/events/presence/connected/dev1"; // only the broker publishes there
     assert_eq!(long.len(), 257);
 
-    // The certificate method (IoT Core's own), then plain MQTT to our broker.
+    // The certificate method (IoT Core's own: the rules apply by default), then plain
+    // MQTT to our broker, where nothing in a 3.1.1 CONNACK tells the SDK it talks to an
+    // IoT Core-compatible broker: the application opts in with `ClientRules::IotCore`.
     let (cert, cert_log) = dev1(&setup, &config).await;
     let plain_log = status_log();
-    let plain = DataManager::new(config.clone());
+    let mut rules = config.mqtt().clone();
+    rules.rules = ClientRules::IotCore;
+    let plain = DataManager::new(config.clone().mqtt_configuration(rules));
     connect_mqtt(&plain, "d10-plain", true, recorder(&plain_log)).unwrap();
     connected(&plain).await;
 
