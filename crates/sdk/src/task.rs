@@ -221,6 +221,10 @@ impl Drop for SessionTask {
     }
 }
 
+/// Commands handled before the next write: enough to fill a segment with small
+/// publishes and acknowledgements, few enough not to delay reads.
+const COMMAND_BATCH: usize = 256;
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
@@ -600,7 +604,19 @@ impl SessionTask {
                 cmd = self.cmds.recv() => match cmd {
                     None => return self.goodbye(transport, None).await,
                     Some(Command::Disconnect(done)) => return self.goodbye(transport, done).await,
-                    Some(c) => self.command(c),
+                    Some(c) => {
+                        self.command(c);
+                        // Take what else is ready, so one write carries many packets.
+                        for _ in 0..COMMAND_BATCH {
+                            match self.cmds.try_recv() {
+                                Ok(Command::Disconnect(done)) => {
+                                    return self.goodbye(transport, done).await
+                                }
+                                Ok(c) => self.command(c),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 },
                 _ = sleep_until(deadline) => self.session.on_tick(now())?,
             }

@@ -145,7 +145,11 @@ impl Transport {
     /// Read more bytes into `buf`. Cancel-safe (used in `select!`).
     pub(crate) async fn read(&mut self, buf: &mut BytesMut) -> Result<(), Reason> {
         match self {
-            Transport::Stream(s) => match s.read_buf(buf).await {
+            Transport::Stream(s) => match {
+                // Room for a full TLS record or several small packets per read.
+                buf.reserve(16 * 1024);
+                s.read_buf(buf).await
+            } {
                 Ok(0) => Err(Reason::ClosedByBroker),
                 Ok(_) => Ok(()),
                 Err(e) => Err(io_reason(e)),
