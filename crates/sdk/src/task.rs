@@ -208,6 +208,8 @@ pub(crate) struct SessionTask {
     dial: Dial,
     cmds: mpsc::UnboundedReceiver<Command>,
     commands_tx: mpsc::UnboundedSender<Command>,
+    /// A `disconnect()` taken from the queue by `resubscribe`, for the connected loop.
+    deferred_disconnect: Option<Option<oneshot::Sender<()>>>,
     finished: bool,
 }
 
@@ -245,6 +247,7 @@ impl SessionTask {
             dial,
             cmds,
             commands_tx,
+            deferred_disconnect: None,
             finished: false,
         }
     }
@@ -542,19 +545,43 @@ impl SessionTask {
 
     /// Re-subscribe what the broker does not hold: everything in the table when the
     /// session is new (unless `auto_resubscribe` is off), minus what is already on its way.
+    ///
+    /// The table is read, and the commands already queued are taken, under the lock that
+    /// `subscribe` holds while it adds a row and queues its SUBSCRIBE: so a subscription
+    /// made just now is sent once (by its own command), not twice.
     fn resubscribe(&mut self, session_present: bool) {
         if session_present || !self.inner.config.mqtt.auto_resubscribe {
             return;
         }
+        let (table, queued) = {
+            let sh = self.inner.lock();
+            let table: Vec<(String, QoS)> = sh
+                .subscriptions
+                .iter()
+                .map(|s| (s.filter.clone(), s.qos))
+                .collect();
+            let mut queued = Vec::new();
+            while let Ok(c) = self.cmds.try_recv() {
+                queued.push(c);
+            }
+            (table, queued)
+        };
+        let mut disconnect = None;
+        for c in queued {
+            match c {
+                Command::Disconnect(done) => disconnect = Some(done),
+                c => self.command(c),
+            }
+        }
         let pending = self.session.pending_filters();
         let mut wanted: Vec<(String, QoS)> = Vec::new();
-        for s in self.inner.lock().subscriptions.iter() {
-            if pending.contains(&s.filter) {
+        for (filter, qos) in table {
+            if pending.contains(&filter) {
                 continue;
             }
-            match wanted.iter_mut().find(|(f, _)| *f == s.filter) {
-                Some((_, q)) => *q = (*q).max(s.qos),
-                None => wanted.push((s.filter.clone(), s.qos)),
+            match wanted.iter_mut().find(|(f, _)| *f == filter) {
+                Some((_, q)) => *q = (*q).max(qos),
+                None => wanted.push((filter, qos)),
             }
         }
         for (filter, qos) in wanted {
@@ -564,6 +591,10 @@ impl SessionTask {
                 qos,
                 sink: Sink::None,
             });
+        }
+        if let Some(done) = disconnect {
+            // Put it back: the connected loop handles it first thing.
+            self.deferred_disconnect = Some(done);
         }
     }
 
@@ -578,6 +609,9 @@ impl SessionTask {
         let max = self.inner.config.mqtt.max_packet_size;
         let mut out = BytesMut::new();
         loop {
+            if let Some(done) = self.deferred_disconnect.take() {
+                return self.goodbye(transport, done).await;
+            }
             self.drain();
             while let Some(p) = self.session.poll_transmit() {
                 mqtt::encode(&p, &mut out, protocol)

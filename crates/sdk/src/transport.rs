@@ -145,15 +145,16 @@ impl Transport {
     /// Read more bytes into `buf`. Cancel-safe (used in `select!`).
     pub(crate) async fn read(&mut self, buf: &mut BytesMut) -> Result<(), Reason> {
         match self {
-            Transport::Stream(s) => match {
+            Transport::Stream(s) => {
                 // Room for a full TLS record or several small packets per read.
                 buf.reserve(16 * 1024);
-                s.read_buf(buf).await
-            } {
-                Ok(0) => Err(Reason::ClosedByBroker),
-                Ok(_) => Ok(()),
-                Err(e) => Err(io_reason(e)),
-            },
+                let read = s.read_buf(buf).await;
+                match read {
+                    Ok(0) => Err(Reason::ClosedByBroker),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(io_reason(e)),
+                }
+            }
             Transport::WebSocket(ws) => loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => {
