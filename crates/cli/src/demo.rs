@@ -294,10 +294,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         .credentials_provider(cognito.clone())
         .mqtt_configuration({
             let mut m = MqttConfiguration::default();
-            m.backoff = BackoffConfig {
-                base: Duration::from_millis(500),
-                ..BackoffConfig::default()
-            };
+            m.backoff = BackoffConfig::default().base(Duration::from_millis(500));
             m
         });
 

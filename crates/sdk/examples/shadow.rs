@@ -44,7 +44,7 @@ fn ios_style(iot: &DataManager) -> Result<(), Box<dyn std::error::Error>> {
         .versioning(true) // send the last version seen: stale updates get 409
         .foreign_update_notifications(true) // tell me about other clients' updates
         .operation_timeout(Duration::from_secs(5));
-    iot.register_with_shadow(
+    let registered = iot.register_with_shadow(
         "lamp",
         options,
         move |name, operation, status, token, payload| {
@@ -55,14 +55,22 @@ fn ios_style(iot: &DataManager) -> Result<(), Box<dyn std::error::Error>> {
             let _ = tx.send((operation, status));
         },
     );
+    if !registered {
+        return Err("not registered: not connected, or a name the service refuses".into());
+    }
     // true = sent; the answer comes to the callback (one operation at a time per shadow).
-    iot.update_shadow("lamp", r#"{"state":{"desired":{"on":true}}}"#, None);
+    // false = not sent (why is logged), and the callback will not hear of it.
+    if !iot.update_shadow("lamp", r#"{"state":{"desired":{"on":true}}}"#, None) {
+        return Err("update not sent".into());
+    }
     while rx.recv_timeout(Duration::from_secs(5))?
         != (ShadowOperation::Update, ShadowOperationStatus::Accepted)
     {}
-    iot.get_shadow("lamp", Some("my-token-1"));
+    if !iot.get_shadow("lamp", Some("my-token-1")) {
+        return Err("get not sent".into());
+    }
     while rx.recv_timeout(Duration::from_secs(5))?.0 != ShadowOperation::Get {}
-    iot.unregister_from_shadow("lamp");
+    assert!(iot.unregister_from_shadow("lamp")); // false: it was not registered
     Ok(())
 }
 // README: end

@@ -44,6 +44,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
 
 /// When to append SDK metrics (`SDK=…&Version=…`) to the MQTT username.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MetricsMode {
     /// Only when the endpoint host is under `amazonaws.com` (the default).
     #[default]
@@ -133,7 +134,40 @@ pub(crate) fn custom_auth_username(
 /// [`iot::sigv4::presign_websocket_url`], the one signer the broker's console uses too.
 ///
 /// `authority` is the host, plus `:port` when the port is not 443; it is exactly what the
-/// WebSocket client sends as `Host`, the only signed header.
+/// WebSocket client sends as `Host`, the only signed header. A session token in
+/// `credentials` is appended unsigned as `X-Amz-Security-Token`, as IoT Core requires.
+/// [`DataManager::connect_using_websocket`](crate::DataManager::connect_using_websocket)
+/// calls this on every attempt; call it yourself for a URL to hand to
+/// [`DataManager::connect_using_presigned_url`](crate::DataManager::connect_using_presigned_url)
+/// from another process (a backend that holds the credentials).
+///
+/// # Errors
+/// [`Error::Signing`] with the signer's message when `authority` does not make a valid
+/// URI and `Host` header (for instance it contains a space). Time, expiry and
+/// credentials are not checked: an expired or wrong key gives a URL the server refuses.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use pubsub::auth::{presign_websocket_url, SIGV4_SERVICE};
+/// use pubsub::Credentials;
+///
+/// let credentials = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", None, None, "example");
+/// let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let url = presign_websocket_url(
+///     "xxxx-ats.iot.us-east-1.amazonaws.com",
+///     "us-east-1",
+///     SIGV4_SERVICE,
+///     &credentials,
+///     time,
+///     Duration::from_secs(300),
+/// )?;
+/// assert!(url.starts_with("wss://xxxx-ats.iot.us-east-1.amazonaws.com/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256"));
+/// assert!(url.contains("X-Amz-Date=20231114T221320Z") && url.contains("X-Amz-Expires=300"));
+///
+/// let bad = presign_websocket_url("bad host", "us-east-1", SIGV4_SERVICE, &credentials, time, Duration::from_secs(300));
+/// assert!(matches!(bad, Err(pubsub::Error::Signing(_))));
+/// # Ok::<(), pubsub::Error>(())
+/// ```
 pub fn presign_websocket_url(
     authority: &str,
     region: &str,

@@ -7,8 +7,22 @@
 
 use std::time::Duration;
 
-/// Reconnect schedule parameters.
+/// Reconnect schedule parameters. Start from the default (iOS's values) and change what
+/// you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub::{backoff::BackoffConfig, MqttConfiguration};
+/// let backoff = BackoffConfig::default()
+///     .base(Duration::from_millis(500))
+///     .max(Duration::from_secs(30));
+/// assert_eq!(backoff.delay(0), Duration::from_millis(500));
+/// assert_eq!(backoff.delay(10), Duration::from_secs(30));
+/// let mut mqtt = MqttConfiguration::default();
+/// mqtt.backoff = backoff;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct BackoffConfig {
     /// Wait before the first retry (iOS `baseReconnectTimeInterval`, default 1 s).
     pub base: Duration,
@@ -34,6 +48,30 @@ impl Default for BackoffConfig {
 }
 
 impl BackoffConfig {
+    /// Sets [`BackoffConfig::base`].
+    pub fn base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets [`BackoffConfig::max`].
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Sets [`BackoffConfig::minimum_connection_time`].
+    pub fn minimum_connection_time(mut self, time: Duration) -> Self {
+        self.minimum_connection_time = time;
+        self
+    }
+
+    /// Sets [`BackoffConfig::jitter`] (clamped to `[0, 1]` when used).
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     /// The wait before retry number `attempt` (0 = the first retry after a failure),
     /// without jitter: `min(base · 2^attempt, max)`.
     pub fn delay(&self, attempt: u32) -> Duration {

@@ -280,8 +280,14 @@ impl CognitoCredentialsProviderBuilder {
         self
     }
 
-    /// Build the provider. Nothing is sent yet; fails only when the CA file cannot be read
-    /// or holds no certificate ([`Error::Io`], [`Error::InvalidPem`]).
+    /// Build the provider. Nothing is sent yet: errors of the service come from
+    /// [`CognitoCredentialsProvider::identity_id`] and `provide_credentials`.
+    ///
+    /// # Errors
+    /// Only with [`ca_file`](Self::ca_file): [`Error::Io`] when the file cannot be read,
+    /// [`Error::InvalidPem`] when it is not PEM or holds no CA certificate. Otherwise
+    /// only if TLS or the HTTP client cannot be set up at all: [`Error::Tls`], or
+    /// [`Error::Credentials`] with the HTTP client's error as source.
     ///
     /// ```
     /// # use pubsub::cognito::CognitoCredentialsProvider;
@@ -437,6 +443,16 @@ impl CognitoCredentialsProvider {
 
     /// The identity id: the cached one, or one fetched now with `GetId` (then cached for the
     /// life of the provider).
+    ///
+    /// # Errors
+    /// Only when `GetId` is called (no identity id given with
+    /// [`CognitoCredentialsProviderBuilder::identity_id`] and none fetched yet): a
+    /// [`CredentialsError::provider_error`] whose source is a [`CognitoError`]: the
+    /// service's answer (e.g. `ResourceNotFoundException` for an unknown pool,
+    /// `NotAuthorizedException` for a bad login token, with its HTTP status),
+    /// `NetworkError` when no answer came (connection, TLS, timeout), or
+    /// `InvalidResponse` when the answer has no `IdentityId`. A failed call caches
+    /// nothing: the next one tries again.
     ///
     /// ```no_run
     /// # use pubsub::cognito::CognitoCredentialsProvider;

@@ -30,7 +30,24 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parse a host, `host:port`, `[v6]:port` or URL.
+    /// Parse a host, `host:port`, `[v6]:port` or URL. A URL's scheme, user info, path,
+    /// query and fragment are ignored: the connection method decides the transport.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] (holding `s`) when the host is empty or contains
+    /// whitespace, the port is not a number from 0 to 65535, or an IPv6 address misses
+    /// its `]` or has something other than `:port` after it.
+    ///
+    /// ```
+    /// use pubsub::Endpoint;
+    /// let e = Endpoint::parse("wss://xxxx-ats.iot.us-east-1.amazonaws.com/mqtt")?;
+    /// assert_eq!((e.host(), e.port()), ("xxxx-ats.iot.us-east-1.amazonaws.com", None));
+    /// let local: Endpoint = "localhost:8883".parse()?;
+    /// assert_eq!(local.port(), Some(8883));
+    /// assert_eq!(Endpoint::parse("[::1]:1883")?.host(), "::1");
+    /// assert!(matches!(Endpoint::parse("host:99999"), Err(pubsub::Error::InvalidEndpoint(_))));
+    /// # Ok::<(), pubsub::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Endpoint, Error> {
         let bad = || Error::InvalidEndpoint(s.to_owned());
         let rest = match s.find("://") {

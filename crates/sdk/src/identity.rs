@@ -19,7 +19,26 @@ use crate::error::Error;
 const CERT_FILE: &str = "certificate.pem";
 const KEY_FILE: &str = "private.key";
 
-/// A directory of client identities (certificate + private key) keyed by certificate id.
+/// A directory of client identities (certificate + private key) keyed by certificate id:
+/// `<dir>/<certificate id>/certificate.pem` and `private.key` (mode 0600 on Unix), the
+/// store [`DataManager::connect`](crate::DataManager::connect) loads from.
+///
+/// ```
+/// use pubsub::{Error, IdentityStore};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("pubsub-doc-store-{}", std::process::id()));
+/// let store = IdentityStore::open(&dir)?;
+/// // A device certificate and key, e.g. from `aws iot create-keys-and-certificate`.
+/// let device = rcgen::generate_simple_self_signed(vec!["device-1".to_string()])?;
+/// let id = store.import_pem(device.cert.pem().as_bytes(), device.signing_key.serialize_pem().as_bytes())?;
+/// assert_eq!(store.list()?, vec![id.clone()]);
+/// assert!(store.is_valid_certificate(&id));
+/// assert_eq!(store.load(&id)?.certificates().len(), 1);
+/// assert!(store.delete(&id)?);
+/// assert!(matches!(store.load(&id), Err(Error::CertificateNotFound(_))));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityStore {
     dir: PathBuf,
@@ -106,6 +125,16 @@ fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
 
 impl IdentityStore {
     /// Open (creating it if needed) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `dir` or a parent cannot be created (permissions, a file in the
+    /// way).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), pubsub::Error> {
+    /// let store = pubsub::IdentityStore::open(pubsub::IdentityStore::default_location())?;
+    /// # Ok(()) }
+    /// ```
     pub fn open(dir: impl Into<PathBuf>) -> Result<IdentityStore, Error> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
@@ -130,7 +159,15 @@ impl IdentityStore {
 
     /// Import a PEM certificate (leaf first, optionally followed by its chain) and its PEM
     /// private key. Returns the certificate id (SHA-256 of the leaf's DER). Fails when the
-    /// key does not belong to the certificate.
+    /// key does not belong to the certificate. An identity already stored under the same
+    /// id is replaced. See the type's example.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPem`] when `certificate_pem` holds no parsable certificate or
+    /// `private_key_pem` no PKCS#1, SEC1 or PKCS#8 key; [`Error::Key`] when the key type
+    /// is not supported or the key does not belong to the leaf certificate;
+    /// [`Error::Io`] when writing the files fails. Nothing is stored on error (except
+    /// after a failed write, which may leave a partial directory).
     pub fn import_pem(
         &self,
         certificate_pem: &[u8],
@@ -147,6 +184,22 @@ impl IdentityStore {
     /// Import an identity from PKCS#12 data (as iOS `importIdentityFromPKCS12Data`),
     /// storing it under `certificate_id`, or under the computed certificate id when
     /// `certificate_id` is empty. Returns the id used.
+    ///
+    /// # Errors
+    /// [`Error::Pkcs12`] when the data cannot be read (not PKCS#12, wrong passphrase), has
+    /// no private key with a certificate, or a key encoding that is not supported;
+    /// [`Error::Key`] when the key type is not supported or does not belong to the
+    /// certificate; [`Error::InvalidCertificateId`] when `certificate_id` is not empty
+    /// and has characters other than letters, digits, `-`, `_`, `.` (or is `.`, `..`,
+    /// longer than 128); [`Error::Io`] when writing fails.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = pubsub::IdentityStore::open(pubsub::IdentityStore::default_location())?;
+    /// let id = store.import_identity_from_pkcs12(&std::fs::read("device.p12")?, "passphrase", "")?;
+    /// println!("stored as {id}"); // the certificate's SHA-256, as IoT Core's certificate id
+    /// # Ok(()) }
+    /// ```
     pub fn import_identity_from_pkcs12(
         &self,
         data: &[u8],
@@ -215,7 +268,11 @@ impl IdentityStore {
         Ok(())
     }
 
-    /// The certificate ids in the store, sorted.
+    /// The certificate ids in the store, sorted. Entries that are not identities (no
+    /// `certificate.pem`, a name that is no valid certificate id) are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be read (e.g. it was removed).
     pub fn list(&self) -> Result<Vec<String>, Error> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -230,6 +287,10 @@ impl IdentityStore {
     }
 
     /// Delete an identity; `Ok(false)` when it was not there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCertificateId`] when `certificate_id` is not a valid id (so that
+    /// `../x` cannot reach outside the store); [`Error::Io`] when removing fails.
     pub fn delete(&self, certificate_id: &str) -> Result<bool, Error> {
         check_id(certificate_id)?;
         let dir = self.dir.join(certificate_id);
@@ -241,6 +302,10 @@ impl IdentityStore {
     }
 
     /// The stored certificate chain as PEM.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCertificateId`]; [`Error::CertificateNotFound`] when nothing is
+    /// stored under the id; [`Error::Io`] for other read failures.
     pub fn certificate_pem(&self, certificate_id: &str) -> Result<String, Error> {
         check_id(certificate_id)?;
         fs::read_to_string(self.dir.join(certificate_id).join(CERT_FILE)).map_err(|e| {
@@ -253,7 +318,14 @@ impl IdentityStore {
         })
     }
 
-    /// Load a stored identity.
+    /// Load a stored identity (what `connect` does with its certificate id). It is not
+    /// checked further: use [`IdentityStore::is_valid_certificate`] for the key match and
+    /// validity period.
+    ///
+    /// # Errors
+    /// As [`IdentityStore::certificate_pem`] (also [`Error::CertificateNotFound`] when
+    /// the key file is missing), plus [`Error::InvalidPem`] when a stored file no longer
+    /// parses.
     pub fn load(&self, certificate_id: &str) -> Result<Identity, Error> {
         let certs = parse_certs(self.certificate_pem(certificate_id)?.as_bytes())?;
         let key_pem =

@@ -227,7 +227,17 @@ impl UserPoolCredentialsProviderBuilder {
         self
     }
 
-    /// Build the provider. Nothing is sent yet; fails only when the CA file cannot be read.
+    /// Build the provider. Nothing is sent yet: sign-in errors come from
+    /// [`UserPoolCredentialsProvider::sign_in`], [`UserPoolCredentialsProvider::tokens`],
+    /// [`UserPoolCredentialsProvider::identity_id`] and `provide_credentials`. Without
+    /// [`region`](Self::region) the region is the user pool id's prefix (`us-east-1` of
+    /// `us-east-1_AbCdEf123`).
+    ///
+    /// # Errors
+    /// As [`CognitoCredentialsProviderBuilder::build`](crate::cognito::CognitoCredentialsProviderBuilder::build):
+    /// [`Error::Io`] or [`Error::InvalidPem`] for a [`ca_file`](Self::ca_file) that cannot
+    /// be read or holds no CA certificate; [`Error::Tls`] or [`Error::Credentials`] only
+    /// if TLS or the HTTP client cannot be set up at all.
     pub fn build(self) -> Result<UserPoolCredentialsProvider, Error> {
         let client = cognito::http_client(
             self.ca_file.as_deref(),
@@ -395,6 +405,24 @@ impl UserPoolCredentialsProvider {
     }
 
     /// Sign in now with the password (SRP), replacing any tokens held, and return them.
+    ///
+    /// # Errors
+    /// [`SignInError::Service`] with the [`CognitoError`] of `InitiateAuth` or
+    /// `RespondToAuthChallenge`: the service's answer (`NotAuthorizedException` for a
+    /// wrong password or an app client that does not allow SRP, `UserNotFoundException`,
+    /// `UserNotConfirmedException`, `PasswordResetRequiredException`, …),
+    /// `NetworkError` when no answer came, `InvalidResponse` for an answer without the
+    /// expected fields; [`SignInError::UnsupportedChallenge`] when Cognito asks for
+    /// another challenge than `PASSWORD_VERIFIER` (`NEW_PASSWORD_REQUIRED`, MFA, …);
+    /// [`SignInError::Srp`] when the challenge's SRP values are unusable.
+    /// The tokens held before are kept on error.
+    ///
+    /// ```no_run
+    /// # async fn f(p: pubsub::user_pool::UserPoolCredentialsProvider) -> Result<(), pubsub::user_pool::SignInError> {
+    /// let tokens = p.sign_in().await?;
+    /// println!("signed in until {:?}", tokens.expires);
+    /// # Ok(()) }
+    /// ```
     pub async fn sign_in(&self) -> Result<Tokens, SignInError> {
         let mut state = self.inner.state.lock().await;
         let tokens = self.inner.srp_sign_in(SystemTime::now()).await?;
@@ -403,6 +431,11 @@ impl UserPoolCredentialsProvider {
     }
 
     /// The user pool tokens: the held ones while fresh, else refreshed or signed in anew.
+    ///
+    /// # Errors
+    /// None while the held tokens are fresh. A refused refresh (e.g. a revoked or expired
+    /// refresh token) is not an error: it falls back to signing in with the password,
+    /// whose errors are [`UserPoolCredentialsProvider::sign_in`]'s.
     pub async fn tokens(&self) -> Result<Tokens, SignInError> {
         let mut state = self.inner.state.lock().await;
         self.inner.ensure_tokens(&mut state).await
@@ -410,6 +443,20 @@ impl UserPoolCredentialsProvider {
 
     /// The user's identity id in the identity pool (signing in first if needed); kept for
     /// the life of the provider. The id to attach IoT policies to.
+    ///
+    /// # Errors
+    /// Those of [`UserPoolCredentialsProvider::tokens`]; then, only while no identity id
+    /// is held, [`SignInError::Service`] with the [`CognitoError`] of `GetId` (the
+    /// identity pool's answer, e.g. `NotAuthorizedException` when the pool does not
+    /// accept this user pool as a provider, `ResourceNotFoundException` for an unknown
+    /// pool; or `NetworkError`, `InvalidResponse`).
+    ///
+    /// ```no_run
+    /// # async fn f(p: pubsub::user_pool::UserPoolCredentialsProvider) -> Result<(), pubsub::user_pool::SignInError> {
+    /// // aws iot attach-policy --policy-name <policy> --target <identity id>
+    /// println!("{}", p.identity_id().await?);
+    /// # Ok(()) }
+    /// ```
     pub async fn identity_id(&self) -> Result<String, SignInError> {
         let mut state = self.inner.state.lock().await;
         let tokens = self.inner.ensure_tokens(&mut state).await?;

@@ -155,11 +155,7 @@ async fn mosquitto_client(port: u16, client_id: &str) -> DataManager {
 /// Reconnect after about `base` (for tests that cause outages).
 fn fast_reconnect(base: Duration) -> MqttConfiguration {
     let mut m = MqttConfiguration::default();
-    m.backoff = BackoffConfig {
-        base,
-        max: base * 4,
-        ..BackoffConfig::default()
-    };
+    m.backoff = BackoffConfig::default().base(base).max(base * 4);
     m
 }
 

@@ -387,10 +387,7 @@ async fn mutual_tls_with_identity_from_store() {
 async fn reconnects_resubscribes_and_sends_offline_queue() {
     let mut broker = Mosquitto::start("allow_anonymous true");
     let mut mqtt = MqttConfiguration::default();
-    mqtt.backoff = BackoffConfig {
-        base: Duration::from_millis(200),
-        ..Default::default()
-    };
+    mqtt.backoff = BackoffConfig::default().base(Duration::from_millis(200));
     // QoS 0 is queued offline by default; this test checks the policy that refuses it.
     mqtt.offline_queue.queue_qos0 = false;
     let m = manager(broker.port, mqtt);

@@ -108,19 +108,27 @@ impl DataManager {
     /// `connect*`. Its subscriptions coexist with the app's own on the same topics, but
     /// [`DataManager::unsubscribe_topic`] on one of them removes the registration's too.
     ///
+    /// The reason for a `false` is logged (`tracing`, level `error`); the async
+    /// [`DataManager::shadow`] client returns it as a [`ShadowError`](super::ShadowError)
+    /// instead.
+    ///
     /// ```no_run
     /// use pubsub::shadow::{ShadowId, ShadowOperationStatus, ShadowOptions};
-    /// # fn f(iot: pubsub::DataManager) {
-    /// iot.register_with_shadow("lamp", ShadowOptions::default(), |name, op, status, token, payload| {
+    /// # fn f(iot: pubsub::DataManager) -> Result<(), &'static str> {
+    /// let registered = iot.register_with_shadow("lamp", ShadowOptions::default(), |name, op, status, token, payload| {
     ///     if status == ShadowOperationStatus::Delta {
     ///         println!("{name}: apply {}", String::from_utf8_lossy(payload));
     ///     }
     /// });
+    /// if !registered {
+    ///     return Err("not registered: not connected yet?");
+    /// }
     /// // Named shadows, which iOS cannot reach: the same calls with a ShadowId.
-    /// iot.register_with_shadow(ShadowId::named("lamp", "config"), ShadowOptions::default(),
-    ///     |_, _, _, _, _| {});
-    /// # }
+    /// assert!(iot.register_with_shadow(ShadowId::named("lamp", "config"), ShadowOptions::default(),
+    ///     |_, _, _, _, _| {}));
+    /// # Ok(()) }
     /// ```
+    #[must_use = "false means the shadow is not registered (not connected, invalid name, or subscribing failed) and its callback will never be called"]
     pub fn register_with_shadow(
         &self,
         shadow: impl IntoShadowId,
@@ -201,6 +209,7 @@ impl DataManager {
     /// assert!(iot.unregister_from_shadow("lamp"));
     /// # }
     /// ```
+    #[must_use = "false means the shadow was not registered"]
     pub fn unregister_from_shadow(&self, shadow: impl IntoShadowId) -> bool {
         let id = shadow.into_shadow_id();
         let Some(registered) = self.shadows().lock().registered.remove(&id) else {
@@ -229,9 +238,12 @@ impl DataManager {
     ///
     /// ```no_run
     /// # fn f(iot: pubsub::DataManager) {
-    /// let sent = iot.update_shadow("lamp", r#"{"state":{"reported":{"on":true}}}"#, Some("my-token-1"));
+    /// if !iot.update_shadow("lamp", r#"{"state":{"reported":{"on":true}}}"#, Some("my-token-1")) {
+    ///     eprintln!("not sent (see the log); the callback will not hear of it");
+    /// }
     /// # }
     /// ```
+    #[must_use = "false means the request was not sent and the callback will not hear of it (not registered or connected, an operation in flight, bad JSON)"]
     pub fn update_shadow(
         &self,
         shadow: impl IntoShadowId,
@@ -255,9 +267,12 @@ impl DataManager {
     ///
     /// ```no_run
     /// # fn f(iot: pubsub::DataManager) {
-    /// iot.get_shadow("lamp", None);
+    /// if !iot.get_shadow("lamp", None) {
+    ///     eprintln!("get not sent: not registered or connected, or an operation in flight");
+    /// }
     /// # }
     /// ```
+    #[must_use = "false means the request was not sent and the callback will not hear of it (not registered or connected, an operation in flight)"]
     pub fn get_shadow(&self, shadow: impl IntoShadowId, client_token: Option<&str>) -> bool {
         self.shadow_operation(
             shadow.into_shadow_id(),
@@ -273,9 +288,12 @@ impl DataManager {
     ///
     /// ```no_run
     /// # fn f(iot: pubsub::DataManager) {
-    /// iot.delete_shadow("lamp", None);
+    /// if !iot.delete_shadow("lamp", None) {
+    ///     eprintln!("delete not sent: not registered or connected, or an operation in flight");
+    /// }
     /// # }
     /// ```
+    #[must_use = "false means the request was not sent and the callback will not hear of it (not registered or connected, an operation in flight)"]
     pub fn delete_shadow(&self, shadow: impl IntoShadowId, client_token: Option<&str>) -> bool {
         self.shadow_operation(
             shadow.into_shadow_id(),

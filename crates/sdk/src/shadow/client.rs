@@ -114,6 +114,19 @@ impl ShadowClient {
     /// `state.delta`, `metadata`, `version`, `timestamp`, `clientToken`. A shadow that
     /// does not exist is `Rejected` with code 404.
     ///
+    /// # Errors
+    /// [`ShadowError::Rejected`] with the service's error document (e.g. code 404 when the
+    /// shadow does not exist); [`ShadowError::Timeout`] when the subscriptions,
+    /// the publish and the answer together take longer than [`ShadowClient::timeout`];
+    /// [`ShadowError::InvalidName`] when the thing or shadow name makes no valid topic;
+    /// [`ShadowError::Connection`] with [`Error::NotConnected`] before the first
+    /// `connect*` or when the request was neither sent nor queued, with
+    /// [`Error::Disconnected`] when `disconnect()` ends the wait, and with any error of
+    /// [`DataManager::subscribe_stream`] or [`DataManager::publish`] (e.g.
+    /// [`Error::SubscribeRefused`], [`Error::PublishRefused`] for a topic outside the
+    /// policy); [`ShadowError::MalformedAnswer`] when the answer on `…/rejected` is not an
+    /// error document.
+    ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
     /// let document = lamp.get().await?;
@@ -128,6 +141,21 @@ impl ShadowClient {
     /// with `"version"` for optimistic locking and `"clientToken"`) and return the
     /// accepted document (the fields sent, their metadata, the new version). A token is
     /// generated unless the request has one.
+    ///
+    /// # Errors
+    /// [`ShadowError::Rejected`] with the service's error document (e.g. code 404 when the
+    /// shadow does not exist, 409 when `version` is not the current one, 400 for a malformed request); [`ShadowError::Timeout`] when the subscriptions,
+    /// the publish and the answer together take longer than [`ShadowClient::timeout`];
+    /// [`ShadowError::InvalidName`] when the thing or shadow name makes no valid topic;
+    /// [`ShadowError::Connection`] with [`Error::NotConnected`] before the first
+    /// `connect*` or when the request was neither sent nor queued, with
+    /// [`Error::Disconnected`] when `disconnect()` ends the wait, and with any error of
+    /// [`DataManager::subscribe_stream`] or [`DataManager::publish`] (e.g.
+    /// [`Error::SubscribeRefused`], [`Error::PublishRefused`] for a topic outside the
+    /// policy); [`ShadowError::MalformedAnswer`] when the answer on `…/rejected` is not an
+    /// error document.
+    /// [`ShadowError::Document`] before anything is sent when `request` is not a JSON
+    /// object or its `clientToken` is not a string.
     ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
@@ -146,6 +174,19 @@ impl ShadowClient {
 
     /// Delete the shadow; returns `{"version": <deleted version>, "timestamp": …}`.
     ///
+    /// # Errors
+    /// [`ShadowError::Rejected`] with the service's error document (e.g. code 404 when the
+    /// shadow does not exist); [`ShadowError::Timeout`] when the subscriptions,
+    /// the publish and the answer together take longer than [`ShadowClient::timeout`];
+    /// [`ShadowError::InvalidName`] when the thing or shadow name makes no valid topic;
+    /// [`ShadowError::Connection`] with [`Error::NotConnected`] before the first
+    /// `connect*` or when the request was neither sent nor queued, with
+    /// [`Error::Disconnected`] when `disconnect()` ends the wait, and with any error of
+    /// [`DataManager::subscribe_stream`] or [`DataManager::publish`] (e.g.
+    /// [`Error::SubscribeRefused`], [`Error::PublishRefused`] for a topic outside the
+    /// policy); [`ShadowError::MalformedAnswer`] when the answer on `…/rejected` is not an
+    /// error document.
+    ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
     /// lamp.delete().await?;
@@ -157,6 +198,11 @@ impl ShadowClient {
 
     /// Update `state.desired` with `desired` serialized by serde (merged into the stored
     /// state; `None` fields serialized as `null` delete keys).
+    ///
+    /// # Errors
+    /// [`ShadowError::Document`] when `desired` does not serialize to JSON (a map whose
+    /// keys are neither strings nor numbers, a failing `Serialize` impl); otherwise as
+    /// [`ShadowClient::update`].
     ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
@@ -173,6 +219,9 @@ impl ShadowClient {
     }
 
     /// Update `state.reported` with `reported` serialized by serde.
+    ///
+    /// # Errors
+    /// As [`ShadowClient::update_desired`].
     ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
@@ -198,6 +247,11 @@ impl ShadowClient {
 
     /// [`ShadowClient::get`], with `desired` and `reported` deserialized into `D` and `R`.
     ///
+    /// # Errors
+    /// As [`ShadowClient::get`], plus [`ShadowError::Document`] when the document does
+    /// not deserialize into `D` and `R` (the shadow holds other fields or types than
+    /// expected; use `Option` fields for keys that may be missing).
+    ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
     /// #[derive(serde::Deserialize, Debug)]
@@ -216,6 +270,12 @@ impl ShadowClient {
     /// The shadow's `…/update/delta` messages from now on (`{"version", "timestamp",
     /// "state": <delta>, "metadata", "clientToken"?}`), once subscribed.
     ///
+    /// # Errors
+    /// [`ShadowError::InvalidName`] when the thing or shadow name makes no valid topic;
+    /// [`ShadowError::Connection`] with the error of [`DataManager::subscribe_stream`]
+    /// ([`Error::NotConnected`], [`Error::SubscribeRefused`], [`Error::Disconnected`], …).
+    /// Unlike requests, no [`ShadowClient::timeout`] applies.
+    ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
     /// let mut deltas = lamp.deltas().await?;
@@ -228,6 +288,12 @@ impl ShadowClient {
 
     /// The shadow's `…/update/documents` messages from now on (`{"previous",
     /// "current", "timestamp", "clientToken"?}`), once subscribed.
+    ///
+    /// # Errors
+    /// [`ShadowError::InvalidName`] when the thing or shadow name makes no valid topic;
+    /// [`ShadowError::Connection`] with the error of [`DataManager::subscribe_stream`]
+    /// ([`Error::NotConnected`], [`Error::SubscribeRefused`], [`Error::Disconnected`], …).
+    /// Unlike requests, no [`ShadowClient::timeout`] applies.
     ///
     /// ```no_run
     /// # async fn f(lamp: pubsub::shadow::ShadowClient) -> Result<(), pubsub::shadow::ShadowError> {
@@ -366,7 +432,12 @@ struct RawState<D, R> {
 }
 
 impl<D: DeserializeOwned, R: DeserializeOwned> ShadowDocument<D, R> {
-    /// Read a get/accepted document (see the type's example).
+    /// Read a get/accepted document (see the type's example). Missing `metadata`,
+    /// `version` and `timestamp` read as `Null` and 0.
+    ///
+    /// # Errors
+    /// The [`serde_json::Error`] when `document` is not an object, a field has the wrong
+    /// type, or `state.desired` / `state.reported` does not deserialize into `D` / `R`.
     pub fn from_json(document: Value) -> Result<ShadowDocument<D, R>, serde_json::Error> {
         let raw: RawDocument<D, R> = serde_json::from_value(document)?;
         let (desired, reported, delta) = match raw.state {

@@ -12,8 +12,8 @@
 //!
 //! ```no_run
 //! use pubsub::shadow::{ShadowOperation, ShadowOperationStatus, ShadowOptions};
-//! # fn f(iot: pubsub::DataManager) {
-//! iot.register_with_shadow(
+//! # fn f(iot: pubsub::DataManager) -> Result<(), &'static str> {
+//! let registered = iot.register_with_shadow(
 //!     "lamp",
 //!     ShadowOptions::default().versioning(true),
 //!     |name, operation, status, client_token, payload| {
@@ -21,8 +21,13 @@
 //!                  String::from_utf8_lossy(payload));
 //!     },
 //! );
-//! iot.update_shadow("lamp", r#"{"state":{"desired":{"on":true}}}"#, None);
-//! # }
+//! if !registered {
+//!     return Err("not registered (not connected, or a name the service refuses)");
+//! }
+//! if !iot.update_shadow("lamp", r#"{"state":{"desired":{"on":true}}}"#, None) {
+//!     return Err("update not sent");
+//! }
+//! # Ok(()) }
 //! ```
 //!
 //! **Async** ([`DataManager::shadow`] → [`ShadowClient`]): each call resolves with the
@@ -74,6 +79,7 @@ pub use client::{ShadowClient, ShadowDocument, ShadowStream};
 /// assert_eq!(describe(ShadowOperation::Get, ShadowOperationStatus::Timeout), "no answer");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ShadowOperation {
     /// `…/update`.
     Update,
@@ -99,7 +105,7 @@ impl From<::shadow::topic::Operation> for ShadowOperation {
 /// ```no_run
 /// use pubsub::shadow::{ShadowOperationStatus, ShadowOptions};
 /// # fn f(iot: pubsub::DataManager) {
-/// iot.register_with_shadow("lamp", ShadowOptions::default(), |name, op, status, token, payload| {
+/// let registered = iot.register_with_shadow("lamp", ShadowOptions::default(), |name, op, status, token, payload| {
 ///     match status {
 ///         ShadowOperationStatus::Rejected => eprintln!("{name}: {op:?} refused: {}",
 ///                                                      String::from_utf8_lossy(payload)),
@@ -107,6 +113,7 @@ impl From<::shadow::topic::Operation> for ShadowOperation {
 ///         _ => {}
 ///     }
 /// });
+/// assert!(registered);
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

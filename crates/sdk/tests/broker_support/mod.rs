@@ -182,10 +182,7 @@ pub fn no_reconnect() -> MqttConfiguration {
 /// Reconnect quickly (base `base`).
 pub fn fast_reconnect(base: Duration) -> MqttConfiguration {
     let mut m = MqttConfiguration::default();
-    m.backoff = BackoffConfig {
-        base,
-        ..BackoffConfig::default()
-    };
+    m.backoff = BackoffConfig::default().base(base);
     m
 }
 
