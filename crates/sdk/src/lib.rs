@@ -101,6 +101,7 @@ pub mod auth;
 pub mod backoff;
 pub mod cognito;
 pub mod config;
+pub mod data;
 mod dispatch;
 pub mod error;
 pub mod identity;
@@ -124,6 +125,7 @@ pub use config::{
     ClientRules, Endpoint, EnvironmentCredentialsProvider, LastWill, MqttConfiguration,
     OfflineQueuePolicy, Ports, ServiceConfiguration, WhenFull,
 };
+pub use data::{DataError, IotDataClient};
 pub use error::Error;
 pub use identity::IdentityStore;
 /// Why IoT Core's rules refuse a topic (the source of [`Error::InvalidTopic`]).
