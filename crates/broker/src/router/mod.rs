@@ -677,6 +677,7 @@ impl Router {
     }
 
     /// Retains a message without MQTT 5 metadata (see [`Router::retain_message`]).
+    #[cfg(test)]
     pub fn retain(&self, topic: &str, payload: Bytes, qos: QoS) -> u64 {
         self.retain_message(topic, payload, qos, None)
     }
