@@ -442,7 +442,11 @@ impl IotDataClient {
     pub async fn get_retained_message(&self, topic: &str) -> Result<RetainedMessage, DataError> {
         const OP: &str = "GetRetainedMessage";
         let answer = self
-            .send_json(Call::get(OP, topic_path("/retainedMessage/", topic), vec![]))
+            .send_json(Call::get(
+                OP,
+                topic_path("/retainedMessage/", topic),
+                vec![],
+            ))
             .await?;
         parse_retained_message(&answer).map_err(|message| invalid(OP, message))
     }
@@ -973,7 +977,11 @@ fn parse_named_shadows(answer: &Value) -> Result<NamedShadowsPage, String> {
         .and_then(Value::as_array)
         .ok_or("no results")?
         .iter()
-        .map(|name| name.as_str().map(str::to_owned).ok_or("a result is not a string"))
+        .map(|name| {
+            name.as_str()
+                .map(str::to_owned)
+                .ok_or("a result is not a string")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NamedShadowsPage {
         results,
@@ -1019,7 +1027,12 @@ mod tests {
             base_url("http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
-        for bad in ["wss://host/mqtt", "host:443", "https://host/prefix", "https://h/?a=b"] {
+        for bad in [
+            "wss://host/mqtt",
+            "host:443",
+            "https://host/prefix",
+            "https://h/?a=b",
+        ] {
             assert!(
                 matches!(base_url(bad), Err(DataError::InvalidEndpoint { .. })),
                 "{bad}"
@@ -1149,8 +1162,7 @@ mod tests {
         assert_eq!(last.next_token, None);
         assert!(parse_retained_page(&json!({})).is_err());
 
-        let names =
-            parse_named_shadows(&json!({"results": ["a", "b"], "timestamp": 9})).unwrap();
+        let names = parse_named_shadows(&json!({"results": ["a", "b"], "timestamp": 9})).unwrap();
         assert_eq!(
             names,
             NamedShadowsPage {
@@ -1172,8 +1184,16 @@ mod tests {
         let verify = |credentials: &Credentials, secret: &str, body: &[u8]| {
             let url = "https://h.example:8443/topics/a%2Fb%20c?qos=1&contentType=text%2Fplain";
             let extra = vec![("content-type", "application/octet-stream".to_owned())];
-            let signed = sign("POST", url, &extra, b"payload", "us-east-1", credentials, time)
-                .unwrap();
+            let signed = sign(
+                "POST",
+                url,
+                &extra,
+                b"payload",
+                "us-east-1",
+                credentials,
+                time,
+            )
+            .unwrap();
             let mut headers: Vec<(&str, &str)> = vec![("host", "h.example:8443")];
             headers.extend(extra.iter().chain(&signed).map(|(n, v)| (*n, v.as_str())));
             let request = SignedRequest {

@@ -92,18 +92,29 @@ async fn publish_reaches_mqtt_subscribers_with_its_properties() {
     let b = Broker::start("data-publish").await;
     let config = service(&b.setup, ports(&b.running), no_reconnect());
     let https = IotDataClient::from_config(&config).unwrap();
-    assert!(https.endpoint().starts_with("https://localhost:"), "{}", https.endpoint());
+    assert!(
+        https.endpoint().starts_with("https://localhost:"),
+        "{}",
+        https.endpoint()
+    );
 
     let m = b.subscriber("data-sub-311", ProtocolVersion::V311).await;
     let topic = "chat/room 1/grüße";
     let mut stream = within(m.subscribe_stream("chat/#", QoS::AtLeastOnce))
         .await
         .unwrap();
-    within(https.publish(topic, "hello over https", PublishRequest::new().qos(QoS::AtLeastOnce)))
-        .await
-        .unwrap();
+    within(https.publish(
+        topic,
+        "hello over https",
+        PublishRequest::new().qos(QoS::AtLeastOnce),
+    ))
+    .await
+    .unwrap();
     let got = within(stream.recv()).await.unwrap();
-    assert_eq!((got.topic.as_str(), &got.payload[..]), (topic, &b"hello over https"[..]));
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        (topic, &b"hello over https"[..])
+    );
     assert_eq!(got.qos, QoS::AtLeastOnce);
     m.disconnect_and_wait().await;
 
@@ -187,15 +198,24 @@ async fn retained_messages_get_and_list_with_paging() {
     let mut expected: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     expected.sort();
     assert_eq!(seen, expected);
-    let all = within(admin.list_retained_messages(None, None)).await.unwrap();
+    let all = within(admin.list_retained_messages(None, None))
+        .await
+        .unwrap();
     assert_eq!((all.retained_topics.len(), all.next_token), (4, None));
 
     let (status, error_type, message) =
         refusal(within(admin.get_retained_message("retained/none")).await);
-    assert_eq!((status, error_type.as_str()), (404, "ResourceNotFoundException"));
+    assert_eq!(
+        (status, error_type.as_str()),
+        (404, "ResourceNotFoundException")
+    );
     assert!(message.contains("retained/none"), "{message}");
-    let (status, error_type, _) = refusal(within(admin.list_retained_messages(None, Some(0))).await);
-    assert_eq!((status, error_type.as_str()), (400, "InvalidRequestException"));
+    let (status, error_type, _) =
+        refusal(within(admin.list_retained_messages(None, Some(0))).await);
+    assert_eq!(
+        (status, error_type.as_str()),
+        (400, "InvalidRequestException")
+    );
 }
 
 /// The `[[credentials]]` key's chat policy allows Publish on `chat/*` only: elsewhere,
@@ -218,11 +238,16 @@ async fn refusals_carry_status_and_exception_name() {
     let forged = b.client(ACCESS_KEY, "not-the-secret", None);
     let (status, error_type, message) =
         refusal(within(forged.publish("chat/ok", "x", PublishRequest::new())).await);
-    assert_eq!((status, error_type.as_str()), (403, "UnauthorizedException"));
+    assert_eq!(
+        (status, error_type.as_str()),
+        (403, "UnauthorizedException")
+    );
     assert!(message.contains("signature"), "{message}");
     let (status, error_type, _) = refusal(within(forged.get_thing_shadow("lamp", None)).await);
-    assert_eq!((status, error_type.as_str()), (401, "UnauthorizedException"));
-
+    assert_eq!(
+        (status, error_type.as_str()),
+        (401, "UnauthorizedException")
+    );
 
     // Nothing listens there: a transport error, its cause kept.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -249,7 +274,10 @@ async fn shadow_round_trip() {
     let b = Broker::start("data-shadow").await;
     let admin = b.admin();
     let (status, error_type, _) = refusal(within(admin.get_thing_shadow("lamp", None)).await);
-    assert_eq!((status, error_type.as_str()), (404, "ResourceNotFoundException"));
+    assert_eq!(
+        (status, error_type.as_str()),
+        (404, "ResourceNotFoundException")
+    );
 
     let accepted = within(admin.update_thing_shadow(
         "lamp",
@@ -308,9 +336,14 @@ async fn shadow_round_trip() {
         .await
         .unwrap();
     assert!(deleted["version"].is_u64(), "{deleted}");
-    within(admin.delete_thing_shadow("lamp", None)).await.unwrap();
+    within(admin.delete_thing_shadow("lamp", None))
+        .await
+        .unwrap();
     let (status, error_type, _) = refusal(within(admin.get_thing_shadow("lamp", None)).await);
-    assert_eq!((status, error_type.as_str()), (404, "ResourceNotFoundException"));
+    assert_eq!(
+        (status, error_type.as_str()),
+        (404, "ResourceNotFoundException")
+    );
     let (status, _, _) = refusal(within(admin.delete_thing_shadow("lamp", Some("cfg-a"))).await);
     assert_eq!(status, 404);
     let left = within(admin.list_named_shadows_for_thing("lamp", None, None))
@@ -342,12 +375,17 @@ async fn cognito_credentials_sign_with_their_session_token() {
             method: "POST",
             path: "/",
             query: "",
-            headers: &[("x-amz-target", "AWSCognitoIdentityService.ListIdentityPools")],
+            headers: &[(
+                "x-amz-target",
+                "AWSCognitoIdentityService.ListIdentityPools",
+            )],
             body: br#"{"MaxResults": 10}"#,
         })
         .await;
     let pools: serde_json::Value = serde_json::from_str(&pools.body).unwrap();
-    let pool = pools["IdentityPools"][0]["IdentityPoolId"].as_str().unwrap();
+    let pool = pools["IdentityPools"][0]["IdentityPoolId"]
+        .as_str()
+        .unwrap();
     let provider = CognitoCredentialsProvider::builder(pool, "us-east-1")
         .endpoint(format!("{http}/"))
         .build()
@@ -370,7 +408,10 @@ async fn cognito_credentials_sign_with_their_session_token() {
     for client in [no_token, wrong_token] {
         let (status, error_type, message) =
             refusal(within(client.publish("chat/guest", "x", PublishRequest::new())).await);
-        assert_eq!((status, error_type.as_str()), (403, "UnauthorizedException"));
+        assert_eq!(
+            (status, error_type.as_str()),
+            (403, "UnauthorizedException")
+        );
         assert!(message.contains("session token"), "{message}");
     }
     let again = b.client(key, secret, Some(&token));

@@ -1,6 +1,7 @@
 //! The README's SDK code is compiled: every block between `// README: <name>` and
-//! `// README: end` in `examples/shadow.rs` (the "SDK shadow API" examples, also run
-//! against a broker by hand) and in this file (the "The SDK", "MQTT 5 in the SDK and the
+//! `// README: end` in `examples/shadow.rs` (the "SDK shadow API" examples) and
+//! `examples/iot_data.rs` ("iot-data over HTTPS"), both also run against a broker by
+//! hand, and in this file (the "The SDK", "MQTT 5 in the SDK and the
 //! CLI" and "SDK: signing a user in" snippets, in the functions below) must appear
 //! verbatim in the README, less the block's common indentation. The functions are only
 //! compiled: they need AWS or a broker with certificates to run.
@@ -170,7 +171,11 @@ fn dedent(lines: &[&str]) -> String {
 fn readme_shows_the_compiled_sdk_code_verbatim() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("../../README.md")).unwrap();
-    for (file, count) in [("examples/shadow.rs", 2), ("tests/readme.rs", 4)] {
+    for (file, count) in [
+        ("examples/shadow.rs", 2),
+        ("examples/iot_data.rs", 1),
+        ("tests/readme.rs", 4),
+    ] {
         let source = std::fs::read_to_string(root.join(file)).unwrap();
         let blocks = blocks(&source);
         assert_eq!(blocks.len(), count, "README blocks in {file}");

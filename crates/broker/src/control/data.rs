@@ -219,9 +219,7 @@ fn publish_properties(
     if let Some(users) = header("x-amz-mqtt5-user-properties") {
         let json = base64("user properties", users)?;
         let list: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&json)
-            .map_err(|error| {
-                format!("user properties are not a JSON array of objects: {error}")
-            })?;
+            .map_err(|error| format!("user properties are not a JSON array of objects: {error}"))?;
         for object in list {
             for (key, value) in object {
                 let value = match value {
@@ -333,7 +331,12 @@ mod tests {
             list_page(&format!("maxResults=2&nextToken={token}")),
             Ok((2, Some("a/b".into())))
         );
-        for bad in ["maxResults=0", "maxResults=201", "maxResults=x", "nextToken=%21"] {
+        for bad in [
+            "maxResults=0",
+            "maxResults=201",
+            "maxResults=x",
+            "nextToken=%21",
+        ] {
             assert!(list_page(bad).is_err(), "{bad}");
         }
     }
