@@ -218,8 +218,17 @@ fn publish_properties(
     }
     if let Some(users) = header("x-amz-mqtt5-user-properties") {
         let json = base64("user properties", users)?;
-        let list: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&json)
-            .map_err(|error| format!("user properties are not a JSON array of objects: {error}"))?;
+        let not_a_list = |error: serde_json::Error| {
+            format!("user properties are not a JSON array of objects: {error}")
+        };
+        // botocore JSON-encodes this header's value before base64, so boto3's documented
+        // form (a JSON string) arrives as a JSON string holding the array: read through it.
+        let list: Vec<serde_json::Map<String, Value>> =
+            match serde_json::from_slice::<Value>(&json).map_err(not_a_list)? {
+                Value::String(inner) => serde_json::from_str(&inner),
+                other => serde_json::from_value(other),
+            }
+            .map_err(not_a_list)?;
         for object in list {
             for (key, value) in object {
                 let value = match value {
@@ -277,6 +286,15 @@ mod tests {
     fn publish_properties_from_queries_and_headers() {
         assert_eq!(publish_properties("qos=1&retain=true", &[]), Ok(None));
         let users = BASE64.encode(r#"[{"a":"1"},{"a":"2"},{"n":3}]"#);
+        // As boto3 sends a string: JSON-encoded once more.
+        let boto3 = BASE64.encode(r#""[{\"a\": \"1\"}]""#);
+        assert_eq!(
+            publish_properties("", &[("x-amz-mqtt5-user-properties", &boto3)])
+                .unwrap()
+                .unwrap()
+                .user_properties,
+            vec![("a".to_owned(), "1".to_owned())]
+        );
         let correlation = BASE64.encode("id-7");
         let headers = [
             ("X-Amz-Mqtt5-User-Properties", users.as_str()),
