@@ -29,7 +29,7 @@
 //! let iot = IotDataClient::new(
 //!     "https://xxxx-ats.iot.us-east-1.amazonaws.com",
 //!     "us-east-1",
-//!     Credentials::from_keys("AKIA…", "secret", None),
+//!     Credentials::new("AKIA…", "secret", None, None, "example"),
 //! )?;
 //! iot.publish("sensors/1", "21.5", PublishRequest::new().qos(QoS::AtLeastOnce).retain(true))
 //!     .await?;
