@@ -12,7 +12,7 @@ use broker_support::*;
 use pubsub::auth::{presign_websocket_url, PRESIGN_EXPIRES, SIGV4_SERVICE};
 use pubsub::{
     Credentials, CustomAuth, CustomAuthTransport, DataManager, MqttConnectOptions, PublishOutcome,
-    QoS, Status, StatusEvent,
+    QoS, Reason, ReasonCode, Status, StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -250,7 +250,11 @@ async fn refused_connections_are_connection_refused() {
         |_| {},
     )
     .unwrap();
-    refused(&m).await;
+    let ended = refused(&m).await;
+    assert!(
+        matches!(ended.reason, Some(Reason::Refused { code, .. }) if code == ReasonCode::NOT_AUTHORIZED),
+        "the CONNACK's code (3.1.1 return code 5): {ended:?}"
+    );
 
     // Authorizer says no over WebSocket.
     let m = DataManager::new(cfg.clone());
@@ -261,7 +265,17 @@ async fn refused_connections_are_connection_refused() {
         |_| {},
     )
     .unwrap();
-    refused(&m).await;
+    let ended = refused(&m).await;
+    assert!(
+        matches!(
+            ended.reason,
+            Some(Reason::HttpStatus {
+                status: 401 | 403,
+                ..
+            })
+        ),
+        "the upgrade's HTTP status, read from the response: {ended:?}"
+    );
 
     // Wrong SigV4 secret.
     let m = DataManager::new(
@@ -270,7 +284,17 @@ async fn refused_connections_are_connection_refused() {
     );
     m.connect_using_websocket("sigv4-bad", true, |_| {})
         .unwrap();
-    refused(&m).await;
+    let ended = refused(&m).await;
+    assert!(
+        matches!(
+            ended.reason,
+            Some(Reason::HttpStatus {
+                status: 401 | 403,
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
 
     running.shutdown().await;
 }

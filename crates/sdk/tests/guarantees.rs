@@ -19,7 +19,7 @@ use common::Mosquitto;
 use pubsub::backoff::BackoffConfig;
 use pubsub::{
     ClientRules, DataManager, Endpoint, Error, Message, MessageStream, MqttConfiguration,
-    MqttConnectOptions, PublishOutcome, QoS, ServiceConfiguration, Status, StatusEvent,
+    MqttConnectOptions, PublishOutcome, QoS, Reason, ServiceConfiguration, Status, StatusEvent,
 };
 use tokio::time::timeout;
 
@@ -801,4 +801,34 @@ async fn d10_invalid_topic_is_an_error_not_a_dropped_connection() {
     disconnect(&cert).await;
     disconnect(&plain).await;
     running.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A dead link (no PINGRESP) is a ConnectionError that says so, not a ProtocolError.
+
+#[tokio::test]
+async fn a_dead_link_is_a_connection_error_with_its_reason() {
+    let peer = Peer::bind().await;
+    let mut cfg = MqttConfiguration::default();
+    cfg.keep_alive = Duration::from_secs(1);
+    cfg.ping_timeout = Duration::from_secs(1);
+    cfg.auto_reconnect = false;
+    let m = manager(peer.port(), cfg);
+    connect_mqtt(&m, "dead-link", true, |_| {}).unwrap();
+    let mut conn = peer.accept().await;
+    conn.handshake(false).await;
+    connected(&m).await;
+    // From here the peer reads nothing: the SDK's PINGREQ goes unanswered.
+    let mut status = m.status();
+    let ended = timeout(T, status.wait_for(|s| s.status != Status::Connected))
+        .await
+        .expect("a dead link was not noticed within 5 s (keep-alive 1 s + ping timeout 1 s)")
+        .unwrap()
+        .clone();
+    assert_eq!(ended.status, Status::ConnectionError, "{ended}");
+    assert!(
+        matches!(ended.reason, Some(Reason::KeepAliveTimeout(_))),
+        "{ended:?}"
+    );
+    drop(conn);
 }

@@ -204,12 +204,13 @@ pub async fn wait_status(m: &DataManager, want: pubsub::Status) {
 
 /// Wait for the connection attempt to end refused (CONNACK failure code, or HTTP
 /// 401/403 on the WebSocket upgrade).
-pub async fn refused(m: &DataManager) {
+pub async fn refused(m: &DataManager) -> pubsub::StatusEvent {
     let ended = tokio::time::timeout(T, m.wait_for_connection())
         .await
         .expect("connect timed out")
         .expect_err("connected");
     assert_eq!(ended.status, pubsub::Status::ConnectionRefused, "{ended}");
+    ended
 }
 
 /// The authorizer function: the Lambda event JSON in, the Lambda response JSON out;
