@@ -572,12 +572,7 @@ pub(crate) fn http_client(
     connect_timeout: Duration,
 ) -> Result<reqwest::Client, Error> {
     let tls = crate::tls::client_config(ca_file, None, &[])?;
-    reqwest::Client::builder()
-        .use_preconfigured_tls((*tls).clone())
-        .timeout(timeout)
-        .connect_timeout(connect_timeout.min(timeout))
-        .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
-        .build()
+    crate::tls::http_client(&tls, timeout, connect_timeout)
         .map_err(|e| Error::Credentials(Box::new(e)))
 }
 

@@ -308,12 +308,7 @@ impl IotDataClientBuilder {
         let base = base_url(&self.endpoint)?;
         let tls = crate::tls::client_config(self.ca_file.as_deref(), None, &[])
             .map_err(|e| DataError::Client(Box::new(e)))?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout.min(self.timeout))
-            .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::tls::http_client(&tls, self.timeout, self.connect_timeout)
             .map_err(|e| DataError::Client(Box::new(e)))?;
         let credentials = self.credentials.unwrap_or_else(|| {
             SharedCredentialsProvider::new(crate::config::EnvironmentCredentialsProvider)
@@ -832,7 +827,7 @@ pub(crate) fn service_error(
         .filter(|t| !t.is_empty())
         .or_else(|| field("__type").map(|t| short(&t)).filter(|t| !t.is_empty()))
         .or_else(|| field("code").map(|t| short(&t)).filter(|t| !t.is_empty()))
-        .unwrap_or_else(|| exception_for_status(status).to_owned());
+        .unwrap_or_else(|| shadow::exception_name_for_status(status).to_owned());
     let message = field("message")
         .or_else(|| field("Message"))
         .unwrap_or_else(|| {
@@ -847,24 +842,6 @@ pub(crate) fn service_error(
         status,
         error_type,
         message,
-    }
-}
-
-/// The iot-data exception a status stands for when the answer names none (botocore's
-/// model: each exception has one status).
-fn exception_for_status(status: u16) -> &'static str {
-    match status {
-        400 => "InvalidRequestException",
-        401 => "UnauthorizedException",
-        403 => "ForbiddenException",
-        404 => "ResourceNotFoundException",
-        405 => "MethodNotAllowedException",
-        409 => "ConflictException",
-        413 => "RequestEntityTooLargeException",
-        415 => "UnsupportedDocumentEncodingException",
-        429 => "ThrottlingException",
-        503 => "ServiceUnavailableException",
-        _ => "InternalFailureException",
     }
 }
 

@@ -47,3 +47,18 @@ pub(crate) fn client_config(
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
 }
+
+/// The SDK's HTTP client (Cognito, iot-data): `tls`'s roots, the time limits (the connect
+/// limit at most the request's), the SDK's user agent.
+pub(crate) fn http_client(
+    tls: &ClientConfig,
+    timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .timeout(timeout)
+        .connect_timeout(connect_timeout.min(timeout))
+        .user_agent(concat!("PubSubRust/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

@@ -272,19 +272,25 @@ impl Rejection {
     /// (415), `ThrottlingException` (429), `ServiceUnavailableException` (503),
     /// `InternalFailureException` (500 and anything else).
     pub fn exception_name(&self) -> &'static str {
-        match self.code {
-            400 => "InvalidRequestException",
-            401 => "UnauthorizedException",
-            403 => "ForbiddenException",
-            404 => "ResourceNotFoundException",
-            405 => "MethodNotAllowedException",
-            409 => "ConflictException",
-            413 => "RequestEntityTooLargeException",
-            415 => "UnsupportedDocumentEncodingException",
-            429 => "ThrottlingException",
-            503 => "ServiceUnavailableException",
-            _ => "InternalFailureException",
-        }
+        exception_name_for_status(self.code)
+    }
+}
+
+/// The iot-data exception (botocore's model) an HTTP status stands for: each exception
+/// has one status, so a client that got no `x-amzn-ErrorType` can still name it.
+pub fn exception_name_for_status(code: u16) -> &'static str {
+    match code {
+        400 => "InvalidRequestException",
+        401 => "UnauthorizedException",
+        403 => "ForbiddenException",
+        404 => "ResourceNotFoundException",
+        405 => "MethodNotAllowedException",
+        409 => "ConflictException",
+        413 => "RequestEntityTooLargeException",
+        415 => "UnsupportedDocumentEncodingException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalFailureException",
     }
 }
 

@@ -13,5 +13,5 @@
 pub mod document;
 pub mod topic;
 
-pub use document::{Answers, Limits, Rejection, Shadow};
+pub use document::{exception_name_for_status, Answers, Limits, Rejection, Shadow};
 pub use topic::{Operation, Response, ShadowId, ShadowTopic};
