@@ -299,6 +299,40 @@ async fn refused_connections_are_connection_refused() {
     running.shutdown().await;
 }
 
+/// A client certificate the broker does not know: the TLS handshake is refused, and the
+/// status says so with rustls's error (the received alert), not with text to parse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_certificate_ends_with_a_tls_reason() {
+    let (setup, running, p) = start().await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["stranger".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let id = setup
+        .identities
+        .import_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .unwrap();
+    let m = DataManager::new(service(&setup, p, no_reconnect()));
+    m.connect("stranger", true, &id, |_| {}).unwrap();
+    let ended = timeout(T, m.wait_for_connection())
+        .await
+        .expect("connect timed out")
+        .expect_err("a certificate the broker never saw connected");
+    assert_eq!(ended.status, Status::ConnectionError, "{ended}");
+    // The broker refuses the chain with TLS 1.3's access_denied alert, which rustls
+    // reports on the client's first read.
+    match &ended.reason {
+        Some(Reason::Tls(e)) => assert_eq!(
+            **e,
+            rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied),
+            "{ended}"
+        ),
+        other => panic!("want the TLS alert, got {other:?}"),
+    }
+    running.shutdown().await;
+}
+
 /// Make our broker close the connection (as IoT Core does on MQTT 3.1.1): a QoS 0
 /// publish outside the chat policy.
 async fn provoke_close(m: &DataManager) {
