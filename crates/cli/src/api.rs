@@ -5,8 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use serde_json::Value;
 
 pub struct ApiClient {
@@ -132,37 +130,23 @@ impl ApiClient {
         if !body.is_empty() && !typed {
             all_headers.push(("content-type", "application/json"));
         }
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .context("SigV4 parameters")?
-            .into();
-        let signable = SignableRequest::new(
+        let signed_headers = iot::sigv4::sign_headers(
             method,
-            url.as_str(),
-            all_headers.iter().copied(),
-            SignableBody::Bytes(body),
+            &url,
+            &all_headers,
+            body,
+            &self.region,
+            service,
+            &self.credentials,
+            SystemTime::now(),
         )
-        .context("SigV4 request")?;
-        let (instructions, _) = sign(signable, &params)
-            .context("SigV4 signing")?
-            .into_parts();
-        let (signed_headers, _) = instructions.into_parts();
+        .map_err(|e| anyhow::anyhow!("SigV4 signing: {e}"))?;
         let mut out: Vec<(String, String)> = all_headers
             .iter()
             .filter(|(name, _)| *name != "host")
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect();
-        out.extend(
-            signed_headers
-                .iter()
-                .map(|header| (header.name().to_owned(), header.value().to_owned())),
-        );
+        out.extend(signed_headers);
         Ok(Signed { url, headers: out })
     }
 }

@@ -303,6 +303,53 @@ pub fn verify(
     )
 }
 
+/// Signs an HTTP API request with SigV4 in its headers, as boto3 and the AWS CLI do: the
+/// headers to add (`authorization`, `x-amz-date`, and `x-amz-security-token` when the
+/// credentials carry a session token), computed by the `aws-sigv4` crate. `headers` are
+/// signed as given and must include `host` (exactly what the HTTP client will send);
+/// `url` carries the path and query as they go on the wire. `Err` is the signer's message.
+/// One signer for the SDK's iot-data client and the CLI's API client.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    region: &str,
+    service: &str,
+    credentials: &aws_credential_types::Credentials,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let (signed, _query) = instructions.into_parts();
+    Ok(signed
+        .into_iter()
+        .map(|header| (header.name().to_owned(), header.value().to_owned()))
+        .collect())
+}
+
 /// Presigns `{scheme}://{authority}/mqtt` with SigV4 for AWS IoT (query-string signing):
 /// what the SDK dials (`wss`) and what the broker's console hands its page (`ws` or `wss`).
 ///

@@ -594,8 +594,11 @@ impl IotDataClient {
         )
         .map_err(|message| DataError::Signing { operation, message })?;
         let mut request = self.http.request(call.method, &url).body(call.body);
-        for (name, value) in call.headers.iter().chain(&signed) {
+        for (name, value) in &call.headers {
             request = request.header(*name, value);
+        }
+        for (name, value) in &signed {
+            request = request.header(name, value);
         }
         tracing::debug!(operation, %url, "iot-data request");
         let response = request
@@ -754,9 +757,9 @@ fn publish_parameters(
     (query, headers)
 }
 
-/// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token` when the
-/// credentials carry a session token) of a request, signed by the `aws-sigv4` crate for
-/// [`SIGNING_NAME`] with `host` and `headers` signed. `Err` is the signer's message.
+/// The SigV4 headers of a request ([`iot::sigv4::sign_headers`], for [`SIGNING_NAME`]),
+/// with `host` — what hyper sends: the port only when it is not the scheme's default — and
+/// `headers` signed.
 fn sign(
     method: &str,
     url: &str,
@@ -765,39 +768,26 @@ fn sign(
     region: &str,
     credentials: &Credentials,
     time: SystemTime,
-) -> Result<Vec<(&'static str, String)>, String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-
+) -> Result<Vec<(String, String)>, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
     let host = parsed.host_str().ok_or("no host")?;
-    // What hyper sends as Host: the port only when it is not the scheme's default.
     let authority = match parsed.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(SIGNING_NAME)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let signed_headers = std::iter::once(("host", authority.as_str()))
-        .chain(headers.iter().map(|(name, value)| (*name, value.as_str())));
-    let signable = SignableRequest::new(method, url, signed_headers, SignableBody::Bytes(body))
-        .map_err(|e| e.to_string())?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    let (new_headers, _query) = instructions.into_parts();
-    Ok(new_headers
-        .into_iter()
-        .map(|header| (header.name(), header.value().to_owned()))
-        .collect())
+    let signed: Vec<(&str, &str)> = std::iter::once(("host", authority.as_str()))
+        .chain(headers.iter().map(|(name, value)| (*name, value.as_str())))
+        .collect();
+    iot::sigv4::sign_headers(
+        method,
+        url,
+        &signed,
+        body,
+        region,
+        SIGNING_NAME,
+        credentials,
+        time,
+    )
 }
 
 /// The refusal of an answer with a non-2xx `status`: exception name from
@@ -1172,7 +1162,8 @@ mod tests {
             )
             .unwrap();
             let mut headers: Vec<(&str, &str)> = vec![("host", "h.example:8443")];
-            headers.extend(extra.iter().chain(&signed).map(|(n, v)| (*n, v.as_str())));
+            headers.extend(extra.iter().map(|(n, v)| (*n, v.as_str())));
+            headers.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             let request = SignedRequest {
                 method: "POST",
                 path: "/topics/a%2Fb%20c",
