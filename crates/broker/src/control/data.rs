@@ -17,8 +17,8 @@ use crate::message::MessageMeta;
 use super::*;
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-/// ListRetainedMessages' `maxResults` range (IoT Core's), and its value when none is given.
-const MAX_RESULTS: std::ops::RangeInclusive<usize> = 1..=200;
+/// ListRetainedMessages' largest `maxResults` (IoT Core's), and its value when none is given.
+const MAX_RESULTS: usize = 200;
 
 /// Whether the operation at `path` may be signed by a key other than the admin's (its
 /// handler then authorizes the caller).
@@ -116,20 +116,20 @@ pub(super) async fn route(
         }
         ("GET", ["retainedMessage"]) => {
             let (max_results, after) = list_page(query).map_err(ApiError::invalid)?;
-            let retained = broker.data_plane()?.retained_messages();
             // Sorted by topic: a page starts after the last topic of the previous one.
-            let rest: Vec<_> = retained
+            let (page, next) = page_after(
+                broker.data_plane()?.retained_messages(),
+                |m| &m.topic,
+                after.as_deref(),
+                max_results,
+            );
+            let topics: Vec<Value> = page
                 .iter()
-                .filter(|m| after.as_deref().is_none_or(|after| &*m.topic > after))
-                .collect();
-            let topics: Vec<Value> = rest
-                .iter()
-                .take(max_results)
                 .map(|m| json!({"topic": &*m.topic, "payloadSize": m.payload.len(), "qos": m.qos as u8, "lastModifiedTime": unix_millis()}))
                 .collect();
             let mut answer = json!({ "retainedTopics": topics });
-            if rest.len() > max_results {
-                answer["nextToken"] = BASE64.encode(&*rest[max_results - 1].topic).into();
+            if let Some(last) = next {
+                answer["nextToken"] = BASE64.encode(last).into();
             }
             Ok(answer)
         }
@@ -190,7 +190,7 @@ fn publish_properties(
     };
     if let Some(topic) = &properties.response_topic {
         // MQTT 5 §3.3.2.3.5: a topic name, so no wildcards.
-        if topic.is_empty() || topic.contains(['+', '#']) {
+        if !mqtt::is_valid_topic_name(topic) {
             return Err(format!(
                 "responseTopic {topic:?} must be a topic name without wildcards"
             ));
@@ -251,20 +251,7 @@ fn user_properties_json(users: &[(String, String)]) -> String {
 /// ListRetainedMessages' page: `maxResults` (default and most 200), and the topic after
 /// which it starts (`nextToken`, the base64 of the previous page's last topic). Pure.
 fn list_page(query: &str) -> Result<(usize, Option<String>), String> {
-    let max_results = match query_param(query, "maxResults") {
-        None => *MAX_RESULTS.end(),
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|n| MAX_RESULTS.contains(n))
-            .ok_or_else(|| {
-                format!(
-                    "maxResults must be an integer from {} to {}, got {text:?}",
-                    MAX_RESULTS.start(),
-                    MAX_RESULTS.end()
-                )
-            })?,
-    };
+    let max_results = max_results(query, MAX_RESULTS, MAX_RESULTS)?;
     let after = match query_param(query, "nextToken").filter(|token| !token.is_empty()) {
         None => None,
         Some(token) => Some(

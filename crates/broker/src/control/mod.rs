@@ -710,6 +710,41 @@ pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A list request's `maxResults`: `default` when absent, else an integer from 1 to `max`;
+/// `Err` is the 400's message.
+pub(super) fn max_results(query: &str, default: usize, max: usize) -> Result<usize, String> {
+    match query_param(query, "maxResults") {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("maxResults {text:?}: must be 1 to {max}")),
+    }
+}
+
+/// One page of `items` (sorted by `key`): those after `after`, at most `max`. The next
+/// page's token is the key of the last item given, so a page is stable while items are
+/// added or deleted between requests.
+pub(super) fn page_after<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    after: Option<&str>,
+    max: usize,
+) -> (Vec<T>, Option<String>) {
+    if let Some(after) = after {
+        items.retain(|item| key(item) > after);
+    }
+    let more = items.len() > max;
+    items.truncate(max);
+    let next = if more {
+        items.last().map(|item| key(item).to_owned())
+    } else {
+        None
+    };
+    (items, next)
+}
+
 pub(super) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));

@@ -227,35 +227,16 @@ fn thing_summary(broker: &Plane<'_>, record: &ThingRecord) -> Value {
     summary
 }
 
-/// One page of `items` (sorted by `key`): those after the request's `nextToken`, at most
-/// `maxResults`. The next page's token is the key of the last item given, so a page is
-/// stable while things are added or deleted between requests.
+/// One page of `items` (sorted by `key`): [`page_after`] the request's `nextToken`, at
+/// most its `maxResults`.
 fn page<T>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     key: impl Fn(&T) -> &str,
     query: &str,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let max = match query_param(query, "maxResults") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(format!("maxResults {text:?}: must be 1 to {MAX_PAGE_SIZE}"))
-            })?,
-    };
-    if let Some(token) = query_param(query, "nextToken").filter(|token| !token.is_empty()) {
-        items.retain(|item| key(item) > token.as_str());
-    }
-    let more = items.len() > max;
-    items.truncate(max);
-    let next = if more {
-        items.last().map(|item| key(item).to_owned())
-    } else {
-        None
-    };
-    Ok((items, next))
+    let max = max_results(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE).map_err(ApiError::invalid)?;
+    let after = query_param(query, "nextToken").filter(|token| !token.is_empty());
+    Ok(page_after(items, key, after.as_deref(), max))
 }
 
 fn with_next(mut answer: Value, next: Option<String>) -> Value {
