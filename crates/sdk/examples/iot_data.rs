@@ -10,8 +10,8 @@
 //! cargo run -p pubsub --example iot_data -- [endpoint-url] [region]
 //! ```
 
-use pubsub::data::{DataError, IotDataClient, PublishRequest};
-use pubsub::{EnvironmentCredentialsProvider, PublishProperties, QoS};
+use pubsub::data::{DataError, IotDataClient};
+use pubsub::{EnvironmentCredentialsProvider, PublishOptions, PublishProperties, QoS};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,11 +30,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 // README: iot-data
 async fn run(iot: &IotDataClient) -> Result<(), DataError> {
     // POST /topics/sensors%2F1%2Ftemp?qos=1&retain=true (MQTT 5 properties ride along).
-    let request = PublishRequest::new()
-        .qos(QoS::AtLeastOnce)
+    let options = PublishOptions::new()
         .retain(true)
         .properties(PublishProperties::new().user_property("unit", "celsius"));
-    iot.publish("sensors/1/temp", "21.5", request).await?;
+    iot.publish("sensors/1/temp", "21.5", QoS::AtLeastOnce, options)
+        .await?;
 
     let retained = iot.get_retained_message("sensors/1/temp").await?;
     println!(

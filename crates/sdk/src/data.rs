@@ -22,8 +22,8 @@
 //! (`x-amzn-ErrorType`, e.g. `ResourceNotFoundException`) and the message of the body.
 //!
 //! ```no_run
-//! use pubsub::data::{IotDataClient, PublishRequest};
-//! use pubsub::{Credentials, QoS};
+//! use pubsub::data::IotDataClient;
+//! use pubsub::{Credentials, PublishOptions, QoS};
 //!
 //! # async fn f() -> Result<(), pubsub::data::DataError> {
 //! let iot = IotDataClient::new(
@@ -31,7 +31,7 @@
 //!     "us-east-1",
 //!     Credentials::new("AKIA…", "secret", None, None, "example"),
 //! )?;
-//! iot.publish("sensors/1", "21.5", PublishRequest::new().qos(QoS::AtLeastOnce).retain(true))
+//! iot.publish("sensors/1", "21.5", QoS::AtLeastOnce, PublishOptions::new().retain(true))
 //!     .await?;
 //! let retained = iot.get_retained_message("sensors/1").await?;
 //! assert_eq!(&retained.payload[..], b"21.5");
@@ -52,7 +52,7 @@ use serde_json::{json, Value};
 
 use crate::auth::percent_encode;
 use crate::config::ServiceConfiguration;
-use crate::mqtt5::{PayloadFormat, PublishProperties};
+use crate::mqtt5::{PayloadFormat, PublishOptions};
 use crate::QoS;
 
 /// The SigV4 service name of the iot-data plane (botocore's `signingName`).
@@ -151,49 +151,6 @@ impl DataError {
             DataError::Service { message, .. } => Some(message),
             _ => None,
         }
-    }
-}
-
-/// Options of [`IotDataClient::publish`]: what IoT Core's Publish API takes besides the
-/// topic and payload. MQTT 5 subscribers receive the properties; IoT Core keeps the user
-/// properties of a retained message too.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PublishRequest {
-    /// QoS (query `qos`; default 0).
-    pub qos: QoS,
-    /// Retain the message (query `retain=true`; needs `iot:RetainPublish` too).
-    pub retain: bool,
-    /// MQTT 5 properties: user properties (header `x-amz-mqtt5-user-properties`, base64
-    /// of a JSON array of one-pair objects), payload format (header
-    /// `x-amz-mqtt5-payload-format-indicator`), correlation data (header
-    /// `x-amz-mqtt5-correlation-data`, base64), content type, response topic and message
-    /// expiry (queries `contentType`, `responseTopic`, `messageExpiry`).
-    pub properties: PublishProperties,
-}
-
-impl PublishRequest {
-    /// QoS 0, not retained, no properties.
-    pub fn new() -> PublishRequest {
-        PublishRequest::default()
-    }
-
-    /// Set the QoS.
-    pub fn qos(mut self, qos: QoS) -> Self {
-        self.qos = qos;
-        self
-    }
-
-    /// Set the retain flag.
-    pub fn retain(mut self, retain: bool) -> Self {
-        self.retain = retain;
-        self
-    }
-
-    /// Set the MQTT 5 properties.
-    pub fn properties(mut self, properties: PublishProperties) -> Self {
-        self.properties = properties;
-        self
     }
 }
 
@@ -399,7 +356,15 @@ impl IotDataClient {
         &self.base
     }
 
-    /// Publish `payload` to `topic` (`Publish`).
+    /// Publish `payload` to `topic` (`Publish`), with the same arguments as
+    /// [`crate::DataManager::publish_with`]: `options` carry the retain flag (query
+    /// `retain=true`; needs `iot:RetainPublish` too) and the MQTT 5 properties IoT Core's
+    /// Publish API takes — user properties (header `x-amz-mqtt5-user-properties`, base64
+    /// of a JSON array of one-pair objects), payload format
+    /// (`x-amz-mqtt5-payload-format-indicator`), correlation data
+    /// (`x-amz-mqtt5-correlation-data`, base64), content type, response topic and message
+    /// expiry (queries `contentType`, `responseTopic`, `messageExpiry`). MQTT 5
+    /// subscribers receive them; IoT Core keeps a retained message's user properties.
     ///
     /// # Errors
     ///
@@ -411,10 +376,11 @@ impl IotDataClient {
         &self,
         topic: &str,
         payload: impl Into<Bytes>,
-        request: PublishRequest,
+        qos: QoS,
+        options: PublishOptions,
     ) -> Result<(), DataError> {
         const OP: &str = "Publish";
-        let (query, headers) = publish_parameters(&request);
+        let (query, headers) = publish_parameters(qos, &options);
         let call = Call {
             operation: OP,
             method: reqwest::Method::POST,
@@ -712,15 +678,16 @@ fn query_string(query: &[(&str, String)]) -> String {
 /// The query parameters and headers of a Publish (botocore's `PublishRequest`). Pure.
 #[allow(clippy::type_complexity)]
 fn publish_parameters(
-    request: &PublishRequest,
+    qos: QoS,
+    options: &PublishOptions,
 ) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
-    let p = &request.properties;
-    let qos = match request.qos {
+    let p = &options.properties;
+    let qos = match qos {
         QoS::AtMostOnce => "0",
         QoS::AtLeastOnce => "1",
     };
     let mut query = vec![("qos", qos.to_owned())];
-    if request.retain {
+    if options.retain {
         query.push(("retain", "true".to_owned()));
     }
     if let Some(content_type) = &p.content_type {
@@ -960,6 +927,7 @@ fn parse_named_shadows(answer: &Value) -> Result<NamedShadowsPage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mqtt5::PublishProperties;
 
     #[test]
     fn labels_are_encoded_as_botocore_encodes_them() {
@@ -1009,26 +977,23 @@ mod tests {
 
     #[test]
     fn publish_parameters_follow_the_rest_api() {
-        let (query, headers) = publish_parameters(&PublishRequest::new());
+        let (query, headers) = publish_parameters(QoS::AtMostOnce, &PublishOptions::new());
         assert_eq!(query, vec![("qos", "0".to_owned())]);
         assert_eq!(
             headers,
             vec![("content-type", "application/octet-stream".to_owned())]
         );
-        let request = PublishRequest::new()
-            .qos(QoS::AtLeastOnce)
-            .retain(true)
-            .properties(
-                PublishProperties::new()
-                    .user_property("k1", "v1")
-                    .user_property("k1", "v2")
-                    .content_type("text/plain")
-                    .payload_format(PayloadFormat::Utf8)
-                    .response_topic("reply/to")
-                    .correlation_data(&b"id-1"[..])
-                    .message_expiry_interval(60),
-            );
-        let (query, headers) = publish_parameters(&request);
+        let options = PublishOptions::new().retain(true).properties(
+            PublishProperties::new()
+                .user_property("k1", "v1")
+                .user_property("k1", "v2")
+                .content_type("text/plain")
+                .payload_format(PayloadFormat::Utf8)
+                .response_topic("reply/to")
+                .correlation_data(&b"id-1"[..])
+                .message_expiry_interval(60),
+        );
+        let (query, headers) = publish_parameters(QoS::AtLeastOnce, &options);
         assert_eq!(
             query_string(&query),
             "?qos=1&retain=true&contentType=text%2Fplain&responseTopic=reply%2Fto&messageExpiry=60"

@@ -8,10 +8,10 @@ mod broker_support;
 use std::time::{Duration, SystemTime};
 
 use broker_support::*;
-use pubsub::data::{IotDataClient, PublishRequest};
+use pubsub::data::IotDataClient;
 use pubsub::{
     Credentials, DataError, DataManager, MqttConnectOptions, PayloadFormat, ProtocolVersion,
-    PublishProperties, QoS,
+    PublishOptions, PublishProperties, QoS,
 };
 use serde_json::json;
 
@@ -106,7 +106,8 @@ async fn publish_reaches_mqtt_subscribers_with_its_properties() {
     within(https.publish(
         topic,
         "hello over https",
-        PublishRequest::new().qos(QoS::AtLeastOnce),
+        QoS::AtLeastOnce,
+        PublishOptions::new(),
     ))
     .await
     .unwrap();
@@ -133,7 +134,8 @@ async fn publish_reaches_mqtt_subscribers_with_its_properties() {
     within(https.publish(
         "chat/props",
         "with properties",
-        PublishRequest::new().properties(properties.clone()),
+        QoS::AtMostOnce,
+        PublishOptions::new().properties(properties.clone()),
     ))
     .await
     .unwrap();
@@ -156,11 +158,10 @@ async fn retained_messages_get_and_list_with_paging() {
     let admin = b.admin();
     let topics = ["retained/a", "retained/b/c", "retained/d", "retained/e f"];
     for (i, topic) in topics.iter().enumerate() {
-        let request = PublishRequest::new()
-            .qos(QoS::AtLeastOnce)
+        let options = PublishOptions::new()
             .retain(true)
             .properties(PublishProperties::new().user_property("n", i.to_string()));
-        within(admin.publish(topic, format!("payload {i}"), request))
+        within(admin.publish(topic, format!("payload {i}"), QoS::AtLeastOnce, options))
             .await
             .unwrap();
     }
@@ -226,18 +227,20 @@ async fn retained_messages_get_and_list_with_paging() {
 async fn refusals_carry_status_and_exception_name() {
     let b = Broker::start("data-refusals").await;
     let device = b.client(ACCESS_KEY, SECRET_KEY, None);
-    within(device.publish("chat/ok", "fine", PublishRequest::new()))
+    within(device.publish("chat/ok", "fine", QoS::AtMostOnce, PublishOptions::new()))
         .await
         .unwrap();
-    let (status, error_type, _) =
-        refusal(within(device.publish("private/x", "no", PublishRequest::new())).await);
+    let (status, error_type, _) = refusal(
+        within(device.publish("private/x", "no", QoS::AtMostOnce, PublishOptions::new())).await,
+    );
     assert_eq!((status, error_type.as_str()), (403, "ForbiddenException"));
     let (status, error_type, _) = refusal(within(device.get_thing_shadow("lamp", None)).await);
     assert_eq!((status, error_type.as_str()), (403, "ForbiddenException"));
 
     let forged = b.client(ACCESS_KEY, "not-the-secret", None);
-    let (status, error_type, message) =
-        refusal(within(forged.publish("chat/ok", "x", PublishRequest::new())).await);
+    let (status, error_type, message) = refusal(
+        within(forged.publish("chat/ok", "x", QoS::AtMostOnce, PublishOptions::new())).await,
+    );
     assert_eq!(
         (status, error_type.as_str()),
         (403, "UnauthorizedException")
@@ -261,7 +264,7 @@ async fn refusals_carry_status_and_exception_name() {
         Credentials::new(ADMIN_KEY, ADMIN_SECRET, None, None, "test"),
     )
     .unwrap();
-    let e = within(nowhere.publish("chat/x", "x", PublishRequest::new()))
+    let e = within(nowhere.publish("chat/x", "x", QoS::AtMostOnce, PublishOptions::new()))
         .await
         .unwrap_err();
     assert!(matches!(e, DataError::Transport { .. }), "{e:?}");
@@ -394,11 +397,18 @@ async fn cognito_credentials_sign_with_their_session_token() {
     let token = temporary.session_token().unwrap().to_owned();
 
     let app = IotDataClient::new(&http, "us-east-1", provider).unwrap();
-    within(app.publish("chat/guest", "hi", PublishRequest::new()))
+    within(app.publish("chat/guest", "hi", QoS::AtMostOnce, PublishOptions::new()))
         .await
         .unwrap();
-    let (status, error_type, _) =
-        refusal(within(app.publish("private/guest", "no", PublishRequest::new())).await);
+    let (status, error_type, _) = refusal(
+        within(app.publish(
+            "private/guest",
+            "no",
+            QoS::AtMostOnce,
+            PublishOptions::new(),
+        ))
+        .await,
+    );
     assert_eq!((status, error_type.as_str()), (403, "ForbiddenException"));
 
     let key = temporary.access_key_id();
@@ -406,8 +416,9 @@ async fn cognito_credentials_sign_with_their_session_token() {
     let no_token = b.client(key, secret, None);
     let wrong_token = b.client(key, secret, Some("not-the-issued-token"));
     for client in [no_token, wrong_token] {
-        let (status, error_type, message) =
-            refusal(within(client.publish("chat/guest", "x", PublishRequest::new())).await);
+        let (status, error_type, message) = refusal(
+            within(client.publish("chat/guest", "x", QoS::AtMostOnce, PublishOptions::new())).await,
+        );
         assert_eq!(
             (status, error_type.as_str()),
             (403, "UnauthorizedException")
@@ -415,7 +426,12 @@ async fn cognito_credentials_sign_with_their_session_token() {
         assert!(message.contains("session token"), "{message}");
     }
     let again = b.client(key, secret, Some(&token));
-    within(again.publish("chat/guest", "again", PublishRequest::new()))
-        .await
-        .unwrap();
+    within(again.publish(
+        "chat/guest",
+        "again",
+        QoS::AtMostOnce,
+        PublishOptions::new(),
+    ))
+    .await
+    .unwrap();
 }
