@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::mqtt5::ReasonCode;
 
 /// ` (<reason string>)` when the broker sent one.
-fn detail(reason_string: &Option<String>) -> String {
+pub(crate) fn detail(reason_string: &Option<String>) -> String {
     match reason_string {
         Some(s) if !s.is_empty() => format!(" ({s})"),
         _ => String::new(),

@@ -271,7 +271,6 @@ pub(crate) struct Shared {
     /// Bumped by every `connect*` and `disconnect`: a task whose generation is no longer
     /// current reports nothing (its successor owns the status).
     pub(crate) generation: u64,
-    pub(crate) connected: bool,
     pub(crate) subscriptions: Vec<Subscription>,
     /// The offline queue: publishes made while the connection is down.
     pub(crate) queue: VecDeque<(OutgoingPublish, Sink<PublishOutcome>)>,
@@ -343,7 +342,6 @@ impl Inner {
             self.report(&sh, g, StatusEvent::ended(Reason::UserDisconnect));
             sh.live = None;
             sh.generation += 1;
-            sh.connected = false;
             sh.connack = None;
             sh.subscriptions
                 .retain(|s| matches!(s.handler, Handler::Internal(_)));
@@ -547,7 +545,7 @@ impl DataManager {
         certificate_id: &str,
         status_callback: impl FnMut(StatusEvent) + Send + 'static,
     ) -> Result<(), Error> {
-        self.connect_certificate(client_id, clean_session, certificate_id, false)
+        self.connect_certificate(client_id, certificate_id, false)
             .and_then(|dial| self.start(client_id, clean_session, dial, true, status_callback))
     }
 
@@ -562,14 +560,13 @@ impl DataManager {
         certificate_id: &str,
         status_callback: impl FnMut(StatusEvent) + Send + 'static,
     ) -> Result<(), Error> {
-        self.connect_certificate(client_id, clean_session, certificate_id, true)
+        self.connect_certificate(client_id, certificate_id, true)
             .and_then(|dial| self.start(client_id, clean_session, dial, true, status_callback))
     }
 
     fn connect_certificate(
         &self,
         client_id: &str,
-        _clean_session: bool,
         certificate_id: &str,
         alpn: bool,
     ) -> Result<Dial, Error> {
@@ -826,8 +823,6 @@ impl DataManager {
             },
             keep_alive,
             ping_timeout: mqtt.ping_timeout,
-            username: None,
-            password: None,
             will: mqtt.last_will.as_ref().map(|w| w.to_wire()),
             session_expiry: u32::try_from(mqtt.session_expiry.as_secs()).unwrap_or(u32::MAX),
             max_packet_size: u32::try_from(mqtt.max_packet_size).unwrap_or(u32::MAX),
@@ -863,7 +858,6 @@ impl DataManager {
                 tx: tx.clone(),
                 status_callback: Arc::new(Mutex::new(status_callback)),
             });
-            sh.connected = false;
             sh.connack = None;
             sh.client_id = Some(client_id.to_owned());
             sh.iot_rules = iot_rules;
@@ -903,38 +897,6 @@ impl DataManager {
 
     // ---- publish ----
 
-    fn check_topic(&self, topic: &str, iot_rules: bool) -> Result<(), Error> {
-        let invalid = |reason| Error::InvalidTopic {
-            topic: topic.to_owned(),
-            reason,
-        };
-        if iot_rules {
-            let limits = iot::Limits::default();
-            iot::topic::validate_topic_name(topic, &limits)
-                .and_then(|()| iot::topic::validate_client_publish(topic))
-                .map_err(|e| invalid(Some(e)))
-        } else if topic::is_valid_topic(topic) {
-            Ok(())
-        } else {
-            Err(invalid(None))
-        }
-    }
-
-    fn check_filter(&self, filter: &str, iot_rules: bool) -> Result<(), Error> {
-        let invalid = |reason| Error::InvalidTopic {
-            topic: filter.to_owned(),
-            reason,
-        };
-        if iot_rules {
-            iot::topic::validate_topic_filter(filter, &iot::Limits::default())
-                .map_err(|e| invalid(Some(e)))
-        } else if topic::is_valid_filter(filter) {
-            Ok(())
-        } else {
-            Err(invalid(None))
-        }
-    }
-
     /// Hand a publish to the session (connected), the offline queue (connecting or
     /// reconnecting), or refuse it. `Ok(None)`: handed over, `sink` hears the end.
     fn submit(
@@ -944,7 +906,7 @@ impl DataManager {
     ) -> Result<Option<PublishOutcome>, Error> {
         let inner = self.inner();
         let iot_rules = inner.lock().iot_rules;
-        self.check_topic(&p.topic, iot_rules)?;
+        check_topic(&p.topic, iot_rules)?;
         let max = if iot_rules {
             iot::Limits::default().max_payload_bytes
         } else {
@@ -965,7 +927,7 @@ impl DataManager {
         let Some(live) = sh.live.as_ref() else {
             return Err(Error::NotConnected);
         };
-        if sh.connected {
+        if sh.connack.is_some() {
             live.tx
                 .send(Command::Publish(p, sink))
                 .map_err(|_| Error::NotConnected)?;
@@ -1209,7 +1171,7 @@ impl DataManager {
     ) -> Result<u64, Error> {
         let inner = self.inner();
         let mut sh = inner.lock();
-        self.check_filter(filter, sh.iot_rules)?;
+        check_filter(filter, sh.iot_rules)?;
         let Some(live) = sh.live.as_ref() else {
             return Err(Error::NotConnected);
         };
@@ -1420,6 +1382,40 @@ impl DataManager {
     /// `filter`.
     pub(crate) fn remove_internal(&self, id: u64, filter: &str) {
         remove_subscription_id(self.inner(), id, filter, true);
+    }
+}
+
+/// `topic` under the rules that apply ([`ClientRules`]).
+fn check_topic(topic: &str, iot_rules: bool) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidTopic {
+        topic: topic.to_owned(),
+        reason,
+    };
+    if iot_rules {
+        let limits = iot::Limits::default();
+        iot::topic::validate_topic_name(topic, &limits)
+            .and_then(|()| iot::topic::validate_client_publish(topic))
+            .map_err(|e| invalid(Some(e)))
+    } else if topic::is_valid_topic(topic) {
+        Ok(())
+    } else {
+        Err(invalid(None))
+    }
+}
+
+/// `filter` under the rules that apply ([`ClientRules`]).
+fn check_filter(filter: &str, iot_rules: bool) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidTopic {
+        topic: filter.to_owned(),
+        reason,
+    };
+    if iot_rules {
+        iot::topic::validate_topic_filter(filter, &iot::Limits::default())
+            .map_err(|e| invalid(Some(e)))
+    } else if topic::is_valid_filter(filter) {
+        Ok(())
+    } else {
+        Err(invalid(None))
     }
 }
 

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mqtt::{
     Ack, ConnAck, Connect, ConnectProperties, Disconnect, LastWill, Packet, Protocol, Publish,
-    PublishProperties, QoS as WireQoS, ReasonCode, Subscribe, SubscribeFilter, SubscribeProperties,
-    Unsubscribe,
+    PublishProperties, QoS as WireQoS, ReasonCode, SubAck, Subscribe, SubscribeFilter,
+    SubscribeProperties, UnsubAck, Unsubscribe,
 };
 
 use crate::error::Error;
@@ -47,8 +47,6 @@ pub(crate) struct SessionConfig {
     pub(crate) keep_alive: Duration,
     /// How long a PINGREQ may wait for its PINGRESP before the link counts as dead.
     pub(crate) ping_timeout: Duration,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<Bytes>,
     pub(crate) will: Option<LastWill>,
     /// MQTT 5 Session Expiry Interval, seconds (sent on every CONNECT so a reconnect has a
     /// session to rejoin).
@@ -178,9 +176,14 @@ impl<A> ClientSession<A> {
         self.config.protocol
     }
 
-    /// The CONNECT for the next connection: the caller's clean flag the first time, a
+    /// The CONNECT for the next connection, with this attempt's credentials (a custom-auth
+    /// token may change between attempts): the caller's clean flag the first time, a
     /// request to resume afterwards.
-    pub(crate) fn connect_packet(&self) -> Packet {
+    pub(crate) fn connect_packet(
+        &self,
+        username: Option<String>,
+        password: Option<Bytes>,
+    ) -> Packet {
         let c = &self.config;
         let v5 = c.protocol.is_v5();
         let mut properties = ConnectProperties::default();
@@ -194,8 +197,8 @@ impl<A> ClientSession<A> {
             client_id: c.client_id.clone(),
             clean_session: if self.joined { false } else { c.clean_start },
             will: c.will.clone(),
-            username: c.username.clone(),
-            password: c.password.clone(),
+            username,
+            password,
             properties,
         })
     }
@@ -340,90 +343,22 @@ impl<A> ClientSession<A> {
         }
         match packet {
             Packet::Publish(p) => self.on_publish(p),
-            Packet::PubAck(a) => {
-                match self.tracked.get(&a.pkid).map(|t| &t.op) {
-                    Some(TrackedOp::Publish(_)) => {
-                        let t = self.tracked.remove(&a.pkid).expect("present");
-                        let r = if a.reason.is_success() {
-                            Ok(())
-                        } else {
-                            Err(Error::PublishRefused {
-                                reason: a.reason,
-                                reason_string: a.properties.reason_string.clone(),
-                            })
-                        };
-                        self.completions.push_back((t.token, r));
-                    }
-                    // An ack for an operation that timed out: nothing waits for it.
-                    _ => tracing::debug!(pkid = a.pkid, "PUBACK for no publish in flight"),
-                }
-                self.flush_waiting(now);
-                Ok(())
-            }
-            Packet::SubAck(s) => {
-                match self.tracked.get(&s.pkid).map(|t| &t.op) {
-                    Some(TrackedOp::Subscribe(_)) => {
-                        let t = self.tracked.remove(&s.pkid).expect("present");
-                        let TrackedOp::Subscribe(filters) = t.op else {
-                            unreachable!()
-                        };
-                        let refused = s
-                            .return_codes
-                            .iter()
-                            .zip(&filters)
-                            .find(|(r, _)| r.is_failure());
-                        let r = match refused {
-                            None if s.return_codes.len() == filters.len() => Ok(()),
-                            None => Err(Error::SubscribeRefused {
-                                filter: filters[0].0.clone(),
-                                reason: ReasonCode::PROTOCOL_ERROR,
-                                reason_string: Some(format!(
-                                    "SUBACK has {} codes for {} filters",
-                                    s.return_codes.len(),
-                                    filters.len()
-                                )),
-                            }),
-                            Some((reason, (filter, _))) => Err(Error::SubscribeRefused {
-                                filter: filter.clone(),
-                                reason: *reason,
-                                reason_string: s.properties.reason_string.clone(),
-                            }),
-                        };
-                        self.completions.push_back((t.token, r));
-                    }
-                    _ => tracing::debug!(pkid = s.pkid, "SUBACK for no subscribe in flight"),
-                }
-                self.flush_waiting(now);
-                Ok(())
-            }
-            Packet::UnsubAck(u) => {
-                match self.tracked.get(&u.pkid).map(|t| &t.op) {
-                    Some(TrackedOp::Unsubscribe(_)) => {
-                        let t = self.tracked.remove(&u.pkid).expect("present");
-                        let TrackedOp::Unsubscribe(filters) = t.op else {
-                            unreachable!()
-                        };
-                        // 0x11 No subscription existed is a success: the filter is not held.
-                        let r = match u
-                            .reason_codes
-                            .iter()
-                            .zip(&filters)
-                            .find(|(r, _)| r.is_failure())
-                        {
-                            None => Ok(()),
-                            Some((reason, filter)) => Err(Error::UnsubscribeRefused {
-                                filter: filter.clone(),
-                                reason: *reason,
-                                reason_string: u.properties.reason_string.clone(),
-                            }),
-                        };
-                        self.completions.push_back((t.token, r));
-                    }
-                    _ => tracing::debug!(pkid = u.pkid, "UNSUBACK for no unsubscribe in flight"),
-                }
-                self.flush_waiting(now);
-                Ok(())
-            }
+            Packet::PubAck(a) => self.acknowledged(a.pkid, "PUBACK", now, |op| match op {
+                TrackedOp::Publish(_) if a.reason.is_success() => Some(Ok(())),
+                TrackedOp::Publish(_) => Some(Err(Error::PublishRefused {
+                    reason: a.reason,
+                    reason_string: a.properties.reason_string.clone(),
+                })),
+                _ => None,
+            }),
+            Packet::SubAck(ack) => self.acknowledged(ack.pkid, "SUBACK", now, |op| match op {
+                TrackedOp::Subscribe(filters) => Some(suback_verdict(filters, &ack)),
+                _ => None,
+            }),
+            Packet::UnsubAck(ack) => self.acknowledged(ack.pkid, "UNSUBACK", now, |op| match op {
+                TrackedOp::Unsubscribe(filters) => Some(unsuback_verdict(filters, &ack)),
+                _ => None,
+            }),
             Packet::PingResp => {
                 self.ping_sent = None;
                 Ok(())
@@ -437,6 +372,27 @@ impl<A> ClientSession<A> {
                 other.name()
             ))),
         }
+    }
+
+    /// The acknowledgement `name` for `pkid`: `verdict` says how the operation it answers
+    /// ends, or `None` when no operation of that kind waits under this id (e.g. it timed
+    /// out), and the ack is dropped.
+    fn acknowledged(
+        &mut self,
+        pkid: u16,
+        name: &str,
+        now: Instant,
+        verdict: impl FnOnce(&TrackedOp) -> Option<Result<(), Error>>,
+    ) -> Result<(), Reason> {
+        match self.tracked.get(&pkid).and_then(|t| verdict(&t.op)) {
+            Some(r) => {
+                let t = self.tracked.remove(&pkid).expect("looked up above");
+                self.completions.push_back((t.token, r));
+            }
+            None => tracing::debug!(pkid, "{name} for no matching operation in flight"),
+        }
+        self.flush_waiting(now);
+        Ok(())
     }
 
     fn on_publish(&mut self, p: Publish) -> Result<(), Reason> {
@@ -676,6 +632,51 @@ impl<A> ClientSession<A> {
     }
 }
 
+/// How a SUBSCRIBE of `filters` ends by its SUBACK: the first refused filter, named, or
+/// a protocol error when the codes do not match the filters one to one.
+fn suback_verdict(filters: &[(String, QoS)], ack: &SubAck) -> Result<(), Error> {
+    let refused = ack
+        .return_codes
+        .iter()
+        .zip(filters)
+        .find(|(r, _)| r.is_failure());
+    match refused {
+        None if ack.return_codes.len() == filters.len() => Ok(()),
+        None => Err(Error::SubscribeRefused {
+            filter: filters[0].0.clone(),
+            reason: ReasonCode::PROTOCOL_ERROR,
+            reason_string: Some(format!(
+                "SUBACK has {} codes for {} filters",
+                ack.return_codes.len(),
+                filters.len()
+            )),
+        }),
+        Some((reason, (filter, _))) => Err(Error::SubscribeRefused {
+            filter: filter.clone(),
+            reason: *reason,
+            reason_string: ack.properties.reason_string.clone(),
+        }),
+    }
+}
+
+/// How an UNSUBSCRIBE ends by its UNSUBACK (MQTT 3.1.1's carries no codes: success).
+/// 0x11 No subscription existed is a success: the filter is not held.
+fn unsuback_verdict(filters: &[String], ack: &UnsubAck) -> Result<(), Error> {
+    match ack
+        .reason_codes
+        .iter()
+        .zip(filters)
+        .find(|(r, _)| r.is_failure())
+    {
+        None => Ok(()),
+        Some((reason, filter)) => Err(Error::UnsubscribeRefused {
+            filter: filter.clone(),
+            reason: *reason,
+            reason_string: ack.properties.reason_string.clone(),
+        }),
+    }
+}
+
 fn subscribe_packet(pkid: u16, filters: &[(String, QoS)]) -> Packet {
     Packet::Subscribe(Subscribe {
         pkid,
@@ -698,7 +699,7 @@ fn unsubscribe_packet(pkid: u16, filters: &[String]) -> Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mqtt::{ConnAck, SubAck};
+    use mqtt::ConnAck;
 
     fn config(clean_start: bool) -> SessionConfig {
         SessionConfig {
@@ -707,8 +708,6 @@ mod tests {
             protocol: Protocol::V311,
             keep_alive: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(3),
-            username: None,
-            password: None,
             will: None,
             session_expiry: 3600,
             max_packet_size: 1 << 20,
@@ -753,18 +752,18 @@ mod tests {
     fn the_first_connect_uses_the_callers_flag_and_reconnects_rejoin() {
         let t = Instant::now();
         let mut s = ClientSession::<u32>::new(config(true));
-        assert!(clean_flag(&s.connect_packet()));
+        assert!(clean_flag(&s.connect_packet(None, None)));
         // Refused: nothing joined yet, so the next attempt is still clean.
         let refused = ConnAck::new(false, ReasonCode::NOT_AUTHORIZED);
         assert!(matches!(
             s.on_connack(&refused, t),
             Err(Reason::Refused { .. })
         ));
-        assert!(clean_flag(&s.connect_packet()));
+        assert!(clean_flag(&s.connect_packet(None, None)));
         assert!(!s.on_connack(&connack(false), t).unwrap());
         s.on_connection_lost();
         assert!(
-            !clean_flag(&s.connect_packet()),
+            !clean_flag(&s.connect_packet(None, None)),
             "a reconnect asks to resume"
         );
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::detail;
 use crate::mqtt5::ReasonCode;
 
 /// Connection status, as iOS `AWSIoTMQTTStatus`.
@@ -107,13 +108,6 @@ pub enum Reason {
     /// The task driving the connection stopped (its tokio runtime shut down).
     #[error("the connection's task stopped (its runtime shut down)")]
     TaskStopped,
-}
-
-fn detail(s: &Option<String>) -> String {
-    match s {
-        Some(s) if !s.is_empty() => format!(" ({s})"),
-        _ => String::new(),
-    }
 }
 
 impl Reason {

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::manager::{
     BoxFuture, Command, CustomAuth, Handler, Inner, Message, PublishOutcome, Sink,
 };
+use crate::mqtt5::ConnackProperties;
 use crate::session::{ClientSession, Delivery, SessionConfig};
 use crate::status::{Reason, Status, StatusEvent};
 use crate::transport::{self, Target, Transport, WebSocketTarget};
@@ -141,7 +142,8 @@ impl Dial {
                 let a = provider().await?;
                 let signature = a.token_signature.as_deref();
                 let mut target = target.clone();
-                match websocket_url {
+                // WebSocket: the parameters are upgrade headers; direct: the username.
+                let (user, password) = match websocket_url {
                     Some(url) => {
                         target.websocket = Some(WebSocketTarget {
                             url: url.clone(),
@@ -152,26 +154,23 @@ impl Dial {
                                 signature,
                             ),
                         });
-                        Prepared {
-                            target,
-                            username: auth::username_with_metrics(None, host, *metrics),
-                            password: None,
-                        }
+                        (None, None)
                     }
-                    None => {
-                        let user = auth::custom_auth_username(
+                    None => (
+                        Some(auth::custom_auth_username(
                             a.username.as_deref(),
                             &a.authorizer_name,
                             &a.token_key_name,
                             &a.token_value,
                             signature,
-                        );
-                        Prepared {
-                            target,
-                            username: auth::username_with_metrics(Some(&user), host, *metrics),
-                            password: a.password.clone(),
-                        }
-                    }
+                        )),
+                        a.password.clone(),
+                    ),
+                };
+                Prepared {
+                    target,
+                    username: auth::username_with_metrics(user.as_deref(), host, *metrics),
+                    password,
                 }
             }
         })
@@ -316,7 +315,6 @@ impl SessionTask {
                 self.inner
                     .report(&sh, self.generation, StatusEvent::ended(reason.clone()));
                 sh.live = None;
-                sh.connected = false;
                 sh.connack = None;
                 // Streams and callbacks end with the session; internal ones stay.
                 sh.subscriptions
@@ -492,7 +490,7 @@ impl SessionTask {
         for c in early {
             self.command(c);
         }
-        let (mut transport, mut buf, session_present) = match opened {
+        let (mut transport, mut buf, connack) = match opened {
             Ok(x) => x,
             Err(end) => {
                 self.session.on_connection_lost();
@@ -500,36 +498,26 @@ impl SessionTask {
             }
         };
         let connected_at = Instant::now();
-        // Connected: the offline queue goes to the session (in order, behind what it
-        // re-sends), and new publishes come as commands from now on.
+        let session_present = connack.session_present;
+        // Connected (a CONNACK on record): the offline queue goes to the session (in order,
+        // behind what it re-sends), and new publishes come as commands from now on.
         let queued: Vec<_> = {
             let mut sh = self.inner.lock();
-            sh.connected = true;
+            sh.connack = Some(connack);
             sh.queue.drain(..).collect()
         };
         tracing::info!(session_present, "connected");
-        {
-            let sh = self.inner.lock();
-            self.inner.report(
-                &sh,
-                self.generation,
-                StatusEvent {
-                    status: Status::Connected,
-                    reason: None,
-                    session_present,
-                },
-            );
-        }
+        self.report(StatusEvent {
+            status: Status::Connected,
+            reason: None,
+            session_present,
+        });
         self.resubscribe(session_present);
         for (p, sink) in queued {
             self.command(Command::Publish(p, sink));
         }
         let end = self.drive(&mut transport, &mut buf).await;
-        {
-            let mut sh = self.inner.lock();
-            sh.connected = false;
-            sh.connack = None;
-        }
+        self.inner.lock().connack = None;
         self.session.on_connection_lost();
         match end {
             Ok(done) => {
@@ -700,17 +688,13 @@ async fn open(
     session: &mut ClientSession<Token>,
     dial: &Dial,
     inner: &Inner,
-) -> Result<(Transport, BytesMut, bool), Reason> {
+) -> Result<(Transport, BytesMut, ConnackProperties), Reason> {
     let prepared = dial
         .prepare()
         .await
         .map_err(|e| Reason::Prepare(Arc::new(e)))?;
     let mut transport = transport::open(&prepared.target).await?;
-    let mut connect = session.connect_packet();
-    if let mqtt::Packet::Connect(c) = &mut connect {
-        c.username = prepared.username;
-        c.password = prepared.password.map(Bytes::from);
-    }
+    let connect = session.connect_packet(prepared.username, prepared.password.map(Bytes::from));
     let protocol = session.protocol();
     let mut out = BytesMut::new();
     mqtt::encode(&connect, &mut out, protocol)
@@ -722,9 +706,8 @@ async fn open(
     loop {
         match mqtt::decode(&mut buf, max, protocol) {
             Ok(Some(mqtt::Packet::ConnAck(ack))) => {
-                let present = session.on_connack(&ack, now())?;
-                inner.lock().connack = Some(crate::mqtt5::connack_properties(&ack));
-                return Ok((transport, buf, present));
+                session.on_connack(&ack, now())?;
+                return Ok((transport, buf, crate::mqtt5::connack_properties(&ack)));
             }
             Ok(Some(other)) => {
                 return Err(Reason::Protocol(format!("{} before CONNACK", other.name())))
