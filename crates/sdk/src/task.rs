@@ -512,9 +512,14 @@ impl SessionTask {
             reason: None,
             session_present,
         });
-        self.resubscribe(session_present);
+        // Subscriptions before the offline queue (a queued message may be for one of
+        // them), and the offline queue before publishes made since.
+        let newer = self.resubscribe(session_present);
         for (p, sink) in queued {
             self.command(Command::Publish(p, sink));
+        }
+        for c in newer {
+            self.command(c);
         }
         let end = self.drive(&mut transport, &mut buf).await;
         self.inner.lock().connack = None;
@@ -536,10 +541,13 @@ impl SessionTask {
     ///
     /// The table is read, and the commands already queued are taken, under the lock that
     /// `subscribe` holds while it adds a row and queues its SUBSCRIBE: so a subscription
-    /// made just now is sent once (by its own command), not twice.
-    fn resubscribe(&mut self, session_present: bool) {
+    /// made just now is sent once (by its own command), not twice. The publishes among
+    /// those commands are returned, not sent: they were made after the offline queue's,
+    /// which the caller sends first.
+    #[must_use]
+    fn resubscribe(&mut self, session_present: bool) -> Vec<Command> {
         if session_present || !self.inner.config.mqtt.auto_resubscribe {
-            return;
+            return Vec::new();
         }
         let (table, queued) = {
             let sh = self.inner.lock();
@@ -555,9 +563,11 @@ impl SessionTask {
             (table, queued)
         };
         let mut disconnect = None;
+        let mut publishes = Vec::new();
         for c in queued {
             match c {
                 Command::Disconnect(done) => disconnect = Some(done),
+                c @ Command::Publish(..) => publishes.push(c),
                 c => self.command(c),
             }
         }
@@ -584,6 +594,7 @@ impl SessionTask {
             // Put it back: the connected loop handles it first thing.
             self.deferred_disconnect = Some(done);
         }
+        publishes
     }
 
     /// The connected loop. `Ok` on a user disconnect (DISCONNECT written), `Err` with why
